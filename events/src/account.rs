@@ -1,0 +1,60 @@
+//! Account events, published on [`topics::ACCOUNTS`](crate::topics::ACCOUNTS) and keyed by account id.
+
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+use uuid::Uuid;
+
+use crate::envelope::{AggregateType, domain_event, event_family};
+
+/// An account's full state as events carry it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Account {
+    pub id: Uuid,
+    pub name: String,
+    pub version: i64,
+    pub created_at: DateTime<Utc>,
+}
+
+/// `shop.account.created.v1`: an account was opened.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AccountCreated {
+    pub account: Account,
+}
+
+domain_event!(AccountCreated, AggregateType::ACCOUNT, "shop.account.created" v 1, account);
+
+event_family! {
+    /// Every event on the accounts topic.
+    pub enum AccountEvent {
+        Created(AccountCreated),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::{Envelope, TraceContext, envelope::now, topics};
+
+    #[test]
+    fn account_created_round_trips_through_json() {
+        let event = AccountCreated {
+            account: Account { id: Uuid::now_v7(), name: "Ada".into(), version: 1, created_at: now() },
+        };
+        let envelope = Envelope::new(&event, Some(&TraceContext::new_root()));
+
+        let json = serde_json::to_string(&envelope).unwrap();
+        let read: Envelope = serde_json::from_str(&json).unwrap();
+
+        assert_eq!(read, envelope);
+        assert_eq!(read.decode::<AccountCreated>().unwrap(), event);
+        assert_eq!(read.event_type, "shop.account.created.v1");
+        assert_eq!(read.aggregate_type, "account");
+        assert_eq!(read.topic, topics::ACCOUNTS);
+        assert_eq!((read.aggregate_id, read.aggregate_version), (event.account.id, 1));
+        let payload = serde_json::to_vec(&read.payload).unwrap();
+        assert_eq!(
+            AccountEvent::decode(&read.event_type, &payload).unwrap(),
+            AccountEvent::Created(event)
+        );
+    }
+}

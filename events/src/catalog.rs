@@ -1,0 +1,119 @@
+//! Product events, published on [`topics::PRODUCTS`](crate::topics::PRODUCTS) and keyed by product id.
+
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+use uuid::Uuid;
+
+use crate::envelope::{AggregateType, domain_event, event_family};
+
+/// A product's full state as events carry it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Product {
+    pub id: Uuid,
+    pub name: String,
+    pub description: String,
+    /// Price in cents.
+    pub price_cents: i64,
+    pub version: i64,
+    pub created_at: DateTime<Utc>,
+    pub updated_at: DateTime<Utc>,
+}
+
+/// `shop.product.created.v1`: a product was added to the catalog.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ProductCreated {
+    pub product: Product,
+}
+
+/// `shop.product.updated.v1`: a product's name, description or price changed; `product` is its new state.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ProductUpdated {
+    pub product: Product,
+}
+
+domain_event!(ProductCreated, AggregateType::PRODUCT, "shop.product.created" v 1, product);
+domain_event!(ProductUpdated, AggregateType::PRODUCT, "shop.product.updated" v 1, product);
+
+event_family! {
+    /// Every event on the products topic.
+    pub enum ProductEvent {
+        Created(ProductCreated),
+        Updated(ProductUpdated),
+    }
+}
+
+impl ProductEvent {
+    /// The product's state after the event, whichever event it is.
+    pub fn product(&self) -> &Product {
+        match self {
+            Self::Created(ProductCreated { product }) | Self::Updated(ProductUpdated { product }) => product,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::{Envelope, envelope::now, topics};
+
+    fn product(version: i64) -> Product {
+        let at = now();
+        Product {
+            id: Uuid::now_v7(),
+            name: "Kettle".into(),
+            description: "Boils water, loudly.".into(),
+            price_cents: 2_499,
+            version,
+            created_at: at,
+            updated_at: at,
+        }
+    }
+
+    fn round_trip(envelope: &Envelope) -> (Envelope, ProductEvent) {
+        let read: Envelope = serde_json::from_str(&serde_json::to_string(envelope).unwrap()).unwrap();
+        let payload = serde_json::to_vec(&read.payload).unwrap();
+        let event = ProductEvent::decode(&read.event_type, &payload).unwrap();
+        (read, event)
+    }
+
+    #[test]
+    fn product_created_round_trips_through_json() {
+        let event = ProductCreated { product: product(1) };
+        let envelope = Envelope::new(&event, None);
+
+        let (read, decoded) = round_trip(&envelope);
+
+        assert_eq!(read, envelope);
+        assert_eq!(read.event_type, "shop.product.created.v1");
+        assert_eq!(read.topic, topics::PRODUCTS);
+        assert_eq!(decoded, ProductEvent::Created(event.clone()));
+        assert_eq!(decoded.product(), &event.product);
+    }
+
+    #[test]
+    fn product_updated_round_trips_through_json() {
+        let event = ProductUpdated { product: product(2) };
+        let envelope = Envelope::new(&event, None);
+
+        let (read, decoded) = round_trip(&envelope);
+
+        assert_eq!(read, envelope);
+        assert_eq!(read.event_type, "shop.product.updated.v1");
+        assert_eq!(read.aggregate_version, 2);
+        assert_eq!(decoded, ProductEvent::Updated(event));
+    }
+
+    #[test]
+    fn an_unknown_event_type_is_reported_as_such() {
+        let error = ProductEvent::decode("shop.product.deleted.v1", b"{}").unwrap_err();
+
+        assert!(matches!(error, crate::DecodeError::UnknownType(t) if t == "shop.product.deleted.v1"));
+    }
+
+    #[test]
+    fn a_payload_of_the_wrong_shape_is_a_payload_error() {
+        let error = ProductEvent::decode("shop.product.created.v1", br#"{"product": 3}"#).unwrap_err();
+
+        assert!(matches!(error, crate::DecodeError::Payload(_)));
+    }
+}

@@ -1,0 +1,25 @@
+//! The shop's event contract, shared by every service, the relay and every consumer.
+//!
+//! - [`envelope`]: [`Envelope`], the metadata every event travels with (one outbox row = one Kafka record), and
+//!   [`DomainEvent`], the trait every payload implements.
+//! - [`account`], [`catalog`], [`order`]: the payload types, each carrying the entity's full state, so that a
+//!   replay of a compacted topic from offset 0 rebuilds any projection.
+//! - [`topics`]: topic names.
+//! - [`trace`]: the W3C trace context carried from the request that caused an event to its consumers.
+//! - `outbox` (feature `outbox`): the outbox table's migration and [`append`](outbox::append), which writes an
+//!   envelope inside the caller's transaction.
+//!
+//! A published event never changes. A new shape is a new event type version (`shop.order.placed.v2`), and
+//! consumers keep accepting the old ones.
+
+pub mod account;
+pub mod catalog;
+pub mod envelope;
+pub mod order;
+#[cfg(feature = "outbox")]
+pub mod outbox;
+pub mod topics;
+pub mod trace;
+
+pub use envelope::{AggregateType, DecodeError, DomainEvent, Envelope, EventType};
+pub use trace::TraceContext;

@@ -1,0 +1,48 @@
+//! The transactional outbox: the table every service writes its events to, and [`append`], which writes one
+//! inside the caller's transaction.
+//!
+//! The outbox has its own migrations (tracked in [`MIGRATIONS_TABLE`], apart from the service's own), so every
+//! service database gets the same table, and the relay can bring it up to date without knowing any service.
+
+use sqlx::{PgPool, PgTransaction, migrate::MigrateError};
+
+use crate::Envelope;
+
+/// The table that records which outbox migrations a database has applied.
+pub const MIGRATIONS_TABLE: &str = "_shop_outbox_migrations";
+
+/// Creates or updates the outbox table. Safe to run concurrently from several processes (sqlx takes an advisory
+/// lock) and on every start.
+pub async fn migrate(pool: &PgPool) -> Result<(), MigrateError> {
+    let mut migrator = sqlx::migrate!("./migrations");
+    migrator.dangerous_set_table_name(MIGRATIONS_TABLE);
+    migrator.run(pool).await
+}
+
+/// Writes `envelope` to the outbox inside `transaction`, so the event is committed if and only if the domain
+/// change it describes is.
+///
+/// Writers must append an aggregate's versions in order, each after the previous one committed (lock the
+/// aggregate's row first): the relay publishes an aggregate's events in the order they were appended. Appending a
+/// version that already exists fails with a unique violation (SQLSTATE 23505), which callers report as a
+/// conflict.
+pub async fn append(transaction: &mut PgTransaction<'_>, envelope: &Envelope) -> Result<(), sqlx::Error> {
+    sqlx::query(
+        "INSERT INTO outbox (event_id, aggregate_type, aggregate_id, aggregate_version, event_type, topic,
+                             payload, occurred_at, traceparent, tracestate)
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)",
+    )
+    .bind(envelope.event_id)
+    .bind(&envelope.aggregate_type)
+    .bind(envelope.aggregate_id)
+    .bind(envelope.aggregate_version)
+    .bind(&envelope.event_type)
+    .bind(&envelope.topic)
+    .bind(&envelope.payload)
+    .bind(envelope.occurred_at)
+    .bind(envelope.trace.as_ref().map(|trace| trace.traceparent()))
+    .bind(envelope.trace.as_ref().and_then(|trace| trace.tracestate()))
+    .execute(&mut **transaction)
+    .await?;
+    Ok(())
+}

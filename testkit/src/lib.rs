@@ -1,0 +1,120 @@
+//! Test support shared by the shop's crates (a dev-dependency only).
+//!
+//! - [`TestDatabase`]: a fresh, empty Postgres database per test, dropped when the test ends.
+//! - [`OutboxRow`] and [`outbox_rows`]: read back what a service wrote to its outbox.
+//! - [`init_test_logging`]: logs to stdout when `TEST_LOG` is set, nothing otherwise.
+//!
+//! Tests reach Postgres at `TEST_POSTGRES_URL` (default `postgres://postgres@127.0.0.1:5432`); the user must be
+//! allowed to create databases.
+
+use std::{sync::Once, thread};
+
+use chrono::{DateTime, Utc};
+use sqlx::{Connection, Executor, PgConnection, PgPool, postgres::PgPoolOptions};
+use uuid::Uuid;
+
+/// The Postgres server tests create their databases on.
+pub fn postgres_server_url() -> String {
+    std::env::var("TEST_POSTGRES_URL").unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432".to_owned())
+}
+
+/// A database created for one test and dropped (with any connections still open to it) when this value is dropped.
+#[derive(Debug)]
+pub struct TestDatabase {
+    /// The database name, `test_<uuid>`.
+    pub name: String,
+    /// A URL to connect to it, for the settings of the service under test.
+    pub url: String,
+    /// A small pool for the test's own queries and assertions.
+    pub pool: PgPool,
+}
+
+impl TestDatabase {
+    /// Creates an empty database with a unique name.
+    pub async fn create() -> Self {
+        let server = postgres_server_url();
+        let name = format!("test_{}", Uuid::now_v7().simple());
+        let mut admin = PgConnection::connect(&format!("{server}/postgres"))
+            .await
+            .expect("Failed to connect to Postgres; is it running at TEST_POSTGRES_URL?");
+        admin
+            .execute(sqlx::AssertSqlSafe(format!(r#"CREATE DATABASE "{name}""#)))
+            .await
+            .expect("Failed to create the test database");
+        let url = format!("{server}/{name}");
+        let pool = PgPoolOptions::new()
+            .max_connections(4)
+            .connect(&url)
+            .await
+            .expect("Failed to connect to the test database");
+        Self { name, url, pool }
+    }
+}
+
+impl Drop for TestDatabase {
+    fn drop(&mut self) {
+        // Drop cannot await, and the test's runtime may be shutting down: do it on a thread with its own runtime.
+        let (server, name) = (postgres_server_url(), self.name.clone());
+        let dropped = thread::spawn(move || {
+            let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
+            runtime.block_on(async {
+                let mut admin = PgConnection::connect(&format!("{server}/postgres")).await?;
+                admin
+                    .execute(sqlx::AssertSqlSafe(format!(r#"DROP DATABASE IF EXISTS "{name}" WITH (FORCE)"#)))
+                    .await?;
+                Ok::<_, Box<dyn std::error::Error + Send + Sync>>(())
+            })
+        })
+        .join();
+        if let Ok(Err(error)) = dropped {
+            eprintln!("Failed to drop test database {}: {error}", self.name);
+        }
+    }
+}
+
+/// One row of a service's outbox, as the tests assert on it.
+#[derive(Debug, Clone, PartialEq, sqlx::FromRow)]
+pub struct OutboxRow {
+    pub position: i64,
+    pub event_id: Uuid,
+    pub aggregate_type: String,
+    pub aggregate_id: Uuid,
+    pub aggregate_version: i64,
+    pub event_type: String,
+    pub topic: String,
+    pub payload: serde_json::Value,
+    pub occurred_at: DateTime<Utc>,
+    pub traceparent: Option<String>,
+}
+
+/// Every row of the outbox in `pool`'s database, in insertion order.
+pub async fn outbox_rows(pool: &PgPool) -> Vec<OutboxRow> {
+    sqlx::query_as(
+        "SELECT position, event_id, aggregate_type, aggregate_id, aggregate_version, event_type, topic, payload,
+                occurred_at, traceparent
+         FROM outbox ORDER BY position",
+    )
+    .fetch_all(pool)
+    .await
+    .expect("Failed to read the outbox")
+}
+
+/// How many rows `table` holds.
+pub async fn count_rows(pool: &PgPool, table: &str) -> i64 {
+    sqlx::query_scalar(sqlx::AssertSqlSafe(format!("SELECT count(*) FROM {table}")))
+        .fetch_one(pool)
+        .await
+        .expect("Failed to count rows")
+}
+
+/// Sends logs to the test output when `TEST_LOG` is set (with `RUST_LOG` as the filter), and nowhere otherwise.
+pub fn init_test_logging() {
+    static INIT: Once = Once::new();
+    INIT.call_once(|| {
+        if std::env::var_os("TEST_LOG").is_some() {
+            let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+            tracing_subscriber::fmt().with_env_filter(filter).with_test_writer().init();
+        }
+    });
+}
