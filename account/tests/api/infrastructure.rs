@@ -1,0 +1,89 @@
+use shop_account::startup::Application;
+use shop_testkit::TestDatabase;
+use tonic_health::pb::{HealthCheckRequest, health_check_response::ServingStatus, health_client::HealthClient};
+use tonic_reflection::pb::v1::{
+    ServerReflectionRequest, server_reflection_client::ServerReflectionClient,
+    server_reflection_request::MessageRequest, server_reflection_response::MessageResponse,
+};
+
+use crate::helpers::{settings, spawn_app};
+
+async fn channel(address: std::net::SocketAddr) -> tonic::transport::Channel {
+    tonic::transport::Endpoint::from_shared(format!("http://{address}")).unwrap().connect().await.unwrap()
+}
+
+#[tokio::test]
+async fn the_server_reports_itself_serving_over_grpc_health() {
+    let app = spawn_app().await;
+    let mut health = HealthClient::new(channel(app.address).await);
+
+    let response = health
+        .check(HealthCheckRequest { service: "shop.account.v1.AccountService".into() })
+        .await
+        .unwrap();
+
+    assert_eq!(response.into_inner().status(), ServingStatus::Serving);
+}
+
+#[tokio::test]
+async fn the_server_lists_its_services_over_reflection() {
+    let app = spawn_app().await;
+    let mut reflection = ServerReflectionClient::new(channel(app.address).await);
+    let request = ServerReflectionRequest {
+        host: String::new(),
+        message_request: Some(MessageRequest::ListServices(String::new())),
+    };
+
+    let mut responses = reflection.server_reflection_info(tokio_stream::iter([request])).await.unwrap().into_inner();
+
+    let Some(MessageResponse::ListServicesResponse(list)) =
+        responses.message().await.unwrap().unwrap().message_response
+    else {
+        panic!("expected a list of services");
+    };
+    let names: Vec<_> = list.service.into_iter().map(|s| s.name).collect();
+    assert!(names.contains(&"shop.account.v1.AccountService".to_owned()), "{names:?}");
+    assert!(names.contains(&"grpc.health.v1.Health".to_owned()), "{names:?}");
+}
+
+#[tokio::test]
+async fn the_server_stops_cleanly_when_asked() {
+    let app = spawn_app().await;
+
+    app.stop().await.expect("a clean stop");
+}
+
+#[tokio::test]
+async fn the_service_creates_its_database_when_it_is_missing() {
+    let server = TestDatabase::create().await;
+    let mut settings = settings(&server);
+    let missing = format!("{}_fresh", server.name);
+    settings.database_url = settings.database_url.with_database(&missing);
+
+    let application = Application::build(&settings).await;
+
+    let exists: bool = sqlx::query_scalar("SELECT EXISTS (SELECT 1 FROM pg_database WHERE datname = $1)")
+        .bind(&missing)
+        .fetch_one(&server.pool)
+        .await
+        .unwrap();
+    drop(application);
+    sqlx::query(sqlx::AssertSqlSafe(format!(r#"DROP DATABASE IF EXISTS "{missing}" WITH (FORCE)"#)))
+        .execute(&server.pool)
+        .await
+        .unwrap();
+    assert!(exists, "the service should have created {missing}");
+}
+
+#[tokio::test]
+async fn start_up_gives_up_with_a_clear_error_when_postgres_stays_unreachable() {
+    let database = TestDatabase::create().await;
+    let mut settings = settings(&database);
+    // Nothing listens on port 1.
+    settings.database_url = "postgres://postgres@127.0.0.1:1/shop_account".parse().unwrap();
+    settings.database.database_startup_timeout_secs = 1;
+
+    let error = Application::build(&settings).await.unwrap_err();
+
+    assert!(format!("{error:#}").contains("Failed to connect to Postgres at postgres://postgres@127.0.0.1:1"), "{error:#}");
+}

@@ -1,0 +1,135 @@
+//! Serving and calling gRPC the same way in every process.
+
+use std::{convert::Infallible, future::Future, time::Duration};
+
+use anyhow::Context;
+use shop_events::TraceContext;
+use tokio::net::TcpListener;
+use tonic::{
+    Request,
+    body::Body,
+    codegen::{Service, http},
+    server::NamedService,
+    transport::{Channel, Endpoint, Server, server::TcpIncoming},
+};
+
+/// How long a request may run on the server before it is cancelled with `CANCELLED`/`DEADLINE_EXCEEDED`.
+const REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// Serves `service` on `listener` next to the standard gRPC health service (`grpc.health.v1`, reporting the
+/// service as SERVING until shutdown begins) and the reflection service (for grpcurl and similar tools), until
+/// `shutdown` resolves; then stops accepting and lets in-flight calls finish.
+pub async fn serve<S>(
+    listener: TcpListener,
+    service: S,
+    file_descriptor_set: &'static [u8],
+    shutdown: impl Future<Output = ()> + Send,
+) -> anyhow::Result<()>
+where
+    S: Service<http::Request<Body>, Response = http::Response<Body>, Error = Infallible>
+        + NamedService
+        + Clone
+        + Send
+        + Sync
+        + 'static,
+    S::Future: Send + 'static,
+{
+    let (health, health_service) = tonic_health::server::health_reporter();
+    health.set_serving::<S>().await;
+    let reflection = tonic_reflection::server::Builder::configure()
+        .register_encoded_file_descriptor_set(file_descriptor_set)
+        .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
+        .build_v1()
+        .context("Failed to build the gRPC reflection service")?;
+    let shutdown = async move {
+        shutdown.await;
+        // Tell load balancers first, so they stop sending while in-flight calls drain.
+        health.set_not_serving::<S>().await;
+    };
+
+    Server::builder()
+        .timeout(REQUEST_TIMEOUT)
+        .trace_fn(|request| {
+            let trace_id = request
+                .headers()
+                .get(TraceContext::TRACEPARENT)
+                .and_then(|value| value.to_str().ok())
+                .and_then(|value| TraceContext::parse(value, None).ok())
+                .map(|trace| trace.trace_id().to_owned())
+                .unwrap_or_default();
+            tracing::info_span!("grpc", rpc = %request.uri().path(), trace_id)
+        })
+        .add_service(health_service)
+        .add_service(reflection)
+        .add_service(service)
+        .serve_with_incoming_shutdown(TcpIncoming::from(listener).with_nodelay(Some(true)), shutdown)
+        .await
+        .context("The gRPC server failed")
+}
+
+/// The caller's trace context, continued for this hop; a new trace when the caller sent none or an invalid one
+/// (as the W3C specification asks).
+pub fn trace_context<T>(request: &Request<T>) -> TraceContext {
+    let metadata = request.metadata();
+    let header = |name| metadata.get(name).and_then(|value| value.to_str().ok());
+    header(TraceContext::TRACEPARENT)
+        .and_then(|traceparent| TraceContext::parse(traceparent, header(TraceContext::TRACESTATE)).ok())
+        .map(|trace| trace.child())
+        .unwrap_or_else(TraceContext::new_root)
+}
+
+/// Wraps `message` in a request that carries `trace` to the next service.
+pub fn traced_request<T>(message: T, trace: &TraceContext) -> Request<T> {
+    let mut request = Request::new(message);
+    let metadata = request.metadata_mut();
+    if let Ok(value) = trace.traceparent().parse() {
+        metadata.insert(TraceContext::TRACEPARENT, value);
+    }
+    if let Some(Ok(value)) = trace.tracestate().map(str::parse) {
+        metadata.insert(TraceContext::TRACESTATE, value);
+    }
+    request
+}
+
+/// Settings of one gRPC client: where the service is and how long to wait for it.
+#[derive(Debug, Clone)]
+pub struct ClientSettings {
+    /// `http://host:port` of the service.
+    pub url: String,
+    /// How long to wait for a connection before the call fails as UNAVAILABLE.
+    pub connect_timeout: Duration,
+    /// How long one call may take before it fails as DEADLINE_EXCEEDED (sent to the server as `grpc-timeout`).
+    pub request_timeout: Duration,
+}
+
+/// A channel that connects on first use and reconnects as needed, so a process starts even while the services it
+/// calls are down; calls made meanwhile fail fast as UNAVAILABLE.
+pub fn lazy_channel(settings: &ClientSettings) -> anyhow::Result<Channel> {
+    let endpoint = Endpoint::from_shared(settings.url.clone())
+        .with_context(|| format!("Invalid gRPC service URL {:?}", settings.url))?
+        .connect_timeout(settings.connect_timeout)
+        .timeout(settings.request_timeout)
+        .tcp_nodelay(true);
+    Ok(endpoint.connect_lazy())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_traced_request_continues_the_same_trace() {
+        let trace = TraceContext::new_root();
+
+        let continued = trace_context(&traced_request((), &trace));
+
+        assert_eq!(continued.trace_id(), trace.trace_id());
+    }
+
+    #[test]
+    fn a_request_without_trace_context_starts_a_new_trace() {
+        let trace = trace_context(&Request::new(()));
+
+        assert!(TraceContext::parse(trace.traceparent(), None).is_ok());
+    }
+}

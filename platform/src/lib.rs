@@ -1,0 +1,22 @@
+//! What every shop process shares, so that each service crate holds only its own domain.
+//!
+//! - [`telemetry`]: log setup (text or JSON, filtered by `RUST_LOG`).
+//! - [`shutdown`]: the Ctrl-C/SIGTERM future every long-running part stops on.
+//! - [`postgres`] (feature `postgres`): connecting at start with retry and backoff, creating the database if
+//!   missing, and the URL type that keeps passwords out of logs.
+//! - [`grpc`]: serving a tonic service with health, reflection, timeouts and per-request spans; lazy client
+//!   channels; reading the caller's trace context.
+//! - [`error`]: [`ServiceError`], the error every service returns, and its one mapping to `tonic::Status`.
+//! - [`ids`]: parsing ids and converting timestamps at the gRPC edge.
+//! - [`pagination`]: `skip`/`take` validation with a default and a maximum page size.
+
+pub mod error;
+pub mod grpc;
+pub mod ids;
+pub mod pagination;
+#[cfg(feature = "postgres")]
+pub mod postgres;
+pub mod shutdown;
+pub mod telemetry;
+
+pub use error::{FieldViolation, ServiceError};

@@ -1,0 +1,187 @@
+//! Connecting a service to its own Postgres database at start: retry with backoff while the server is not
+//! reachable, create the database if it is missing, and never log a password.
+
+use std::{fmt, str::FromStr, time::Duration};
+
+use anyhow::Context;
+use sqlx::{
+    Connection, Executor, PgConnection, PgPool,
+    postgres::{PgConnectOptions, PgPoolOptions},
+};
+use tokio::time::Instant;
+
+/// A `postgres://` URL. Its `Debug` and `Display` hide the password, so settings can be logged whole.
+#[derive(Clone, PartialEq, Eq)]
+pub struct DatabaseUrl(url::Url);
+
+impl DatabaseUrl {
+    /// The URL with its password, for connecting only.
+    pub fn expose(&self) -> &str {
+        self.0.as_str()
+    }
+
+    /// The database the URL names (its path), if any.
+    pub fn database_name(&self) -> Option<&str> {
+        Some(self.0.path().trim_start_matches('/')).filter(|name| !name.is_empty())
+    }
+
+    /// The same server and credentials, another database.
+    pub fn with_database(&self, name: &str) -> Self {
+        let mut url = self.0.clone();
+        url.set_path(name);
+        Self(url)
+    }
+}
+
+impl FromStr for DatabaseUrl {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        let url = url::Url::parse(s).map_err(|e| format!("not a URL: {e}"))?;
+        if !matches!(url.scheme(), "postgres" | "postgresql") {
+            return Err(format!("expected a postgres:// URL, got a {}:// one", url.scheme()));
+        }
+        Ok(Self(url))
+    }
+}
+
+impl fmt::Display for DatabaseUrl {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let mut redacted = self.0.clone();
+        if redacted.password().is_some() {
+            // Only fails for URLs that cannot have credentials, which a postgres:// URL always can.
+            let _ = redacted.set_password(Some("********"));
+        }
+        f.write_str(redacted.as_str())
+    }
+}
+
+impl fmt::Debug for DatabaseUrl {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "\"{self}\"")
+    }
+}
+
+/// Connection pool and start-up settings, flattened into every service's settings.
+#[derive(Debug, Clone, clap::Args)]
+pub struct PoolSettings {
+    /// Most connections the process keeps open to its database.
+    #[arg(long, env = "DATABASE_MAX_CONNECTIONS", default_value_t = 10)]
+    pub database_max_connections: u32,
+    /// How long a query waits for a free connection before the call fails as UNAVAILABLE.
+    #[arg(long, env = "DATABASE_ACQUIRE_TIMEOUT_MS", default_value_t = 5_000)]
+    pub database_acquire_timeout_ms: u64,
+    /// How long to keep retrying at start while Postgres cannot be reached.
+    #[arg(long, env = "DATABASE_STARTUP_TIMEOUT_SECS", default_value_t = 60)]
+    pub database_startup_timeout_secs: u64,
+    /// Create the database at start if it does not exist (needs the CREATEDB privilege).
+    #[arg(long, env = "DATABASE_CREATE_IF_MISSING", default_value_t = true, action = clap::ArgAction::Set)]
+    pub database_create_if_missing: bool,
+}
+
+impl Default for PoolSettings {
+    fn default() -> Self {
+        Self {
+            database_max_connections: 10,
+            database_acquire_timeout_ms: 5_000,
+            database_startup_timeout_secs: 60,
+            database_create_if_missing: true,
+        }
+    }
+}
+
+/// Opens a pool on `url`, retrying with exponential backoff while Postgres is unreachable or starting up, and
+/// creating the database first if it is missing and `settings` allow it. Fails at once on errors no retry can fix,
+/// such as bad credentials.
+pub async fn connect(url: &DatabaseUrl, settings: &PoolSettings) -> anyhow::Result<PgPool> {
+    let options = PgConnectOptions::from_str(url.expose()).with_context(|| format!("Invalid database URL {url}"))?;
+    let pool_options = PgPoolOptions::new()
+        .max_connections(settings.database_max_connections)
+        .acquire_timeout(Duration::from_millis(settings.database_acquire_timeout_ms));
+    let deadline = Instant::now() + Duration::from_secs(settings.database_startup_timeout_secs);
+    let mut backoff = Duration::from_millis(100);
+    let mut attempt = 1_u32;
+    loop {
+        let error = match pool_options.clone().connect_with(options.clone()).await {
+            Ok(pool) => return Ok(pool),
+            Err(error) => error,
+        };
+        if sqlstate(&error).as_deref() == Some("3D000") && settings.database_create_if_missing {
+            create_database(&options).await?;
+            continue;
+        }
+        if !is_transient(&error) || Instant::now() + backoff > deadline {
+            return Err(error).with_context(|| format!("Failed to connect to Postgres at {url}"));
+        }
+        tracing::warn!(
+            attempt,
+            retry_in_ms = backoff.as_millis() as u64,
+            database = %url,
+            error.message = %error,
+            "Postgres is not reachable yet; retrying."
+        );
+        tokio::time::sleep(backoff).await;
+        backoff = (backoff * 2).min(Duration::from_secs(5));
+        attempt += 1;
+    }
+}
+
+fn sqlstate(error: &sqlx::Error) -> Option<String> {
+    error.as_database_error()?.code().map(|code| code.into_owned())
+}
+
+/// Errors that a later attempt may not see: the server is down, starting, or out of connection slots.
+fn is_transient(error: &sqlx::Error) -> bool {
+    match error {
+        sqlx::Error::Io(_) | sqlx::Error::PoolTimedOut | sqlx::Error::Tls(_) => true,
+        // cannot_connect_now (starting up or shutting down), too_many_connections.
+        sqlx::Error::Database(_) => matches!(sqlstate(error).as_deref(), Some("57P03" | "53300")),
+        _ => false,
+    }
+}
+
+/// Creates the database `options` names, through the server's `postgres` maintenance database. Another process
+/// creating it at the same moment is fine.
+async fn create_database(options: &PgConnectOptions) -> anyhow::Result<()> {
+    let name = options.get_database().context("The database URL names no database")?.to_owned();
+    let mut admin = PgConnection::connect_with(&options.clone().database("postgres"))
+        .await
+        .context("Failed to connect to the `postgres` maintenance database to create the service database")?;
+    let statement = format!(r#"CREATE DATABASE "{}""#, name.replace('"', "\"\""));
+    match admin.execute(sqlx::AssertSqlSafe(statement)).await {
+        Ok(_) => tracing::info!(database = %name, "Created the missing database."),
+        // duplicate_database: created concurrently by another process.
+        Err(error) if sqlstate(&error).as_deref() == Some("42P04") => {}
+        Err(error) => return Err(error).with_context(|| format!("Failed to create database {name}")),
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_database_url_never_shows_its_password() {
+        let url: DatabaseUrl = "postgres://shop:s3cret@db:5432/shop_account".parse().unwrap();
+
+        assert_eq!(url.to_string(), "postgres://shop:********@db:5432/shop_account");
+        assert_eq!(format!("{url:?}"), "\"postgres://shop:********@db:5432/shop_account\"");
+        assert_eq!(url.expose(), "postgres://shop:s3cret@db:5432/shop_account");
+        assert_eq!(url.database_name(), Some("shop_account"));
+    }
+
+    #[test]
+    fn only_postgres_urls_are_accepted() {
+        assert!("mysql://root@localhost/shop".parse::<DatabaseUrl>().is_err());
+        assert!("not a url".parse::<DatabaseUrl>().is_err());
+        assert!("postgresql://localhost".parse::<DatabaseUrl>().is_ok());
+    }
+
+    #[test]
+    fn with_database_swaps_only_the_database() {
+        let url: DatabaseUrl = "postgres://postgres@127.0.0.1:5432/a".parse().unwrap();
+
+        assert_eq!(url.with_database("b").expose(), "postgres://postgres@127.0.0.1:5432/b");
+    }
+}

@@ -1,0 +1,41 @@
+//! Log setup shared by every binary.
+
+use tracing_subscriber::{EnvFilter, fmt};
+
+/// How logs are written.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum LogFormat {
+    /// Human-readable lines, for a terminal.
+    Text,
+    /// One JSON object per line, for log collectors.
+    Json,
+}
+
+/// Logging settings, flattened into every binary's settings.
+#[derive(Debug, Clone, clap::Args)]
+pub struct TelemetrySettings {
+    /// Log line format.
+    #[arg(long, env = "LOG_FORMAT", value_enum, default_value_t = LogFormat::Text)]
+    pub log_format: LogFormat,
+    /// Which logs to keep, in `tracing` filter syntax (for example `info,sqlx=warn`).
+    #[arg(long, env = "RUST_LOG", default_value = "info")]
+    pub log_filter: String,
+}
+
+impl Default for TelemetrySettings {
+    fn default() -> Self {
+        Self { log_format: LogFormat::Text, log_filter: "info".to_owned() }
+    }
+}
+
+/// Installs the global log subscriber. Call once, first thing in `main`.
+pub fn init(settings: &TelemetrySettings) {
+    let filter = EnvFilter::try_new(&settings.log_filter).unwrap_or_else(|error| {
+        eprintln!("Ignoring the invalid log filter {:?} ({error}); using `info`.", settings.log_filter);
+        EnvFilter::new("info")
+    });
+    match settings.log_format {
+        LogFormat::Text => fmt().with_env_filter(filter).init(),
+        LogFormat::Json => fmt().json().flatten_event(true).with_current_span(true).with_env_filter(filter).init(),
+    }
+}
