@@ -20,8 +20,8 @@ impl Application {
     /// Connects to the database (retrying while it is unreachable, creating it if missing), applies the
     /// migrations, and binds the gRPC listener.
     pub async fn build(settings: &Settings) -> anyhow::Result<Self> {
-        let pool = postgres::connect(&settings.database_url, &settings.database).await?;
-        migrate(&pool).await?;
+        let pool =
+            postgres::connect_and_migrate(&settings.database_url, &settings.database, &sqlx::migrate!()).await?;
         let listener = TcpListener::bind(settings.listen_addr)
             .await
             .with_context(|| format!("Failed to listen on {}", settings.listen_addr))?;
@@ -41,11 +41,4 @@ impl Application {
         tracing::info!("The account service stopped.");
         Ok(())
     }
-}
-
-/// Brings the database schema up to date: the shared outbox table, then the account tables.
-pub async fn migrate(pool: &PgPool) -> anyhow::Result<()> {
-    shop_events::outbox::migrate(pool).await.context("Failed to migrate the outbox")?;
-    sqlx::migrate!().run(pool).await.context("Failed to migrate the account tables")?;
-    Ok(())
 }

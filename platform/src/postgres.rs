@@ -126,6 +126,19 @@ pub async fn connect(url: &DatabaseUrl, settings: &PoolSettings) -> anyhow::Resu
     }
 }
 
+/// Connects (see [`connect`]) and brings the schema up to date: the shared outbox table first, then the service's
+/// own `migrations`.
+pub async fn connect_and_migrate(
+    url: &DatabaseUrl,
+    settings: &PoolSettings,
+    migrations: &sqlx::migrate::Migrator,
+) -> anyhow::Result<PgPool> {
+    let pool = connect(url, settings).await?;
+    shop_events::outbox::migrate(&pool).await.context("Failed to migrate the outbox")?;
+    migrations.run(&pool).await.context("Failed to migrate the service's tables")?;
+    Ok(pool)
+}
+
 fn sqlstate(error: &sqlx::Error) -> Option<String> {
     error.as_database_error()?.code().map(|code| code.into_owned())
 }

@@ -2,15 +2,17 @@
 //!
 //! - [`TestDatabase`]: a fresh, empty Postgres database per test, dropped when the test ends.
 //! - [`OutboxRow`] and [`outbox_rows`]: read back what a service wrote to its outbox.
+//! - [`RunningServer`]: a server task started with a shutdown future the test controls.
 //! - [`init_test_logging`]: logs to stdout when `TEST_LOG` is set, nothing otherwise.
 //!
 //! Tests reach Postgres at `TEST_POSTGRES_URL` (default `postgres://postgres@127.0.0.1:5432`); the user must be
 //! allowed to create databases.
 
-use std::{sync::Once, thread};
+use std::{future::Future, sync::Once, thread};
 
 use chrono::{DateTime, Utc};
 use sqlx::{Connection, Executor, PgConnection, PgPool, postgres::PgPoolOptions};
+use tokio::{sync::oneshot, task::JoinHandle};
 use uuid::Uuid;
 
 /// The Postgres server tests create their databases on.
@@ -117,4 +119,37 @@ pub fn init_test_logging() {
             tracing_subscriber::fmt().with_env_filter(filter).with_test_writer().init();
         }
     });
+}
+
+/// A server spawned on the test's runtime, stopped by the test as SIGTERM would stop it in production.
+#[derive(Debug)]
+pub struct RunningServer {
+    stop: oneshot::Sender<()>,
+    task: JoinHandle<anyhow::Result<()>>,
+}
+
+impl RunningServer {
+    /// Spawns `run`, handing it the shutdown future it must stop on (a `run_until_stopped` method).
+    pub fn spawn<F, Fut>(run: F) -> Self
+    where
+        F: FnOnce(std::pin::Pin<Box<dyn Future<Output = ()> + Send>>) -> Fut,
+        Fut: Future<Output = anyhow::Result<()>> + Send + 'static,
+    {
+        let (stop, stopped) = oneshot::channel::<()>();
+        let task = tokio::spawn(run(Box::pin(async {
+            stopped.await.ok();
+        })));
+        Self { stop, task }
+    }
+
+    /// Signals shutdown and waits for the server to finish, returning how it ended.
+    pub async fn stop(self) -> anyhow::Result<()> {
+        self.stop.send(()).ok();
+        self.task.await?
+    }
+
+    /// Kills the server task without a graceful shutdown, as a crash would.
+    pub fn abort(&self) {
+        self.task.abort();
+    }
 }

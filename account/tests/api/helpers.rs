@@ -2,24 +2,14 @@ use std::net::SocketAddr;
 
 use shop_account::{config::Settings, grpc::client::AccountClient, startup::Application};
 use shop_platform::{postgres::PoolSettings, telemetry::TelemetrySettings};
-use shop_testkit::{TestDatabase, init_test_logging};
-use tokio::{sync::oneshot, task::JoinHandle};
+use shop_testkit::{RunningServer, TestDatabase, init_test_logging};
 
 /// A running account service with its own database.
 pub(crate) struct TestApp {
     pub(crate) address: SocketAddr,
     pub(crate) database: TestDatabase,
     pub(crate) client: AccountClient,
-    stop: Option<oneshot::Sender<()>>,
-    server: Option<JoinHandle<anyhow::Result<()>>>,
-}
-
-impl TestApp {
-    /// Asks the server to stop, as SIGTERM would, and waits for it.
-    pub(crate) async fn stop(mut self) -> anyhow::Result<()> {
-        self.stop.take().expect("stopped once").send(()).ok();
-        self.server.take().expect("stopped once").await?
-    }
+    pub(crate) server: RunningServer,
 }
 
 pub(crate) fn settings(database: &TestDatabase) -> Settings {
@@ -36,10 +26,7 @@ pub(crate) async fn spawn_app() -> TestApp {
     let database = TestDatabase::create().await;
     let application = Application::build(&settings(&database)).await.expect("Failed to build the application");
     let address = application.local_addr();
-    let (stop, stopped) = oneshot::channel::<()>();
-    let server = tokio::spawn(application.run_until_stopped(async {
-        stopped.await.ok();
-    }));
+    let server = RunningServer::spawn(|shutdown| application.run_until_stopped(shutdown));
     let client = AccountClient::connect(format!("http://{address}")).await.expect("Failed to connect");
-    TestApp { address, database, client, stop: Some(stop), server: Some(server) }
+    TestApp { address, database, client, server }
 }

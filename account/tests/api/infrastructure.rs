@@ -50,7 +50,7 @@ async fn the_server_lists_its_services_over_reflection() {
 async fn the_server_stops_cleanly_when_asked() {
     let app = spawn_app().await;
 
-    app.stop().await.expect("a clean stop");
+    app.server.stop().await.expect("a clean stop");
 }
 
 #[tokio::test]

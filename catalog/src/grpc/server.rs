@@ -1,0 +1,133 @@
+//! `shop.catalog.v1.CatalogService` over [`CatalogService`]: protobuf in, domain types through, protobuf out.
+
+use shop_platform::{
+    FieldViolation, ServiceError,
+    grpc::trace_context,
+    ids::{parse_id, to_timestamp},
+    pagination::Page,
+};
+use shop_proto::catalog::v1::{
+    self as proto,
+    catalog_service_server::{self, CatalogServiceServer},
+};
+use tonic::{Request, Response, Status};
+
+use crate::{
+    domain::{Product, ProductDetails},
+    service::{CatalogService, MAX_IDS_PER_CALL, ProductQuery},
+};
+
+/// The longest search query accepted, in characters.
+const MAX_QUERY_CHARS: usize = 500;
+
+/// The tonic service implementation.
+#[derive(Debug, Clone)]
+pub struct CatalogGrpc {
+    service: CatalogService,
+}
+
+impl CatalogGrpc {
+    /// The server, ready to add to a tonic router.
+    pub fn server(service: CatalogService) -> CatalogServiceServer<Self> {
+        CatalogServiceServer::new(Self { service })
+    }
+}
+
+impl From<Product> for proto::Product {
+    fn from(product: Product) -> Self {
+        Self {
+            id: product.id.to_string(),
+            name: product.details.name().to_owned(),
+            description: product.details.description().to_owned(),
+            price_cents: product.details.price().cents(),
+            version: product.version,
+            created_at: Some(to_timestamp(product.created_at)),
+            updated_at: Some(to_timestamp(product.updated_at)),
+        }
+    }
+}
+
+impl TryFrom<proto::GetProductsRequest> for ProductQuery {
+    type Error = ServiceError;
+
+    fn try_from(request: proto::GetProductsRequest) -> Result<Self, Self::Error> {
+        let mut violations = Vec::new();
+        if request.ids.len() > MAX_IDS_PER_CALL {
+            violations.push(FieldViolation::new("ids", format!("must hold at most {MAX_IDS_PER_CALL} ids")));
+        }
+        let ids: Vec<_> = request
+            .ids
+            .iter()
+            .enumerate()
+            .filter_map(|(i, id)| parse_id(&format!("ids[{i}]"), id).map_err(|v| violations.push(v)).ok())
+            .collect();
+        let text = Some(request.query.trim()).filter(|text| !text.is_empty()).map(str::to_owned);
+        if text.as_ref().is_some_and(|text| text.chars().count() > MAX_QUERY_CHARS) {
+            violations.push(FieldViolation::new("query", format!("must be at most {MAX_QUERY_CHARS} characters")));
+        }
+        // A batch by id returns every id asked for unless the caller pages explicitly.
+        let page = if !ids.is_empty() && request.skip == 0 && request.take == 0 {
+            None
+        } else {
+            Page::parse(request.skip, request.take).map_err(|v| violations.push(v)).ok()
+        };
+        if !violations.is_empty() {
+            return Err(ServiceError::Invalid(violations));
+        }
+        Ok(Self { ids: (!request.ids.is_empty()).then_some(ids), text, page })
+    }
+}
+
+#[tonic::async_trait]
+impl catalog_service_server::CatalogService for CatalogGrpc {
+    async fn post_product(
+        &self,
+        request: Request<proto::PostProductRequest>,
+    ) -> Result<Response<proto::PostProductResponse>, Status> {
+        let trace = trace_context(&request);
+        let request = request.into_inner();
+        let details = ProductDetails::parse(&request.name, &request.description, request.price_cents)
+            .map_err(ServiceError::from)?;
+        let product = self.service.create_product(details, &trace).await?;
+        Ok(Response::new(proto::PostProductResponse { product: Some(product.into()) }))
+    }
+
+    async fn update_product(
+        &self,
+        request: Request<proto::UpdateProductRequest>,
+    ) -> Result<Response<proto::UpdateProductResponse>, Status> {
+        let trace = trace_context(&request);
+        let request = request.into_inner();
+        let id = parse_id("id", &request.id);
+        let details = ProductDetails::parse(&request.name, &request.description, request.price_cents);
+        let (id, details) = match (id, details) {
+            (Ok(id), Ok(details)) => (id, details),
+            (id, details) => {
+                let violations = id.err().into_iter().chain(details.err().into_iter().flatten()).collect();
+                return Err(ServiceError::Invalid(violations).into());
+            }
+        };
+        let product = self.service.update_product(id, details, request.expected_version, &trace).await?;
+        Ok(Response::new(proto::UpdateProductResponse { product: Some(product.into()) }))
+    }
+
+    async fn get_product(
+        &self,
+        request: Request<proto::GetProductRequest>,
+    ) -> Result<Response<proto::GetProductResponse>, Status> {
+        let id = parse_id("id", &request.get_ref().id).map_err(ServiceError::from)?;
+        let product = self.service.product(id).await?;
+        Ok(Response::new(proto::GetProductResponse { product: Some(product.into()) }))
+    }
+
+    async fn get_products(
+        &self,
+        request: Request<proto::GetProductsRequest>,
+    ) -> Result<Response<proto::GetProductsResponse>, Status> {
+        let query = ProductQuery::try_from(request.into_inner())?;
+        let products = self.service.products(query).await?;
+        Ok(Response::new(proto::GetProductsResponse {
+            products: products.into_iter().map(Into::into).collect(),
+        }))
+    }
+}

@@ -1,0 +1,19 @@
+//! The catalog service: it owns products.
+//!
+//! Products live in the service's own Postgres database, the system of record. Every change writes its event
+//! (`shop.product.created.v1`, `shop.product.updated.v1`) to the transactional outbox in the same transaction; the
+//! relay publishes it on `shop.products.v1`. Search runs on Postgres full-text search over name and description.
+//!
+//! - [`config`]: the settings, from flags and environment variables.
+//! - [`startup`]: [`Application`](startup::Application), built the same way by `main` and by the tests.
+//! - [`domain`]: products and their rules; no I/O.
+//! - [`repository`]: the SQL, including the search query.
+//! - [`service`]: the use cases; owns the transaction boundary.
+//! - [`grpc`]: the tonic server (`shop.catalog.v1.CatalogService`) and a typed client.
+
+pub mod config;
+pub mod domain;
+pub mod grpc;
+pub mod repository;
+pub mod service;
+pub mod startup;

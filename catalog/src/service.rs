@@ -1,0 +1,104 @@
+//! The catalog use cases. The service owns the transaction boundary: a product row and its outbox event are
+//! committed together or not at all.
+
+use shop_events::{Envelope, TraceContext, outbox};
+use shop_platform::{ServiceError, pagination::Page};
+use sqlx::PgPool;
+use uuid::Uuid;
+
+use crate::{
+    domain::{Product, ProductChange, ProductDetails},
+    repository::{self, ProductFilter},
+};
+
+/// The most ids one batch look-up may ask for.
+pub const MAX_IDS_PER_CALL: usize = 1_000;
+
+/// What to list: a page of everything, a batch by id, a search, or a combination.
+#[derive(Debug, Clone, Default)]
+pub struct ProductQuery {
+    pub ids: Option<Vec<Uuid>>,
+    pub text: Option<String>,
+    /// `None` for a batch by id without paging (all of `ids`).
+    pub page: Option<Page>,
+}
+
+/// The catalog's use cases, over its database.
+#[derive(Debug, Clone)]
+pub struct CatalogService {
+    pool: PgPool,
+}
+
+impl CatalogService {
+    pub fn new(pool: PgPool) -> Self {
+        Self { pool }
+    }
+
+    /// Adds a product and records `ProductCreated` in the outbox, in one transaction.
+    #[tracing::instrument(skip_all, fields(product_id))]
+    pub async fn create_product(
+        &self,
+        details: ProductDetails,
+        trace: &TraceContext,
+    ) -> Result<Product, ServiceError> {
+        let (product, created) = Product::create(details);
+        tracing::Span::current().record("product_id", tracing::field::display(product.id));
+
+        let mut transaction = self.pool.begin().await?;
+        repository::insert_product(&mut transaction, &product).await?;
+        outbox::append(&mut transaction, &Envelope::new(&created, Some(trace))).await?;
+        transaction.commit().await?;
+
+        tracing::info!(product_id = %product.id, "Created a product.");
+        Ok(product)
+    }
+
+    /// Replaces a product's details and records `ProductUpdated` in the outbox, in one transaction that holds the
+    /// product's row lock, so concurrent updates take versions one after the other. With `expected_version`, the
+    /// update applies only to that version (optimistic concurrency for read-modify-write clients).
+    #[tracing::instrument(skip_all, fields(product_id = %id))]
+    pub async fn update_product(
+        &self,
+        id: Uuid,
+        details: ProductDetails,
+        expected_version: Option<i64>,
+        trace: &TraceContext,
+    ) -> Result<Product, ServiceError> {
+        let mut transaction = self.pool.begin().await?;
+        let mut product = repository::lock_product(&mut transaction, id)
+            .await?
+            .ok_or_else(|| ServiceError::NotFound(format!("product {id} does not exist")))?;
+        if let Some(expected) = expected_version.filter(|expected| *expected != product.version) {
+            return Err(ServiceError::Conflict(format!(
+                "product {id} is at version {}, not {expected}; read it again and retry",
+                product.version
+            )));
+        }
+        if let ProductChange::Updated(updated) = product.update(details) {
+            repository::update_product(&mut transaction, &product).await?;
+            outbox::append(&mut transaction, &Envelope::new(&updated, Some(trace))).await?;
+            transaction.commit().await?;
+            tracing::info!(product_id = %id, version = product.version, "Updated a product.");
+        }
+        Ok(product)
+    }
+
+    pub async fn product(&self, id: Uuid) -> Result<Product, ServiceError> {
+        let mut connection = self.pool.acquire().await?;
+        repository::find_product(&mut connection, id)
+            .await?
+            .ok_or_else(|| ServiceError::NotFound(format!("product {id} does not exist")))
+    }
+
+    /// Lists products in one query, whatever the combination of filters.
+    pub async fn products(&self, query: ProductQuery) -> Result<Vec<Product>, ServiceError> {
+        let (skip, limit) = match (query.page, &query.ids) {
+            (Some(page), _) => (page.skip, page.take),
+            (None, Some(ids)) => (0, ids.len() as i64),
+            (None, None) => (0, Page::DEFAULT_TAKE.into()),
+        };
+        let filter = ProductFilter { ids: query.ids.as_deref(), query: query.text.as_deref() };
+        let mut connection = self.pool.acquire().await?;
+        Ok(repository::list_products(&mut connection, filter, skip, limit).await?)
+    }
+}

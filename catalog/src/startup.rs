@@ -1,0 +1,44 @@
+//! Building and running the service: the same [`Application`] serves in production and in the tests.
+
+use std::{future::Future, net::SocketAddr};
+
+use anyhow::Context;
+use shop_platform::postgres;
+use sqlx::PgPool;
+use tokio::net::TcpListener;
+
+use crate::{config::Settings, grpc::server::CatalogGrpc, service::CatalogService};
+
+/// The catalog service, connected and migrated, with its listener bound.
+#[derive(Debug)]
+pub struct Application {
+    listener: TcpListener,
+    pool: PgPool,
+}
+
+impl Application {
+    /// Connects to the database (retrying while it is unreachable, creating it if missing), applies the
+    /// migrations, and binds the gRPC listener.
+    pub async fn build(settings: &Settings) -> anyhow::Result<Self> {
+        let pool =
+            postgres::connect_and_migrate(&settings.database_url, &settings.database, &sqlx::migrate!()).await?;
+        let listener = TcpListener::bind(settings.listen_addr)
+            .await
+            .with_context(|| format!("Failed to listen on {}", settings.listen_addr))?;
+        Ok(Self { listener, pool })
+    }
+
+    /// Where the gRPC server listens (useful when the settings asked for port 0).
+    pub fn local_addr(&self) -> SocketAddr {
+        self.listener.local_addr().expect("a bound listener has a local address")
+    }
+
+    /// Serves until `shutdown` resolves, then drains in-flight calls and closes the pool.
+    pub async fn run_until_stopped(self, shutdown: impl Future<Output = ()> + Send) -> anyhow::Result<()> {
+        let server = CatalogGrpc::server(CatalogService::new(self.pool.clone()));
+        shop_platform::grpc::serve(self.listener, server, shop_proto::FILE_DESCRIPTOR_SET, shutdown).await?;
+        self.pool.close().await;
+        tracing::info!("The catalog service stopped.");
+        Ok(())
+    }
+}

@@ -1,0 +1,7 @@
+//! The catalog service through its real gRPC server, on port 0, against a fresh database per test.
+
+mod get_products;
+mod helpers;
+mod infrastructure;
+mod post_product;
+mod update_product;
