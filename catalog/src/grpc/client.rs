@@ -44,4 +44,9 @@ impl CatalogClient {
     pub async fn get_products(&self, request: proto::GetProductsRequest) -> Result<Vec<proto::Product>, Status> {
         Ok(self.inner.clone().get_products(request).await?.into_inner().products)
     }
+
+    /// The generated client, for calls that need request metadata.
+    pub fn raw(&self) -> CatalogServiceClient<Channel> {
+        self.inner.clone()
+    }
 }

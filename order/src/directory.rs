@@ -1,0 +1,101 @@
+//! Looking up the accounts and products an order names. [`Directory`] is what validation needs; [`GrpcDirectory`]
+//! asks the account and catalog services synchronously.
+
+use std::{collections::HashMap, future::Future};
+
+use shop_events::TraceContext;
+use shop_platform::{ServiceError, grpc::traced_request};
+use shop_proto::{
+    account::v1::{GetAccountRequest, account_service_client::AccountServiceClient},
+    catalog::v1::{GetProductsRequest, catalog_service_client::CatalogServiceClient},
+};
+use tonic::{Code, Status, transport::Channel};
+use uuid::Uuid;
+
+use crate::domain::PricedProduct;
+
+/// What order validation needs to know about accounts and products.
+pub trait Directory: Send + Sync + 'static {
+    /// Whether the account exists.
+    fn account_exists(
+        &self,
+        id: Uuid,
+        trace: &TraceContext,
+    ) -> impl Future<Output = Result<bool, ServiceError>> + Send;
+
+    /// The products among `ids` that exist, with their current name, description and price; unknown ids are
+    /// left out.
+    fn products(
+        &self,
+        ids: &[Uuid],
+        trace: &TraceContext,
+    ) -> impl Future<Output = Result<HashMap<Uuid, PricedProduct>, ServiceError>> + Send;
+}
+
+/// Asks the account and catalog services over gRPC: one call for the account, one batch call for the products.
+#[derive(Debug, Clone)]
+pub struct GrpcDirectory {
+    accounts: AccountServiceClient<Channel>,
+    catalog: CatalogServiceClient<Channel>,
+}
+
+impl GrpcDirectory {
+    pub fn new(accounts: Channel, catalog: Channel) -> Self {
+        Self { accounts: AccountServiceClient::new(accounts), catalog: CatalogServiceClient::new(catalog) }
+    }
+}
+
+/// A dependency's failure, as this service reports it: unreachable or too slow is UNAVAILABLE (the caller may
+/// retry); anything else is unexpected.
+fn dependency_error(service: &str, status: Status) -> ServiceError {
+    match status.code() {
+        Code::Unavailable | Code::DeadlineExceeded | Code::Cancelled | Code::ResourceExhausted => {
+            ServiceError::Unavailable(format!("the {service} service is unavailable; retry later"))
+        }
+        code => ServiceError::Unexpected(anyhow::anyhow!(
+            "The {service} service answered {code:?}: {}",
+            status.message()
+        )),
+    }
+}
+
+impl Directory for GrpcDirectory {
+    async fn account_exists(&self, id: Uuid, trace: &TraceContext) -> Result<bool, ServiceError> {
+        let request = traced_request(GetAccountRequest { id: id.to_string() }, trace);
+        match self.accounts.clone().get_account(request).await {
+            Ok(_) => Ok(true),
+            Err(status) if status.code() == Code::NotFound => Ok(false),
+            Err(status) => Err(dependency_error("account", status)),
+        }
+    }
+
+    async fn products(
+        &self,
+        ids: &[Uuid],
+        trace: &TraceContext,
+    ) -> Result<HashMap<Uuid, PricedProduct>, ServiceError> {
+        let request = GetProductsRequest { ids: ids.iter().map(ToString::to_string).collect(), ..Default::default() };
+        let products = self
+            .catalog
+            .clone()
+            .get_products(traced_request(request, trace))
+            .await
+            .map_err(|status| dependency_error("catalog", status))?
+            .into_inner()
+            .products;
+        products
+            .into_iter()
+            .map(|product| {
+                let id = product.id.parse::<Uuid>().map_err(|_| {
+                    ServiceError::Unexpected(anyhow::anyhow!("The catalog returned a malformed id {:?}", product.id))
+                })?;
+                let priced = PricedProduct {
+                    name: product.name,
+                    description: product.description,
+                    unit_price_cents: product.price_cents,
+                };
+                Ok((id, priced))
+            })
+            .collect()
+    }
+}

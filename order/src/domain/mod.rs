@@ -1,0 +1,8 @@
+//! Orders and their rules: what a valid order request is, and how an order moves from pending to confirmed
+//! (priced) or rejected. No I/O here: everything is unit-tested in place.
+
+mod new_order;
+mod order;
+
+pub use new_order::{LineItem, NewOrder};
+pub use order::{Order, OrderError, OrderLine, OrderStatus, PricedProduct};

@@ -1,0 +1,56 @@
+//! A typed client for `shop.order.v1.OrderService`: plain arguments in, protobuf messages out.
+
+use shop_proto::order::v1::{self as proto, order_service_client::OrderServiceClient};
+use tonic::{Status, transport::Channel};
+
+/// Cheap to clone; clones share one connection.
+#[derive(Debug, Clone)]
+pub struct OrderClient {
+    inner: OrderServiceClient<Channel>,
+}
+
+impl OrderClient {
+    /// Connects to the service at `url` (`http://host:port`).
+    pub async fn connect(url: impl Into<String>) -> Result<Self, tonic::transport::Error> {
+        Ok(Self { inner: OrderServiceClient::connect(url.into()).await? })
+    }
+
+    /// Places an order of `(product id, quantity)` lines.
+    pub async fn post_order(&self, account_id: &str, lines: &[(&str, u32)]) -> Result<proto::Order, Status> {
+        let request = proto::PostOrderRequest {
+            account_id: account_id.to_owned(),
+            lines: lines
+                .iter()
+                .map(|(product_id, quantity)| proto::LineItem {
+                    product_id: (*product_id).to_owned(),
+                    quantity: *quantity,
+                })
+                .collect(),
+        };
+        let response = self.inner.clone().post_order(request).await?.into_inner();
+        response.order.ok_or_else(|| Status::internal("the response carries no order"))
+    }
+
+    pub async fn get_order(&self, id: &str) -> Result<proto::Order, Status> {
+        let request = proto::GetOrderRequest { id: id.to_owned() };
+        let response = self.inner.clone().get_order(request).await?.into_inner();
+        response.order.ok_or_else(|| Status::internal("the response carries no order"))
+    }
+
+    pub async fn get_orders_for_account(&self, account_id: &str) -> Result<Vec<proto::Order>, Status> {
+        let request = proto::GetOrdersForAccountRequest { account_id: account_id.to_owned() };
+        Ok(self.inner.clone().get_orders_for_account(request).await?.into_inner().orders)
+    }
+
+    pub async fn get_orders_for_accounts(&self, account_ids: &[&str]) -> Result<Vec<proto::Order>, Status> {
+        let request = proto::GetOrdersForAccountsRequest {
+            account_ids: account_ids.iter().map(|id| (*id).to_owned()).collect(),
+        };
+        Ok(self.inner.clone().get_orders_for_accounts(request).await?.into_inner().orders)
+    }
+
+    /// The generated client, for calls that need request metadata.
+    pub fn raw(&self) -> OrderServiceClient<Channel> {
+        self.inner.clone()
+    }
+}

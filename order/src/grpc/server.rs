@@ -1,0 +1,126 @@
+//! `shop.order.v1.OrderService` over [`OrderService`]: protobuf in, domain types through, protobuf out.
+
+use shop_platform::{
+    FieldViolation, ServiceError,
+    grpc::trace_context,
+    ids::{parse_id, to_timestamp},
+};
+use shop_proto::order::v1::{
+    self as proto,
+    order_service_server::{self, OrderServiceServer},
+};
+use tonic::{Request, Response, Status};
+
+use crate::{
+    directory::Directory,
+    domain::{NewOrder, Order, OrderStatus},
+    service::OrderService,
+};
+
+/// The tonic service implementation.
+#[derive(Debug, Clone)]
+pub struct OrderGrpc<D> {
+    service: OrderService<D>,
+}
+
+impl<D: Directory + Clone> OrderGrpc<D> {
+    /// The server, ready to add to a tonic router.
+    pub fn server(service: OrderService<D>) -> OrderServiceServer<Self> {
+        OrderServiceServer::new(Self { service })
+    }
+}
+
+impl From<OrderStatus> for proto::OrderStatus {
+    fn from(status: OrderStatus) -> Self {
+        match status {
+            OrderStatus::Pending => Self::Pending,
+            OrderStatus::Confirmed => Self::Confirmed,
+            OrderStatus::Rejected => Self::Rejected,
+        }
+    }
+}
+
+impl From<Order> for proto::Order {
+    fn from(order: Order) -> Self {
+        Self {
+            id: order.id.to_string(),
+            account_id: order.account_id.to_string(),
+            status: proto::OrderStatus::from(order.status).into(),
+            lines: order
+                .lines
+                .into_iter()
+                .map(|line| proto::OrderLine {
+                    product_id: line.product_id.to_string(),
+                    quantity: line.quantity,
+                    product: line.product.map(|p| proto::PricedProduct {
+                        name: p.name,
+                        description: p.description,
+                        unit_price_cents: p.unit_price_cents,
+                    }),
+                })
+                .collect(),
+            total_price_cents: order.total_price_cents,
+            rejection_reason: order.rejection_reason.unwrap_or_default(),
+            version: order.version,
+            created_at: Some(to_timestamp(order.created_at)),
+            updated_at: Some(to_timestamp(order.updated_at)),
+        }
+    }
+}
+
+fn orders_response<T>(orders: Vec<Order>, wrap: impl FnOnce(Vec<proto::Order>) -> T) -> Response<T> {
+    Response::new(wrap(orders.into_iter().map(Into::into).collect()))
+}
+
+#[tonic::async_trait]
+impl<D: Directory + Clone> order_service_server::OrderService for OrderGrpc<D> {
+    async fn post_order(
+        &self,
+        request: Request<proto::PostOrderRequest>,
+    ) -> Result<Response<proto::PostOrderResponse>, Status> {
+        let trace = trace_context(&request);
+        let request = request.into_inner();
+        let lines = request.lines.iter().map(|line| (line.product_id.as_str(), line.quantity));
+        let new_order = NewOrder::parse(&request.account_id, lines).map_err(ServiceError::from)?;
+        let order = self.service.place_order(new_order, &trace).await?;
+        Ok(Response::new(proto::PostOrderResponse { order: Some(order.into()) }))
+    }
+
+    async fn get_order(
+        &self,
+        request: Request<proto::GetOrderRequest>,
+    ) -> Result<Response<proto::GetOrderResponse>, Status> {
+        let id = parse_id("id", &request.get_ref().id).map_err(ServiceError::from)?;
+        let order = self.service.order(id).await?;
+        Ok(Response::new(proto::GetOrderResponse { order: Some(order.into()) }))
+    }
+
+    async fn get_orders_for_account(
+        &self,
+        request: Request<proto::GetOrdersForAccountRequest>,
+    ) -> Result<Response<proto::GetOrdersForAccountResponse>, Status> {
+        let account_id = parse_id("account_id", &request.get_ref().account_id).map_err(ServiceError::from)?;
+        let orders = self.service.orders_for_accounts(&[account_id]).await?;
+        Ok(orders_response(orders, |orders| proto::GetOrdersForAccountResponse { orders }))
+    }
+
+    async fn get_orders_for_accounts(
+        &self,
+        request: Request<proto::GetOrdersForAccountsRequest>,
+    ) -> Result<Response<proto::GetOrdersForAccountsResponse>, Status> {
+        let (ids, violations): (Vec<_>, Vec<_>) = request
+            .get_ref()
+            .account_ids
+            .iter()
+            .enumerate()
+            .map(|(i, id)| parse_id(&format!("account_ids[{i}]"), id))
+            .partition(Result::is_ok);
+        if !violations.is_empty() {
+            let violations: Vec<FieldViolation> = violations.into_iter().filter_map(Result::err).collect();
+            return Err(ServiceError::Invalid(violations).into());
+        }
+        let ids: Vec<_> = ids.into_iter().filter_map(Result::ok).collect();
+        let orders = self.service.orders_for_accounts(&ids).await?;
+        Ok(orders_response(orders, |orders| proto::GetOrdersForAccountsResponse { orders }))
+    }
+}

@@ -1,0 +1,161 @@
+//! The order service's SQL. Every function takes the connection (or transaction) to run on; the service decides
+//! the transaction boundaries. An order is one `orders` row and its `order_lines`.
+
+use std::collections::HashMap;
+
+use chrono::{DateTime, Utc};
+use sqlx::PgConnection;
+use uuid::Uuid;
+
+use crate::domain::{Order, OrderLine, OrderStatus, PricedProduct};
+
+const ORDER_COLUMNS: &str =
+    "id, account_id, status, total_price_cents, rejection_reason, version, created_at, updated_at";
+
+#[derive(sqlx::FromRow)]
+struct OrderRow {
+    id: Uuid,
+    account_id: Uuid,
+    status: String,
+    total_price_cents: Option<i64>,
+    rejection_reason: Option<String>,
+    version: i64,
+    created_at: DateTime<Utc>,
+    updated_at: DateTime<Utc>,
+}
+
+#[derive(sqlx::FromRow)]
+struct LineRow {
+    order_id: Uuid,
+    product_id: Uuid,
+    quantity: i32,
+    product_name: Option<String>,
+    product_description: Option<String>,
+    unit_price_cents: Option<i64>,
+}
+
+impl OrderRow {
+    fn into_order(self, lines: Vec<OrderLine>) -> Result<Order, sqlx::Error> {
+        let status = OrderStatus::parse(&self.status)
+            .ok_or_else(|| sqlx::Error::Decode(format!("order {} has status {:?}", self.id, self.status).into()))?;
+        Ok(Order {
+            id: self.id,
+            account_id: self.account_id,
+            status,
+            lines,
+            total_price_cents: self.total_price_cents,
+            rejection_reason: self.rejection_reason,
+            version: self.version,
+            created_at: self.created_at,
+            updated_at: self.updated_at,
+        })
+    }
+}
+
+impl TryFrom<LineRow> for OrderLine {
+    type Error = sqlx::Error;
+
+    fn try_from(row: LineRow) -> Result<Self, Self::Error> {
+        let quantity = u32::try_from(row.quantity)
+            .map_err(|_| sqlx::Error::Decode(format!("order {} has a negative quantity", row.order_id).into()))?;
+        // The table's checks make the three product columns null or set together.
+        let product = match (row.product_name, row.product_description, row.unit_price_cents) {
+            (Some(name), Some(description), Some(unit_price_cents)) => {
+                Some(PricedProduct { name, description, unit_price_cents })
+            }
+            _ => None,
+        };
+        Ok(Self { product_id: row.product_id, quantity, product })
+    }
+}
+
+/// Stores a new order with its lines (in one statement for all the lines).
+#[tracing::instrument(skip_all, fields(order_id = %order.id), err)]
+pub async fn insert_order(connection: &mut PgConnection, order: &Order) -> Result<(), sqlx::Error> {
+    sqlx::query(sqlx::AssertSqlSafe(format!(
+        "INSERT INTO orders ({ORDER_COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)"
+    )))
+    .bind(order.id)
+    .bind(order.account_id)
+    .bind(order.status.as_str())
+    .bind(order.total_price_cents)
+    .bind(&order.rejection_reason)
+    .bind(order.version)
+    .bind(order.created_at)
+    .bind(order.updated_at)
+    .execute(&mut *connection)
+    .await?;
+
+    let line_numbers: Vec<i32> = (0..).take(order.lines.len()).collect();
+    let product_ids: Vec<Uuid> = order.lines.iter().map(|l| l.product_id).collect();
+    let quantities: Vec<i32> = order.lines.iter().map(|l| l.quantity as i32).collect();
+    let names: Vec<Option<&str>> = order.lines.iter().map(|l| l.product.as_ref().map(|p| &*p.name)).collect();
+    let descriptions: Vec<Option<&str>> =
+        order.lines.iter().map(|l| l.product.as_ref().map(|p| &*p.description)).collect();
+    let prices: Vec<Option<i64>> =
+        order.lines.iter().map(|l| l.product.as_ref().map(|p| p.unit_price_cents)).collect();
+    sqlx::query(
+        "INSERT INTO order_lines
+             (order_id, line_number, product_id, quantity, product_name, product_description, unit_price_cents)
+         SELECT $1, * FROM UNNEST($2::int[], $3::uuid[], $4::int[], $5::text[], $6::text[], $7::bigint[])",
+    )
+    .bind(order.id)
+    .bind(line_numbers)
+    .bind(product_ids)
+    .bind(quantities)
+    .bind(names)
+    .bind(descriptions)
+    .bind(prices)
+    .execute(connection)
+    .await?;
+    Ok(())
+}
+
+/// The order with `id`, if there is one.
+pub async fn find_order(connection: &mut PgConnection, id: Uuid) -> Result<Option<Order>, sqlx::Error> {
+    let row: Option<OrderRow> =
+        sqlx::query_as(sqlx::AssertSqlSafe(format!("SELECT {ORDER_COLUMNS} FROM orders WHERE id = $1")))
+            .bind(id)
+            .fetch_optional(&mut *connection)
+            .await?;
+    let Some(row) = row else { return Ok(None) };
+    let mut orders = with_lines(connection, vec![row]).await?;
+    Ok(orders.pop())
+}
+
+/// Every order of the given accounts, newest first, in two queries whatever the number of accounts.
+pub async fn orders_for_accounts(
+    connection: &mut PgConnection,
+    account_ids: &[Uuid],
+) -> Result<Vec<Order>, sqlx::Error> {
+    let rows: Vec<OrderRow> = sqlx::query_as(sqlx::AssertSqlSafe(format!(
+        "SELECT {ORDER_COLUMNS} FROM orders WHERE account_id = ANY($1) ORDER BY id DESC"
+    )))
+    .bind(account_ids)
+    .fetch_all(&mut *connection)
+    .await?;
+    with_lines(connection, rows).await
+}
+
+/// Loads the lines of `rows` in one query and assembles the orders, keeping the order of `rows`.
+async fn with_lines(connection: &mut PgConnection, rows: Vec<OrderRow>) -> Result<Vec<Order>, sqlx::Error> {
+    let ids: Vec<Uuid> = rows.iter().map(|row| row.id).collect();
+    let line_rows: Vec<LineRow> = sqlx::query_as(
+        "SELECT order_id, product_id, quantity, product_name, product_description, unit_price_cents
+         FROM order_lines WHERE order_id = ANY($1) ORDER BY order_id, line_number",
+    )
+    .bind(&ids)
+    .fetch_all(connection)
+    .await?;
+
+    let mut lines: HashMap<Uuid, Vec<OrderLine>> = HashMap::with_capacity(rows.len());
+    for row in line_rows {
+        lines.entry(row.order_id).or_default().push(row.try_into()?);
+    }
+    rows.into_iter()
+        .map(|row| {
+            let order_lines = lines.remove(&row.id).unwrap_or_default();
+            row.into_order(order_lines)
+        })
+        .collect()
+}

@@ -1,0 +1,58 @@
+//! Building and running the service: the same [`Application`] serves in production and in the tests.
+
+use std::{future::Future, net::SocketAddr};
+
+use anyhow::Context;
+use shop_platform::{grpc::lazy_channel, postgres};
+use sqlx::PgPool;
+use tokio::net::TcpListener;
+
+use crate::{
+    config::{Settings, ValidationMode},
+    directory::GrpcDirectory,
+    grpc::server::OrderGrpc,
+    service::OrderService,
+};
+
+/// The order service, connected and migrated, with its listener bound.
+#[derive(Debug)]
+pub struct Application {
+    listener: TcpListener,
+    pool: PgPool,
+    settings: Settings,
+}
+
+impl Application {
+    /// Connects to the database (retrying while it is unreachable, creating it if missing), applies the
+    /// migrations, and binds the gRPC listener. The account and catalog services need not be up yet.
+    pub async fn build(settings: &Settings) -> anyhow::Result<Self> {
+        let pool =
+            postgres::connect_and_migrate(&settings.database_url, &settings.database, &sqlx::migrate!()).await?;
+        let listener = TcpListener::bind(settings.listen_addr)
+            .await
+            .with_context(|| format!("Failed to listen on {}", settings.listen_addr))?;
+        Ok(Self { listener, pool, settings: settings.clone() })
+    }
+
+    /// Where the gRPC server listens (useful when the settings asked for port 0).
+    pub fn local_addr(&self) -> SocketAddr {
+        self.listener.local_addr().expect("a bound listener has a local address")
+    }
+
+    /// Serves until `shutdown` resolves, then drains in-flight calls and closes the pool.
+    pub async fn run_until_stopped(self, shutdown: impl Future<Output = ()> + Send) -> anyhow::Result<()> {
+        match self.settings.validation {
+            ValidationMode::Grpc => {
+                let directory = GrpcDirectory::new(
+                    lazy_channel(&self.settings.dependency(&self.settings.account_service_url))?,
+                    lazy_channel(&self.settings.dependency(&self.settings.catalog_service_url))?,
+                );
+                let server = OrderGrpc::server(OrderService::new(self.pool.clone(), directory));
+                shop_platform::grpc::serve(self.listener, server, shop_proto::FILE_DESCRIPTOR_SET, shutdown).await?;
+            }
+        }
+        self.pool.close().await;
+        tracing::info!("The order service stopped.");
+        Ok(())
+    }
+}

@@ -1,0 +1,6 @@
+//! The order service through its real gRPC server, with real account and catalog servers, each on port 0
+//! against a fresh database per test.
+
+mod get_orders;
+mod helpers;
+mod post_order;
