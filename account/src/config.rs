@@ -2,7 +2,10 @@
 
 use std::net::SocketAddr;
 
-use shop_platform::{postgres::{DatabaseUrl, PoolSettings}, telemetry::TelemetrySettings};
+use shop_platform::{
+    postgres::{DatabaseUrl, PoolSettings},
+    telemetry::TelemetrySettings,
+};
 
 /// Everything the account service can be told at start. `account --help` lists it all.
 #[derive(Debug, Clone, clap::Parser)]

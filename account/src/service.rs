@@ -24,7 +24,11 @@ impl AccountService {
 
     /// Opens an account and records `AccountCreated` in the outbox, in one transaction.
     #[tracing::instrument(skip_all, fields(account_id))]
-    pub async fn open_account(&self, name: AccountName, trace: &TraceContext) -> Result<Account, ServiceError> {
+    pub async fn open_account(
+        &self,
+        name: AccountName,
+        trace: &TraceContext,
+    ) -> Result<Account, ServiceError> {
         let (account, created) = Account::open(name);
         tracing::Span::current().record("account_id", tracing::field::display(account.id));
 

@@ -21,7 +21,8 @@ impl Application {
     /// migrations, and binds the gRPC listener.
     pub async fn build(settings: &Settings) -> anyhow::Result<Self> {
         let pool =
-            postgres::connect_and_migrate(&settings.database_url, &settings.database, &sqlx::migrate!()).await?;
+            postgres::connect_and_migrate(&settings.database_url, &settings.database, &sqlx::migrate!())
+                .await?;
         let listener = TcpListener::bind(settings.listen_addr)
             .await
             .with_context(|| format!("Failed to listen on {}", settings.listen_addr))?;
@@ -30,7 +31,9 @@ impl Application {
 
     /// Where the gRPC server listens (useful when the settings asked for port 0).
     pub fn local_addr(&self) -> SocketAddr {
-        self.listener.local_addr().expect("a bound listener has a local address")
+        self.listener
+            .local_addr()
+            .expect("a bound listener has a local address")
     }
 
     /// Serves until `shutdown` resolves, then drains in-flight calls and closes the pool.

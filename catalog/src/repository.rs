@@ -24,9 +24,10 @@ impl TryFrom<ProductRow> for Product {
     type Error = sqlx::Error;
 
     fn try_from(row: ProductRow) -> Result<Self, Self::Error> {
-        let details = ProductDetails::parse(&row.name, &row.description, row.price_cents).map_err(|violations| {
-            sqlx::Error::Decode(format!("stored product {} is invalid: {violations:?}", row.id).into())
-        })?;
+        let details =
+            ProductDetails::parse(&row.name, &row.description, row.price_cents).map_err(|violations| {
+                sqlx::Error::Decode(format!("stored product {} is invalid: {violations:?}", row.id).into())
+            })?;
         Ok(Self {
             id: row.id,
             details,
@@ -84,22 +85,24 @@ pub async fn update_product(connection: &mut PgConnection, product: &Product) ->
 
 /// The product with `id`, if there is one.
 pub async fn find_product(connection: &mut PgConnection, id: Uuid) -> Result<Option<Product>, sqlx::Error> {
-    let row: Option<ProductRow> =
-        sqlx::query_as(sqlx::AssertSqlSafe(format!("SELECT {COLUMNS} FROM products WHERE id = $1")))
-            .bind(id)
-            .fetch_optional(connection)
-            .await?;
+    let row: Option<ProductRow> = sqlx::query_as(sqlx::AssertSqlSafe(format!(
+        "SELECT {COLUMNS} FROM products WHERE id = $1"
+    )))
+    .bind(id)
+    .fetch_optional(connection)
+    .await?;
     row.map(Product::try_from).transpose()
 }
 
 /// The product with `id`, locked until the transaction ends, so that concurrent updates take versions one after
 /// the other.
 pub async fn lock_product(connection: &mut PgConnection, id: Uuid) -> Result<Option<Product>, sqlx::Error> {
-    let row: Option<ProductRow> =
-        sqlx::query_as(sqlx::AssertSqlSafe(format!("SELECT {COLUMNS} FROM products WHERE id = $1 FOR UPDATE")))
-            .bind(id)
-            .fetch_optional(connection)
-            .await?;
+    let row: Option<ProductRow> = sqlx::query_as(sqlx::AssertSqlSafe(format!(
+        "SELECT {COLUMNS} FROM products WHERE id = $1 FOR UPDATE"
+    )))
+    .bind(id)
+    .fetch_optional(connection)
+    .await?;
     row.map(Product::try_from).transpose()
 }
 
@@ -112,7 +115,9 @@ pub async fn list_products(
 ) -> Result<Vec<Product>, sqlx::Error> {
     let mut sql = QueryBuilder::<Postgres>::new(format!("SELECT {COLUMNS} FROM products"));
     if let Some(query) = filter.query {
-        sql.push(", websearch_to_tsquery('english', ").push_bind(query).push(") AS query");
+        sql.push(", websearch_to_tsquery('english', ")
+            .push_bind(query)
+            .push(") AS query");
     }
     sql.push(" WHERE true");
     if let Some(ids) = filter.ids {
@@ -123,7 +128,10 @@ pub async fn list_products(
     } else {
         sql.push(" ORDER BY id");
     }
-    sql.push(" OFFSET ").push_bind(skip).push(" LIMIT ").push_bind(limit);
+    sql.push(" OFFSET ")
+        .push_bind(skip)
+        .push(" LIMIT ")
+        .push_bind(limit);
 
     let rows: Vec<ProductRow> = sql.build_query_as().fetch_all(connection).await?;
     rows.into_iter().map(Product::try_from).collect()

@@ -97,7 +97,10 @@ impl CatalogService {
             (None, Some(ids)) => (0, ids.len() as i64),
             (None, None) => (0, Page::DEFAULT_TAKE.into()),
         };
-        let filter = ProductFilter { ids: query.ids.as_deref(), query: query.text.as_deref() };
+        let filter = ProductFilter {
+            ids: query.ids.as_deref(),
+            query: query.text.as_deref(),
+        };
         let mut connection = self.pool.acquire().await?;
         Ok(repository::list_products(&mut connection, filter, skip, limit).await?)
     }

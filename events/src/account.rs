@@ -38,7 +38,12 @@ mod tests {
     #[test]
     fn account_created_round_trips_through_json() {
         let event = AccountCreated {
-            account: Account { id: Uuid::now_v7(), name: "Ada".into(), version: 1, created_at: now() },
+            account: Account {
+                id: Uuid::now_v7(),
+                name: "Ada".into(),
+                version: 1,
+                created_at: now(),
+            },
         };
         let envelope = Envelope::new(&event, Some(&TraceContext::new_root()));
 

@@ -10,12 +10,21 @@ use shop_testkit::{TestDatabase, outbox_rows};
 use uuid::Uuid;
 
 fn account_created(id: Uuid, version: i64) -> AccountCreated {
-    AccountCreated { account: Account { id, name: "Ada".into(), version, created_at: now() } }
+    AccountCreated {
+        account: Account {
+            id,
+            name: "Ada".into(),
+            version,
+            created_at: now(),
+        },
+    }
 }
 
 async fn migrated_database() -> TestDatabase {
     let database = TestDatabase::create().await;
-    outbox::migrate(&database.pool).await.expect("Failed to migrate the outbox");
+    outbox::migrate(&database.pool)
+        .await
+        .expect("Failed to migrate the outbox");
     database
 }
 
@@ -63,13 +72,18 @@ async fn appending_a_version_twice_is_a_unique_violation() {
     let database = migrated_database().await;
     let id = Uuid::now_v7();
     let mut transaction = database.pool.begin().await.unwrap();
-    outbox::append(&mut transaction, &Envelope::new(&account_created(id, 1), None)).await.unwrap();
+    outbox::append(&mut transaction, &Envelope::new(&account_created(id, 1), None))
+        .await
+        .unwrap();
 
     let error = outbox::append(&mut transaction, &Envelope::new(&account_created(id, 1), None))
         .await
         .unwrap_err();
 
-    let code = error.as_database_error().and_then(|e| e.code()).map(|c| c.into_owned());
+    let code = error
+        .as_database_error()
+        .and_then(|e| e.code())
+        .map(|c| c.into_owned());
     assert_eq!(code.as_deref(), Some("23505"));
 }
 
@@ -77,5 +91,7 @@ async fn appending_a_version_twice_is_a_unique_violation() {
 async fn migrating_twice_is_harmless() {
     let database = migrated_database().await;
 
-    outbox::migrate(&database.pool).await.expect("A second migration should be a no-op");
+    outbox::migrate(&database.pool)
+        .await
+        .expect("A second migration should be a no-op");
 }

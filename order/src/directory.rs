@@ -41,7 +41,10 @@ pub struct GrpcDirectory {
 
 impl GrpcDirectory {
     pub fn new(accounts: Channel, catalog: Channel) -> Self {
-        Self { accounts: AccountServiceClient::new(accounts), catalog: CatalogServiceClient::new(catalog) }
+        Self {
+            accounts: AccountServiceClient::new(accounts),
+            catalog: CatalogServiceClient::new(catalog),
+        }
     }
 }
 
@@ -74,7 +77,10 @@ impl Directory for GrpcDirectory {
         ids: &[Uuid],
         trace: &TraceContext,
     ) -> Result<HashMap<Uuid, PricedProduct>, ServiceError> {
-        let request = GetProductsRequest { ids: ids.iter().map(ToString::to_string).collect(), ..Default::default() };
+        let request = GetProductsRequest {
+            ids: ids.iter().map(ToString::to_string).collect(),
+            ..Default::default()
+        };
         let products = self
             .catalog
             .clone()
@@ -87,7 +93,10 @@ impl Directory for GrpcDirectory {
             .into_iter()
             .map(|product| {
                 let id = product.id.parse::<Uuid>().map_err(|_| {
-                    ServiceError::Unexpected(anyhow::anyhow!("The catalog returned a malformed id {:?}", product.id))
+                    ServiceError::Unexpected(anyhow::anyhow!(
+                        "The catalog returned a malformed id {:?}",
+                        product.id
+                    ))
                 })?;
                 let priced = PricedProduct {
                     name: product.name,

@@ -36,8 +36,9 @@ struct LineRow {
 
 impl OrderRow {
     fn into_order(self, lines: Vec<OrderLine>) -> Result<Order, sqlx::Error> {
-        let status = OrderStatus::parse(&self.status)
-            .ok_or_else(|| sqlx::Error::Decode(format!("order {} has status {:?}", self.id, self.status).into()))?;
+        let status = OrderStatus::parse(&self.status).ok_or_else(|| {
+            sqlx::Error::Decode(format!("order {} has status {:?}", self.id, self.status).into())
+        })?;
         Ok(Order {
             id: self.id,
             account_id: self.account_id,
@@ -56,16 +57,23 @@ impl TryFrom<LineRow> for OrderLine {
     type Error = sqlx::Error;
 
     fn try_from(row: LineRow) -> Result<Self, Self::Error> {
-        let quantity = u32::try_from(row.quantity)
-            .map_err(|_| sqlx::Error::Decode(format!("order {} has a negative quantity", row.order_id).into()))?;
+        let quantity = u32::try_from(row.quantity).map_err(|_| {
+            sqlx::Error::Decode(format!("order {} has a negative quantity", row.order_id).into())
+        })?;
         // The table's checks make the three product columns null or set together.
         let product = match (row.product_name, row.product_description, row.unit_price_cents) {
-            (Some(name), Some(description), Some(unit_price_cents)) => {
-                Some(PricedProduct { name, description, unit_price_cents })
-            }
+            (Some(name), Some(description), Some(unit_price_cents)) => Some(PricedProduct {
+                name,
+                description,
+                unit_price_cents,
+            }),
             _ => None,
         };
-        Ok(Self { product_id: row.product_id, quantity, product })
+        Ok(Self {
+            product_id: row.product_id,
+            quantity,
+            product,
+        })
     }
 }
 
@@ -89,11 +97,21 @@ pub async fn insert_order(connection: &mut PgConnection, order: &Order) -> Resul
     let line_numbers: Vec<i32> = (0..).take(order.lines.len()).collect();
     let product_ids: Vec<Uuid> = order.lines.iter().map(|l| l.product_id).collect();
     let quantities: Vec<i32> = order.lines.iter().map(|l| l.quantity as i32).collect();
-    let names: Vec<Option<&str>> = order.lines.iter().map(|l| l.product.as_ref().map(|p| &*p.name)).collect();
-    let descriptions: Vec<Option<&str>> =
-        order.lines.iter().map(|l| l.product.as_ref().map(|p| &*p.description)).collect();
-    let prices: Vec<Option<i64>> =
-        order.lines.iter().map(|l| l.product.as_ref().map(|p| p.unit_price_cents)).collect();
+    let names: Vec<Option<&str>> = order
+        .lines
+        .iter()
+        .map(|l| l.product.as_ref().map(|p| &*p.name))
+        .collect();
+    let descriptions: Vec<Option<&str>> = order
+        .lines
+        .iter()
+        .map(|l| l.product.as_ref().map(|p| &*p.description))
+        .collect();
+    let prices: Vec<Option<i64>> = order
+        .lines
+        .iter()
+        .map(|l| l.product.as_ref().map(|p| p.unit_price_cents))
+        .collect();
     sqlx::query(
         "INSERT INTO order_lines
              (order_id, line_number, product_id, quantity, product_name, product_description, unit_price_cents)
@@ -113,11 +131,12 @@ pub async fn insert_order(connection: &mut PgConnection, order: &Order) -> Resul
 
 /// The order with `id`, if there is one.
 pub async fn find_order(connection: &mut PgConnection, id: Uuid) -> Result<Option<Order>, sqlx::Error> {
-    let row: Option<OrderRow> =
-        sqlx::query_as(sqlx::AssertSqlSafe(format!("SELECT {ORDER_COLUMNS} FROM orders WHERE id = $1")))
-            .bind(id)
-            .fetch_optional(&mut *connection)
-            .await?;
+    let row: Option<OrderRow> = sqlx::query_as(sqlx::AssertSqlSafe(format!(
+        "SELECT {ORDER_COLUMNS} FROM orders WHERE id = $1"
+    )))
+    .bind(id)
+    .fetch_optional(&mut *connection)
+    .await?;
     let Some(row) = row else { return Ok(None) };
     let mut orders = with_lines(connection, vec![row]).await?;
     Ok(orders.pop())

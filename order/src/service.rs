@@ -30,10 +30,16 @@ impl<D: Directory> OrderService<D> {
     /// Validates the order against the directory, prices it, and stores it confirmed with its `OrderPlaced` and
     /// `OrderConfirmed` events, in one transaction. An unknown account or product is NOT_FOUND and stores nothing.
     #[tracing::instrument(skip_all, fields(account_id = %new_order.account_id(), order_id))]
-    pub async fn place_order(&self, new_order: NewOrder, trace: &TraceContext) -> Result<Order, ServiceError> {
+    pub async fn place_order(
+        &self,
+        new_order: NewOrder,
+        trace: &TraceContext,
+    ) -> Result<Order, ServiceError> {
         let account_id = new_order.account_id();
         if !self.directory.account_exists(account_id, trace).await? {
-            return Err(ServiceError::NotFound(format!("account {account_id} does not exist")));
+            return Err(ServiceError::NotFound(format!(
+                "account {account_id} does not exist"
+            )));
         }
         let catalog = self.directory.products(&new_order.product_ids(), trace).await?;
 

@@ -27,16 +27,23 @@ impl Application {
     /// migrations, and binds the gRPC listener. The account and catalog services need not be up yet.
     pub async fn build(settings: &Settings) -> anyhow::Result<Self> {
         let pool =
-            postgres::connect_and_migrate(&settings.database_url, &settings.database, &sqlx::migrate!()).await?;
+            postgres::connect_and_migrate(&settings.database_url, &settings.database, &sqlx::migrate!())
+                .await?;
         let listener = TcpListener::bind(settings.listen_addr)
             .await
             .with_context(|| format!("Failed to listen on {}", settings.listen_addr))?;
-        Ok(Self { listener, pool, settings: settings.clone() })
+        Ok(Self {
+            listener,
+            pool,
+            settings: settings.clone(),
+        })
     }
 
     /// Where the gRPC server listens (useful when the settings asked for port 0).
     pub fn local_addr(&self) -> SocketAddr {
-        self.listener.local_addr().expect("a bound listener has a local address")
+        self.listener
+            .local_addr()
+            .expect("a bound listener has a local address")
     }
 
     /// Serves until `shutdown` resolves, then drains in-flight calls and closes the pool.
@@ -48,7 +55,8 @@ impl Application {
                     lazy_channel(&self.settings.dependency(&self.settings.catalog_service_url))?,
                 );
                 let server = OrderGrpc::server(OrderService::new(self.pool.clone(), directory));
-                shop_platform::grpc::serve(self.listener, server, shop_proto::FILE_DESCRIPTOR_SET, shutdown).await?;
+                shop_platform::grpc::serve(self.listener, server, shop_proto::FILE_DESCRIPTOR_SET, shutdown)
+                    .await?;
             }
         }
         self.pool.close().await;

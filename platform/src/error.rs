@@ -17,7 +17,10 @@ pub struct FieldViolation {
 
 impl FieldViolation {
     pub fn new(field: impl Into<String>, description: impl Into<String>) -> Self {
-        Self { field: field.into(), description: description.into() }
+        Self {
+            field: field.into(),
+            description: description.into(),
+        }
     }
 }
 
@@ -68,7 +71,11 @@ impl From<Vec<FieldViolation>> for ServiceError {
 }
 
 fn join(violations: &[FieldViolation]) -> String {
-    violations.iter().map(ToString::to_string).collect::<Vec<_>>().join("; ")
+    violations
+        .iter()
+        .map(ToString::to_string)
+        .collect::<Vec<_>>()
+        .join("; ")
 }
 
 impl fmt::Debug for ServiceError {
@@ -120,7 +127,9 @@ impl From<sqlx::Error> for ServiceError {
             .as_database_error()
             .is_some_and(|e| e.kind() == sqlx::error::ErrorKind::UniqueViolation);
         if unique_violation {
-            return Self::Conflict("a concurrent change to the same entity won; read it again and retry".into());
+            return Self::Conflict(
+                "a concurrent change to the same entity won; read it again and retry".into(),
+            );
         }
         match error {
             sqlx::Error::PoolTimedOut | sqlx::Error::Io(_) | sqlx::Error::PoolClosed => {
@@ -146,7 +155,10 @@ mod tests {
         let status = Status::from(error);
 
         assert_eq!(status.code(), Code::InvalidArgument);
-        assert_eq!(status.message(), "invalid request: name: must not be blank; price_cents: must be zero or more");
+        assert_eq!(
+            status.message(),
+            "invalid request: name: must not be blank; price_cents: must be zero or more"
+        );
         let details = status.get_error_details();
         let violations = &details.bad_request().unwrap().field_violations;
         assert_eq!(violations.len(), 2);

@@ -7,7 +7,8 @@ use crate::FieldViolation;
 
 /// Parses the id in request field `field`, or says which field holds something that is not a UUID.
 pub fn parse_id(field: &str, value: &str) -> Result<Uuid, FieldViolation> {
-    Uuid::try_parse(value.trim()).map_err(|_| FieldViolation::new(field, format!("`{value}` is not a valid UUID")))
+    Uuid::try_parse(value.trim())
+        .map_err(|_| FieldViolation::new(field, format!("`{value}` is not a valid UUID")))
 }
 
 /// A timestamp as protobuf carries it.

@@ -24,18 +24,29 @@ pub struct TelemetrySettings {
 
 impl Default for TelemetrySettings {
     fn default() -> Self {
-        Self { log_format: LogFormat::Text, log_filter: "info".to_owned() }
+        Self {
+            log_format: LogFormat::Text,
+            log_filter: "info".to_owned(),
+        }
     }
 }
 
 /// Installs the global log subscriber. Call once, first thing in `main`.
 pub fn init(settings: &TelemetrySettings) {
     let filter = EnvFilter::try_new(&settings.log_filter).unwrap_or_else(|error| {
-        eprintln!("Ignoring the invalid log filter {:?} ({error}); using `info`.", settings.log_filter);
+        eprintln!(
+            "Ignoring the invalid log filter {:?} ({error}); using `info`.",
+            settings.log_filter
+        );
         EnvFilter::new("info")
     });
     match settings.log_format {
         LogFormat::Text => fmt().with_env_filter(filter).init(),
-        LogFormat::Json => fmt().json().flatten_event(true).with_current_span(true).with_env_filter(filter).init(),
+        LogFormat::Json => fmt()
+            .json()
+            .flatten_event(true)
+            .with_current_span(true)
+            .with_env_filter(filter)
+            .init(),
     }
 }

@@ -58,11 +58,15 @@ impl Drop for TestDatabase {
         // Drop cannot await, and the test's runtime may be shutting down: do it on a thread with its own runtime.
         let (server, name) = (postgres_server_url(), self.name.clone());
         let dropped = thread::spawn(move || {
-            let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
+            let runtime = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()?;
             runtime.block_on(async {
                 let mut admin = PgConnection::connect(&format!("{server}/postgres")).await?;
                 admin
-                    .execute(sqlx::AssertSqlSafe(format!(r#"DROP DATABASE IF EXISTS "{name}" WITH (FORCE)"#)))
+                    .execute(sqlx::AssertSqlSafe(format!(
+                        r#"DROP DATABASE IF EXISTS "{name}" WITH (FORCE)"#
+                    )))
                     .await?;
                 Ok::<_, Box<dyn std::error::Error + Send + Sync>>(())
             })
@@ -116,7 +120,10 @@ pub fn init_test_logging() {
         if std::env::var_os("TEST_LOG").is_some() {
             let filter = tracing_subscriber::EnvFilter::try_from_default_env()
                 .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-            tracing_subscriber::fmt().with_env_filter(filter).with_test_writer().init();
+            tracing_subscriber::fmt()
+                .with_env_filter(filter)
+                .with_test_writer()
+                .init();
         }
     });
 }

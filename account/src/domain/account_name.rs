@@ -15,7 +15,10 @@ impl AccountName {
             return Err(FieldViolation::new(field, "must not be blank"));
         }
         if name.chars().count() > Self::MAX_CHARS {
-            return Err(FieldViolation::new(field, format!("must be at most {} characters", Self::MAX_CHARS)));
+            return Err(FieldViolation::new(
+                field,
+                format!("must be at most {} characters", Self::MAX_CHARS),
+            ));
         }
         if name.chars().any(char::is_control) {
             return Err(FieldViolation::new(field, "must not contain control characters"));
@@ -40,7 +43,10 @@ mod tests {
 
     #[test]
     fn a_name_is_trimmed() {
-        assert_eq!(AccountName::parse("name", "  Ada Lovelace \n").unwrap().as_str(), "Ada Lovelace");
+        assert_eq!(
+            AccountName::parse("name", "  Ada Lovelace \n").unwrap().as_str(),
+            "Ada Lovelace"
+        );
     }
 
     #[test]

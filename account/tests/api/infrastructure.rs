@@ -1,6 +1,8 @@
 use shop_account::startup::Application;
 use shop_testkit::TestDatabase;
-use tonic_health::pb::{HealthCheckRequest, health_check_response::ServingStatus, health_client::HealthClient};
+use tonic_health::pb::{
+    HealthCheckRequest, health_check_response::ServingStatus, health_client::HealthClient,
+};
 use tonic_reflection::pb::v1::{
     ServerReflectionRequest, server_reflection_client::ServerReflectionClient,
     server_reflection_request::MessageRequest, server_reflection_response::MessageResponse,
@@ -9,7 +11,11 @@ use tonic_reflection::pb::v1::{
 use crate::helpers::{settings, spawn_app};
 
 async fn channel(address: std::net::SocketAddr) -> tonic::transport::Channel {
-    tonic::transport::Endpoint::from_shared(format!("http://{address}")).unwrap().connect().await.unwrap()
+    tonic::transport::Endpoint::from_shared(format!("http://{address}"))
+        .unwrap()
+        .connect()
+        .await
+        .unwrap()
 }
 
 #[tokio::test]
@@ -18,7 +24,9 @@ async fn the_server_reports_itself_serving_over_grpc_health() {
     let mut health = HealthClient::new(channel(app.address).await);
 
     let response = health
-        .check(HealthCheckRequest { service: "shop.account.v1.AccountService".into() })
+        .check(HealthCheckRequest {
+            service: "shop.account.v1.AccountService".into(),
+        })
         .await
         .unwrap();
 
@@ -34,7 +42,11 @@ async fn the_server_lists_its_services_over_reflection() {
         message_request: Some(MessageRequest::ListServices(String::new())),
     };
 
-    let mut responses = reflection.server_reflection_info(tokio_stream::iter([request])).await.unwrap().into_inner();
+    let mut responses = reflection
+        .server_reflection_info(tokio_stream::iter([request]))
+        .await
+        .unwrap()
+        .into_inner();
 
     let Some(MessageResponse::ListServicesResponse(list)) =
         responses.message().await.unwrap().unwrap().message_response
@@ -42,7 +54,10 @@ async fn the_server_lists_its_services_over_reflection() {
         panic!("expected a list of services");
     };
     let names: Vec<_> = list.service.into_iter().map(|s| s.name).collect();
-    assert!(names.contains(&"shop.account.v1.AccountService".to_owned()), "{names:?}");
+    assert!(
+        names.contains(&"shop.account.v1.AccountService".to_owned()),
+        "{names:?}"
+    );
     assert!(names.contains(&"grpc.health.v1.Health".to_owned()), "{names:?}");
 }
 
@@ -68,10 +83,12 @@ async fn the_service_creates_its_database_when_it_is_missing() {
         .await
         .unwrap();
     drop(application);
-    sqlx::query(sqlx::AssertSqlSafe(format!(r#"DROP DATABASE IF EXISTS "{missing}" WITH (FORCE)"#)))
-        .execute(&server.pool)
-        .await
-        .unwrap();
+    sqlx::query(sqlx::AssertSqlSafe(format!(
+        r#"DROP DATABASE IF EXISTS "{missing}" WITH (FORCE)"#
+    )))
+    .execute(&server.pool)
+    .await
+    .unwrap();
     assert!(exists, "the service should have created {missing}");
 }
 
@@ -85,5 +102,8 @@ async fn start_up_gives_up_with_a_clear_error_when_postgres_stays_unreachable() 
 
     let error = Application::build(&settings).await.unwrap_err();
 
-    assert!(format!("{error:#}").contains("Failed to connect to Postgres at postgres://postgres@127.0.0.1:1"), "{error:#}");
+    assert!(
+        format!("{error:#}").contains("Failed to connect to Postgres at postgres://postgres@127.0.0.1:1"),
+        "{error:#}"
+    );
 }

@@ -1,4 +1,6 @@
-use tonic_health::pb::{HealthCheckRequest, health_check_response::ServingStatus, health_client::HealthClient};
+use tonic_health::pb::{
+    HealthCheckRequest, health_check_response::ServingStatus, health_client::HealthClient,
+};
 
 use crate::helpers::spawn_app;
 
@@ -12,7 +14,9 @@ async fn the_server_reports_itself_serving_then_stops_cleanly() {
         .unwrap();
 
     let status = HealthClient::new(channel)
-        .check(HealthCheckRequest { service: "shop.catalog.v1.CatalogService".into() })
+        .check(HealthCheckRequest {
+            service: "shop.catalog.v1.CatalogService".into(),
+        })
         .await
         .unwrap()
         .into_inner()

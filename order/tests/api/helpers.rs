@@ -30,14 +30,20 @@ macro_rules! spawn_service {
         };
         let application = $crate_name::startup::Application::build(&settings).await.unwrap();
         let url = format!("http://{}", application.local_addr());
-        (url, RunningServer::spawn(|shutdown| application.run_until_stopped(shutdown)))
+        (
+            url,
+            RunningServer::spawn(|shutdown| application.run_until_stopped(shutdown)),
+        )
     }};
 }
 
 pub(crate) async fn spawn_app() -> TestApp {
     init_test_logging();
-    let (account_database, catalog_database, database) =
-        (TestDatabase::create().await, TestDatabase::create().await, TestDatabase::create().await);
+    let (account_database, catalog_database, database) = (
+        TestDatabase::create().await,
+        TestDatabase::create().await,
+        TestDatabase::create().await,
+    );
     let (account_url, account_server) = spawn_service!(shop_account, account_database);
     let (catalog_url, catalog_server) = spawn_service!(shop_catalog, catalog_database);
 
@@ -51,7 +57,9 @@ pub(crate) async fn spawn_app() -> TestApp {
         dependency_timeout_ms: 2_000,
         telemetry: TelemetrySettings::default(),
     };
-    let application = Application::build(&settings).await.expect("Failed to build the application");
+    let application = Application::build(&settings)
+        .await
+        .expect("Failed to build the application");
     let address = application.local_addr();
     let order_server = RunningServer::spawn(|shutdown| application.run_until_stopped(shutdown));
 
@@ -76,8 +84,18 @@ impl TestApp {
     /// An account id, and the ids of a kettle (24.99) and a mug (8.99).
     pub(crate) async fn seed(&self) -> (String, String, String) {
         let account = self.accounts.post_account("Ada").await.unwrap().id;
-        let kettle = self.catalog.post_product("Kettle", "Boils water.", 2_499).await.unwrap().id;
-        let mug = self.catalog.post_product("Mug", "Holds tea.", 899).await.unwrap().id;
+        let kettle = self
+            .catalog
+            .post_product("Kettle", "Boils water.", 2_499)
+            .await
+            .unwrap()
+            .id;
+        let mug = self
+            .catalog
+            .post_product("Mug", "Holds tea.", 899)
+            .await
+            .unwrap()
+            .id;
         (account, kettle, mug)
     }
 }

@@ -1,0 +1,112 @@
+//! Machine-readable error codes: every GraphQL error the gateway returns carries one in `extensions.code`.
+
+use std::sync::Arc;
+
+use async_graphql::{
+    ErrorExtensionValues, ErrorExtensions, Response, ServerError, ServerResult, ValidationResult, Variables,
+    extensions::{
+        Extension, ExtensionContext, ExtensionFactory, NextParseQuery, NextRequest, NextValidation,
+    },
+    parser::types::ExecutableDocument,
+};
+
+/// The value of `extensions.code`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ErrorCode {
+    /// The document is not valid GraphQL.
+    GraphqlParseFailed,
+    /// The document does not match the schema (unknown fields, missing required arguments or input fields…).
+    GraphqlValidationFailed,
+    /// An argument's value is not acceptable (malformed id, negative price, page too large…); `extensions.fields`
+    /// lists the problems when there are several.
+    BadUserInput,
+    /// Something the request names does not exist.
+    NotFound,
+    /// A concurrent change won; read again and retry.
+    Conflict,
+    /// A service behind the gateway cannot be reached; retry later.
+    Unavailable,
+    /// A bug; the details are in the gateway's or the service's log, never in the response.
+    Internal,
+}
+
+impl ErrorCode {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::GraphqlParseFailed => "GRAPHQL_PARSE_FAILED",
+            Self::GraphqlValidationFailed => "GRAPHQL_VALIDATION_FAILED",
+            Self::BadUserInput => "BAD_USER_INPUT",
+            Self::NotFound => "NOT_FOUND",
+            Self::Conflict => "CONFLICT",
+            Self::Unavailable => "UNAVAILABLE",
+            Self::Internal => "INTERNAL",
+        }
+    }
+
+    /// An error with this code.
+    pub fn error(self, message: impl Into<String>) -> async_graphql::Error {
+        async_graphql::Error::new(message).extend_with(|_, e| e.set("code", self.as_str()))
+    }
+}
+
+/// A bad value in argument `field` (a GraphQL path such as `order.products[1].quantity`).
+pub fn bad_input(field: &str, description: &str) -> async_graphql::Error {
+    ErrorCode::BadUserInput.error(format!("{field}: {description}"))
+}
+
+fn with_code(mut error: ServerError, code: ErrorCode) -> ServerError {
+    let extensions = error.extensions.get_or_insert_with(ErrorExtensionValues::default);
+    if extensions.get("code").is_none() {
+        extensions.set("code", code.as_str());
+    }
+    error
+}
+
+/// Gives a code to the errors async-graphql raises itself: parse and validation failures, and argument values it
+/// could not coerce (those reach the response without passing through our resolvers).
+#[derive(Debug, Clone, Copy, Default)]
+pub struct ErrorCodes;
+
+impl ExtensionFactory for ErrorCodes {
+    fn create(&self) -> Arc<dyn Extension> {
+        Arc::new(ErrorCodes)
+    }
+}
+
+#[async_graphql::async_trait::async_trait]
+impl Extension for ErrorCodes {
+    async fn request(&self, ctx: &ExtensionContext<'_>, next: NextRequest<'_>) -> Response {
+        let mut response = next.run(ctx).await;
+        response.errors = response
+            .errors
+            .into_iter()
+            .map(|e| with_code(e, ErrorCode::BadUserInput))
+            .collect();
+        response
+    }
+
+    async fn parse_query(
+        &self,
+        ctx: &ExtensionContext<'_>,
+        query: &str,
+        variables: &Variables,
+        next: NextParseQuery<'_>,
+    ) -> ServerResult<ExecutableDocument> {
+        next.run(ctx, query, variables)
+            .await
+            .map_err(|e| with_code(e, ErrorCode::GraphqlParseFailed))
+    }
+
+    async fn validation(
+        &self,
+        ctx: &ExtensionContext<'_>,
+        next: NextValidation<'_>,
+    ) -> Result<ValidationResult, Vec<ServerError>> {
+        next.run(ctx).await.map_err(|errors| {
+            errors
+                .into_iter()
+                .map(|e| with_code(e, ErrorCode::GraphqlValidationFailed))
+                .collect()
+        })
+    }
+}

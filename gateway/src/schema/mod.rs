@@ -1,0 +1,47 @@
+//! The GraphQL schema, independent of HTTP: [`build`] makes it, [`prepare`] gives one request what it needs.
+
+pub mod errors;
+pub mod inputs;
+pub mod loaders;
+pub mod mutation;
+pub mod query;
+pub mod types;
+
+use async_graphql::{EmptySubscription, Schema, dataloader::DataLoader};
+use shop_events::TraceContext;
+
+use self::{errors::ErrorCodes, loaders::OrdersByAccount, mutation::Mutation, query::Query};
+use crate::clients::Services;
+
+/// The gateway's schema.
+pub type GatewaySchema = Schema<Query, Mutation, EmptySubscription>;
+
+/// Deepest query accepted (`accounts { orders { products { … } } }` is 4).
+const MAX_DEPTH: usize = 10;
+/// Most fields one query may select, counting list items once.
+const MAX_COMPLEXITY: usize = 500;
+
+/// The schema over `services`, with query depth and complexity limits.
+pub fn build(services: Services) -> GatewaySchema {
+    Schema::build(Query, Mutation, EmptySubscription)
+        .data(services)
+        .extension(ErrorCodes)
+        .limit_depth(MAX_DEPTH)
+        .limit_complexity(MAX_COMPLEXITY)
+        .finish()
+}
+
+/// Adds what one request's resolvers need: its trace context, and loaders that batch (and cache) look-ups for the
+/// duration of this request only.
+pub fn prepare(
+    request: async_graphql::Request,
+    services: &Services,
+    trace: TraceContext,
+) -> async_graphql::Request {
+    let orders = DataLoader::new(
+        OrdersByAccount::new(services.orders.clone(), trace.clone()),
+        tokio::spawn,
+    )
+    .max_batch_size(loaders::MAX_ACCOUNTS_PER_BATCH);
+    request.data(trace).data(orders)
+}

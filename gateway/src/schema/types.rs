@@ -1,0 +1,161 @@
+//! The GraphQL object types and their conversions from the services' protobuf messages. Money is presented in
+//! currency units (`Float`), as the original schema did; the services keep integer cents.
+
+use async_graphql::{ComplexObject, Context, Enum, ID, Result, SimpleObject, dataloader::DataLoader};
+use chrono::{DateTime, Utc};
+use shop_platform::ids::from_timestamp;
+use shop_proto::{account::v1 as account, catalog::v1 as catalog, order::v1 as order};
+
+use super::{errors::ErrorCode, loaders::OrdersByAccount};
+
+/// Cents as currency units.
+fn units(cents: i64) -> f64 {
+    cents as f64 / 100.0
+}
+
+fn timestamp(at: Option<prost_types::Timestamp>, what: &str) -> Result<DateTime<Utc>> {
+    at.as_ref().and_then(from_timestamp).ok_or_else(|| {
+        tracing::error!(what, "A service answered without a valid timestamp.");
+        ErrorCode::Internal.error("internal error")
+    })
+}
+
+/// A customer account.
+#[derive(Debug, Clone, SimpleObject)]
+#[graphql(complex)]
+pub struct Account {
+    pub id: ID,
+    pub name: String,
+    pub created_at: DateTime<Utc>,
+}
+
+#[ComplexObject]
+impl Account {
+    /// The account's orders, newest first. Loaded in one call for every account in the response.
+    async fn orders(&self, ctx: &Context<'_>) -> Result<Vec<Order>> {
+        let loader = ctx.data::<DataLoader<OrdersByAccount>>()?;
+        Ok(loader.load_one(self.id.to_string()).await?.unwrap_or_default())
+    }
+}
+
+impl TryFrom<account::Account> for Account {
+    type Error = async_graphql::Error;
+
+    fn try_from(account: account::Account) -> Result<Self> {
+        Ok(Self {
+            created_at: timestamp(account.created_at, "account.created_at")?,
+            id: account.id.into(),
+            name: account.name,
+        })
+    }
+}
+
+/// A product of the catalog.
+#[derive(Debug, Clone, SimpleObject)]
+pub struct Product {
+    pub id: ID,
+    pub name: String,
+    pub description: String,
+    /// Price in currency units (two decimals).
+    pub price: f64,
+    /// Incremented on every change; pass it as `expectedVersion` to update safely.
+    pub version: i64,
+    pub created_at: DateTime<Utc>,
+    pub updated_at: DateTime<Utc>,
+}
+
+impl TryFrom<catalog::Product> for Product {
+    type Error = async_graphql::Error;
+
+    fn try_from(product: catalog::Product) -> Result<Self> {
+        Ok(Self {
+            created_at: timestamp(product.created_at, "product.created_at")?,
+            updated_at: timestamp(product.updated_at, "product.updated_at")?,
+            id: product.id.into(),
+            name: product.name,
+            description: product.description,
+            price: units(product.price_cents),
+            version: product.version,
+        })
+    }
+}
+
+/// Where an order is in its life.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Enum)]
+pub enum OrderStatus {
+    /// Placed, waiting for validation.
+    Pending,
+    /// Validated and priced.
+    Confirmed,
+    /// Refused; `rejectionReason` says why.
+    Rejected,
+}
+
+/// An order.
+#[derive(Debug, Clone, SimpleObject)]
+pub struct Order {
+    pub id: ID,
+    pub account_id: ID,
+    pub created_at: DateTime<Utc>,
+    pub status: OrderStatus,
+    /// Sum of price times quantity over the products, in currency units; null until the order is priced.
+    pub total_price: Option<f64>,
+    /// Why the order was rejected; null unless it was.
+    pub rejection_reason: Option<String>,
+    pub products: Vec<OrderedProduct>,
+}
+
+/// A product within an order, as it was when the order was priced.
+#[derive(Debug, Clone, SimpleObject)]
+pub struct OrderedProduct {
+    pub id: ID,
+    /// Null until the order is priced.
+    pub name: Option<String>,
+    /// Null until the order is priced.
+    pub description: Option<String>,
+    /// Unit price in currency units; null until the order is priced.
+    pub price: Option<f64>,
+    pub quantity: i32,
+}
+
+impl TryFrom<order::Order> for Order {
+    type Error = async_graphql::Error;
+
+    fn try_from(order: order::Order) -> Result<Self> {
+        let status = match order.status() {
+            order::OrderStatus::Pending => OrderStatus::Pending,
+            order::OrderStatus::Confirmed => OrderStatus::Confirmed,
+            order::OrderStatus::Rejected => OrderStatus::Rejected,
+            order::OrderStatus::Unspecified => {
+                tracing::error!(order_id = %order.id, "The order service answered an order without a status.");
+                return Err(ErrorCode::Internal.error("internal error"));
+            }
+        };
+        Ok(Self {
+            created_at: timestamp(order.created_at, "order.created_at")?,
+            id: order.id.into(),
+            account_id: order.account_id.into(),
+            status,
+            total_price: order.total_price_cents.map(units),
+            rejection_reason: Some(order.rejection_reason).filter(|reason| !reason.is_empty()),
+            products: order
+                .lines
+                .into_iter()
+                .map(|line| {
+                    let (name, description, price) = match line.product {
+                        Some(p) => (Some(p.name), Some(p.description), Some(units(p.unit_price_cents))),
+                        None => (None, None, None),
+                    };
+                    OrderedProduct {
+                        id: line.product_id.into(),
+                        name,
+                        description,
+                        price,
+                        // At most 10 000 per line (the order service's limit).
+                        quantity: i32::try_from(line.quantity).unwrap_or(i32::MAX),
+                    }
+                })
+                .collect(),
+        })
+    }
+}

@@ -1,0 +1,239 @@
+use std::sync::{
+    Arc,
+    atomic::{AtomicUsize, Ordering},
+};
+
+use serde_json::{Value, json};
+use shop_gateway::{config::Settings, startup::Application};
+use shop_platform::{postgres::PoolSettings, telemetry::TelemetrySettings};
+use shop_proto::order::v1::{self as order, order_service_client::OrderServiceClient, order_service_server};
+use shop_testkit::{RunningServer, TestDatabase, init_test_logging};
+use tonic::{Request, Response, Status, transport::Channel};
+
+/// The gateway and the three services behind it.
+pub(crate) struct TestApp {
+    pub(crate) base_url: String,
+    pub(crate) http: reqwest::Client,
+    /// The order service's database.
+    pub(crate) orders_database: TestDatabase,
+    /// `GetOrdersForAccount(s)` calls the gateway made.
+    pub(crate) order_list_calls: Arc<AtomicUsize>,
+    catalog_server: Option<RunningServer>,
+    _servers: Vec<RunningServer>,
+    _databases: Vec<TestDatabase>,
+}
+
+macro_rules! spawn_service {
+    ($crate_name:ident, $database:expr) => {{
+        let settings = $crate_name::config::Settings {
+            listen_addr: "127.0.0.1:0".parse().unwrap(),
+            database_url: $database.url.parse().unwrap(),
+            database: PoolSettings::default(),
+            telemetry: TelemetrySettings::default(),
+        };
+        let application = $crate_name::startup::Application::build(&settings).await.unwrap();
+        let url = format!("http://{}", application.local_addr());
+        (
+            url,
+            RunningServer::spawn(|shutdown| application.run_until_stopped(shutdown)),
+        )
+    }};
+}
+
+pub(crate) async fn spawn_app() -> TestApp {
+    init_test_logging();
+    let databases = [
+        TestDatabase::create().await,
+        TestDatabase::create().await,
+        TestDatabase::create().await,
+    ];
+    let [account_database, catalog_database, orders_database] = databases;
+    let (account_url, account_server) = spawn_service!(shop_account, account_database);
+    let (catalog_url, catalog_server) = spawn_service!(shop_catalog, catalog_database);
+
+    let order_settings = shop_order::config::Settings {
+        listen_addr: "127.0.0.1:0".parse().unwrap(),
+        database_url: orders_database.url.parse().unwrap(),
+        database: PoolSettings::default(),
+        validation: shop_order::config::ValidationMode::Grpc,
+        account_service_url: account_url.clone(),
+        catalog_service_url: catalog_url.clone(),
+        dependency_timeout_ms: 2_000,
+        telemetry: TelemetrySettings::default(),
+    };
+    let order = shop_order::startup::Application::build(&order_settings)
+        .await
+        .unwrap();
+    let order_url = format!("http://{}", order.local_addr());
+    let order_server = RunningServer::spawn(|shutdown| order.run_until_stopped(shutdown));
+    let (counting_url, counting_server, order_list_calls) = spawn_counting_proxy(&order_url).await;
+
+    let settings = Settings {
+        listen_addr: "127.0.0.1:0".parse().unwrap(),
+        account_service_url: account_url,
+        catalog_service_url: catalog_url,
+        order_service_url: counting_url,
+        service_timeout_ms: 2_000,
+        http_request_timeout_ms: 10_000,
+        telemetry: TelemetrySettings::default(),
+    };
+    let gateway = Application::build(&settings).await.unwrap();
+    let base_url = format!("http://{}", gateway.local_addr());
+    let gateway_server = RunningServer::spawn(|shutdown| gateway.run_until_stopped(shutdown));
+
+    TestApp {
+        base_url,
+        http: reqwest::Client::new(),
+        orders_database,
+        order_list_calls,
+        catalog_server: Some(catalog_server),
+        _servers: vec![account_server, order_server, counting_server, gateway_server],
+        _databases: vec![account_database, catalog_database],
+    }
+}
+
+impl TestApp {
+    /// POSTs a GraphQL request and returns the whole response body (`data` and `errors`).
+    pub(crate) async fn graphql(&self, query: &str, variables: Value) -> Value {
+        self.http
+            .post(format!("{}/graphql", self.base_url))
+            .json(&json!({ "query": query, "variables": variables }))
+            .send()
+            .await
+            .expect("Failed to reach the gateway")
+            .json()
+            .await
+            .expect("The gateway answered something that is not JSON")
+    }
+
+    /// Like [`graphql`](Self::graphql), but fails the test on any GraphQL error and returns `data`.
+    pub(crate) async fn data(&self, query: &str, variables: Value) -> Value {
+        let response = self.graphql(query, variables).await;
+        assert!(
+            response.get("errors").is_none(),
+            "unexpected errors: {response:#}"
+        );
+        response["data"].clone()
+    }
+
+    pub(crate) async fn create_account(&self, name: &str) -> String {
+        let data = self
+            .data(
+                "mutation($name: String!) { createAccount(account: {name: $name}) { id } }",
+                json!({ "name": name }),
+            )
+            .await;
+        data["createAccount"]["id"].as_str().unwrap().to_owned()
+    }
+
+    pub(crate) async fn create_product(&self, name: &str, description: &str, price: f64) -> String {
+        let query = "mutation($product: ProductInput!) { createProduct(product: $product) { id } }";
+        let product = json!({ "name": name, "description": description, "price": price });
+        let data = self.data(query, json!({ "product": product })).await;
+        data["createProduct"]["id"].as_str().unwrap().to_owned()
+    }
+
+    pub(crate) async fn create_order(&self, account_id: &str, products: &[(&str, i32)]) -> Value {
+        let query = "mutation($order: OrderInput!) {
+            createOrder(order: $order) { id status totalPrice products { id name price quantity } }
+        }";
+        let products: Vec<_> = products
+            .iter()
+            .map(|(id, quantity)| json!({ "id": id, "quantity": quantity }))
+            .collect();
+        let data = self
+            .data(
+                query,
+                json!({ "order": { "accountId": account_id, "products": products } }),
+            )
+            .await;
+        data["createOrder"].clone()
+    }
+
+    /// Stops the catalog service, as an outage would.
+    pub(crate) async fn stop_catalog_service(&mut self) {
+        self.catalog_server.take().expect("running").stop().await.unwrap();
+    }
+}
+
+/// The `extensions.code` of every error in a response.
+pub(crate) fn error_codes(response: &Value) -> Vec<String> {
+    response["errors"]
+        .as_array()
+        .unwrap_or_else(|| panic!("expected errors in {response:#}"))
+        .iter()
+        .map(|error| {
+            error["extensions"]["code"]
+                .as_str()
+                .unwrap_or("<none>")
+                .to_owned()
+        })
+        .collect()
+}
+
+/// A gRPC hop in front of the real order service that counts the list calls passing through it, so a test can
+/// see how many calls the gateway makes. Every call is forwarded unchanged.
+#[derive(Clone)]
+struct CountingOrders {
+    inner: OrderServiceClient<Channel>,
+    list_calls: Arc<AtomicUsize>,
+}
+
+async fn spawn_counting_proxy(order_url: &str) -> (String, RunningServer, Arc<AtomicUsize>) {
+    let proxy = CountingOrders {
+        inner: OrderServiceClient::connect(order_url.to_owned()).await.unwrap(),
+        list_calls: Arc::default(),
+    };
+    let list_calls = proxy.list_calls.clone();
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}", listener.local_addr().unwrap());
+    let server = RunningServer::spawn(|shutdown| {
+        shop_platform::grpc::serve(
+            listener,
+            order_service_server::OrderServiceServer::new(proxy),
+            shop_proto::FILE_DESCRIPTOR_SET,
+            shutdown,
+        )
+    });
+    (url, server, list_calls)
+}
+
+fn forward<T>(request: Request<T>) -> Request<T> {
+    let (metadata, _, message) = request.into_parts();
+    let mut forwarded = Request::new(message);
+    *forwarded.metadata_mut() = metadata;
+    forwarded
+}
+
+#[tonic::async_trait]
+impl order_service_server::OrderService for CountingOrders {
+    async fn post_order(
+        &self,
+        request: Request<order::PostOrderRequest>,
+    ) -> Result<Response<order::PostOrderResponse>, Status> {
+        self.inner.clone().post_order(forward(request)).await
+    }
+
+    async fn get_order(
+        &self,
+        request: Request<order::GetOrderRequest>,
+    ) -> Result<Response<order::GetOrderResponse>, Status> {
+        self.inner.clone().get_order(forward(request)).await
+    }
+
+    async fn get_orders_for_account(
+        &self,
+        request: Request<order::GetOrdersForAccountRequest>,
+    ) -> Result<Response<order::GetOrdersForAccountResponse>, Status> {
+        self.list_calls.fetch_add(1, Ordering::SeqCst);
+        self.inner.clone().get_orders_for_account(forward(request)).await
+    }
+
+    async fn get_orders_for_accounts(
+        &self,
+        request: Request<order::GetOrdersForAccountsRequest>,
+    ) -> Result<Response<order::GetOrdersForAccountsResponse>, Status> {
+        self.list_calls.fetch_add(1, Ordering::SeqCst);
+        self.inner.clone().get_orders_for_accounts(forward(request)).await
+    }
+}

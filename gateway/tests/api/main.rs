@@ -1,0 +1,7 @@
+//! The gateway over real HTTP, in front of real account, catalog and order services (each on port 0 with a fresh
+//! database): the original system's queries and mutations, batching, errors and health.
+
+mod errors;
+mod helpers;
+mod http;
+mod seed_parity;
