@@ -4,7 +4,8 @@
 //!   [`DomainEvent`], the trait every payload implements.
 //! - [`account`], [`catalog`], [`order`]: the payload types, each carrying the entity's full state, so that a
 //!   replay of a compacted topic from offset 0 rebuilds any projection.
-//! - [`topics`]: topic names.
+//! - [`topics`]: topic names and the settings each topic needs.
+//! - [`cloudevents`]: the Kafka record headers an event travels with (CloudEvents 1.0 binary mode).
 //! - [`trace`]: the W3C trace context carried from the request that caused an event to its consumers.
 //! - `outbox` (feature `outbox`): the outbox table's migration and [`append`](outbox::append), which writes an
 //!   envelope inside the caller's transaction.
@@ -14,6 +15,7 @@
 
 pub mod account;
 pub mod catalog;
+pub mod cloudevents;
 pub mod envelope;
 pub mod order;
 #[cfg(feature = "outbox")]

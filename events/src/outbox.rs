@@ -8,6 +8,12 @@ use sqlx::{PgPool, PgTransaction, migrate::MigrateError};
 
 use crate::Envelope;
 
+/// The channel a commit that wrote to the outbox notifies (by a trigger on the table), waking the relay.
+pub const NOTIFY_CHANNEL: &str = "shop_outbox";
+
+/// The number of relay shards; an aggregate's shard is the last byte of its id modulo this.
+pub const SHARD_COUNT: i16 = 64;
+
 /// The table that records which outbox migrations a database has applied.
 pub const MIGRATIONS_TABLE: &str = "_shop_outbox_migrations";
 
@@ -26,6 +32,8 @@ pub async fn migrate(pool: &PgPool) -> Result<(), MigrateError> {
 /// aggregate's row first): the relay publishes an aggregate's events in the order they were appended. Appending a
 /// version that already exists fails with a unique violation (SQLSTATE 23505), which callers report as a
 /// conflict.
+///
+/// The commit also notifies [`NOTIFY_CHANNEL`] (a trigger on the table does it), so the relay wakes at once.
 pub async fn append(transaction: &mut PgTransaction<'_>, envelope: &Envelope) -> Result<(), sqlx::Error> {
     sqlx::query(
         "INSERT INTO outbox (event_id, aggregate_type, aggregate_id, aggregate_version, event_type, topic,
