@@ -48,7 +48,10 @@ impl EventMetadata<'_> {
             (SOURCE, format!("/shop/{}", self.aggregate_type)),
             (TYPE, self.event_type.to_owned()),
             (SUBJECT, self.aggregate_id.to_string()),
-            (TIME, self.occurred_at.to_rfc3339_opts(SecondsFormat::Micros, true)),
+            (
+                TIME,
+                self.occurred_at.to_rfc3339_opts(SecondsFormat::Micros, true),
+            ),
             (CONTENT_TYPE, "application/json".to_owned()),
             (AGGREGATE_TYPE, self.aggregate_type.to_owned()),
             (AGGREGATE_VERSION, self.aggregate_version.to_string()),
@@ -91,7 +94,14 @@ mod tests {
     fn an_envelope_maps_to_cloudevents_binary_mode_headers() {
         let trace = TraceContext::new_root();
         let id = Uuid::now_v7();
-        let event = AccountCreated { account: Account { id, name: "Ada".into(), version: 1, created_at: now() } };
+        let event = AccountCreated {
+            account: Account {
+                id,
+                name: "Ada".into(),
+                version: 1,
+                created_at: now(),
+            },
+        };
         let envelope = Envelope::new(&event, Some(&trace));
 
         let headers = envelope.metadata().headers();

@@ -4,6 +4,8 @@
 //! - [`shutdown`]: the Ctrl-C/SIGTERM future every long-running part stops on.
 //! - [`postgres`] (feature `postgres`): connecting at start with retry and backoff, creating the database if
 //!   missing, and the URL type that keeps passwords out of logs.
+//! - [`kafka`] (feature `kafka`): Kafka client settings, turned into an rdkafka `ClientConfig` in one place,
+//!   and a client context that sends librdkafka's logs and errors to `tracing`.
 //! - [`grpc`]: serving a tonic service with health, reflection, timeouts and per-request spans; lazy client
 //!   channels; reading the caller's trace context.
 //! - [`error`]: [`ServiceError`], the error every service returns, and its one mapping to `tonic::Status`.
@@ -13,6 +15,8 @@
 pub mod error;
 pub mod grpc;
 pub mod ids;
+#[cfg(feature = "kafka")]
+pub mod kafka;
 pub mod pagination;
 #[cfg(feature = "postgres")]
 pub mod postgres;

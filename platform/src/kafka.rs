@@ -1,0 +1,141 @@
+//! Kafka client settings shared by every process that talks to Kafka, and the one function that turns them into
+//! an rdkafka [`ClientConfig`].
+
+use std::{fmt, str::FromStr};
+
+use rdkafka::{ClientConfig, ClientContext, config::RDKafkaLogLevel, error::KafkaError};
+
+/// One librdkafka property given by the operator, `key=value`.
+#[derive(Clone, PartialEq, Eq)]
+pub struct KafkaOption {
+    pub key: String,
+    pub value: String,
+}
+
+impl FromStr for KafkaOption {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        let (key, value) = s
+            .split_once('=')
+            .ok_or_else(|| format!("expected key=value, got {s:?}"))?;
+        let key = key.trim();
+        if key.is_empty() {
+            return Err(format!("empty key in {s:?}"));
+        }
+        Ok(Self {
+            key: key.to_owned(),
+            value: value.trim().to_owned(),
+        })
+    }
+}
+
+impl fmt::Debug for KafkaOption {
+    // Credentials (sasl.password, ssl.key.password, …) never reach a log line.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let secret = ["password", "secret", "token"]
+            .iter()
+            .any(|word| self.key.contains(word));
+        write!(
+            f,
+            "{}={}",
+            self.key,
+            if secret { "********" } else { &self.value }
+        )
+    }
+}
+
+/// Where Kafka is, and any librdkafka properties to set on every client.
+#[derive(Debug, Clone, clap::Args)]
+pub struct KafkaSettings {
+    /// Kafka bootstrap servers, comma-separated `host:port`.
+    #[arg(long, env = "KAFKA_BROKERS", default_value = "127.0.0.1:9092")]
+    pub kafka_brokers: String,
+    /// librdkafka properties applied last, over the process's own (for example
+    /// `security.protocol=SASL_SSL,compression.type=lz4`); comma-separated `key=value`.
+    #[arg(long = "kafka-option", env = "KAFKA_OPTIONS", value_delimiter = ',')]
+    pub kafka_options: Vec<KafkaOption>,
+}
+
+impl KafkaSettings {
+    /// Settings for the brokers at `brokers`, with no overrides.
+    pub fn new(brokers: impl Into<String>) -> Self {
+        Self {
+            kafka_brokers: brokers.into(),
+            kafka_options: Vec::new(),
+        }
+    }
+
+    /// The client configuration: bootstrap servers, then `defaults` (what this kind of client needs), then the
+    /// operator's overrides, which win.
+    pub fn client_config(&self, defaults: &[(&str, &str)]) -> ClientConfig {
+        let mut config = ClientConfig::new();
+        config.set("bootstrap.servers", &self.kafka_brokers);
+        for (key, value) in defaults {
+            config.set(*key, *value);
+        }
+        for option in &self.kafka_options {
+            config.set(&option.key, &option.value);
+        }
+        config
+    }
+}
+
+/// A client context that sends librdkafka's logs and client-level errors (brokers down, authentication
+/// failures) to `tracing`, where operators look.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct TracingContext;
+
+impl ClientContext for TracingContext {
+    fn log(&self, level: RDKafkaLogLevel, facility: &str, message: &str) {
+        match level {
+            RDKafkaLogLevel::Emerg
+            | RDKafkaLogLevel::Alert
+            | RDKafkaLogLevel::Critical
+            | RDKafkaLogLevel::Error => {
+                tracing::error!(target: "librdkafka", facility, "{message}")
+            }
+            RDKafkaLogLevel::Warning => tracing::warn!(target: "librdkafka", facility, "{message}"),
+            RDKafkaLogLevel::Notice | RDKafkaLogLevel::Info => {
+                tracing::info!(target: "librdkafka", facility, "{message}")
+            }
+            RDKafkaLogLevel::Debug => tracing::debug!(target: "librdkafka", facility, "{message}"),
+        }
+    }
+
+    fn error(&self, error: KafkaError, reason: &str) {
+        // Transport errors repeat while a broker is away; they are expected and retried, so WARN, not ERROR.
+        tracing::warn!(target: "librdkafka", reason, error.message = %error, "Kafka client error.");
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn overrides_win_over_defaults() {
+        let settings = KafkaSettings {
+            kafka_brokers: "kafka:9092".into(),
+            kafka_options: vec!["linger.ms=20".parse().unwrap()],
+        };
+
+        let config = settings.client_config(&[("linger.ms", "5"), ("acks", "all")]);
+
+        assert_eq!(config.get("bootstrap.servers"), Some("kafka:9092"));
+        assert_eq!(config.get("linger.ms"), Some("20"));
+        assert_eq!(config.get("acks"), Some("all"));
+    }
+
+    #[test]
+    fn options_parse_as_key_value_and_hide_secrets() {
+        let option: KafkaOption = " sasl.password = hunter2 ".parse().unwrap();
+
+        assert_eq!(
+            (option.key.as_str(), option.value.as_str()),
+            ("sasl.password", "hunter2")
+        );
+        assert_eq!(format!("{option:?}"), "sasl.password=********");
+        assert!("no-equals-sign".parse::<KafkaOption>().is_err());
+    }
+}

@@ -1,0 +1,14 @@
+use clap::Parser;
+use shop_platform::{shutdown, telemetry};
+use shop_relay::{config::Settings, startup::Application};
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    let settings = Settings::parse();
+    telemetry::init(&settings.telemetry);
+    tracing::info!(?settings, "Starting the outbox relay.");
+
+    let application = Application::build(&settings).await?;
+    tracing::info!(metrics = %application.metrics_addr(), "Serving /metrics.");
+    application.run_until_stopped(shutdown::signal()).await
+}

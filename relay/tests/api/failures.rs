@@ -1,0 +1,139 @@
+use std::time::Duration;
+
+use shop_platform::kafka::KafkaOption;
+use uuid::Uuid;
+
+use crate::helpers::{
+    Broker, append, event, eventually, outbox_database, read_topic, relay_settings, spawn_relay, unpublished,
+    verify,
+};
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_broker_outage_delays_delivery_but_loses_and_reorders_nothing() {
+    let broker = Broker::start().await;
+    let Some(mock) = broker.mock() else {
+        println!("SKIPPED: taking a broker down needs the embedded mock cluster (KAFKA_BROKERS is set)");
+        return;
+    };
+    // Arrange
+    let database = outbox_database().await;
+    let topic = broker.create_topic(3).await;
+    let relay = spawn_relay(&relay_settings(&database, &broker)).await;
+    let ids: Vec<Uuid> = (0..20).map(|_| Uuid::now_v7()).collect();
+    let write_versions = |versions: std::ops::RangeInclusive<i64>| {
+        let (pool, topic, ids) = (database.pool.clone(), topic.clone(), ids.clone());
+        async move {
+            for version in versions {
+                let events: Vec<_> = ids.iter().map(|id| event(&topic, *id, version, 64)).collect();
+                append(&pool, &events).await;
+            }
+        }
+    };
+    write_versions(1..=50).await;
+    read_topic(&broker, &topic, 1_000, Duration::from_secs(30)).await;
+
+    // Act: the broker goes away while more events are written, then comes back.
+    mock.broker_down(-1).unwrap();
+    write_versions(51..=100).await;
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let waiting = unpublished(&database.pool).await;
+    mock.broker_up(-1).unwrap();
+    let received = read_topic(&broker, &topic, 2_000, Duration::from_secs(120)).await;
+
+    // Assert
+    let verdict = verify(&received, &ids.iter().map(|id| (*id, 100)).collect());
+    println!(
+        "{waiting} events waited out a 3 s broker outage; then all 2 000 arrived ({} duplicates)",
+        verdict.duplicates
+    );
+    assert_eq!(
+        waiting, 1_000,
+        "nothing can be published while the broker is down"
+    );
+    eventually(Duration::from_secs(10), "the outbox to drain", || async {
+        unpublished(&database.pool).await == 0
+    })
+    .await;
+    relay.server.stop().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_poison_record_parks_its_aggregate_and_every_other_aggregate_flows_on() {
+    // Arrange: records above 100 kB are refused.
+    let broker = Broker::start().await;
+    let database = outbox_database().await;
+    let topic = broker.create_topic(3).await;
+    let mut settings = relay_settings(&database, &broker);
+    settings.kafka.kafka_options.push(KafkaOption {
+        key: "message.max.bytes".into(),
+        value: "100000".into(),
+    });
+    let relay = spawn_relay(&settings).await;
+    let (poisoned, healthy) = (Uuid::now_v7(), [Uuid::now_v7(), Uuid::now_v7()]);
+
+    // Act: the poisoned aggregate's version 2 is 200 kB.
+    append(&database.pool, &[event(&topic, poisoned, 1, 10)]).await;
+    for version in 1..=3 {
+        append(&database.pool, &healthy.map(|id| event(&topic, id, version, 10))).await;
+    }
+    let poison = event(&topic, poisoned, 2, 200_000);
+    append(&database.pool, &[poison.clone(), event(&topic, poisoned, 3, 10)]).await;
+    let received = read_topic(&broker, &topic, 7, Duration::from_secs(30)).await;
+
+    // Assert: the others arrived whole; the poisoned aggregate stopped before its poison.
+    let written = [(poisoned, 1), (healthy[0], 3), (healthy[1], 3)]
+        .into_iter()
+        .collect();
+    verify(&received, &written);
+    eventually(Duration::from_secs(10), "the aggregate to be parked", || async {
+        !shop_relay::store::parked(&database.pool)
+            .await
+            .unwrap()
+            .is_empty()
+    })
+    .await;
+    let parked = shop_relay::store::parked(&database.pool).await.unwrap();
+    assert_eq!(parked.len(), 1);
+    assert_eq!(
+        (parked[0].aggregate_id, parked[0].event_id),
+        (poisoned, poison.event_id)
+    );
+    assert!(parked[0].reason.contains("too large"), "{}", parked[0].reason);
+    assert_eq!(
+        unpublished(&database.pool).await,
+        2,
+        "the poison and the version after it wait"
+    );
+    assert_eq!(
+        relay
+            .metric("shop_relay_parked_events_total", &database.name)
+            .await,
+        1.0
+    );
+    relay.server.stop().await.unwrap();
+}
+
+#[tokio::test]
+async fn with_topic_creation_off_a_missing_topic_stops_the_relay_saying_how_to_create_it() {
+    let broker = Broker::start().await;
+    let name: &'static str = Box::leak(format!("test-missing-{}", Uuid::now_v7().simple()).into_boxed_str());
+    let spec = shop_events::topics::TopicSpec {
+        name,
+        compacted: true,
+    };
+
+    let error = shop_relay::kafka::ensure_topics(
+        &shop_platform::kafka::KafkaSettings::new(broker.bootstrap.clone()),
+        &[spec],
+        3,
+        1,
+        false,
+    )
+    .await
+    .unwrap_err();
+
+    let message = error.to_string();
+    assert!(message.contains(name), "{message}");
+    assert!(message.contains("kafka-topics.sh"), "{message}");
+    assert!(message.contains("cleanup.policy=compact"), "{message}");
+}
