@@ -82,6 +82,75 @@ impl Envelope {
     }
 }
 
+/// An event's metadata as a consumer reads it back from record headers.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ReceivedMetadata {
+    pub event_id: Uuid,
+    pub event_type: String,
+    pub aggregate_type: String,
+    pub aggregate_id: Uuid,
+    pub aggregate_version: i64,
+    pub occurred_at: DateTime<Utc>,
+    pub trace: Option<TraceContext>,
+}
+
+/// A record whose headers do not carry the metadata of a shop event.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("header `{header}` is {problem}")]
+pub struct InvalidHeaders {
+    pub header: &'static str,
+    pub problem: &'static str,
+}
+
+impl ReceivedMetadata {
+    /// Reads the metadata from a record's headers (name, value), as the relay wrote them.
+    pub fn from_headers<'a>(
+        headers: impl IntoIterator<Item = (&'a str, &'a [u8])>,
+    ) -> Result<Self, InvalidHeaders> {
+        let headers: Vec<(&str, &[u8])> = headers.into_iter().collect();
+        let text = |header: &'static str| -> Result<&str, InvalidHeaders> {
+            let (_, value) = headers
+                .iter()
+                .find(|(name, _)| *name == header)
+                .ok_or(InvalidHeaders {
+                    header,
+                    problem: "missing",
+                })?;
+            std::str::from_utf8(value).map_err(|_| InvalidHeaders {
+                header,
+                problem: "not UTF-8",
+            })
+        };
+        let parsed = |header: &'static str| -> Result<_, InvalidHeaders> {
+            text(header).map(str::to_owned).map(|value| (header, value))
+        };
+        let invalid = |header: &'static str| InvalidHeaders {
+            header,
+            problem: "malformed",
+        };
+
+        let (_, event_id) = parsed(ID)?;
+        let (_, aggregate_id) = parsed(SUBJECT)?;
+        let (_, version) = parsed(AGGREGATE_VERSION)?;
+        let (_, time) = parsed(TIME)?;
+        let trace = match text(TraceContext::TRACEPARENT) {
+            Ok(traceparent) => TraceContext::parse(traceparent, text(TraceContext::TRACESTATE).ok()).ok(),
+            Err(_) => None,
+        };
+        Ok(Self {
+            event_id: event_id.parse().map_err(|_| invalid(ID))?,
+            event_type: text(TYPE)?.to_owned(),
+            aggregate_type: text(AGGREGATE_TYPE)?.to_owned(),
+            aggregate_id: aggregate_id.parse().map_err(|_| invalid(SUBJECT))?,
+            aggregate_version: version.parse().map_err(|_| invalid(AGGREGATE_VERSION))?,
+            occurred_at: DateTime::parse_from_rfc3339(&time)
+                .map_err(|_| invalid(TIME))?
+                .with_timezone(&Utc),
+            trace,
+        })
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -118,5 +187,39 @@ mod tests {
         assert_eq!(get("tracestate"), None);
         let time: DateTime<Utc> = get("ce_time").unwrap().parse().unwrap();
         assert_eq!(time, envelope.occurred_at);
+    }
+
+    #[test]
+    fn headers_read_back_into_the_same_metadata() {
+        let trace = TraceContext::new_root();
+        let event = AccountCreated {
+            account: Account {
+                id: Uuid::now_v7(),
+                name: "Ada".into(),
+                version: 1,
+                created_at: now(),
+            },
+        };
+        let envelope = Envelope::new(&event, Some(&trace));
+        let headers = envelope.metadata().headers();
+
+        let received =
+            ReceivedMetadata::from_headers(headers.iter().map(|(name, value)| (*name, value.as_bytes())))
+                .unwrap();
+
+        assert_eq!(received.event_id, envelope.event_id);
+        assert_eq!(received.event_type, "shop.account.created.v1");
+        assert_eq!(received.aggregate_type, "account");
+        assert_eq!(received.aggregate_id, envelope.aggregate_id);
+        assert_eq!(received.aggregate_version, 1);
+        assert_eq!(received.occurred_at, envelope.occurred_at);
+        assert_eq!(received.trace, Some(trace));
+    }
+
+    #[test]
+    fn a_record_without_the_shop_headers_is_reported() {
+        let error = ReceivedMetadata::from_headers([("ce_id", b"not-a-uuid".as_slice())]).unwrap_err();
+
+        assert_eq!(error.header, "ce_subject");
     }
 }

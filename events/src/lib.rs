@@ -9,6 +9,8 @@
 //! - [`trace`]: the W3C trace context carried from the request that caused an event to its consumers.
 //! - `outbox` (feature `outbox`): the outbox table's migration and [`append`](outbox::append), which writes an
 //!   envelope inside the caller's transaction.
+//! - `consumer` (feature `consumer`): the toolkit that feeds a projection from Kafka with its offsets in
+//!   Postgres, and rebuilds it by replay.
 //!
 //! A published event never changes. A new shape is a new event type version (`shop.order.placed.v2`), and
 //! consumers keep accepting the old ones.
@@ -16,6 +18,8 @@
 pub mod account;
 pub mod catalog;
 pub mod cloudevents;
+#[cfg(feature = "consumer")]
+pub mod consumer;
 pub mod envelope;
 pub mod order;
 #[cfg(feature = "outbox")]

@@ -58,6 +58,9 @@ pub struct RelaySettings {
     /// the outbox and are sent again).
     #[arg(long, env = "RELAY_SHUTDOWN_GRACE_MS", default_value_t = 5_000)]
     pub shutdown_grace_ms: u64,
+    /// How long to keep retrying at start while no Kafka broker answers.
+    #[arg(long, env = "RELAY_KAFKA_STARTUP_TIMEOUT_SECS", default_value_t = 60)]
+    pub kafka_startup_timeout_secs: u64,
     /// Create missing topics at start (entity topics compacted); when off, a missing topic stops the relay with
     /// the command to create it.
     #[arg(long, env = "RELAY_CREATE_TOPICS", default_value_t = true, action = clap::ArgAction::Set)]
@@ -78,6 +81,7 @@ impl Default for RelaySettings {
             retention_secs: 0,
             lease_ttl_ms: 10_000,
             shutdown_grace_ms: 5_000,
+            kafka_startup_timeout_secs: 60,
             create_topics: true,
             topic_partitions: 6,
             topic_replication_factor: 1,
@@ -96,6 +100,10 @@ impl RelaySettings {
 
     pub fn lease_ttl(&self) -> Duration {
         Duration::from_millis(self.lease_ttl_ms)
+    }
+
+    pub fn kafka_startup_timeout(&self) -> Duration {
+        Duration::from_secs(self.kafka_startup_timeout_secs)
     }
 
     pub fn shutdown_grace(&self) -> Duration {

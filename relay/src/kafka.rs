@@ -98,6 +98,43 @@ pub fn classify(error: &KafkaError) -> Failure {
     }
 }
 
+/// The topics the cluster has, retrying with backoff for up to `startup_timeout` while no broker answers (a relay
+/// may start before Kafka does).
+async fn list_topics(kafka: &KafkaSettings, startup_timeout: Duration) -> anyhow::Result<Vec<String>> {
+    let deadline = tokio::time::Instant::now() + startup_timeout;
+    let mut pause = Duration::from_millis(200);
+    loop {
+        let config = kafka.client_config(&[]);
+        // Metadata calls block; keep them off the async workers.
+        let listed = tokio::task::spawn_blocking(move || {
+            use rdkafka::consumer::Consumer as _;
+            let consumer: rdkafka::consumer::BaseConsumer = config.create()?;
+            let metadata = consumer.fetch_metadata(None, Duration::from_secs(5))?;
+            Ok::<_, KafkaError>(metadata.topics().iter().map(|t| t.name().to_owned()).collect())
+        })
+        .await?;
+        match listed {
+            Ok(topics) => return Ok(topics),
+            Err(error) if tokio::time::Instant::now() + pause < deadline => {
+                tracing::warn!(
+                    brokers = %kafka.kafka_brokers,
+                    retry_in_ms = pause.as_millis() as u64,
+                    error.message = %error,
+                    "Kafka is not reachable yet; retrying."
+                );
+                tokio::time::sleep(pause).await;
+                pause = (pause * 2).min(Duration::from_secs(5));
+            }
+            Err(error) => {
+                return Err(error).context(format!(
+                    "Failed to reach Kafka at {}; is KAFKA_BROKERS right and the broker up?",
+                    kafka.kafka_brokers
+                ));
+            }
+        }
+    }
+}
+
 /// Makes sure every topic in `specs` exists: creates the missing ones when `create` (entity topics compacted),
 /// otherwise fails naming them and saying how to create them.
 pub async fn ensure_topics(
@@ -106,22 +143,12 @@ pub async fn ensure_topics(
     partitions: i32,
     replication_factor: i32,
     create: bool,
+    startup_timeout: Duration,
 ) -> anyhow::Result<()> {
     let config: ClientConfig = kafka.client_config(&[]);
     let admin: AdminClient<DefaultClientContext> =
         config.create().context("Failed to create a Kafka admin client")?;
-    let existing: Vec<String> = {
-        // Metadata calls block; keep them off the async workers.
-        let config = kafka.client_config(&[]);
-        tokio::task::spawn_blocking(move || {
-            use rdkafka::consumer::Consumer as _;
-            let consumer: rdkafka::consumer::BaseConsumer = config.create()?;
-            let metadata = consumer.fetch_metadata(None, Duration::from_secs(10))?;
-            Ok::<_, KafkaError>(metadata.topics().iter().map(|t| t.name().to_owned()).collect())
-        })
-        .await?
-        .context("Failed to read the topic list from Kafka; is KAFKA_BROKERS right and the broker up?")?
-    };
+    let existing = list_topics(kafka, startup_timeout).await?;
     let missing: Vec<&TopicSpec> = specs
         .iter()
         .filter(|spec| !existing.iter().any(|t| t == spec.name))

@@ -42,6 +42,7 @@ impl Application {
             settings.relay.topic_partitions,
             settings.relay.topic_replication_factor,
             settings.relay.create_topics,
+            settings.relay.kafka_startup_timeout(),
         )
         .await?;
 

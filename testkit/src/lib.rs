@@ -2,11 +2,15 @@
 //!
 //! - [`TestDatabase`]: a fresh, empty Postgres database per test, dropped when the test ends.
 //! - [`OutboxRow`] and [`outbox_rows`]: read back what a service wrote to its outbox.
+//! - [`kafka`]: a Kafka-protocol broker per test (the embedded mock cluster, or `KAFKA_BROKERS`), topics, and
+//!   reading a topic back.
 //! - [`RunningServer`]: a server task started with a shutdown future the test controls.
 //! - [`init_test_logging`]: logs to stdout when `TEST_LOG` is set, nothing otherwise.
 //!
 //! Tests reach Postgres at `TEST_POSTGRES_URL` (default `postgres://postgres@127.0.0.1:5432`); the user must be
 //! allowed to create databases.
+
+pub mod kafka;
 
 use std::{future::Future, sync::Once, thread};
 

@@ -14,7 +14,7 @@ async fn concurrent_writers_with_late_commits_lose_nothing_and_reorder_nothing()
     // Arrange
     let broker = Broker::start().await;
     let database = outbox_database().await;
-    let topic = broker.create_topic(6).await;
+    let topic = broker.create_topic("test-relay", 6).await;
     let relay = spawn_relay(&relay_settings(&database, &broker)).await;
 
     // Act: 8 writers, 10 000 events over 200 aggregates, while the relay runs.
@@ -37,7 +37,7 @@ async fn concurrent_writers_with_late_commits_lose_nothing_and_reorder_nothing()
 async fn records_carry_the_payload_key_and_cloudevents_headers() {
     let broker = Broker::start().await;
     let database = outbox_database().await;
-    let topic = broker.create_topic(3).await;
+    let topic = broker.create_topic("test-relay", 3).await;
     let relay = spawn_relay(&relay_settings(&database, &broker)).await;
     let trace = TraceContext::new_root();
     let mut widget = event(&topic, Uuid::now_v7(), 1, 0);
@@ -70,7 +70,7 @@ async fn a_commit_wakes_the_relay_long_before_the_fallback_poll() {
     // Arrange: a relay that polls only every 10 s, idle after its first look.
     let broker = Broker::start().await;
     let database = outbox_database().await;
-    let topic = broker.create_topic(1).await;
+    let topic = broker.create_topic("test-relay", 1).await;
     let mut settings = relay_settings(&database, &broker);
     settings.relay.poll_interval_ms = 10_000;
     let relay = spawn_relay(&settings).await;

@@ -17,7 +17,7 @@ async fn a_broker_outage_delays_delivery_but_loses_and_reorders_nothing() {
     };
     // Arrange
     let database = outbox_database().await;
-    let topic = broker.create_topic(3).await;
+    let topic = broker.create_topic("test-relay", 3).await;
     let relay = spawn_relay(&relay_settings(&database, &broker)).await;
     let ids: Vec<Uuid> = (0..20).map(|_| Uuid::now_v7()).collect();
     let write_versions = |versions: std::ops::RangeInclusive<i64>| {
@@ -62,7 +62,7 @@ async fn a_poison_record_parks_its_aggregate_and_every_other_aggregate_flows_on(
     // Arrange: records above 100 kB are refused.
     let broker = Broker::start().await;
     let database = outbox_database().await;
-    let topic = broker.create_topic(3).await;
+    let topic = broker.create_topic("test-relay", 3).await;
     let mut settings = relay_settings(&database, &broker);
     settings.kafka.kafka_options.push(KafkaOption {
         key: "message.max.bytes".into(),
@@ -128,6 +128,7 @@ async fn with_topic_creation_off_a_missing_topic_stops_the_relay_saying_how_to_c
         3,
         1,
         false,
+        Duration::from_secs(10),
     )
     .await
     .unwrap_err();
@@ -136,4 +137,26 @@ async fn with_topic_creation_off_a_missing_topic_stops_the_relay_saying_how_to_c
     assert!(message.contains(name), "{message}");
     assert!(message.contains("kafka-topics.sh"), "{message}");
     assert!(message.contains("cleanup.policy=compact"), "{message}");
+}
+
+#[tokio::test]
+async fn an_unreachable_broker_stops_start_up_with_a_clear_error_after_the_startup_timeout() {
+    // Nothing listens on port 1.
+    let kafka = shop_platform::kafka::KafkaSettings::new("127.0.0.1:1");
+
+    let error = shop_relay::kafka::ensure_topics(
+        &kafka,
+        &shop_events::topics::ALL,
+        3,
+        1,
+        true,
+        Duration::from_secs(1),
+    )
+    .await
+    .unwrap_err();
+
+    assert!(
+        format!("{error:#}").contains("Failed to reach Kafka at 127.0.0.1:1"),
+        "{error:#}"
+    );
 }

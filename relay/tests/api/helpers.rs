@@ -4,78 +4,18 @@ use std::{
 };
 
 use rand::Rng;
-use rdkafka::{
-    ClientConfig, Message, Offset, TopicPartitionList,
-    admin::{AdminClient, AdminOptions, NewTopic, TopicReplication},
-    client::DefaultClientContext,
-    consumer::{BaseConsumer, Consumer},
-    message::Headers,
-    mocking::MockCluster,
-    producer::DefaultProducerContext,
-};
-use shop_events::{Envelope, envelope::now, outbox, topics};
+use shop_events::{Envelope, envelope::now, outbox};
 use shop_platform::{kafka::KafkaSettings, postgres::PoolSettings, telemetry::TelemetrySettings};
 use shop_relay::{
     config::{RelaySettings, Settings},
     startup::Application,
 };
-use shop_testkit::{RunningServer, TestDatabase, init_test_logging};
+use shop_testkit::{RunningServer, TestDatabase};
 use sqlx::PgPool;
 use tokio::time::Instant;
 use uuid::Uuid;
 
-/// A Kafka-protocol broker: the embedded mock cluster, or the one at `KAFKA_BROKERS`.
-pub(crate) struct Broker {
-    pub(crate) bootstrap: String,
-    mock: Option<MockCluster<'static, DefaultProducerContext>>,
-}
-
-impl Broker {
-    pub(crate) async fn start() -> Self {
-        init_test_logging();
-        match std::env::var("KAFKA_BROKERS") {
-            Ok(bootstrap) if !bootstrap.is_empty() => Self {
-                bootstrap,
-                mock: None,
-            },
-            _ => {
-                let mock = MockCluster::new(1).expect("Failed to start the embedded Kafka mock cluster");
-                // The mock cluster does not implement CreateTopics: make the relay's topics exist beforehand.
-                for topic in topics::ALL {
-                    mock.create_topic(topic.name, 3, 1).unwrap();
-                }
-                Self {
-                    bootstrap: mock.bootstrap_servers(),
-                    mock: Some(mock),
-                }
-            }
-        }
-    }
-
-    /// The embedded cluster, for tests that need to take the broker down; `None` against an external broker.
-    pub(crate) fn mock(&self) -> Option<&MockCluster<'static, DefaultProducerContext>> {
-        self.mock.as_ref()
-    }
-
-    /// A fresh topic with `partitions` partitions.
-    pub(crate) async fn create_topic(&self, partitions: i32) -> String {
-        let topic = format!("test-relay-{}", Uuid::now_v7().simple());
-        match &self.mock {
-            Some(mock) => mock.create_topic(&topic, partitions, 1).unwrap(),
-            None => {
-                let admin: AdminClient<DefaultClientContext> = ClientConfig::new()
-                    .set("bootstrap.servers", &self.bootstrap)
-                    .create()
-                    .unwrap();
-                let new = NewTopic::new(&topic, partitions, TopicReplication::Fixed(1));
-                for result in admin.create_topics(&[new], &AdminOptions::new()).await.unwrap() {
-                    result.expect("Failed to create the test topic");
-                }
-            }
-        }
-        topic
-    }
-}
+pub(crate) use shop_testkit::kafka::TestBroker as Broker;
 
 /// A database with a migrated outbox.
 pub(crate) async fn outbox_database() -> TestDatabase {
@@ -226,75 +166,31 @@ pub(crate) struct Received {
     pub(crate) payload: serde_json::Value,
 }
 
-/// Reads `topic` from the beginning (every partition, no consumer group) until `expected` distinct
-/// (key, version) pairs arrived or `timeout` passed. Records of one key share a partition, so each key's records
-/// come in the order Kafka stored them.
+/// Reads `topic` from the beginning until `expected` distinct (key, version) pairs arrived or `timeout` passed.
 pub(crate) async fn read_topic(
     broker: &Broker,
     topic: &str,
     expected: usize,
     timeout: Duration,
 ) -> Vec<Received> {
-    let (bootstrap, topic) = (broker.bootstrap.clone(), topic.to_owned());
-    tokio::task::spawn_blocking(move || {
-        let consumer: BaseConsumer = ClientConfig::new()
-            .set("bootstrap.servers", &bootstrap)
-            .set("group.id", format!("test-reader-{}", Uuid::now_v7()))
-            .set("enable.auto.commit", "false")
-            // Return records as soon as they are there, not after the default 500 ms wait.
-            .set("fetch.wait.max.ms", "10")
-            .create()
-            .unwrap();
-        let metadata = consumer
-            .fetch_metadata(Some(&topic), Duration::from_secs(10))
-            .unwrap();
-        let mut assignment = TopicPartitionList::new();
-        for partition in metadata.topics()[0].partitions() {
-            assignment
-                .add_partition_offset(&topic, partition.id(), Offset::Beginning)
-                .unwrap();
-        }
-        consumer.assign(&assignment).unwrap();
-
-        let deadline = std::time::Instant::now() + timeout;
-        let mut received = Vec::new();
-        let mut distinct = std::collections::HashSet::new();
-        while distinct.len() < expected && std::time::Instant::now() < deadline {
-            let Some(message) = consumer.poll(Duration::from_millis(100)) else {
-                continue;
-            };
-            let Ok(message) = message else { continue };
-            let headers: HashMap<String, String> = message
-                .headers()
-                .map(|headers| {
-                    headers
-                        .iter()
-                        .map(|h| {
-                            (
-                                h.key.to_owned(),
-                                String::from_utf8_lossy(h.value.unwrap_or_default()).into_owned(),
-                            )
-                        })
-                        .collect()
-                })
-                .unwrap_or_default();
-            let key: Uuid = std::str::from_utf8(message.key().unwrap())
-                .unwrap()
-                .parse()
-                .unwrap();
-            let version = headers["ce_aggregateversion"].parse().unwrap();
-            distinct.insert((key, version));
-            received.push(Received {
-                key,
-                version,
-                headers,
-                payload: serde_json::from_slice(message.payload().unwrap()).unwrap(),
-            });
-        }
-        received
-    })
-    .await
-    .unwrap()
+    let distinct = move |records: &[shop_testkit::kafka::ReadRecord]| {
+        records
+            .iter()
+            .map(|r| (r.key.clone(), r.version()))
+            .collect::<std::collections::HashSet<_>>()
+            .len()
+            >= expected
+    };
+    let records = broker.read_until(topic, timeout, distinct).await;
+    records
+        .into_iter()
+        .map(|record| Received {
+            key: record.key.parse().expect("a UUID key"),
+            version: record.version(),
+            payload: record.json(),
+            headers: record.headers,
+        })
+        .collect()
 }
 
 /// What reading back showed.

@@ -17,7 +17,7 @@ async fn rows(pool: &sqlx::PgPool) -> (i64, i64) {
 async fn published_rows_are_deleted_at_once_by_default() {
     let broker = Broker::start().await;
     let database = outbox_database().await;
-    let topic = broker.create_topic(1).await;
+    let topic = broker.create_topic("test-relay", 1).await;
     let relay = spawn_relay(&relay_settings(&database, &broker)).await;
 
     append(
@@ -41,7 +41,7 @@ async fn published_rows_are_deleted_at_once_by_default() {
 async fn with_a_retention_published_rows_are_kept_then_deleted() {
     let broker = Broker::start().await;
     let database = outbox_database().await;
-    let topic = broker.create_topic(1).await;
+    let topic = broker.create_topic("test-relay", 1).await;
     let mut settings = relay_settings(&database, &broker);
     settings.relay.retention_secs = 2;
     let relay = spawn_relay(&settings).await;
@@ -68,7 +68,7 @@ async fn with_a_retention_published_rows_are_kept_then_deleted() {
 async fn metrics_report_published_events_backlog_age_parked_and_latency() {
     let broker = Broker::start().await;
     let database = outbox_database().await;
-    let topic = broker.create_topic(1).await;
+    let topic = broker.create_topic("test-relay", 1).await;
     let relay = spawn_relay(&relay_settings(&database, &broker)).await;
 
     append(&database.pool, &[event(&topic, Uuid::now_v7(), 1, 0)]).await;

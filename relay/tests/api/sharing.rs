@@ -22,7 +22,7 @@ async fn two_relays_at_once_share_the_shards_and_keep_every_guarantee() {
     // Arrange: two instances, settled on 32 shards each.
     let broker = Broker::start().await;
     let database = outbox_database().await;
-    let topic = broker.create_topic(6).await;
+    let topic = broker.create_topic("test-relay", 6).await;
     let settings = relay_settings(&database, &broker);
     let first = spawn_relay(&settings).await;
     let second = spawn_relay(&settings).await;
@@ -53,7 +53,8 @@ async fn two_relays_at_once_share_the_shards_and_keep_every_guarantee() {
         by_first > 0.0 && by_second > 0.0,
         "both instances should have published"
     );
-    assert_eq!(by_first + by_second, 10_000.0);
+    // Duplicates are allowed (a lease could move under a starved CI machine) but nothing may be missing.
+    assert!(by_first + by_second >= 10_000.0);
 
     // A clean stop gives the shards back: the other instance takes all 64 within a renewal.
     first.server.stop().await.unwrap();
@@ -99,7 +100,7 @@ async fn a_relay_killed_mid_batch_and_restarted_loses_nothing() {
     // Arrange: 10 000 events waiting, then a relay process.
     let broker = Broker::start().await;
     let database = outbox_database().await;
-    let topic = broker.create_topic(6).await;
+    let topic = broker.create_topic("test-relay", 6).await;
     let mut written = std::collections::HashMap::new();
     for _ in 0..100 {
         let id = uuid::Uuid::now_v7();

@@ -1,0 +1,87 @@
+//! The consumer toolkit: feed a projection (a read model in Postgres, or an index elsewhere) from Kafka topics.
+//!
+//! - [`Projection`]: what a read model implements: apply a batch of records inside a Postgres transaction.
+//! - [`ProjectionRunner`]: consumes the projection's topics in a consumer group and applies records in batches;
+//!   each batch and the projection's offsets commit in one transaction, so a record is applied once even when
+//!   Kafka delivers it again. Records that cannot be decoded are logged, counted and kept in
+//!   `projection_skipped`, and the offset moves on.
+//! - [`rebuild`]: replays the topics from offset 0 into fresh storage and swaps it in atomically while the live
+//!   runner goes on; the live runner then continues from where the rebuild stopped.
+//! - [`Record`]: a consumed record, owned.
+//!
+//! Projections should also guard every entity write by aggregate version (apply only if newer): a replay, or an
+//! older event published again after a newer one, then changes nothing.
+
+mod offsets;
+mod rebuild;
+mod record;
+mod runner;
+
+use std::future::Future;
+
+use sqlx::{PgPool, PgTransaction, migrate::MigrateError};
+
+pub use self::{
+    offsets::{BatchSummary, apply_batch, stored_offsets},
+    rebuild::{Progress, RebuildReport, Rebuildable, rebuild},
+    record::Record,
+    runner::{ProjectionRunner, ProjectionStats, RunnerSettings},
+};
+
+/// The table that records which consumer migrations a database has applied.
+pub const MIGRATIONS_TABLE: &str = "_shop_consumer_migrations";
+
+/// librdkafka settings every projection consumer needs; pass them as defaults when building its `ClientConfig`.
+pub const CONSUMER_DEFAULTS: &[(&str, &str)] = &[
+    // Postgres holds the true position; Kafka's committed offsets only say where to resume reading, and are
+    // stored after the Postgres commit.
+    ("enable.auto.commit", "true"),
+    ("enable.auto.offset.store", "false"),
+    ("auto.offset.reset", "earliest"),
+    ("session.timeout.ms", "10000"),
+    ("fetch.wait.max.ms", "100"),
+];
+
+/// Creates or updates the offsets tables. Safe to run concurrently and on every start.
+pub async fn migrate(pool: &PgPool) -> Result<(), MigrateError> {
+    let mut migrator = sqlx::migrate!("./consumer_migrations");
+    migrator.dangerous_set_table_name(MIGRATIONS_TABLE);
+    migrator.run(pool).await
+}
+
+/// What became of one record.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Outcome {
+    /// The projection changed.
+    Applied,
+    /// Nothing to do: an older or repeated version, or an event the projection does not use.
+    Ignored,
+    /// The record cannot be decoded; it is recorded in `projection_skipped` and passed over.
+    Skipped(String),
+}
+
+/// Why a batch could not be applied. The batch is retried; nothing is skipped for these.
+#[derive(Debug, thiserror::Error)]
+pub enum ProjectionError {
+    #[error("the database failed: {0}")]
+    Database(#[from] sqlx::Error),
+    #[error(transparent)]
+    Other(#[from] anyhow::Error),
+}
+
+/// A read model fed from Kafka.
+pub trait Projection: Send + Sync + 'static {
+    /// The projection's name: its key in `projection_offsets` and its consumer group.
+    fn name(&self) -> &str;
+
+    /// The topics it reads.
+    fn topics(&self) -> &[&'static str];
+
+    /// Applies `records` (in the order Kafka delivered them per partition) inside `transaction`, returning one
+    /// outcome per record. Must be idempotent: guard entity writes by aggregate version.
+    fn apply(
+        &self,
+        transaction: &mut PgTransaction<'_>,
+        records: &[Record],
+    ) -> impl Future<Output = Result<Vec<Outcome>, ProjectionError>> + Send;
+}

@@ -1,0 +1,64 @@
+use rdkafka::message::{Headers, Message};
+
+use crate::cloudevents::{self, InvalidHeaders, ReceivedMetadata};
+
+/// A consumed Kafka record, owned, so a batch can outlive the consumer's buffers and be retried.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Record {
+    pub topic: String,
+    pub partition: i32,
+    pub offset: i64,
+    pub key: Option<Vec<u8>>,
+    pub headers: Vec<(String, Vec<u8>)>,
+    pub payload: Option<Vec<u8>>,
+}
+
+impl Record {
+    /// Copies a record out of any rdkafka message.
+    pub fn from_message(message: &impl Message) -> Self {
+        let headers = message
+            .headers()
+            .map(|headers| {
+                headers
+                    .iter()
+                    .map(|h| (h.key.to_owned(), h.value.unwrap_or_default().to_vec()))
+                    .collect()
+            })
+            .unwrap_or_default();
+        Self {
+            topic: message.topic().to_owned(),
+            partition: message.partition(),
+            offset: message.offset(),
+            key: message.key().map(<[u8]>::to_vec),
+            headers,
+            payload: message.payload().map(<[u8]>::to_vec),
+        }
+    }
+
+    /// The value of header `name`, if present and UTF-8.
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers
+            .iter()
+            .find(|(key, _)| key == name)
+            .and_then(|(_, value)| std::str::from_utf8(value).ok())
+    }
+
+    /// The event type (`ce_type`).
+    pub fn event_type(&self) -> Option<&str> {
+        self.header(cloudevents::TYPE)
+    }
+
+    /// The event's metadata from the CloudEvents headers.
+    pub fn metadata(&self) -> Result<ReceivedMetadata, InvalidHeaders> {
+        ReceivedMetadata::from_headers(
+            self.headers
+                .iter()
+                .map(|(name, value)| (name.as_str(), value.as_slice())),
+        )
+    }
+
+    /// The payload, or an empty slice for a tombstone.
+    pub fn payload(&self) -> &[u8] {
+        self.payload.as_deref().unwrap_or_default()
+    }
+}

@@ -1,0 +1,199 @@
+//! A Kafka-protocol broker for tests: librdkafka's mock cluster in the test process (real TCP ports, real
+//! protocol) by default, or the broker at `KAFKA_BROKERS` when set, so the same tests run against real Kafka.
+
+use std::{collections::HashMap, time::Duration};
+
+use rdkafka::{
+    ClientConfig, Message, Offset, TopicPartitionList,
+    admin::{AdminClient, AdminOptions, NewTopic, TopicReplication},
+    client::DefaultClientContext,
+    consumer::{BaseConsumer, Consumer},
+    message::{Header, Headers, OwnedHeaders},
+    mocking::MockCluster,
+    producer::{DefaultProducerContext, FutureProducer, FutureRecord},
+};
+use uuid::Uuid;
+
+/// The shop's topics (`shop_events::topics::ALL`, which this crate cannot name: the events crate's tests use it).
+const SHOP_TOPICS: [&str; 3] = ["shop.accounts.v1", "shop.products.v1", "shop.orders.v1"];
+
+/// A broker for one test.
+pub struct TestBroker {
+    pub bootstrap: String,
+    mock: Option<MockCluster<'static, DefaultProducerContext>>,
+}
+
+impl std::fmt::Debug for TestBroker {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("TestBroker")
+            .field("bootstrap", &self.bootstrap)
+            .field("embedded", &self.mock.is_some())
+            .finish()
+    }
+}
+
+impl TestBroker {
+    /// The broker at `KAFKA_BROKERS`, or a new embedded mock cluster with the shop's topics created (the mock
+    /// cluster does not implement CreateTopics).
+    pub async fn start() -> Self {
+        crate::init_test_logging();
+        match std::env::var("KAFKA_BROKERS") {
+            Ok(bootstrap) if !bootstrap.is_empty() => Self {
+                bootstrap,
+                mock: None,
+            },
+            _ => {
+                let mock = MockCluster::new(1).expect("Failed to start the embedded Kafka mock cluster");
+                for topic in SHOP_TOPICS {
+                    mock.create_topic(topic, 3, 1).unwrap();
+                }
+                Self {
+                    bootstrap: mock.bootstrap_servers(),
+                    mock: Some(mock),
+                }
+            }
+        }
+    }
+
+    /// The embedded cluster, for tests that take the broker down; `None` against an external broker.
+    pub fn mock(&self) -> Option<&MockCluster<'static, DefaultProducerContext>> {
+        self.mock.as_ref()
+    }
+
+    /// A client configuration pointing at this broker.
+    pub fn client_config(&self) -> ClientConfig {
+        let mut config = ClientConfig::new();
+        config.set("bootstrap.servers", &self.bootstrap);
+        config
+    }
+
+    /// A fresh, uniquely named topic.
+    pub async fn create_topic(&self, prefix: &str, partitions: i32) -> String {
+        let topic = format!("{prefix}-{}", Uuid::now_v7().simple());
+        match &self.mock {
+            Some(mock) => mock.create_topic(&topic, partitions, 1).unwrap(),
+            None => {
+                let admin: AdminClient<DefaultClientContext> = self.client_config().create().unwrap();
+                let new = NewTopic::new(&topic, partitions, TopicReplication::Fixed(1));
+                for result in admin.create_topics(&[new], &AdminOptions::new()).await.unwrap() {
+                    result.expect("Failed to create the test topic");
+                }
+            }
+        }
+        topic
+    }
+
+    /// Produces one record and waits for its acknowledgement.
+    pub async fn produce(&self, topic: &str, key: &str, headers: &[(&str, String)], payload: &[u8]) {
+        let producer: FutureProducer = self.client_config().create().unwrap();
+        let headers = headers.iter().fold(OwnedHeaders::new(), |h, (name, value)| {
+            h.insert(Header {
+                key: name,
+                value: Some(value),
+            })
+        });
+        producer
+            .send(
+                FutureRecord::to(topic).key(key).payload(payload).headers(headers),
+                Duration::from_secs(10),
+            )
+            .await
+            .map_err(|(error, _)| error)
+            .expect("Failed to produce a test record");
+    }
+
+    /// Reads `topic` from the beginning (every partition, no consumer group) until `expected` records arrived or
+    /// `timeout` passed. Records of one key share a partition, so each key's records come in stored order.
+    pub async fn read_topic(&self, topic: &str, expected: usize, timeout: Duration) -> Vec<ReadRecord> {
+        self.read_until(topic, timeout, move |records| records.len() >= expected)
+            .await
+    }
+
+    /// Reads `topic` from the beginning until `done` says so or `timeout` passed.
+    pub async fn read_until(
+        &self,
+        topic: &str,
+        timeout: Duration,
+        done: impl Fn(&[ReadRecord]) -> bool + Send + 'static,
+    ) -> Vec<ReadRecord> {
+        let (config, topic) = (self.client_config(), topic.to_owned());
+        tokio::task::spawn_blocking(move || {
+            let consumer: BaseConsumer = config
+                .clone()
+                .set("group.id", format!("test-reader-{}", Uuid::now_v7()))
+                .set("enable.auto.commit", "false")
+                // Return records as soon as they are there, not after the default 500 ms wait.
+                .set("fetch.wait.max.ms", "10")
+                .create()
+                .unwrap();
+            let metadata = consumer
+                .fetch_metadata(Some(&topic), Duration::from_secs(10))
+                .unwrap();
+            let mut assignment = TopicPartitionList::new();
+            for partition in metadata.topics()[0].partitions() {
+                assignment
+                    .add_partition_offset(&topic, partition.id(), Offset::Beginning)
+                    .unwrap();
+            }
+            consumer.assign(&assignment).unwrap();
+
+            let deadline = std::time::Instant::now() + timeout;
+            let mut records = Vec::new();
+            while !done(&records) && std::time::Instant::now() < deadline {
+                if let Some(Ok(message)) = consumer.poll(Duration::from_millis(100)) {
+                    records.push(ReadRecord::from_message(&message));
+                }
+            }
+            records
+        })
+        .await
+        .unwrap()
+    }
+}
+
+/// A record read back from a topic.
+#[derive(Debug, Clone)]
+pub struct ReadRecord {
+    pub partition: i32,
+    pub offset: i64,
+    pub key: String,
+    pub headers: HashMap<String, String>,
+    pub payload: Vec<u8>,
+}
+
+impl ReadRecord {
+    fn from_message(message: &impl Message) -> Self {
+        Self {
+            partition: message.partition(),
+            offset: message.offset(),
+            key: String::from_utf8_lossy(message.key().unwrap_or_default()).into_owned(),
+            headers: message
+                .headers()
+                .map(|headers| {
+                    headers
+                        .iter()
+                        .map(|h| {
+                            (
+                                h.key.to_owned(),
+                                String::from_utf8_lossy(h.value.unwrap_or_default()).into_owned(),
+                            )
+                        })
+                        .collect()
+                })
+                .unwrap_or_default(),
+            payload: message.payload().unwrap_or_default().to_vec(),
+        }
+    }
+
+    /// The payload as JSON.
+    pub fn json(&self) -> serde_json::Value {
+        serde_json::from_slice(&self.payload).expect("a JSON payload")
+    }
+
+    /// The `ce_aggregateversion` header.
+    pub fn version(&self) -> i64 {
+        self.headers["ce_aggregateversion"]
+            .parse()
+            .expect("a numeric aggregate version")
+    }
+}
