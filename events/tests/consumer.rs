@@ -1,0 +1,422 @@
+//! The consumer toolkit against a real Postgres and a real Kafka-protocol broker, with a small projection of
+//! "widgets" (id → name, version).
+
+use std::{
+    collections::HashMap,
+    sync::{
+        Arc,
+        atomic::{AtomicBool, Ordering},
+    },
+    time::Duration,
+};
+
+use rdkafka::{
+    message::{Header, OwnedHeaders},
+    producer::{FutureProducer, FutureRecord},
+};
+use shop_events::{
+    Envelope,
+    consumer::{
+        self, Outcome, Projection, ProjectionError, ProjectionRunner, Rebuildable, Record, apply_batch,
+        rebuild,
+    },
+    envelope::now,
+};
+use shop_testkit::{TestDatabase, kafka::TestBroker};
+use sqlx::{PgPool, PgTransaction};
+use tokio_util::sync::CancellationToken;
+use uuid::Uuid;
+
+/// Widgets by id, at their latest version.
+struct Widgets {
+    name: String,
+    table: String,
+    topics: Vec<&'static str>,
+}
+
+impl Widgets {
+    async fn create(pool: &PgPool, topic: &str, name: &str) -> Self {
+        let table = name.replace(['-', '.'], "_");
+        sqlx::query(sqlx::AssertSqlSafe(format!(
+            "CREATE TABLE {table} (id uuid PRIMARY KEY, name text NOT NULL, version bigint NOT NULL)"
+        )))
+        .execute(pool)
+        .await
+        .unwrap();
+        Self {
+            name: name.to_owned(),
+            table,
+            topics: vec![Box::leak(topic.to_owned().into_boxed_str())],
+        }
+    }
+
+    async fn rows(&self, pool: &PgPool) -> Vec<(Uuid, String, i64)> {
+        sqlx::query_as(sqlx::AssertSqlSafe(format!(
+            "SELECT id, name, version FROM {} ORDER BY id",
+            self.table
+        )))
+        .fetch_all(pool)
+        .await
+        .unwrap()
+    }
+}
+
+impl Projection for Widgets {
+    fn name(&self) -> &str {
+        &self.name
+    }
+
+    fn topics(&self) -> &[&'static str] {
+        &self.topics
+    }
+
+    async fn apply(
+        &self,
+        transaction: &mut PgTransaction<'_>,
+        records: &[Record],
+    ) -> Result<Vec<Outcome>, ProjectionError> {
+        let mut outcomes = Vec::with_capacity(records.len());
+        for record in records {
+            let metadata = match record.metadata() {
+                Ok(metadata) => metadata,
+                Err(error) => {
+                    outcomes.push(Outcome::Skipped(error.to_string()));
+                    continue;
+                }
+            };
+            let Some(name) = serde_json::from_slice::<serde_json::Value>(record.payload())
+                .ok()
+                .and_then(|payload| payload["name"].as_str().map(str::to_owned))
+            else {
+                outcomes.push(Outcome::Skipped("the payload has no name".into()));
+                continue;
+            };
+            let changed = sqlx::query(sqlx::AssertSqlSafe(format!(
+                "INSERT INTO {table} (id, name, version) VALUES ($1, $2, $3)
+                 ON CONFLICT (id) DO UPDATE SET name = EXCLUDED.name, version = EXCLUDED.version
+                 WHERE {table}.version < EXCLUDED.version",
+                table = self.table
+            )))
+            .bind(metadata.aggregate_id)
+            .bind(name)
+            .bind(metadata.aggregate_version)
+            .execute(&mut **transaction)
+            .await?
+            .rows_affected();
+            outcomes.push(if changed == 1 {
+                Outcome::Applied
+            } else {
+                Outcome::Ignored
+            });
+        }
+        Ok(outcomes)
+    }
+}
+
+impl Rebuildable for Widgets {
+    async fn prepare_shadow(&self, pool: &PgPool) -> anyhow::Result<Self> {
+        let table = format!("{}_rebuild", self.table);
+        sqlx::query(sqlx::AssertSqlSafe(format!("DROP TABLE IF EXISTS {table}")))
+            .execute(pool)
+            .await?;
+        sqlx::query(sqlx::AssertSqlSafe(format!(
+            "CREATE TABLE {table} (LIKE {} INCLUDING ALL)",
+            self.table
+        )))
+        .execute(pool)
+        .await?;
+        Ok(Self {
+            name: format!("{}.rebuild", self.name),
+            table,
+            topics: self.topics.clone(),
+        })
+    }
+
+    async fn swap_in(&self, shadow: &Self, transaction: &mut PgTransaction<'_>) -> anyhow::Result<()> {
+        sqlx::query(sqlx::AssertSqlSafe(format!("DROP TABLE {}", self.table)))
+            .execute(&mut **transaction)
+            .await?;
+        sqlx::query(sqlx::AssertSqlSafe(format!(
+            "ALTER TABLE {} RENAME TO {}",
+            shadow.table, self.table
+        )))
+        .execute(&mut **transaction)
+        .await?;
+        Ok(())
+    }
+}
+
+fn widget_event(id: Uuid, version: i64, name: &str) -> Envelope {
+    Envelope {
+        event_id: Uuid::now_v7(),
+        aggregate_type: "widget".into(),
+        aggregate_id: id,
+        aggregate_version: version,
+        event_type: "shop.widget.renamed.v1".into(),
+        topic: String::new(),
+        payload: serde_json::json!({ "name": name }),
+        occurred_at: now(),
+        trace: None,
+    }
+}
+
+/// A consumed record as the relay would have published `event`, at `offset`.
+fn record(topic: &str, offset: i64, event: &Envelope) -> Record {
+    Record {
+        topic: topic.to_owned(),
+        partition: 0,
+        offset,
+        key: Some(event.aggregate_id.to_string().into_bytes()),
+        headers: event
+            .metadata()
+            .headers()
+            .into_iter()
+            .map(|(k, v)| (k.to_owned(), v.into_bytes()))
+            .collect(),
+        payload: Some(serde_json::to_vec(&event.payload).unwrap()),
+    }
+}
+
+async fn publish(producer: &FutureProducer, topic: &str, event: &Envelope) {
+    let payload = serde_json::to_vec(&event.payload).unwrap();
+    let key = event.aggregate_id.to_string();
+    let headers = event
+        .metadata()
+        .headers()
+        .iter()
+        .fold(OwnedHeaders::new(), |h, (name, value)| {
+            h.insert(Header {
+                key: name,
+                value: Some(value),
+            })
+        });
+    producer
+        .send(
+            FutureRecord::to(topic)
+                .key(&key)
+                .payload(&payload)
+                .headers(headers),
+            Duration::from_secs(10),
+        )
+        .await
+        .map_err(|(error, _)| error)
+        .unwrap();
+}
+
+async fn database() -> TestDatabase {
+    let database = TestDatabase::create().await;
+    consumer::migrate(&database.pool).await.unwrap();
+    database
+}
+
+#[tokio::test]
+async fn a_redelivered_batch_is_not_applied_twice() {
+    // Arrange
+    let database = database().await;
+    let widgets = Widgets::create(&database.pool, "widgets", "widgets").await;
+    let id = Uuid::now_v7();
+    let batch = [
+        record("widgets", 0, &widget_event(id, 1, "one")),
+        record("widgets", 1, &widget_event(id, 2, "two")),
+    ];
+
+    // Act
+    let first = apply_batch(&database.pool, &widgets, &batch, None).await.unwrap();
+    let again = apply_batch(&database.pool, &widgets, &batch, None).await.unwrap();
+
+    // Assert
+    assert_eq!((first.applied, first.already_applied), (2, 0));
+    assert_eq!((again.applied, again.already_applied), (0, 2));
+    assert_eq!(widgets.rows(&database.pool).await, [(id, "two".to_owned(), 2)]);
+}
+
+#[tokio::test]
+async fn an_older_version_or_a_repeat_at_a_new_offset_leaves_the_projection_unchanged() {
+    let database = database().await;
+    let widgets = Widgets::create(&database.pool, "widgets", "widgets").await;
+    let id = Uuid::now_v7();
+    let (v1, v2) = (widget_event(id, 1, "one"), widget_event(id, 2, "two"));
+
+    let summary = apply_batch(
+        &database.pool,
+        &widgets,
+        &[
+            record("widgets", 0, &v2),
+            record("widgets", 1, &v1),
+            record("widgets", 2, &v2),
+        ],
+        None,
+    )
+    .await
+    .unwrap();
+
+    assert_eq!((summary.applied, summary.ignored), (1, 2));
+    assert_eq!(widgets.rows(&database.pool).await, [(id, "two".to_owned(), 2)]);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_runner_skips_and_counts_a_poison_record_and_keeps_going() {
+    // Arrange
+    let broker = TestBroker::start().await;
+    let database = database().await;
+    let topic = broker.create_topic("test-widgets", 1).await;
+    let widgets = Arc::new(Widgets::create(&database.pool, &topic, "widgets").await);
+    let (first, second) = (
+        widget_event(Uuid::now_v7(), 1, "first"),
+        widget_event(Uuid::now_v7(), 1, "second"),
+    );
+    let producer: FutureProducer = broker.client_config().create().unwrap();
+    publish(&producer, &topic, &first).await;
+    broker.produce(&topic, "garbage", &[], b"\x00not json").await;
+    publish(&producer, &topic, &second).await;
+
+    // Act
+    let runner = ProjectionRunner::new(
+        widgets.clone(),
+        database.pool.clone(),
+        broker.client_config().set_defaults(),
+    );
+    let stats = runner.stats();
+    let stop = CancellationToken::new();
+    let running = tokio::spawn(runner.run(stop.clone()));
+    wait_for(|| stats.applied() == 2 && stats.skipped() == 1).await;
+    stop.cancel();
+    running.await.unwrap().unwrap();
+
+    // Assert
+    assert_eq!(widgets.rows(&database.pool).await.len(), 2);
+    let skipped: Vec<(i64, String)> =
+        sqlx::query_as(r#"SELECT "offset", reason FROM projection_skipped WHERE projection = 'widgets'"#)
+            .fetch_all(&database.pool)
+            .await
+            .unwrap();
+    assert_eq!(skipped.len(), 1);
+    assert_eq!(skipped[0].0, 1);
+    assert!(skipped[0].1.contains("ce_id"), "{}", skipped[0].1);
+    let offsets = consumer::stored_offsets(&mut database.pool.acquire().await.unwrap(), "widgets")
+        .await
+        .unwrap();
+    assert_eq!(offsets[&(topic, 0)], 3);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_rebuild_while_writes_continue_equals_the_live_projection_row_by_row() {
+    // Arrange: a live projection and a reference copy that is never rebuilt, both fed while widgets change.
+    let broker = TestBroker::start().await;
+    let database = database().await;
+    let topic = broker.create_topic("test-widgets", 3).await;
+    let live = Arc::new(Widgets::create(&database.pool, &topic, "widgets").await);
+    let reference = Arc::new(Widgets::create(&database.pool, &topic, "widgets-reference").await);
+    let config = broker.client_config().set_defaults();
+    let stop = CancellationToken::new();
+    let live_runner = ProjectionRunner::new(live.clone(), database.pool.clone(), config.clone());
+    let reference_runner = ProjectionRunner::new(reference.clone(), database.pool.clone(), config.clone());
+    let runners = [
+        tokio::spawn(live_runner.run(stop.clone())),
+        tokio::spawn(reference_runner.run(stop.clone())),
+    ];
+
+    let ids: Vec<Uuid> = (0..40).map(|_| Uuid::now_v7()).collect();
+    let writing = Arc::new(AtomicBool::new(true));
+    let writer = tokio::spawn({
+        let producer: FutureProducer = broker.client_config().create().unwrap();
+        let (topic, ids, writing) = (topic.clone(), ids.clone(), writing.clone());
+        async move {
+            let mut versions: HashMap<Uuid, i64> = HashMap::new();
+            let mut round = 0;
+            while writing.load(Ordering::Relaxed) || round < 5 {
+                round += 1;
+                for id in &ids {
+                    let version = versions.entry(*id).or_insert(0);
+                    *version += 1;
+                    publish(
+                        &producer,
+                        &topic,
+                        &widget_event(*id, *version, &format!("{id} v{version}")),
+                    )
+                    .await;
+                }
+            }
+            versions
+        }
+    });
+
+    // Act: rebuild while the writer goes on.
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let mut progress = Vec::new();
+    let report = rebuild(&*live, &database.pool, &config, |p| progress.push(p.consumed))
+        .await
+        .unwrap();
+    writing.store(false, Ordering::Relaxed);
+    let versions = writer.await.unwrap();
+    let expected: Vec<(Uuid, String, i64)> = {
+        let mut rows: Vec<_> = versions
+            .iter()
+            .map(|(id, v)| (*id, format!("{id} v{v}"), *v))
+            .collect();
+        rows.sort();
+        rows
+    };
+    wait_for_rows(&live, &database.pool, &expected).await;
+    wait_for_rows(&reference, &database.pool, &expected).await;
+    stop.cancel();
+    for runner in runners {
+        runner.await.unwrap().unwrap();
+    }
+
+    // Assert
+    println!(
+        "Rebuilt from {} records ({} applied, {} ignored, {} caught up before the swap) in {:?}; {} progress reports",
+        report.consumed,
+        report.applied,
+        report.ignored,
+        report.caught_up,
+        report.elapsed,
+        progress.len()
+    );
+    assert!(report.consumed > 0);
+    assert!(!progress.is_empty());
+    assert_eq!(
+        live.rows(&database.pool).await,
+        reference.rows(&database.pool).await
+    );
+}
+
+async fn wait_for(condition: impl Fn() -> bool) {
+    for _ in 0..600 {
+        if condition() {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    panic!("timed out");
+}
+
+async fn wait_for_rows(widgets: &Widgets, pool: &PgPool, expected: &[(Uuid, String, i64)]) {
+    for _ in 0..600 {
+        if widgets.rows(pool).await == expected {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!(
+        widgets.rows(pool).await,
+        expected,
+        "{} never caught up",
+        widgets.name
+    );
+}
+
+trait ConsumerDefaults {
+    fn set_defaults(self) -> rdkafka::ClientConfig;
+}
+
+impl ConsumerDefaults for rdkafka::ClientConfig {
+    fn set_defaults(mut self) -> rdkafka::ClientConfig {
+        for (key, value) in consumer::CONSUMER_DEFAULTS {
+            self.set(*key, *value);
+        }
+        self.set("session.timeout.ms", "6000");
+        self
+    }
+}
