@@ -4,6 +4,7 @@ use std::{net::SocketAddr, time::Duration};
 
 use shop_platform::{
     grpc::ClientSettings,
+    kafka::KafkaSettings,
     postgres::{DatabaseUrl, PoolSettings},
     telemetry::TelemetrySettings,
 };
@@ -14,11 +15,14 @@ pub enum ValidationMode {
     /// Synchronously, asking the account and catalog services over gRPC; the order is stored confirmed (and
     /// priced) or not at all.
     Grpc,
+    /// Asynchronously, from the order service's own projection of accounts and products (fed from Kafka): the
+    /// order is stored pending and answered at once, then confirmed or rejected. Keeps working while the account
+    /// and catalog services are down.
+    Projection,
 }
 
 /// Everything the order service can be told at start. `order --help` lists it all.
-#[derive(Debug, Clone, clap::Parser)]
-#[command(name = "order", version, about = "The shop's order service (gRPC).")]
+#[derive(Debug, Clone, clap::Args)]
 pub struct Settings {
     /// Address the gRPC server listens on (port 0 picks a free one).
     #[arg(long, env = "GRPC_LISTEN_ADDR", default_value = "127.0.0.1:50053")]
@@ -36,6 +40,16 @@ pub struct Settings {
     /// How orders are validated.
     #[arg(long, env = "ORDER_VALIDATION", value_enum, default_value_t = ValidationMode::Grpc)]
     pub validation: ValidationMode,
+    /// How long a pending order may wait for the projection to learn of its account and products before it is
+    /// rejected (projection validation).
+    #[arg(long, env = "ORDER_PROJECTION_WAIT_MS", default_value_t = 10_000)]
+    pub projection_wait_ms: u64,
+    /// How often pending orders are looked at even without a wake-up (projection validation).
+    #[arg(long, env = "ORDER_VALIDATION_INTERVAL_MS", default_value_t = 1_000)]
+    pub validation_interval_ms: u64,
+    /// Kafka, where the projection reads accounts and products (projection validation).
+    #[command(flatten)]
+    pub kafka: KafkaSettings,
     /// The account service (grpc validation).
     #[arg(long, env = "ACCOUNT_SERVICE_URL", default_value = "http://127.0.0.1:50051")]
     pub account_service_url: String,
@@ -47,6 +61,26 @@ pub struct Settings {
     pub dependency_timeout_ms: u64,
     #[command(flatten)]
     pub telemetry: TelemetrySettings,
+}
+
+/// The `order` command line: the settings, and what to do.
+#[derive(Debug, Clone, clap::Parser)]
+#[command(name = "order", version, about = "The shop's order service (gRPC).")]
+pub struct Cli {
+    #[command(flatten)]
+    pub settings: Settings,
+    #[command(subcommand)]
+    pub command: Option<Command>,
+}
+
+/// What the `order` binary does; serving is the default.
+#[derive(Debug, Clone, clap::Subcommand)]
+pub enum Command {
+    /// Serve gRPC (and, in projection mode, consume and validate).
+    Serve,
+    /// Rebuild the accounts and products projection from offset 0 of its topics into fresh tables and swap them
+    /// in, while a running service goes on answering; it then continues from where the rebuild stopped.
+    RebuildProjections,
 }
 
 impl Settings {

@@ -1,13 +1,19 @@
 //! The order service: it owns orders.
 //!
-//! `PostOrder` validates an order against the accounts and products it names, prices every line from the
-//! catalog, and stores the order, its lines and its events (`shop.order.placed.v1`, `shop.order.confirmed.v1`)
-//! in one transaction of the service's own Postgres database; the relay publishes the events on `shop.orders.v1`.
+//! Orders are validated against the accounts and products they name and priced from the catalog, in one of two
+//! modes: `grpc` (synchronously, asking the account and catalog services) or `projection` (asynchronously, from
+//! the service's own projection of accounts and products fed from Kafka, so orders keep flowing while those
+//! services are down). Every order and transition is stored with its event (`shop.order.placed.v1`,
+//! `shop.order.confirmed.v1`, `shop.order.rejected.v1`) in one transaction of the service's own Postgres database;
+//! the relay publishes the events on `shop.orders.v1`.
 //!
 //! - [`config`]: the settings, from flags and environment variables, including the validation mode.
 //! - [`startup`]: [`Application`](startup::Application), built the same way by `main` and by the tests.
 //! - [`domain`]: order requests, orders and their transitions (pending → confirmed or rejected); no I/O.
 //! - [`directory`]: looking up accounts and products ([`Directory`](directory::Directory)), over gRPC.
+//! - [`projection`]: the service's own projection of accounts and products, fed from Kafka, its directory and
+//!   its rebuild.
+//! - [`validation`]: the validator that confirms or rejects pending orders (projection mode).
 //! - [`repository`]: the SQL.
 //! - [`service`]: the use cases; owns the transaction boundary.
 //! - [`grpc`]: the tonic server (`shop.order.v1.OrderService`) and a typed client.
@@ -16,6 +22,8 @@ pub mod config;
 pub mod directory;
 pub mod domain;
 pub mod grpc;
+pub mod projection;
 pub mod repository;
 pub mod service;
 pub mod startup;
+pub mod validation;

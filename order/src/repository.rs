@@ -4,13 +4,13 @@
 use std::collections::HashMap;
 
 use chrono::{DateTime, Utc};
+use shop_events::TraceContext;
 use sqlx::PgConnection;
 use uuid::Uuid;
 
 use crate::domain::{Order, OrderLine, OrderStatus, PricedProduct};
 
-const ORDER_COLUMNS: &str =
-    "id, account_id, status, total_price_cents, rejection_reason, version, created_at, updated_at";
+const ORDER_COLUMNS: &str = "id, account_id, status, total_price_cents, rejection_reason, version, created_at, updated_at, traceparent";
 
 #[derive(sqlx::FromRow)]
 struct OrderRow {
@@ -22,6 +22,7 @@ struct OrderRow {
     version: i64,
     created_at: DateTime<Utc>,
     updated_at: DateTime<Utc>,
+    traceparent: Option<String>,
 }
 
 #[derive(sqlx::FromRow)]
@@ -35,11 +36,16 @@ struct LineRow {
 }
 
 impl OrderRow {
-    fn into_order(self, lines: Vec<OrderLine>) -> Result<Order, sqlx::Error> {
+    /// The order, and the trace it was placed under.
+    fn into_order(self, lines: Vec<OrderLine>) -> Result<(Order, Option<TraceContext>), sqlx::Error> {
         let status = OrderStatus::parse(&self.status).ok_or_else(|| {
             sqlx::Error::Decode(format!("order {} has status {:?}", self.id, self.status).into())
         })?;
-        Ok(Order {
+        let trace = self
+            .traceparent
+            .as_deref()
+            .and_then(|traceparent| TraceContext::parse(traceparent, None).ok());
+        let order = Order {
             id: self.id,
             account_id: self.account_id,
             status,
@@ -49,7 +55,8 @@ impl OrderRow {
             version: self.version,
             created_at: self.created_at,
             updated_at: self.updated_at,
-        })
+        };
+        Ok((order, trace))
     }
 }
 
@@ -77,11 +84,15 @@ impl TryFrom<LineRow> for OrderLine {
     }
 }
 
-/// Stores a new order with its lines (in one statement for all the lines).
+/// Stores a new order with its lines (in one statement for all the lines), and the trace it was placed under.
 #[tracing::instrument(skip_all, fields(order_id = %order.id), err)]
-pub async fn insert_order(connection: &mut PgConnection, order: &Order) -> Result<(), sqlx::Error> {
+pub async fn insert_order(
+    connection: &mut PgConnection,
+    order: &Order,
+    trace: &TraceContext,
+) -> Result<(), sqlx::Error> {
     sqlx::query(sqlx::AssertSqlSafe(format!(
-        "INSERT INTO orders ({ORDER_COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)"
+        "INSERT INTO orders ({ORDER_COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)"
     )))
     .bind(order.id)
     .bind(order.account_id)
@@ -91,6 +102,7 @@ pub async fn insert_order(connection: &mut PgConnection, order: &Order) -> Resul
     .bind(order.version)
     .bind(order.created_at)
     .bind(order.updated_at)
+    .bind(trace.traceparent())
     .execute(&mut *connection)
     .await?;
 
@@ -139,7 +151,7 @@ pub async fn find_order(connection: &mut PgConnection, id: Uuid) -> Result<Optio
     .await?;
     let Some(row) = row else { return Ok(None) };
     let mut orders = with_lines(connection, vec![row]).await?;
-    Ok(orders.pop())
+    Ok(orders.pop().map(|(order, _)| order))
 }
 
 /// Every order of the given accounts, newest first, in two queries whatever the number of accounts.
@@ -153,11 +165,86 @@ pub async fn orders_for_accounts(
     .bind(account_ids)
     .fetch_all(&mut *connection)
     .await?;
+    Ok(with_lines(connection, rows)
+        .await?
+        .into_iter()
+        .map(|(order, _)| order)
+        .collect())
+}
+
+/// Up to `limit` pending orders after `after` (by id), locked until the transaction ends; orders another
+/// transaction holds are passed over, so concurrent validators never take the same order.
+pub async fn lock_pending_orders(
+    connection: &mut PgConnection,
+    after: Uuid,
+    limit: i64,
+) -> Result<Vec<(Order, Option<TraceContext>)>, sqlx::Error> {
+    let rows: Vec<OrderRow> = sqlx::query_as(sqlx::AssertSqlSafe(format!(
+        "SELECT {ORDER_COLUMNS} FROM orders WHERE status = 'pending' AND id > $1
+         ORDER BY id LIMIT $2 FOR UPDATE SKIP LOCKED"
+    )))
+    .bind(after)
+    .bind(limit)
+    .fetch_all(&mut *connection)
+    .await?;
     with_lines(connection, rows).await
 }
 
-/// Loads the lines of `rows` in one query and assembles the orders, keeping the order of `rows`.
-async fn with_lines(connection: &mut PgConnection, rows: Vec<OrderRow>) -> Result<Vec<Order>, sqlx::Error> {
+/// Stores an order's transition: its status, total, reason, version, and the pricing of its lines.
+#[tracing::instrument(skip_all, fields(order_id = %order.id, version = order.version), err)]
+pub async fn update_order(connection: &mut PgConnection, order: &Order) -> Result<(), sqlx::Error> {
+    sqlx::query(
+        "UPDATE orders SET status = $2, total_price_cents = $3, rejection_reason = $4, version = $5, updated_at = $6
+         WHERE id = $1",
+    )
+    .bind(order.id)
+    .bind(order.status.as_str())
+    .bind(order.total_price_cents)
+    .bind(&order.rejection_reason)
+    .bind(order.version)
+    .bind(order.updated_at)
+    .execute(&mut *connection)
+    .await?;
+
+    let line_numbers: Vec<i32> = (0..).take(order.lines.len()).collect();
+    let names: Vec<Option<&str>> = order
+        .lines
+        .iter()
+        .map(|l| l.product.as_ref().map(|p| &*p.name))
+        .collect();
+    let descriptions: Vec<Option<&str>> = order
+        .lines
+        .iter()
+        .map(|l| l.product.as_ref().map(|p| &*p.description))
+        .collect();
+    let prices: Vec<Option<i64>> = order
+        .lines
+        .iter()
+        .map(|l| l.product.as_ref().map(|p| p.unit_price_cents))
+        .collect();
+    sqlx::query(
+        "UPDATE order_lines AS line
+         SET product_name = priced.name, product_description = priced.description,
+             unit_price_cents = priced.price
+         FROM UNNEST($2::int[], $3::text[], $4::text[], $5::bigint[]) AS priced (line_number, name, description, price)
+         WHERE line.order_id = $1 AND line.line_number = priced.line_number",
+    )
+    .bind(order.id)
+    .bind(line_numbers)
+    .bind(names)
+    .bind(descriptions)
+    .bind(prices)
+    .execute(connection)
+    .await?;
+    Ok(())
+}
+
+/// Loads the lines of `rows` in one query and assembles the orders (with their traces), keeping the order of
+/// `rows`.
+async fn with_lines(
+    connection: &mut PgConnection,
+    rows: Vec<OrderRow>,
+) -> Result<Vec<(Order, Option<TraceContext>)>, sqlx::Error> {
     let ids: Vec<Uuid> = rows.iter().map(|row| row.id).collect();
     let line_rows: Vec<LineRow> = sqlx::query_as(
         "SELECT order_id, product_id, quantity, product_name, product_description, unit_price_cents

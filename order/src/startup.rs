@@ -1,17 +1,21 @@
 //! Building and running the service: the same [`Application`] serves in production and in the tests.
 
-use std::{future::Future, net::SocketAddr};
+use std::{future::Future, net::SocketAddr, sync::Arc, time::Duration};
 
 use anyhow::Context;
+use shop_events::consumer::{self, ProjectionRunner};
 use shop_platform::{grpc::lazy_channel, postgres};
 use sqlx::PgPool;
-use tokio::net::TcpListener;
+use tokio::{net::TcpListener, sync::Notify};
+use tokio_util::sync::CancellationToken;
 
 use crate::{
     config::{Settings, ValidationMode},
     directory::GrpcDirectory,
     grpc::server::OrderGrpc,
-    service::OrderService,
+    projection::{DirectoryProjection, ProjectionDirectory},
+    service::{OrderService, Placement},
+    validation::Validator,
 };
 
 /// The order service, connected and migrated, with its listener bound.
@@ -24,11 +28,9 @@ pub struct Application {
 
 impl Application {
     /// Connects to the database (retrying while it is unreachable, creating it if missing), applies the
-    /// migrations, and binds the gRPC listener. The account and catalog services need not be up yet.
+    /// migrations, and binds the gRPC listener. Neither the services nor Kafka need be up yet.
     pub async fn build(settings: &Settings) -> anyhow::Result<Self> {
-        let pool =
-            postgres::connect_and_migrate(&settings.database_url, &settings.database, &sqlx::migrate!())
-                .await?;
+        let pool = connect(settings).await?;
         let listener = TcpListener::bind(settings.listen_addr)
             .await
             .with_context(|| format!("Failed to listen on {}", settings.listen_addr))?;
@@ -46,21 +48,66 @@ impl Application {
             .expect("a bound listener has a local address")
     }
 
-    /// Serves until `shutdown` resolves, then drains in-flight calls and closes the pool.
+    /// Serves until `shutdown` resolves, then drains in-flight calls and, in projection mode, stops the consumer
+    /// and the validator.
     pub async fn run_until_stopped(self, shutdown: impl Future<Output = ()> + Send) -> anyhow::Result<()> {
+        let descriptors = shop_proto::FILE_DESCRIPTOR_SET;
         match self.settings.validation {
             ValidationMode::Grpc => {
                 let directory = GrpcDirectory::new(
                     lazy_channel(&self.settings.dependency(&self.settings.account_service_url))?,
                     lazy_channel(&self.settings.dependency(&self.settings.catalog_service_url))?,
                 );
-                let server = OrderGrpc::server(OrderService::new(self.pool.clone(), directory));
-                shop_platform::grpc::serve(self.listener, server, shop_proto::FILE_DESCRIPTOR_SET, shutdown)
+                let service = OrderService::new(self.pool.clone(), directory, Placement::Synchronous);
+                shop_platform::grpc::serve(self.listener, OrderGrpc::server(service), descriptors, shutdown)
                     .await?;
+            }
+            ValidationMode::Projection => {
+                let stop = CancellationToken::new();
+                let wake = Arc::new(Notify::new());
+                let runner = ProjectionRunner::new(
+                    Arc::new(DirectoryProjection::live()),
+                    self.pool.clone(),
+                    self.settings.kafka.client_config(consumer::CONSUMER_DEFAULTS),
+                )
+                .notify_on_applied(wake.clone());
+                let validator = Validator::new(
+                    self.pool.clone(),
+                    ProjectionDirectory::new(self.pool.clone()),
+                    Duration::from_millis(self.settings.projection_wait_ms),
+                    Duration::from_millis(self.settings.validation_interval_ms),
+                    wake.clone(),
+                );
+                let consuming = tokio::spawn(runner.run(stop.clone()));
+                let validating = tokio::spawn(validator.run(stop.clone()));
+
+                let directory = ProjectionDirectory::new(self.pool.clone());
+                let service = OrderService::new(self.pool.clone(), directory, Placement::Deferred(wake));
+                let served = shop_platform::grpc::serve(
+                    self.listener,
+                    OrderGrpc::server(service),
+                    descriptors,
+                    shutdown,
+                )
+                .await;
+                stop.cancel();
+                validating.await.context("The validator panicked")?;
+                consuming.await.context("The projection consumer panicked")??;
+                served?;
             }
         }
         self.pool.close().await;
         tracing::info!("The order service stopped.");
         Ok(())
     }
+}
+
+/// Connects to the order database and brings its schema (outbox, consumer offsets, orders, projection) up to date.
+pub async fn connect(settings: &Settings) -> anyhow::Result<PgPool> {
+    let pool =
+        postgres::connect_and_migrate(&settings.database_url, &settings.database, &sqlx::migrate!()).await?;
+    consumer::migrate(&pool)
+        .await
+        .context("Failed to migrate the consumer offsets")?;
+    Ok(pool)
 }

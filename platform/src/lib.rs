@@ -10,6 +10,7 @@
 //!   channels; reading the caller's trace context.
 //! - [`error`]: [`ServiceError`], the error every service returns, and its one mapping to `tonic::Status`.
 //! - [`ids`]: parsing ids and converting timestamps at the gRPC edge.
+//! - [`progress`]: progress of long work (a bar with events/s on a terminal, plain lines otherwise).
 //! - [`pagination`]: `skip`/`take` validation with a default and a maximum page size.
 
 pub mod error;
@@ -20,6 +21,7 @@ pub mod kafka;
 pub mod pagination;
 #[cfg(feature = "postgres")]
 pub mod postgres;
+pub mod progress;
 pub mod shutdown;
 pub mod telemetry;
 

@@ -5,4 +5,4 @@ mod new_order;
 mod order;
 
 pub use new_order::{LineItem, NewOrder};
-pub use order::{Order, OrderError, OrderLine, OrderStatus, PricedProduct};
+pub use order::{Order, OrderError, OrderLine, OrderStatus, PricedProduct, Verdict};

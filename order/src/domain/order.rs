@@ -69,6 +69,17 @@ pub struct Order {
     pub updated_at: DateTime<Utc>,
 }
 
+/// What validation decides for a pending order.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Verdict {
+    /// The account and every product are known: price and confirm.
+    Confirm,
+    /// Something is unknown and the order may not wait any longer: reject, for this reason.
+    Reject(String),
+    /// Something is unknown, but the projections may still be catching up: look again later.
+    Wait,
+}
+
 /// Why an order cannot make a transition.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum OrderError {
@@ -151,6 +162,36 @@ impl Order {
         Ok(events::OrderRejected {
             order: self.to_event_state(),
         })
+    }
+
+    /// Judges a pending order against what is known of its account and products. While `may_still_wait`, unknown
+    /// names may just not have arrived yet (a lagging projection), so the verdict is to wait; after that, reject.
+    pub fn verdict(
+        &self,
+        account_known: bool,
+        catalog: &HashMap<Uuid, PricedProduct>,
+        may_still_wait: bool,
+    ) -> Verdict {
+        let unknown_products: Vec<String> = self
+            .lines
+            .iter()
+            .filter(|line| !catalog.contains_key(&line.product_id))
+            .map(|line| line.product_id.to_string())
+            .collect();
+        if account_known && unknown_products.is_empty() {
+            return Verdict::Confirm;
+        }
+        if may_still_wait {
+            return Verdict::Wait;
+        }
+        let mut reasons = Vec::new();
+        if !account_known {
+            reasons.push(format!("unknown account {}", self.account_id));
+        }
+        if !unknown_products.is_empty() {
+            reasons.push(format!("unknown products: {}", unknown_products.join(", ")));
+        }
+        Verdict::Reject(reasons.join("; "))
     }
 
     fn ensure_pending(&self) -> Result<(), OrderError> {
@@ -279,6 +320,28 @@ mod tests {
             .unwrap_err();
 
         assert_eq!(error, OrderError::TotalTooLarge);
+    }
+
+    #[test]
+    fn a_fully_known_order_is_confirmed_and_an_unknown_one_waits_then_is_rejected_with_every_reason() {
+        let (kettle, ghost) = (Uuid::now_v7(), Uuid::now_v7());
+        let order = placed(&[(kettle, 1), (ghost, 1)]);
+        let known = HashMap::from([(kettle, priced("Kettle", 1)), (ghost, priced("Ghost", 1))]);
+        let partial = HashMap::from([(kettle, priced("Kettle", 1))]);
+
+        assert_eq!(order.verdict(true, &known, true), Verdict::Confirm);
+        assert_eq!(order.verdict(true, &partial, true), Verdict::Wait);
+        assert_eq!(
+            order.verdict(true, &partial, false),
+            Verdict::Reject(format!("unknown products: {ghost}"))
+        );
+        assert_eq!(
+            order.verdict(false, &partial, false),
+            Verdict::Reject(format!(
+                "unknown account {}; unknown products: {ghost}",
+                order.account_id
+            ))
+        );
     }
 
     #[test]

@@ -6,7 +6,7 @@ use shop_order::{
     startup::Application,
 };
 use shop_platform::{postgres::PoolSettings, telemetry::TelemetrySettings};
-use shop_testkit::{RunningServer, TestDatabase, init_test_logging};
+use shop_testkit::{RunningServer, TestDatabase, init_test_logging, kafka::TestBroker};
 
 /// A running order service, and the account and catalog services it validates orders against.
 pub(crate) struct TestApp {
@@ -52,6 +52,9 @@ pub(crate) async fn spawn_app() -> TestApp {
         database_url: database.url.parse().unwrap(),
         database: PoolSettings::default(),
         validation: ValidationMode::Grpc,
+        projection_wait_ms: 10_000,
+        validation_interval_ms: 1_000,
+        kafka: shop_platform::kafka::KafkaSettings::new("127.0.0.1:9092"),
         account_service_url: account_url.clone(),
         catalog_service_url: catalog_url.clone(),
         dependency_timeout_ms: 2_000,
@@ -73,6 +76,62 @@ pub(crate) async fn spawn_app() -> TestApp {
         _order_server: order_server,
         _dependency_databases: [account_database, catalog_database],
     }
+}
+
+/// An order service in projection mode alone: its projection fed by whatever the test publishes on `broker`.
+pub(crate) struct ProjectionApp {
+    pub(crate) database: TestDatabase,
+    pub(crate) client: OrderClient,
+    pub(crate) server: RunningServer,
+}
+
+fn projection_settings(database: &TestDatabase, broker: &TestBroker, wait_ms: u64) -> Settings {
+    Settings {
+        listen_addr: "127.0.0.1:0".parse().unwrap(),
+        database_url: database.url.parse().unwrap(),
+        database: PoolSettings::default(),
+        validation: ValidationMode::Projection,
+        projection_wait_ms: wait_ms,
+        validation_interval_ms: 100,
+        kafka: shop_platform::kafka::KafkaSettings {
+            kafka_brokers: broker.bootstrap.clone(),
+            kafka_options: vec!["session.timeout.ms=6000".parse().unwrap()],
+        },
+        // Unused in projection mode: nothing listens there.
+        account_service_url: "http://127.0.0.1:1".into(),
+        catalog_service_url: "http://127.0.0.1:1".into(),
+        dependency_timeout_ms: 2_000,
+        telemetry: TelemetrySettings::default(),
+    }
+}
+
+pub(crate) async fn spawn_projection_app(broker: &TestBroker, wait_ms: u64) -> ProjectionApp {
+    init_test_logging();
+    let database = TestDatabase::create().await;
+    let application = Application::build(&projection_settings(&database, broker, wait_ms))
+        .await
+        .unwrap();
+    let address = application.local_addr();
+    let server = RunningServer::spawn(|shutdown| application.run_until_stopped(shutdown));
+    ProjectionApp {
+        database,
+        client: OrderClient::connect(format!("http://{address}")).await.unwrap(),
+        server,
+    }
+}
+
+/// Publishes `event` as the relay would (key, CloudEvents headers, payload).
+pub(crate) async fn publish<E: shop_events::DomainEvent>(broker: &TestBroker, event: &E) {
+    let envelope = shop_events::Envelope::new(event, None);
+    let payload = serde_json::to_vec(&envelope.payload).unwrap();
+    broker
+        .produce(
+            &envelope.topic,
+            &envelope.aggregate_id.to_string(),
+            &envelope.metadata().headers(),
+            &payload,
+        )
+        .await;
 }
 
 impl TestApp {

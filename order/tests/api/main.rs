@@ -4,3 +4,4 @@
 mod get_orders;
 mod helpers;
 mod post_order;
+mod projection_mode;

@@ -1,0 +1,39 @@
+use shop_events::consumer::{self, RebuildReport};
+use shop_platform::progress::{Progress, rate};
+
+use super::DirectoryProjection;
+use crate::{config::Settings, startup};
+
+/// Rebuilds the accounts and products projection from offset 0 (see
+/// [`consumer::rebuild`](shop_events::consumer::rebuild)), showing progress, and prints what it did.
+pub async fn rebuild(settings: &Settings) -> anyhow::Result<RebuildReport> {
+    let pool = startup::connect(settings).await?;
+    let live = DirectoryProjection::live();
+    let config = settings.kafka.client_config(consumer::CONSUMER_DEFAULTS);
+
+    let mut progress = Progress::start(format!("Rebuilding {}", DirectoryProjection::NAME));
+    let report = consumer::rebuild(&live, &pool, &config, |p| progress.update(p.consumed, p.target)).await?;
+    progress.finish();
+
+    let (accounts, products): (i64, i64) = sqlx::query_as(
+        "SELECT (SELECT count(*) FROM account_projection), (SELECT count(*) FROM product_projection)",
+    )
+    .fetch_one(&pool)
+    .await?;
+    println!(
+        "Rebuilt {} from {} events in {:.1?} ({:.0} events/s): {} applied, {} ignored (older or repeated versions), \
+         {} skipped (undecodable), {} caught up before the swap.",
+        DirectoryProjection::NAME,
+        report.consumed,
+        report.elapsed,
+        rate(report.consumed, report.elapsed),
+        report.applied,
+        report.ignored,
+        report.skipped,
+        report.caught_up,
+    );
+    println!(
+        "The projection now holds {accounts} accounts and {products} products; consumers continue from here."
+    );
+    Ok(report)
+}

@@ -1,0 +1,327 @@
+//! The order service in projection mode: orders answered pending at once, then confirmed or rejected from the
+//! service's own projection of accounts and products, fed here by events published straight to the broker.
+
+use std::{sync::Arc, time::Duration};
+
+use shop_events::{
+    account::{Account, AccountCreated},
+    catalog::{Product, ProductCreated, ProductUpdated},
+    envelope::now,
+};
+use shop_order::{directory::Directory, projection::ProjectionDirectory, validation::Validator};
+use shop_proto::order::v1::{Order, OrderStatus};
+use shop_testkit::{count_rows, kafka::TestBroker, outbox_rows};
+use uuid::Uuid;
+
+use crate::helpers::{ProjectionApp, publish, spawn_projection_app};
+
+fn account(id: Uuid, version: i64, name: &str) -> AccountCreated {
+    AccountCreated {
+        account: Account {
+            id,
+            name: name.into(),
+            version,
+            created_at: now(),
+        },
+    }
+}
+
+fn product(id: Uuid, version: i64, name: &str, price_cents: i64) -> Product {
+    let at = now();
+    Product {
+        id,
+        name: name.into(),
+        description: format!("{name}, v{version}"),
+        price_cents,
+        version,
+        created_at: at,
+        updated_at: at,
+    }
+}
+
+/// Polls the order until it leaves PENDING.
+async fn settled(app: &ProjectionApp, id: &str) -> Order {
+    for _ in 0..200 {
+        let order = app.client.get_order(id).await.unwrap();
+        if order.status() != OrderStatus::Pending {
+            return order;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    panic!("order {id} stayed pending");
+}
+
+/// Waits until the projection knows `product` at `version`.
+async fn projected(app: &ProjectionApp, product: Uuid, version: i64) {
+    for _ in 0..200 {
+        let found: Option<i64> = sqlx::query_scalar("SELECT version FROM product_projection WHERE id = $1")
+            .bind(product)
+            .fetch_optional(&app.database.pool)
+            .await
+            .unwrap();
+        if found == Some(version) {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    panic!("product {product} never reached version {version} in the projection");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_order_is_answered_pending_then_confirmed_and_priced_from_the_projection() {
+    // Arrange
+    let broker = TestBroker::start().await;
+    let app = spawn_projection_app(&broker, 10_000).await;
+    let (ada, kettle, mug) = (Uuid::now_v7(), Uuid::now_v7(), Uuid::now_v7());
+    publish(&broker, &account(ada, 1, "Ada")).await;
+    publish(
+        &broker,
+        &ProductCreated {
+            product: product(kettle, 1, "Kettle", 2_499),
+        },
+    )
+    .await;
+    publish(
+        &broker,
+        &ProductCreated {
+            product: product(mug, 1, "Mug", 899),
+        },
+    )
+    .await;
+
+    // Act
+    let placed = app
+        .client
+        .post_order(
+            &ada.to_string(),
+            &[(&kettle.to_string(), 2), (&mug.to_string(), 1)],
+        )
+        .await
+        .unwrap();
+    let order = settled(&app, &placed.id).await;
+
+    // Assert
+    assert_eq!(placed.status(), OrderStatus::Pending);
+    assert!(placed.lines.iter().all(|line| line.product.is_none()));
+    assert_eq!(order.status(), OrderStatus::Confirmed);
+    assert_eq!(order.total_price_cents, Some(2 * 2_499 + 899));
+    assert_eq!(order.lines[0].product.as_ref().unwrap().name, "Kettle");
+    let events: Vec<(String, i64)> = outbox_rows(&app.database.pool)
+        .await
+        .into_iter()
+        .map(|row| (row.event_type, row.aggregate_version))
+        .collect();
+    assert_eq!(
+        events,
+        [
+            ("shop.order.placed.v1".into(), 1),
+            ("shop.order.confirmed.v1".into(), 2)
+        ]
+    );
+    app.server.stop().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_order_naming_an_unknown_product_is_rejected_with_its_reason_after_the_wait() {
+    let broker = TestBroker::start().await;
+    let app = spawn_projection_app(&broker, 1_000).await;
+    let (ada, kettle, ghost) = (Uuid::now_v7(), Uuid::now_v7(), Uuid::now_v7());
+    publish(&broker, &account(ada, 1, "Ada")).await;
+    publish(
+        &broker,
+        &ProductCreated {
+            product: product(kettle, 1, "Kettle", 2_499),
+        },
+    )
+    .await;
+    projected(&app, kettle, 1).await;
+
+    let placed = app
+        .client
+        .post_order(
+            &ada.to_string(),
+            &[(&kettle.to_string(), 1), (&ghost.to_string(), 1)],
+        )
+        .await
+        .unwrap();
+    let order = settled(&app, &placed.id).await;
+
+    assert_eq!(order.status(), OrderStatus::Rejected);
+    assert_eq!(order.rejection_reason, format!("unknown products: {ghost}"));
+    assert_eq!(order.total_price_cents, None);
+    let rejected = outbox_rows(&app.database.pool).await.pop().unwrap();
+    assert_eq!(rejected.event_type, "shop.order.rejected.v1");
+    assert_eq!(
+        rejected.payload["order"]["rejection_reason"],
+        format!("unknown products: {ghost}")
+    );
+    app.server.stop().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_order_waits_for_a_lagging_projection_instead_of_rejecting_at_once() {
+    let broker = TestBroker::start().await;
+    let app = spawn_projection_app(&broker, 20_000).await;
+    let (ada, kettle) = (Uuid::now_v7(), Uuid::now_v7());
+
+    // The order arrives before the projection has heard of the account or the product.
+    let placed = app
+        .client
+        .post_order(&ada.to_string(), &[(&kettle.to_string(), 1)])
+        .await
+        .unwrap();
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert_eq!(
+        app.client.get_order(&placed.id).await.unwrap().status(),
+        OrderStatus::Pending
+    );
+    publish(&broker, &account(ada, 1, "Ada")).await;
+    publish(
+        &broker,
+        &ProductCreated {
+            product: product(kettle, 1, "Kettle", 2_499),
+        },
+    )
+    .await;
+
+    assert_eq!(settled(&app, &placed.id).await.status(), OrderStatus::Confirmed);
+    app.server.stop().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_repeated_event_and_an_older_version_after_a_newer_one_leave_the_projection_unchanged() {
+    let broker = TestBroker::start().await;
+    let app = spawn_projection_app(&broker, 10_000).await;
+    let kettle = Uuid::now_v7();
+    let (v1, v2) = (
+        product(kettle, 1, "Kettle", 2_499),
+        product(kettle, 2, "Kettle", 1_999),
+    );
+
+    publish(&broker, &ProductCreated { product: v1.clone() }).await;
+    publish(&broker, &ProductUpdated { product: v2.clone() }).await;
+    publish(&broker, &ProductUpdated { product: v2.clone() }).await;
+    publish(&broker, &ProductCreated { product: v1 }).await;
+    // A marker after them: once it is in, everything before it has been applied.
+    let marker = Uuid::now_v7();
+    publish(
+        &broker,
+        &ProductCreated {
+            product: product(marker, 1, "Marker", 1),
+        },
+    )
+    .await;
+    projected(&app, marker, 1).await;
+
+    let row: (String, i64, i64) =
+        sqlx::query_as("SELECT description, price_cents, version FROM product_projection WHERE id = $1")
+            .bind(kettle)
+            .fetch_one(&app.database.pool)
+            .await
+            .unwrap();
+    assert_eq!(row, ("Kettle, v2".into(), 1_999, 2));
+    app.server.stop().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_poison_record_is_skipped_and_counted_and_the_consumer_keeps_going() {
+    let broker = TestBroker::start().await;
+    let app = spawn_projection_app(&broker, 10_000).await;
+    let kettle = Uuid::now_v7();
+
+    broker
+        .produce(
+            "shop.products.v1",
+            "poison",
+            &[("ce_type", "shop.product.created.v1".into())],
+            b"{not json",
+        )
+        .await;
+    publish(
+        &broker,
+        &ProductCreated {
+            product: product(kettle, 1, "Kettle", 2_499),
+        },
+    )
+    .await;
+    projected(&app, kettle, 1).await;
+
+    let skipped: Vec<(String, String)> =
+        sqlx::query_as("SELECT topic, reason FROM projection_skipped WHERE projection = 'order.directory'")
+            .fetch_all(&app.database.pool)
+            .await
+            .unwrap();
+    assert_eq!(skipped.len(), 1, "{skipped:?}");
+    assert_eq!(skipped[0].0, "shop.products.v1");
+    assert!(
+        skipped[0].1.contains("shop.product.created.v1"),
+        "{}",
+        skipped[0].1
+    );
+    app.server.stop().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn several_validators_never_validate_the_same_order_twice() {
+    // Arrange: a migrated database (the service itself stopped), and 200 pending orders whose account and product
+    // the projection knows.
+    let broker = TestBroker::start().await;
+    let app = spawn_projection_app(&broker, 60_000).await;
+    app.server.stop().await.unwrap();
+    let (ada, kettle) = (Uuid::now_v7(), Uuid::now_v7());
+    sqlx::query("INSERT INTO account_projection VALUES ($1, 'Ada', 1, now())")
+        .bind(ada)
+        .execute(&app.database.pool)
+        .await
+        .unwrap();
+    sqlx::query("INSERT INTO product_projection VALUES ($1, 'Kettle', '', 2499, 1, now())")
+        .bind(kettle)
+        .execute(&app.database.pool)
+        .await
+        .unwrap();
+    let pool = app.database.pool.clone();
+    let service = shop_order::service::OrderService::new(
+        pool.clone(),
+        ProjectionDirectory::new(pool.clone()),
+        shop_order::service::Placement::Deferred(Arc::default()),
+    );
+    let trace = shop_events::TraceContext::new_root();
+    for _ in 0..200 {
+        let new_order =
+            shop_order::domain::NewOrder::parse(&ada.to_string(), [(&*kettle.to_string(), 1)]).unwrap();
+        service.place_order(new_order, &trace).await.unwrap();
+    }
+
+    // Act: four validators at once.
+    let validators = (0..4).map(|_| {
+        let validator = Validator::new(
+            pool.clone(),
+            ProjectionDirectory::new(pool.clone()),
+            Duration::from_secs(60),
+            Duration::from_secs(1),
+            Arc::default(),
+        );
+        tokio::spawn(async move { validator.validate_pending().await.unwrap() })
+    });
+    let decided: usize = futures::future::join_all(validators)
+        .await
+        .into_iter()
+        .map(Result::unwrap)
+        .sum();
+
+    // Assert
+    assert_eq!(decided, 200);
+    assert_eq!(count_rows(&pool, "orders WHERE status = 'confirmed'").await, 200);
+    let transitions: i64 =
+        sqlx::query_scalar("SELECT count(*) FROM outbox WHERE event_type = 'shop.order.confirmed.v1'")
+            .fetch_one(&pool)
+            .await
+            .unwrap();
+    assert_eq!(transitions, 200, "each order confirmed exactly once");
+    assert!(
+        ProjectionDirectory::new(pool.clone())
+            .account_exists(ada, &trace)
+            .await
+            .unwrap()
+    );
+}
