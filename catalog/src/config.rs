@@ -3,27 +3,73 @@
 use std::net::SocketAddr;
 
 use shop_platform::{
+    kafka::KafkaSettings,
     postgres::{DatabaseUrl, PoolSettings},
     telemetry::TelemetrySettings,
 };
 
-/// Everything the catalog service can be told at start. `catalog --help` lists it all.
+use crate::search::SearchSettings;
+
+/// The `catalog` command line: the settings, and what to do.
 #[derive(Debug, Clone, clap::Parser)]
 #[command(name = "catalog", version, about = "The shop's catalog service (gRPC).")]
+pub struct Cli {
+    #[command(flatten)]
+    pub settings: Settings,
+    #[command(subcommand)]
+    pub command: Option<Command>,
+}
+
+/// What the `catalog` binary does; serving is the default.
+#[derive(Debug, Clone, clap::Subcommand)]
+pub enum Command {
+    /// Serve gRPC (and, with the elasticsearch backend, feed the search index).
+    Serve,
+    /// Rebuild the search index: replay shop.products.v1 into a fresh Elasticsearch index and swap it in while a
+    /// running service goes on answering (elasticsearch backend), or reindex the full-text index (postgres).
+    RebuildSearchIndex,
+}
+
+/// Where the service listens in a local run.
+pub const DEFAULT_LISTEN_ADDR: &str = "127.0.0.1:50052";
+/// The service's database in a local run.
+pub const DEFAULT_DATABASE_URL: &str = "postgres://postgres@127.0.0.1:5432/shop_catalog";
+
+/// Everything the catalog service can be told at start. `catalog --help` lists it all.
+#[derive(Debug, Clone, clap::Args)]
 pub struct Settings {
     /// Address the gRPC server listens on (port 0 picks a free one).
-    #[arg(long, env = "GRPC_LISTEN_ADDR", default_value = "127.0.0.1:50052")]
+    #[arg(long, env = "GRPC_LISTEN_ADDR", default_value = DEFAULT_LISTEN_ADDR)]
     pub listen_addr: SocketAddr,
     /// The catalog service's own database.
     #[arg(
         long,
         env = "DATABASE_URL",
-        default_value = "postgres://postgres@127.0.0.1:5432/shop_catalog",
+        default_value = DEFAULT_DATABASE_URL,
         hide_env_values = true
     )]
     pub database_url: DatabaseUrl,
     #[command(flatten)]
     pub database: PoolSettings,
     #[command(flatten)]
+    pub search: SearchSettings,
+    /// Kafka, where the Elasticsearch index reads product events (elasticsearch backend).
+    #[command(flatten)]
+    pub kafka: KafkaSettings,
+    #[command(flatten)]
     pub telemetry: TelemetrySettings,
+}
+
+impl Default for Settings {
+    /// The settings of a local run, as with no flag and no environment variable.
+    fn default() -> Self {
+        Self {
+            listen_addr: DEFAULT_LISTEN_ADDR.parse().expect("a valid default address"),
+            database_url: DEFAULT_DATABASE_URL.parse().expect("a valid default URL"),
+            database: PoolSettings::default(),
+            search: SearchSettings::default(),
+            kafka: KafkaSettings::default(),
+            telemetry: TelemetrySettings::default(),
+        }
+    }
 }

@@ -2,12 +2,14 @@
 //!
 //! Products live in the service's own Postgres database, the system of record. Every change writes its event
 //! (`shop.product.created.v1`, `shop.product.updated.v1`) to the transactional outbox in the same transaction; the
-//! relay publishes it on `shop.products.v1`. Search runs on Postgres full-text search over name and description.
+//! relay publishes it on `shop.products.v1`. Search runs on Postgres full-text search over name and description
+//! (the default), or on an Elasticsearch index fed from those product events.
 //!
 //! - [`config`]: the settings, from flags and environment variables.
 //! - [`startup`]: [`Application`](startup::Application), built the same way by `main` and by the tests.
 //! - [`domain`]: products and their rules; no I/O.
 //! - [`repository`]: the SQL, including the search query.
+//! - [`search`]: the search backends (Postgres full-text, Elasticsearch) and the index's projection.
 //! - [`service`]: the use cases; owns the transaction boundary.
 //! - [`grpc`]: the tonic server (`shop.catalog.v1.CatalogService`) and a typed client.
 
@@ -15,5 +17,6 @@ pub mod config;
 pub mod domain;
 pub mod grpc;
 pub mod repository;
+pub mod search;
 pub mod service;
 pub mod startup;

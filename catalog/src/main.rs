@@ -1,14 +1,23 @@
 use clap::Parser;
-use shop_catalog::{config::Settings, startup::Application};
+use shop_catalog::{
+    config::{Cli, Command},
+    search,
+    startup::Application,
+};
 use shop_platform::{shutdown, telemetry};
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
-    let settings = Settings::parse();
+    let Cli { settings, command } = Cli::parse();
     telemetry::init(&settings.telemetry);
-    tracing::info!(?settings, "Starting the catalog service.");
 
-    let application = Application::build(&settings).await?;
-    tracing::info!(address = %application.local_addr(), "Serving shop.catalog.v1.CatalogService over gRPC.");
-    application.run_until_stopped(shutdown::signal()).await
+    match command.unwrap_or(Command::Serve) {
+        Command::Serve => {
+            tracing::info!(?settings, "Starting the catalog service.");
+            let application = Application::build(&settings).await?;
+            tracing::info!(address = %application.local_addr(), "Serving shop.catalog.v1.CatalogService over gRPC.");
+            application.run_until_stopped(shutdown::signal()).await
+        }
+        Command::RebuildSearchIndex => search::rebuild(&settings).await.map(drop),
+    }
 }

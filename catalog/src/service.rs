@@ -9,6 +9,7 @@ use uuid::Uuid;
 use crate::{
     domain::{Product, ProductChange, ProductDetails},
     repository::{self, ProductFilter},
+    search::ProductIndex,
 };
 
 /// The most ids one batch look-up may ask for.
@@ -27,11 +28,13 @@ pub struct ProductQuery {
 #[derive(Debug, Clone)]
 pub struct CatalogService {
     pool: PgPool,
+    /// The Elasticsearch index that answers text queries; `None` for Postgres full-text search.
+    index: Option<ProductIndex>,
 }
 
 impl CatalogService {
-    pub fn new(pool: PgPool) -> Self {
-        Self { pool }
+    pub fn new(pool: PgPool, index: Option<ProductIndex>) -> Self {
+        Self { pool, index }
     }
 
     /// Adds a product and records `ProductCreated` in the outbox, in one transaction.
@@ -90,13 +93,26 @@ impl CatalogService {
             .ok_or_else(|| ServiceError::NotFound(format!("product {id} does not exist")))
     }
 
-    /// Lists products in one query, whatever the combination of filters.
+    /// Lists products, whatever the combination of filters: in one query on Postgres; with Elasticsearch, text
+    /// queries first find the ranked ids there, then one query reads those products.
     pub async fn products(&self, query: ProductQuery) -> Result<Vec<Product>, ServiceError> {
         let (skip, limit) = match (query.page, &query.ids) {
             (Some(page), _) => (page.skip, page.take),
             (None, Some(ids)) => (0, ids.len() as i64),
             (None, None) => (0, Page::DEFAULT_TAKE.into()),
         };
+        if let (Some(index), Some(text)) = (&self.index, &query.text) {
+            let ranked = index.search(text, query.ids.as_deref(), skip, limit).await?;
+            let filter = ProductFilter {
+                ids: Some(&ranked),
+                query: None,
+            };
+            let mut connection = self.pool.acquire().await?;
+            let mut products =
+                repository::list_products(&mut connection, filter, 0, ranked.len() as i64).await?;
+            products.sort_by_key(|product| ranked.iter().position(|id| *id == product.id));
+            return Ok(products);
+        }
         let filter = ProductFilter {
             ids: query.ids.as_deref(),
             query: query.text.as_deref(),

@@ -1,32 +1,55 @@
 //! Building and running the service: the same [`Application`] serves in production and in the tests.
 
-use std::{future::Future, net::SocketAddr};
+use std::{future::Future, net::SocketAddr, sync::Arc};
 
 use anyhow::Context;
+use shop_events::consumer::{self, ProjectionRunner};
 use shop_platform::postgres;
 use sqlx::PgPool;
 use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
 
-use crate::{config::Settings, grpc::server::CatalogGrpc, service::CatalogService};
+use crate::{
+    config::Settings,
+    grpc::server::CatalogGrpc,
+    search::{ProductIndex, SearchBackend, SearchIndexProjection},
+    service::CatalogService,
+};
 
 /// The catalog service, connected and migrated, with its listener bound.
 #[derive(Debug)]
 pub struct Application {
     listener: TcpListener,
     pool: PgPool,
+    settings: Settings,
+    index: Option<ProductIndex>,
 }
 
 impl Application {
     /// Connects to the database (retrying while it is unreachable, creating it if missing), applies the
-    /// migrations, and binds the gRPC listener.
+    /// migrations, makes sure the search index exists (elasticsearch backend) and binds the gRPC listener.
     pub async fn build(settings: &Settings) -> anyhow::Result<Self> {
-        let pool =
-            postgres::connect_and_migrate(&settings.database_url, &settings.database, &sqlx::migrate!())
-                .await?;
+        let pool = connect(settings).await?;
+        let index = match settings.search.search_backend {
+            SearchBackend::Postgres => None,
+            SearchBackend::Elasticsearch => {
+                let index = ProductIndex::new(
+                    &settings.search.elasticsearch_url,
+                    &settings.search.elasticsearch_index,
+                )?;
+                index.ensure_exists().await?;
+                Some(index)
+            }
+        };
         let listener = TcpListener::bind(settings.listen_addr)
             .await
             .with_context(|| format!("Failed to listen on {}", settings.listen_addr))?;
-        Ok(Self { listener, pool })
+        Ok(Self {
+            listener,
+            pool,
+            settings: settings.clone(),
+            index,
+        })
     }
 
     /// Where the gRPC server listens (useful when the settings asked for port 0).
@@ -36,12 +59,38 @@ impl Application {
             .expect("a bound listener has a local address")
     }
 
-    /// Serves until `shutdown` resolves, then drains in-flight calls and closes the pool.
+    /// Serves until `shutdown` resolves, then drains in-flight calls (and stops feeding the search index).
     pub async fn run_until_stopped(self, shutdown: impl Future<Output = ()> + Send) -> anyhow::Result<()> {
-        let server = CatalogGrpc::server(CatalogService::new(self.pool.clone()));
-        shop_platform::grpc::serve(self.listener, server, shop_proto::FILE_DESCRIPTOR_SET, shutdown).await?;
+        let stop = CancellationToken::new();
+        let feeding = self.index.clone().map(|index| {
+            let runner = ProjectionRunner::new(
+                Arc::new(SearchIndexProjection::live(index)),
+                self.pool.clone(),
+                self.settings.kafka.client_config(consumer::CONSUMER_DEFAULTS),
+            );
+            tokio::spawn(runner.run(stop.clone()))
+        });
+        let server = CatalogGrpc::server(CatalogService::new(self.pool.clone(), self.index));
+        let served =
+            shop_platform::grpc::serve(self.listener, server, shop_proto::FILE_DESCRIPTOR_SET, shutdown)
+                .await;
+        stop.cancel();
+        if let Some(feeding) = feeding {
+            feeding.await.context("The search index consumer panicked")??;
+        }
+        served?;
         self.pool.close().await;
         tracing::info!("The catalog service stopped.");
         Ok(())
     }
+}
+
+/// Connects to the catalog database and brings its schema (outbox, consumer offsets, products) up to date.
+pub async fn connect(settings: &Settings) -> anyhow::Result<PgPool> {
+    let pool =
+        postgres::connect_and_migrate(&settings.database_url, &settings.database, &sqlx::migrate!()).await?;
+    consumer::migrate(&pool)
+        .await
+        .context("Failed to migrate the consumer offsets")?;
+    Ok(pool)
 }

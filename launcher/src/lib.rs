@@ -87,6 +87,7 @@ impl Shop {
             database_url: database("shop_catalog"),
             database: settings.database.clone(),
             telemetry: settings.telemetry.clone(),
+            ..Default::default()
         };
         let (account, catalog) = tokio::try_join!(
             async {
@@ -117,13 +118,10 @@ impl Shop {
             database_url: database("shop_order"),
             database: settings.database.clone(),
             validation: shop_order::config::ValidationMode::Grpc,
-            projection_wait_ms: 10_000,
-            validation_interval_ms: 1_000,
-            kafka: shop_platform::kafka::KafkaSettings::new("127.0.0.1:9092"),
             account_service_url: url(account_addr),
             catalog_service_url: url(catalog_addr),
-            dependency_timeout_ms: 3_000,
             telemetry: settings.telemetry.clone(),
+            ..Default::default()
         };
         let order = shop_order::startup::Application::build(&order_settings)
             .await
@@ -140,9 +138,8 @@ impl Shop {
             account_service_url: url(account_addr),
             catalog_service_url: url(catalog_addr),
             order_service_url: url(order_addr),
-            service_timeout_ms: 5_000,
-            http_request_timeout_ms: 30_000,
             telemetry: settings.telemetry.clone(),
+            ..Default::default()
         };
         let gateway = shop_gateway::startup::Application::build(&gateway_settings)
             .await

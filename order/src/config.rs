@@ -9,6 +9,16 @@ use shop_platform::{
     telemetry::TelemetrySettings,
 };
 
+/// Where the service listens in a local run.
+pub const DEFAULT_LISTEN_ADDR: &str = "127.0.0.1:50053";
+/// The service's database in a local run.
+pub const DEFAULT_DATABASE_URL: &str = "postgres://postgres@127.0.0.1:5432/shop_order";
+pub const DEFAULT_ACCOUNT_SERVICE_URL: &str = "http://127.0.0.1:50051";
+pub const DEFAULT_CATALOG_SERVICE_URL: &str = "http://127.0.0.1:50052";
+const DEFAULT_PROJECTION_WAIT_MS: u64 = 10_000;
+const DEFAULT_VALIDATION_INTERVAL_MS: u64 = 1_000;
+const DEFAULT_DEPENDENCY_TIMEOUT_MS: u64 = 3_000;
+
 /// How `PostOrder` checks the account and the products an order names.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
 pub enum ValidationMode {
@@ -25,13 +35,13 @@ pub enum ValidationMode {
 #[derive(Debug, Clone, clap::Args)]
 pub struct Settings {
     /// Address the gRPC server listens on (port 0 picks a free one).
-    #[arg(long, env = "GRPC_LISTEN_ADDR", default_value = "127.0.0.1:50053")]
+    #[arg(long, env = "GRPC_LISTEN_ADDR", default_value = DEFAULT_LISTEN_ADDR)]
     pub listen_addr: SocketAddr,
     /// The order service's own database.
     #[arg(
         long,
         env = "DATABASE_URL",
-        default_value = "postgres://postgres@127.0.0.1:5432/shop_order",
+        default_value = DEFAULT_DATABASE_URL,
         hide_env_values = true
     )]
     pub database_url: DatabaseUrl,
@@ -42,22 +52,22 @@ pub struct Settings {
     pub validation: ValidationMode,
     /// How long a pending order may wait for the projection to learn of its account and products before it is
     /// rejected (projection validation).
-    #[arg(long, env = "ORDER_PROJECTION_WAIT_MS", default_value_t = 10_000)]
+    #[arg(long, env = "ORDER_PROJECTION_WAIT_MS", default_value_t = DEFAULT_PROJECTION_WAIT_MS)]
     pub projection_wait_ms: u64,
     /// How often pending orders are looked at even without a wake-up (projection validation).
-    #[arg(long, env = "ORDER_VALIDATION_INTERVAL_MS", default_value_t = 1_000)]
+    #[arg(long, env = "ORDER_VALIDATION_INTERVAL_MS", default_value_t = DEFAULT_VALIDATION_INTERVAL_MS)]
     pub validation_interval_ms: u64,
     /// Kafka, where the projection reads accounts and products (projection validation).
     #[command(flatten)]
     pub kafka: KafkaSettings,
     /// The account service (grpc validation).
-    #[arg(long, env = "ACCOUNT_SERVICE_URL", default_value = "http://127.0.0.1:50051")]
+    #[arg(long, env = "ACCOUNT_SERVICE_URL", default_value = DEFAULT_ACCOUNT_SERVICE_URL)]
     pub account_service_url: String,
     /// The catalog service (grpc validation).
-    #[arg(long, env = "CATALOG_SERVICE_URL", default_value = "http://127.0.0.1:50052")]
+    #[arg(long, env = "CATALOG_SERVICE_URL", default_value = DEFAULT_CATALOG_SERVICE_URL)]
     pub catalog_service_url: String,
     /// How long a call to the account or catalog service may take before the order fails as UNAVAILABLE.
-    #[arg(long, env = "DEPENDENCY_TIMEOUT_MS", default_value_t = 3_000)]
+    #[arg(long, env = "DEPENDENCY_TIMEOUT_MS", default_value_t = DEFAULT_DEPENDENCY_TIMEOUT_MS)]
     pub dependency_timeout_ms: u64,
     #[command(flatten)]
     pub telemetry: TelemetrySettings,
@@ -91,6 +101,25 @@ impl Settings {
             url: url.to_owned(),
             connect_timeout: timeout,
             request_timeout: timeout,
+        }
+    }
+}
+
+impl Default for Settings {
+    /// The settings of a local run, as with no flag and no environment variable.
+    fn default() -> Self {
+        Self {
+            listen_addr: DEFAULT_LISTEN_ADDR.parse().expect("a valid default address"),
+            database_url: DEFAULT_DATABASE_URL.parse().expect("a valid default URL"),
+            database: PoolSettings::default(),
+            validation: ValidationMode::Grpc,
+            projection_wait_ms: DEFAULT_PROJECTION_WAIT_MS,
+            validation_interval_ms: DEFAULT_VALIDATION_INTERVAL_MS,
+            kafka: KafkaSettings::default(),
+            account_service_url: DEFAULT_ACCOUNT_SERVICE_URL.to_owned(),
+            catalog_service_url: DEFAULT_CATALOG_SERVICE_URL.to_owned(),
+            dependency_timeout_ms: DEFAULT_DEPENDENCY_TIMEOUT_MS,
+            telemetry: TelemetrySettings::default(),
         }
     }
 }

@@ -45,16 +45,25 @@ impl fmt::Debug for KafkaOption {
     }
 }
 
+/// The brokers of a local run.
+pub const DEFAULT_KAFKA_BROKERS: &str = "127.0.0.1:9092";
+
 /// Where Kafka is, and any librdkafka properties to set on every client.
 #[derive(Debug, Clone, clap::Args)]
 pub struct KafkaSettings {
     /// Kafka bootstrap servers, comma-separated `host:port`.
-    #[arg(long, env = "KAFKA_BROKERS", default_value = "127.0.0.1:9092")]
+    #[arg(long, env = "KAFKA_BROKERS", default_value = DEFAULT_KAFKA_BROKERS)]
     pub kafka_brokers: String,
     /// librdkafka properties applied last, over the process's own (for example
     /// `security.protocol=SASL_SSL,compression.type=lz4`); comma-separated `key=value`.
     #[arg(long = "kafka-option", env = "KAFKA_OPTIONS", value_delimiter = ',')]
     pub kafka_options: Vec<KafkaOption>,
+}
+
+impl Default for KafkaSettings {
+    fn default() -> Self {
+        Self::new(DEFAULT_KAFKA_BROKERS)
+    }
 }
 
 impl KafkaSettings {

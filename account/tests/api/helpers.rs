@@ -1,7 +1,6 @@
 use std::net::SocketAddr;
 
 use shop_account::{config::Settings, grpc::client::AccountClient, startup::Application};
-use shop_platform::{postgres::PoolSettings, telemetry::TelemetrySettings};
 use shop_testkit::{RunningServer, TestDatabase, init_test_logging};
 
 /// A running account service with its own database.
@@ -16,8 +15,7 @@ pub(crate) fn settings(database: &TestDatabase) -> Settings {
     Settings {
         listen_addr: "127.0.0.1:0".parse().unwrap(),
         database_url: database.url.parse().unwrap(),
-        database: PoolSettings::default(),
-        telemetry: TelemetrySettings::default(),
+        ..Default::default()
     }
 }
 

@@ -1,7 +1,6 @@
 use std::net::SocketAddr;
 
 use shop_catalog::{config::Settings, grpc::client::CatalogClient, startup::Application};
-use shop_platform::{postgres::PoolSettings, telemetry::TelemetrySettings};
 use shop_testkit::{RunningServer, TestDatabase, init_test_logging};
 
 /// A running catalog service with its own database.
@@ -16,8 +15,7 @@ pub(crate) fn settings(database: &TestDatabase) -> Settings {
     Settings {
         listen_addr: "127.0.0.1:0".parse().unwrap(),
         database_url: database.url.parse().unwrap(),
-        database: PoolSettings::default(),
-        telemetry: TelemetrySettings::default(),
+        ..Default::default()
     }
 }
 

@@ -1,5 +1,6 @@
 //! The catalog service through its real gRPC server, on port 0, against a fresh database per test.
 
+mod elasticsearch;
 mod get_products;
 mod helpers;
 mod infrastructure;

@@ -5,7 +5,6 @@ use std::sync::{
 
 use serde_json::{Value, json};
 use shop_gateway::{config::Settings, startup::Application};
-use shop_platform::{postgres::PoolSettings, telemetry::TelemetrySettings};
 use shop_proto::order::v1::{self as order, order_service_client::OrderServiceClient, order_service_server};
 use shop_testkit::{RunningServer, TestDatabase, init_test_logging};
 use tonic::{Request, Response, Status, transport::Channel};
@@ -28,8 +27,7 @@ macro_rules! spawn_service {
         let settings = $crate_name::config::Settings {
             listen_addr: "127.0.0.1:0".parse().unwrap(),
             database_url: $database.url.parse().unwrap(),
-            database: PoolSettings::default(),
-            telemetry: TelemetrySettings::default(),
+            ..Default::default()
         };
         let application = $crate_name::startup::Application::build(&settings).await.unwrap();
         let url = format!("http://{}", application.local_addr());
@@ -54,15 +52,10 @@ pub(crate) async fn spawn_app() -> TestApp {
     let order_settings = shop_order::config::Settings {
         listen_addr: "127.0.0.1:0".parse().unwrap(),
         database_url: orders_database.url.parse().unwrap(),
-        database: PoolSettings::default(),
-        validation: shop_order::config::ValidationMode::Grpc,
-        projection_wait_ms: 10_000,
-        validation_interval_ms: 1_000,
-        kafka: shop_platform::kafka::KafkaSettings::new("127.0.0.1:9092"),
         account_service_url: account_url.clone(),
         catalog_service_url: catalog_url.clone(),
         dependency_timeout_ms: 2_000,
-        telemetry: TelemetrySettings::default(),
+        ..Default::default()
     };
     let order = shop_order::startup::Application::build(&order_settings)
         .await
@@ -78,7 +71,7 @@ pub(crate) async fn spawn_app() -> TestApp {
         order_service_url: counting_url,
         service_timeout_ms: 2_000,
         http_request_timeout_ms: 10_000,
-        telemetry: TelemetrySettings::default(),
+        ..Default::default()
     };
     let gateway = Application::build(&settings).await.unwrap();
     let base_url = format!("http://{}", gateway.local_addr());

@@ -5,7 +5,6 @@ use shop_order::{
     grpc::client::OrderClient,
     startup::Application,
 };
-use shop_platform::{postgres::PoolSettings, telemetry::TelemetrySettings};
 use shop_testkit::{RunningServer, TestDatabase, init_test_logging, kafka::TestBroker};
 
 /// A running order service, and the account and catalog services it validates orders against.
@@ -25,8 +24,7 @@ macro_rules! spawn_service {
         let settings = $crate_name::config::Settings {
             listen_addr: "127.0.0.1:0".parse().unwrap(),
             database_url: $database.url.parse().unwrap(),
-            database: PoolSettings::default(),
-            telemetry: TelemetrySettings::default(),
+            ..Default::default()
         };
         let application = $crate_name::startup::Application::build(&settings).await.unwrap();
         let url = format!("http://{}", application.local_addr());
@@ -50,15 +48,10 @@ pub(crate) async fn spawn_app() -> TestApp {
     let settings = Settings {
         listen_addr: "127.0.0.1:0".parse().unwrap(),
         database_url: database.url.parse().unwrap(),
-        database: PoolSettings::default(),
-        validation: ValidationMode::Grpc,
-        projection_wait_ms: 10_000,
-        validation_interval_ms: 1_000,
-        kafka: shop_platform::kafka::KafkaSettings::new("127.0.0.1:9092"),
         account_service_url: account_url.clone(),
         catalog_service_url: catalog_url.clone(),
         dependency_timeout_ms: 2_000,
-        telemetry: TelemetrySettings::default(),
+        ..Default::default()
     };
     let application = Application::build(&settings)
         .await
@@ -89,7 +82,6 @@ fn projection_settings(database: &TestDatabase, broker: &TestBroker, wait_ms: u6
     Settings {
         listen_addr: "127.0.0.1:0".parse().unwrap(),
         database_url: database.url.parse().unwrap(),
-        database: PoolSettings::default(),
         validation: ValidationMode::Projection,
         projection_wait_ms: wait_ms,
         validation_interval_ms: 100,
@@ -101,7 +93,7 @@ fn projection_settings(database: &TestDatabase, broker: &TestBroker, wait_ms: u6
         account_service_url: "http://127.0.0.1:1".into(),
         catalog_service_url: "http://127.0.0.1:1".into(),
         dependency_timeout_ms: 2_000,
-        telemetry: TelemetrySettings::default(),
+        ..Default::default()
     }
 }
 
