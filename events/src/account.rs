@@ -1,13 +1,14 @@
 //! Account events, published on [`topics::ACCOUNTS`](crate::topics::ACCOUNTS) and keyed by account id.
 
 use chrono::{DateTime, Utc};
+use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
 use crate::envelope::{AggregateType, domain_event, event_family};
 
 /// An account's full state as events carry it.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 pub struct Account {
     pub id: Uuid,
     pub name: String,
@@ -16,7 +17,7 @@ pub struct Account {
 }
 
 /// `shop.account.created.v1`: an account was opened.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 pub struct AccountCreated {
     pub account: Account,
 }

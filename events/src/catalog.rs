@@ -1,13 +1,14 @@
 //! Product events, published on [`topics::PRODUCTS`](crate::topics::PRODUCTS) and keyed by product id.
 
 use chrono::{DateTime, Utc};
+use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
 use crate::envelope::{AggregateType, domain_event, event_family};
 
 /// A product's full state as events carry it.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 pub struct Product {
     pub id: Uuid,
     pub name: String,
@@ -20,13 +21,13 @@ pub struct Product {
 }
 
 /// `shop.product.created.v1`: a product was added to the catalog.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 pub struct ProductCreated {
     pub product: Product,
 }
 
 /// `shop.product.updated.v1`: a product's name, description or price changed; `product` is its new state.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 pub struct ProductUpdated {
     pub product: Product,
 }

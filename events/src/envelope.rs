@@ -147,6 +147,11 @@ macro_rules! event_family {
         }
 
         impl $family {
+            /// The JSON Schema of every event type in this family, generated from the Rust types.
+            pub fn schemas() -> Vec<($crate::EventType, schemars::Schema)> {
+                vec![$((<$event as $crate::DomainEvent>::EVENT_TYPE, schemars::schema_for!($event))),+]
+            }
+
             /// Decodes a payload given its event type (the `ce_type` header or the outbox's `event_type`).
             pub fn decode(event_type: &str, payload: &[u8]) -> Result<Self, $crate::DecodeError> {
                 $(

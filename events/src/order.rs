@@ -2,6 +2,7 @@
 //! carries the whole order as it stands after the event.
 
 use chrono::{DateTime, Utc};
+use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
@@ -9,7 +10,7 @@ use crate::envelope::{AggregateType, domain_event, event_family};
 
 /// Where an order is in its life: placed orders wait as `pending` until validated, then become `confirmed`
 /// (priced) or `rejected` (with a reason).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum OrderStatus {
     Pending,
@@ -18,7 +19,7 @@ pub enum OrderStatus {
 }
 
 /// An order's full state as events carry it.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 pub struct Order {
     pub id: Uuid,
     pub account_id: Uuid,
@@ -35,7 +36,7 @@ pub struct Order {
 }
 
 /// A product and a quantity within an order.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 pub struct OrderLine {
     pub product_id: Uuid,
     pub quantity: u32,
@@ -44,7 +45,7 @@ pub struct OrderLine {
 }
 
 /// A product's name, description and unit price, frozen when the order was priced.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 pub struct PricedProduct {
     pub name: String,
     pub description: String,
@@ -52,19 +53,19 @@ pub struct PricedProduct {
 }
 
 /// `shop.order.placed.v1`: an order was placed; its status is `pending`.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 pub struct OrderPlaced {
     pub order: Order,
 }
 
 /// `shop.order.confirmed.v1`: the order passed validation; its lines are priced and its total is set.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 pub struct OrderConfirmed {
     pub order: Order,
 }
 
 /// `shop.order.rejected.v1`: the order failed validation; `order.rejection_reason` says why.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 pub struct OrderRejected {
     pub order: Order,
 }

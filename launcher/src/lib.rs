@@ -1,26 +1,58 @@
-//! The one-command local run: account, catalog, order and the gateway in one process, each exactly as its own
-//! binary would run it (same `Application`, same settings types), against one Postgres server with a database
-//! per service (created if missing).
+//! The one-command local run: every part of the shop in one process — account, catalog and order (projection
+//! validation by default), the outbox relay, and the GraphQL gateway — each exactly as its own binary runs it
+//! (same `Application`, same settings types), against one Postgres server with a database per service (created if
+//! missing), and Kafka at `KAFKA_BROKERS` or, when none is given, an embedded Kafka-protocol broker.
 //!
-//! Real deployments run each service as its own binary (`account`, `catalog`, `order`, `gateway`); this crate
-//! only wires them together for a laptop, a demo or a smoke test.
+//! Real deployments run each part as its own binary (`account`, `catalog`, `order`, `relay`, `gateway`); this
+//! crate wires them together for a laptop, a demo, the system tests and the smoke test. `shop tail` prints a
+//! topic's events.
 
-use std::{future::Future, net::SocketAddr};
+pub mod tail;
+
+use std::{collections::HashMap, future::Future, net::SocketAddr};
 
 use anyhow::Context;
+use rdkafka::{mocking::MockCluster, producer::DefaultProducerContext};
+use shop_catalog::search::SearchSettings;
+use shop_events::topics;
+use shop_order::config::ValidationMode;
 use shop_platform::{
+    kafka::KafkaSettings,
     postgres::{DatabaseUrl, PoolSettings},
     telemetry::TelemetrySettings,
 };
+use sqlx::PgPool;
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
-/// Everything the local run can be told. `shop --help` lists it all.
+/// The `shop` command line.
 #[derive(Debug, Clone, clap::Parser)]
-#[command(name = "shop", version, about = "Runs the whole shop on this machine.")]
+#[command(
+    name = "shop",
+    version,
+    about = "Runs the whole shop on this machine, and looks at its events."
+)]
+pub struct Cli {
+    #[command(flatten)]
+    pub settings: Settings,
+    #[command(subcommand)]
+    pub command: Option<Command>,
+}
+
+/// What `shop` does; running the whole system is the default.
+#[derive(Debug, Clone, clap::Subcommand)]
+pub enum Command {
+    /// Run every part of the shop in this process.
+    Run,
+    /// Print a topic's events as JSON lines.
+    Tail(tail::TailArgs),
+}
+
+/// Everything the local run can be told. `shop --help` lists it all.
+#[derive(Debug, Clone, clap::Args)]
 pub struct Settings {
-    /// The Postgres server; each service gets its own database on it (`shop_account`, `shop_catalog`,
-    /// `shop_order`), created if missing.
+    /// The Postgres server; each service gets its own database on it (`{prefix}account`, `{prefix}catalog`,
+    /// `{prefix}order`), created if missing.
     #[arg(
         long,
         env = "POSTGRES_URL",
@@ -28,6 +60,12 @@ pub struct Settings {
         hide_env_values = true
     )]
     pub postgres_url: DatabaseUrl,
+    /// The prefix of the service databases' names.
+    #[arg(long, env = "SHOP_DATABASE_PREFIX", default_value = "shop_")]
+    pub database_prefix: String,
+    /// Kafka bootstrap servers; when not given, an embedded Kafka-protocol broker runs in this process.
+    #[arg(long, env = "KAFKA_BROKERS")]
+    pub kafka_brokers: Option<String>,
     /// Where the GraphQL gateway listens.
     #[arg(long, env = "HTTP_LISTEN_ADDR", default_value = "127.0.0.1:8080")]
     pub http_listen_addr: SocketAddr,
@@ -40,19 +78,56 @@ pub struct Settings {
     /// Where the order service listens (gRPC).
     #[arg(long, env = "ORDER_GRPC_LISTEN_ADDR", default_value = "127.0.0.1:50053")]
     pub order_listen_addr: SocketAddr,
+    /// Where the relay serves its metrics.
+    #[arg(long, env = "RELAY_METRICS_ADDR", default_value = "127.0.0.1:9464")]
+    pub relay_metrics_addr: SocketAddr,
+    /// How the order service validates orders.
+    #[arg(long, env = "ORDER_VALIDATION", value_enum, default_value_t = ValidationMode::Projection)]
+    pub order_validation: ValidationMode,
+    /// How long a pending order may wait for the projection before it is rejected.
+    #[arg(long, env = "ORDER_PROJECTION_WAIT_MS", default_value_t = 10_000)]
+    pub order_projection_wait_ms: u64,
+    #[command(flatten)]
+    pub search: SearchSettings,
     #[command(flatten)]
     pub database: PoolSettings,
     #[command(flatten)]
     pub telemetry: TelemetrySettings,
 }
 
+impl Settings {
+    /// The URL of service `name`'s database.
+    pub fn database_url(&self, name: &str) -> DatabaseUrl {
+        self.postgres_url
+            .with_database(&format!("{}{name}", self.database_prefix))
+    }
+}
+
 /// The running system: every part started and listening.
-#[derive(Debug)]
 pub struct Shop {
     parts: JoinSet<(&'static str, anyhow::Result<()>)>,
+    stops: HashMap<&'static str, CancellationToken>,
     stop: CancellationToken,
+    /// The embedded broker, when there is one; dropping it stops it.
+    embedded_kafka: Option<MockCluster<'static, DefaultProducerContext>>,
+    /// Kafka's bootstrap servers (the embedded broker's, or `KAFKA_BROKERS`).
+    pub kafka_brokers: String,
     /// Where the gateway listens.
     pub gateway_addr: SocketAddr,
+    /// Where each gRPC service listens.
+    pub service_addrs: HashMap<&'static str, SocketAddr>,
+    /// Where the relay serves `/metrics`.
+    pub relay_metrics_addr: SocketAddr,
+}
+
+impl std::fmt::Debug for Shop {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Shop")
+            .field("kafka_brokers", &self.kafka_brokers)
+            .field("gateway_addr", &self.gateway_addr)
+            .field("service_addrs", &self.service_addrs)
+            .finish_non_exhaustive()
+    }
 }
 
 impl Shop {
@@ -61,33 +136,40 @@ impl Shop {
     pub async fn start(settings: &Settings) -> anyhow::Result<Self> {
         let mut shop = Self {
             parts: JoinSet::new(),
+            stops: HashMap::new(),
             stop: CancellationToken::new(),
+            embedded_kafka: None,
+            kafka_brokers: String::new(),
             gateway_addr: settings.http_listen_addr,
+            service_addrs: HashMap::new(),
+            relay_metrics_addr: settings.relay_metrics_addr,
         };
         if let Err(error) = shop.start_parts(settings).await {
             // The start-up error is the one worth reporting; failures while stopping are logged.
-            let _ = shop.stop().await;
+            let _ = shop.stop_all().await;
             return Err(error);
         }
         Ok(shop)
     }
 
     async fn start_parts(&mut self, settings: &Settings) -> anyhow::Result<()> {
-        let database = |name: &str| settings.postgres_url.with_database(name);
         let url = |addr: SocketAddr| format!("http://{addr}");
+        self.start_kafka(settings)?;
+        let kafka = KafkaSettings::new(self.kafka_brokers.clone());
 
         let account_settings = shop_account::config::Settings {
             listen_addr: settings.account_listen_addr,
-            database_url: database("shop_account"),
+            database_url: settings.database_url("account"),
             database: settings.database.clone(),
             telemetry: settings.telemetry.clone(),
         };
         let catalog_settings = shop_catalog::config::Settings {
             listen_addr: settings.catalog_listen_addr,
-            database_url: database("shop_catalog"),
+            database_url: settings.database_url("catalog"),
             database: settings.database.clone(),
+            search: settings.search.clone(),
+            kafka: kafka.clone(),
             telemetry: settings.telemetry.clone(),
-            ..Default::default()
         };
         let (account, catalog) = tokio::try_join!(
             async {
@@ -102,22 +184,38 @@ impl Shop {
             },
         )?;
         let (account_addr, catalog_addr) = (account.local_addr(), catalog.local_addr());
+        let search = format!("{:?}", settings.search.search_backend).to_lowercase();
+        if self.embedded_kafka.is_some() {
+            reset_consumer_offsets(&catalog_settings.database_url, &settings.database).await?;
+        }
         self.spawn(
             "account",
-            format!("gRPC {}   database shop_account", url(account_addr)),
-            account.run_until_stopped(self.stop.clone().cancelled_owned()),
+            format!(
+                "gRPC {}   database {}",
+                url(account_addr),
+                account_settings.database_url
+            ),
+            |stop| account.run_until_stopped(stop),
         );
         self.spawn(
             "catalog",
-            format!("gRPC {}   database shop_catalog", url(catalog_addr)),
-            catalog.run_until_stopped(self.stop.clone().cancelled_owned()),
+            format!(
+                "gRPC {}   database {}, search: {search}",
+                url(catalog_addr),
+                catalog_settings.database_url
+            ),
+            |stop| catalog.run_until_stopped(stop),
         );
+        self.service_addrs
+            .extend([("account", account_addr), ("catalog", catalog_addr)]);
 
         let order_settings = shop_order::config::Settings {
             listen_addr: settings.order_listen_addr,
-            database_url: database("shop_order"),
+            database_url: settings.database_url("order"),
             database: settings.database.clone(),
-            validation: shop_order::config::ValidationMode::Grpc,
+            validation: settings.order_validation,
+            projection_wait_ms: settings.order_projection_wait_ms,
+            kafka: kafka.clone(),
             account_service_url: url(account_addr),
             catalog_service_url: url(catalog_addr),
             telemetry: settings.telemetry.clone(),
@@ -126,11 +224,45 @@ impl Shop {
         let order = shop_order::startup::Application::build(&order_settings)
             .await
             .context("order")?;
+        if self.embedded_kafka.is_some() {
+            reset_consumer_offsets(&order_settings.database_url, &settings.database).await?;
+        }
         let order_addr = order.local_addr();
+        let validation = format!("{:?}", settings.order_validation).to_lowercase();
         self.spawn(
             "order",
-            format!("gRPC {}   database shop_order, validation: grpc", url(order_addr)),
-            order.run_until_stopped(self.stop.clone().cancelled_owned()),
+            format!(
+                "gRPC {}   database {}, validation: {validation}",
+                url(order_addr),
+                order_settings.database_url
+            ),
+            |stop| order.run_until_stopped(stop),
+        );
+        self.service_addrs.insert("order", order_addr);
+
+        let relay_settings = shop_relay::config::Settings {
+            database_urls: vec![
+                account_settings.database_url.clone(),
+                catalog_settings.database_url.clone(),
+                order_settings.database_url.clone(),
+            ],
+            database: settings.database.clone(),
+            kafka,
+            relay: shop_relay::config::RelaySettings::default(),
+            metrics_addr: settings.relay_metrics_addr,
+            telemetry: settings.telemetry.clone(),
+        };
+        let relay = shop_relay::startup::Application::build(&relay_settings)
+            .await
+            .context("relay")?;
+        self.relay_metrics_addr = relay.metrics_addr();
+        self.spawn(
+            "relay",
+            format!(
+                "3 outboxes → {}   metrics http://{}/metrics",
+                self.kafka_brokers, self.relay_metrics_addr
+            ),
+            |stop| relay.run_until_stopped(stop),
         );
 
         let gateway_settings = shop_gateway::config::Settings {
@@ -148,46 +280,84 @@ impl Shop {
         self.spawn(
             "gateway",
             format!("GraphQL {}/graphql", url(self.gateway_addr)),
-            gateway.run_until_stopped(self.stop.clone().cancelled_owned()),
+            |stop| gateway.run_until_stopped(stop),
         );
         Ok(())
     }
 
-    /// Runs `part` (an `Application::run_until_stopped` given this shop's stop signal) and says it is up.
-    fn spawn(
-        &mut self,
-        name: &'static str,
-        status: String,
-        part: impl Future<Output = anyhow::Result<()>> + Send + 'static,
-    ) {
+    /// Uses `KAFKA_BROKERS`, or starts the embedded broker with the shop's topics.
+    fn start_kafka(&mut self, settings: &Settings) -> anyhow::Result<()> {
+        match &settings.kafka_brokers {
+            Some(brokers) => {
+                self.kafka_brokers = brokers.clone();
+                println!("  {:<8} up    external at {brokers}", "kafka");
+            }
+            None => {
+                let cluster = MockCluster::new(1).context("Failed to start the embedded Kafka broker")?;
+                for topic in topics::ALL {
+                    cluster
+                        .create_topic(topic.name, 3, 1)
+                        .context("Failed to create a topic")?;
+                }
+                self.kafka_brokers = cluster.bootstrap_servers();
+                self.embedded_kafka = Some(cluster);
+                println!(
+                    "  {:<8} up    embedded at {} — in memory: topics start empty on every run (Postgres keeps \
+                     accounts, products, orders and projections; consumer offsets restart from 0). Set \
+                     KAFKA_BROKERS to use a real Kafka.",
+                    "kafka", self.kafka_brokers
+                );
+            }
+        }
+        Ok(())
+    }
+
+    /// Runs a part until the shop stops, or until [`stop_part`](Self::stop_part) stops it alone.
+    fn spawn<F, Fut>(&mut self, name: &'static str, status: String, run: F)
+    where
+        F: FnOnce(tokio_util::sync::WaitForCancellationFutureOwned) -> Fut,
+        Fut: Future<Output = anyhow::Result<()>> + Send + 'static,
+    {
+        let stop = self.stop.child_token();
+        let part = run(stop.clone().cancelled_owned());
+        self.stops.insert(name, stop);
         self.parts.spawn(async move { (name, part.await) });
         println!("  {name:<8} up    {status}");
+    }
+
+    /// Stops one part, as if its process were stopped (for demonstrations and tests of outages).
+    pub fn stop_part(&mut self, name: &str) {
+        if let Some(stop) = self.stops.get(name) {
+            stop.cancel();
+        }
     }
 
     /// Runs until `shutdown` resolves or a part stops on its own (which stops the others), then waits for every
     /// part to finish. Fails if any part failed.
     pub async fn run_until_stopped(mut self, shutdown: impl Future<Output = ()>) -> anyhow::Result<()> {
-        let early_exit = tokio::select! {
-            () = shutdown => None,
-            Some(joined) = self.parts.join_next() => Some(joined),
-        };
-        let result = match early_exit {
-            None => Ok(()),
-            Some(joined) => {
-                let (name, outcome) = joined.context("A part panicked")?;
-                tracing::error!(part = name, "A part stopped on its own; stopping the others.");
-                Err(match outcome {
-                    Ok(()) => anyhow::anyhow!("{name} stopped unexpectedly"),
-                    Err(error) => error.context(format!("{name} failed")),
-                })
+        tokio::pin!(shutdown);
+        let result = loop {
+            let joined = tokio::select! {
+                () = &mut shutdown => break Ok(()),
+                Some(joined) = self.parts.join_next() => joined,
+            };
+            let (name, outcome) = joined.context("A part panicked")?;
+            let stopped_on_purpose = self.stops.get(name).is_some_and(CancellationToken::is_cancelled);
+            match outcome {
+                Ok(()) if stopped_on_purpose => println!("  {name:<8} stopped"),
+                Ok(()) => break Err(anyhow::anyhow!("{name} stopped unexpectedly")),
+                Err(error) => break Err(error.context(format!("{name} failed"))),
             }
         };
-        let stopped = self.stop().await;
+        if let Err(error) = &result {
+            tracing::error!(error.cause_chain = ?error, "A part stopped on its own; stopping the others.");
+        }
+        let stopped = self.stop_all().await;
         result.and(stopped)
     }
 
     /// Tells every part to stop and waits for them, reporting the first failure.
-    async fn stop(&mut self) -> anyhow::Result<()> {
+    async fn stop_all(&mut self) -> anyhow::Result<()> {
         self.stop.cancel();
         let mut result = Ok(());
         while let Some(joined) = self.parts.join_next().await {
@@ -200,6 +370,21 @@ impl Shop {
                 }
             }
         }
+        // The broker goes last, once nothing talks to it any more.
+        self.embedded_kafka.take();
         result
     }
+}
+
+/// With a fresh (embedded) broker, the topics start again at offset 0: the positions consumers stored against the
+/// previous broker would make them pass over the new records, so they start over (the projections themselves are
+/// kept; replayed events that are not newer change nothing).
+async fn reset_consumer_offsets(url: &DatabaseUrl, settings: &PoolSettings) -> anyhow::Result<()> {
+    let pool: PgPool = shop_platform::postgres::connect(url, settings).await?;
+    sqlx::query("DELETE FROM projection_offsets")
+        .execute(&pool)
+        .await
+        .context("Failed to reset consumer offsets")?;
+    pool.close().await;
+    Ok(())
 }

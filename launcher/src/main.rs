@@ -1,23 +1,30 @@
 use clap::Parser;
-use shop::{Settings, Shop};
+use shop::{Cli, Command, Shop, tail};
 use shop_platform::{shutdown, telemetry};
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
-    let settings = Settings::parse();
+    let Cli { settings, command } = Cli::parse();
     telemetry::init(&settings.telemetry);
-    tracing::info!(?settings, "Starting the shop.");
 
-    println!(
-        "Starting the shop against Postgres at {} …",
-        settings.postgres_url
-    );
-    let shop = Shop::start(&settings).await?;
-    println!();
-    println!(
-        "The shop is running. GraphQL playground: http://{}/playground",
-        shop.gateway_addr
-    );
-    println!("Press Ctrl-C to stop.");
-    shop.run_until_stopped(shutdown::signal()).await
+    match command.unwrap_or(Command::Run) {
+        Command::Run => {
+            tracing::info!(?settings, "Starting the shop.");
+            println!(
+                "Starting the shop against Postgres at {} …",
+                settings.postgres_url
+            );
+            let shop = Shop::start(&settings).await?;
+            println!();
+            println!(
+                "The shop is running. GraphQL playground: http://{}/playground",
+                shop.gateway_addr
+            );
+            println!("Press Ctrl-C to stop.");
+            shop.run_until_stopped(shutdown::signal()).await
+        }
+        Command::Tail(args) => tail::tail(&args, &mut std::io::stdout().lock(), shutdown::signal())
+            .await
+            .map(drop),
+    }
 }

@@ -31,7 +31,8 @@ impl Default for TelemetrySettings {
     }
 }
 
-/// Installs the global log subscriber. Call once, first thing in `main`.
+/// Installs the global log subscriber. Call once, first thing in `main`. Logs go to stderr, so that commands
+/// whose output is data (`shop tail`) keep stdout clean.
 pub fn init(settings: &TelemetrySettings) {
     let filter = EnvFilter::try_new(&settings.log_filter).unwrap_or_else(|error| {
         eprintln!(
@@ -41,11 +42,12 @@ pub fn init(settings: &TelemetrySettings) {
         EnvFilter::new("info")
     });
     match settings.log_format {
-        LogFormat::Text => fmt().with_env_filter(filter).init(),
+        LogFormat::Text => fmt().with_writer(std::io::stderr).with_env_filter(filter).init(),
         LogFormat::Json => fmt()
             .json()
             .flatten_event(true)
             .with_current_span(true)
+            .with_writer(std::io::stderr)
             .with_env_filter(filter)
             .init(),
     }

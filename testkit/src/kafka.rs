@@ -55,6 +55,14 @@ impl TestBroker {
         }
     }
 
+    /// A broker someone else runs (another process's embedded broker, say).
+    pub fn at(bootstrap: impl Into<String>) -> Self {
+        Self {
+            bootstrap: bootstrap.into(),
+            mock: None,
+        }
+    }
+
     /// The embedded cluster, for tests that take the broker down; `None` against an external broker.
     pub fn mock(&self) -> Option<&MockCluster<'static, DefaultProducerContext>> {
         self.mock.as_ref()

@@ -55,6 +55,20 @@ impl TestDatabase {
             .expect("Failed to connect to the test database");
         Self { name, url, pool }
     }
+
+    /// A database someone else creates (a service at start), dropped with this value all the same.
+    pub fn adopt(name: &str) -> Self {
+        let url = format!("{}/{name}", postgres_server_url());
+        let pool = PgPoolOptions::new()
+            .max_connections(4)
+            .connect_lazy(&url)
+            .expect("a valid database URL");
+        Self {
+            name: name.to_owned(),
+            url,
+            pool,
+        }
+    }
 }
 
 impl Drop for TestDatabase {

@@ -1,0 +1,8 @@
+//! The whole shop, as `shop` runs it: account, catalog, order (projection validation), relay and gateway, against
+//! fresh Postgres databases and a real Kafka-protocol broker (the embedded mock cluster, or `KAFKA_BROKERS`).
+
+mod helpers;
+mod projection_mode;
+mod rebuild;
+mod smoke;
+mod tail;
