@@ -5,11 +5,8 @@ use std::{env, path::PathBuf};
 
 use prost::Message;
 
-const PROTOS: &[&str] = &[
-    "shop/account/v1/account.proto",
-    "shop/catalog/v1/catalog.proto",
-    "shop/order/v1/order.proto",
-];
+const PROTOS: &[&str] =
+    &["shop/account/v1/account.proto", "shop/catalog/v1/catalog.proto", "shop/order/v1/order.proto"];
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     let out_dir = PathBuf::from(env::var("OUT_DIR")?);

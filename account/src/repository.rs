@@ -23,12 +23,7 @@ impl TryFrom<AccountRow> for Account {
         let name = AccountName::parse("name", &row.name).map_err(|violation| {
             sqlx::Error::Decode(format!("stored account {} is invalid: {violation}", row.id).into())
         })?;
-        Ok(Self {
-            id: row.id,
-            name,
-            version: row.version,
-            created_at: row.created_at,
-        })
+        Ok(Self { id: row.id, name, version: row.version, created_at: row.created_at })
     }
 }
 

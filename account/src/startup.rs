@@ -31,9 +31,7 @@ impl Application {
 
     /// Where the gRPC server listens (useful when the settings asked for port 0).
     pub fn local_addr(&self) -> SocketAddr {
-        self.listener
-            .local_addr()
-            .expect("a bound listener has a local address")
+        self.listener.local_addr().expect("a bound listener has a local address")
     }
 
     /// Serves until `shutdown` resolves, then drains in-flight calls and closes the pool.

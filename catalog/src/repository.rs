@@ -85,12 +85,11 @@ pub async fn update_product(connection: &mut PgConnection, product: &Product) ->
 
 /// The product with `id`, if there is one.
 pub async fn find_product(connection: &mut PgConnection, id: Uuid) -> Result<Option<Product>, sqlx::Error> {
-    let row: Option<ProductRow> = sqlx::query_as(sqlx::AssertSqlSafe(format!(
-        "SELECT {COLUMNS} FROM products WHERE id = $1"
-    )))
-    .bind(id)
-    .fetch_optional(connection)
-    .await?;
+    let row: Option<ProductRow> =
+        sqlx::query_as(sqlx::AssertSqlSafe(format!("SELECT {COLUMNS} FROM products WHERE id = $1")))
+            .bind(id)
+            .fetch_optional(connection)
+            .await?;
     row.map(Product::try_from).transpose()
 }
 
@@ -115,9 +114,7 @@ pub async fn list_products(
 ) -> Result<Vec<Product>, sqlx::Error> {
     let mut sql = QueryBuilder::<Postgres>::new(format!("SELECT {COLUMNS} FROM products"));
     if let Some(query) = filter.query {
-        sql.push(", websearch_to_tsquery('english', ")
-            .push_bind(query)
-            .push(") AS query");
+        sql.push(", websearch_to_tsquery('english', ").push_bind(query).push(") AS query");
     }
     sql.push(" WHERE true");
     if let Some(ids) = filter.ids {
@@ -128,10 +125,7 @@ pub async fn list_products(
     } else {
         sql.push(" ORDER BY id");
     }
-    sql.push(" OFFSET ")
-        .push_bind(skip)
-        .push(" LIMIT ")
-        .push_bind(limit);
+    sql.push(" OFFSET ").push_bind(skip).push(" LIMIT ").push_bind(limit);
 
     let rows: Vec<ProductRow> = sql.build_query_as().fetch_all(connection).await?;
     rows.into_iter().map(Product::try_from).collect()

@@ -44,19 +44,12 @@ impl Application {
         let listener = TcpListener::bind(settings.listen_addr)
             .await
             .with_context(|| format!("Failed to listen on {}", settings.listen_addr))?;
-        Ok(Self {
-            listener,
-            pool,
-            settings: settings.clone(),
-            index,
-        })
+        Ok(Self { listener, pool, settings: settings.clone(), index })
     }
 
     /// Where the gRPC server listens (useful when the settings asked for port 0).
     pub fn local_addr(&self) -> SocketAddr {
-        self.listener
-            .local_addr()
-            .expect("a bound listener has a local address")
+        self.listener.local_addr().expect("a bound listener has a local address")
     }
 
     /// Serves until `shutdown` resolves, then drains in-flight calls (and stops feeding the search index).
@@ -66,7 +59,7 @@ impl Application {
             let runner = ProjectionRunner::new(
                 Arc::new(SearchIndexProjection::live(index)),
                 self.pool.clone(),
-                self.settings.kafka.client_config(consumer::CONSUMER_DEFAULTS),
+                self.settings.kafka.consumer_source(),
             );
             tokio::spawn(runner.run(stop.clone()))
         });
@@ -89,8 +82,6 @@ impl Application {
 pub async fn connect(settings: &Settings) -> anyhow::Result<PgPool> {
     let pool =
         postgres::connect_and_migrate(&settings.database_url, &settings.database, &sqlx::migrate!()).await?;
-    consumer::migrate(&pool)
-        .await
-        .context("Failed to migrate the consumer offsets")?;
+    consumer::migrate(&pool).await.context("Failed to migrate the consumer offsets")?;
     Ok(pool)
 }

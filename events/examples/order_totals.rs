@@ -91,11 +91,7 @@ impl Projection for OrderTotals {
                 },
                 _ => 0,
             };
-            outcomes.push(if changed == 1 {
-                Outcome::Applied
-            } else {
-                Outcome::Ignored
-            });
+            outcomes.push(if changed == 1 { Outcome::Applied } else { Outcome::Ignored });
         }
         Ok(outcomes)
     }
@@ -141,15 +137,11 @@ async fn main() -> anyhow::Result<()> {
     for (key, value) in consumer::CONSUMER_DEFAULTS {
         config.set(*key, *value);
     }
-    let runner = ProjectionRunner::new(Arc::new(OrderTotals), pool.clone(), config);
+    let runner = ProjectionRunner::new(Arc::new(OrderTotals), pool.clone(), consumer::Source::new(config));
     let stats = runner.stats();
     let stop = CancellationToken::new();
     let consuming = tokio::spawn(runner.run(stop.clone()));
-    println!(
-        "Consuming {} and {} from {brokers}; Ctrl-C to stop.",
-        topics::ACCOUNTS,
-        topics::ORDERS
-    );
+    println!("Consuming {} and {} from {brokers}; Ctrl-C to stop.", topics::ACCOUNTS, topics::ORDERS);
 
     let mut shown = Vec::new();
     loop {

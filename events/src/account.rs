@@ -39,12 +39,7 @@ mod tests {
     #[test]
     fn account_created_round_trips_through_json() {
         let event = AccountCreated {
-            account: Account {
-                id: Uuid::now_v7(),
-                name: "Ada".into(),
-                version: 1,
-                created_at: now(),
-            },
+            account: Account { id: Uuid::now_v7(), name: "Ada".into(), version: 1, created_at: now() },
         };
         let envelope = Envelope::new(&event, Some(&TraceContext::new_root()));
 
@@ -58,9 +53,6 @@ mod tests {
         assert_eq!(read.topic, topics::ACCOUNTS);
         assert_eq!((read.aggregate_id, read.aggregate_version), (event.account.id, 1));
         let payload = serde_json::to_vec(&read.payload).unwrap();
-        assert_eq!(
-            AccountEvent::decode(&read.event_type, &payload).unwrap(),
-            AccountEvent::Created(event)
-        );
+        assert_eq!(AccountEvent::decode(&read.event_type, &payload).unwrap(), AccountEvent::Created(event));
     }
 }

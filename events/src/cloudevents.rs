@@ -48,10 +48,7 @@ impl EventMetadata<'_> {
             (SOURCE, format!("/shop/{}", self.aggregate_type)),
             (TYPE, self.event_type.to_owned()),
             (SUBJECT, self.aggregate_id.to_string()),
-            (
-                TIME,
-                self.occurred_at.to_rfc3339_opts(SecondsFormat::Micros, true),
-            ),
+            (TIME, self.occurred_at.to_rfc3339_opts(SecondsFormat::Micros, true)),
             (CONTENT_TYPE, "application/json".to_owned()),
             (AGGREGATE_TYPE, self.aggregate_type.to_owned()),
             (AGGREGATE_VERSION, self.aggregate_version.to_string()),
@@ -112,22 +109,13 @@ impl ReceivedMetadata {
             let (_, value) = headers
                 .iter()
                 .find(|(name, _)| *name == header)
-                .ok_or(InvalidHeaders {
-                    header,
-                    problem: "missing",
-                })?;
-            std::str::from_utf8(value).map_err(|_| InvalidHeaders {
-                header,
-                problem: "not UTF-8",
-            })
+                .ok_or(InvalidHeaders { header, problem: "missing" })?;
+            std::str::from_utf8(value).map_err(|_| InvalidHeaders { header, problem: "not UTF-8" })
         };
         let parsed = |header: &'static str| -> Result<_, InvalidHeaders> {
             text(header).map(str::to_owned).map(|value| (header, value))
         };
-        let invalid = |header: &'static str| InvalidHeaders {
-            header,
-            problem: "malformed",
-        };
+        let invalid = |header: &'static str| InvalidHeaders { header, problem: "malformed" };
 
         let (_, event_id) = parsed(ID)?;
         let (_, aggregate_id) = parsed(SUBJECT)?;
@@ -143,9 +131,7 @@ impl ReceivedMetadata {
             aggregate_type: text(AGGREGATE_TYPE)?.to_owned(),
             aggregate_id: aggregate_id.parse().map_err(|_| invalid(SUBJECT))?,
             aggregate_version: version.parse().map_err(|_| invalid(AGGREGATE_VERSION))?,
-            occurred_at: DateTime::parse_from_rfc3339(&time)
-                .map_err(|_| invalid(TIME))?
-                .with_timezone(&Utc),
+            occurred_at: DateTime::parse_from_rfc3339(&time).map_err(|_| invalid(TIME))?.with_timezone(&Utc),
             trace,
         })
     }
@@ -163,14 +149,8 @@ mod tests {
     fn an_envelope_maps_to_cloudevents_binary_mode_headers() {
         let trace = TraceContext::new_root();
         let id = Uuid::now_v7();
-        let event = AccountCreated {
-            account: Account {
-                id,
-                name: "Ada".into(),
-                version: 1,
-                created_at: now(),
-            },
-        };
+        let event =
+            AccountCreated { account: Account { id, name: "Ada".into(), version: 1, created_at: now() } };
         let envelope = Envelope::new(&event, Some(&trace));
 
         let headers = envelope.metadata().headers();
@@ -193,12 +173,7 @@ mod tests {
     fn headers_read_back_into_the_same_metadata() {
         let trace = TraceContext::new_root();
         let event = AccountCreated {
-            account: Account {
-                id: Uuid::now_v7(),
-                name: "Ada".into(),
-                version: 1,
-                created_at: now(),
-            },
+            account: Account { id: Uuid::now_v7(), name: "Ada".into(), version: 1, created_at: now() },
         };
         let envelope = Envelope::new(&event, Some(&trace));
         let headers = envelope.metadata().headers();

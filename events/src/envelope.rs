@@ -18,18 +18,9 @@ pub struct AggregateType {
 }
 
 impl AggregateType {
-    pub const ACCOUNT: Self = Self {
-        name: "account",
-        topic: topics::ACCOUNTS,
-    };
-    pub const PRODUCT: Self = Self {
-        name: "product",
-        topic: topics::PRODUCTS,
-    };
-    pub const ORDER: Self = Self {
-        name: "order",
-        topic: topics::ORDERS,
-    };
+    pub const ACCOUNT: Self = Self { name: "account", topic: topics::ACCOUNTS };
+    pub const PRODUCT: Self = Self { name: "product", topic: topics::PRODUCTS };
+    pub const ORDER: Self = Self { name: "order", topic: topics::ORDERS };
 }
 
 /// A versioned event type. Its string form, `{name}.v{version}` (for example `shop.order.placed.v1`), is the
@@ -188,10 +179,7 @@ macro_rules! domain_event {
     ($event:ty, $aggregate:expr, $name:literal v $version:literal, $state:ident) => {
         impl $crate::DomainEvent for $event {
             const AGGREGATE_TYPE: $crate::AggregateType = $aggregate;
-            const EVENT_TYPE: $crate::EventType = $crate::EventType {
-                name: $name,
-                version: $version,
-            };
+            const EVENT_TYPE: $crate::EventType = $crate::EventType { name: $name, version: $version };
 
             fn aggregate_id(&self) -> uuid::Uuid {
                 self.$state.id
@@ -211,10 +199,7 @@ mod tests {
 
     #[test]
     fn an_event_type_reads_as_name_dot_version() {
-        let placed = EventType {
-            name: "shop.order.placed",
-            version: 1,
-        };
+        let placed = EventType { name: "shop.order.placed", version: 1 };
 
         assert_eq!(placed.to_string(), "shop.order.placed.v1");
         assert!(placed.matches("shop.order.placed.v1"));

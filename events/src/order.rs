@@ -136,9 +136,7 @@ mod tests {
 
     #[test]
     fn order_placed_round_trips_through_json() {
-        let event = OrderPlaced {
-            order: order(OrderStatus::Pending, 1),
-        };
+        let event = OrderPlaced { order: order(OrderStatus::Pending, 1) };
         let envelope = Envelope::new(&event, None);
 
         assert_round_trips(&envelope, OrderEvent::Placed(event), "shop.order.placed.v1");
@@ -146,9 +144,7 @@ mod tests {
 
     #[test]
     fn order_confirmed_round_trips_through_json() {
-        let event = OrderConfirmed {
-            order: order(OrderStatus::Confirmed, 2),
-        };
+        let event = OrderConfirmed { order: order(OrderStatus::Confirmed, 2) };
         let envelope = Envelope::new(&event, None);
 
         assert_eq!(envelope.aggregate_version, 2);
@@ -157,9 +153,7 @@ mod tests {
 
     #[test]
     fn order_rejected_round_trips_through_json() {
-        let event = OrderRejected {
-            order: order(OrderStatus::Rejected, 2),
-        };
+        let event = OrderRejected { order: order(OrderStatus::Rejected, 2) };
         let envelope = Envelope::new(&event, None);
 
         assert_round_trips(&envelope, OrderEvent::Rejected(event), "shop.order.rejected.v1");

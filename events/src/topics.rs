@@ -28,16 +28,7 @@ impl TopicSpec {
 
 /// Every topic the shop publishes to.
 pub const ALL: [TopicSpec; 3] = [
-    TopicSpec {
-        name: ACCOUNTS,
-        compacted: true,
-    },
-    TopicSpec {
-        name: PRODUCTS,
-        compacted: true,
-    },
-    TopicSpec {
-        name: ORDERS,
-        compacted: false,
-    },
+    TopicSpec { name: ACCOUNTS, compacted: true },
+    TopicSpec { name: PRODUCTS, compacted: true },
+    TopicSpec { name: ORDERS, compacted: false },
 ];

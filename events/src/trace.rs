@@ -34,9 +34,7 @@ impl TraceContext {
             return Err(invalid());
         };
         let is_hex = |s: &str, len: usize| {
-            s.len() == len
-                && s.bytes()
-                    .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
+            s.len() == len && s.bytes().all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
         };
         let all_zero = |s: &str| s.bytes().all(|b| b == b'0');
         let valid = is_hex(version, 2)
@@ -62,10 +60,7 @@ impl TraceContext {
         let mut rng = rand::rng();
         let trace_id: u128 = rng.random_range(1..=u128::MAX);
         let parent_id: u64 = rng.random_range(1..=u64::MAX);
-        Self {
-            traceparent: format!("00-{trace_id:032x}-{parent_id:016x}-01"),
-            tracestate: None,
-        }
+        Self { traceparent: format!("00-{trace_id:032x}-{parent_id:016x}-01"), tracestate: None }
     }
 
     /// The same trace with a new parent id, for the next hop.
@@ -126,10 +121,7 @@ mod tests {
             "ff-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01",
             "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01-extra",
         ] {
-            assert!(
-                TraceContext::parse(bad, None).is_err(),
-                "{bad:?} should be rejected"
-            );
+            assert!(TraceContext::parse(bad, None).is_err(), "{bad:?} should be rejected");
         }
     }
 

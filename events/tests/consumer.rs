@@ -43,11 +43,7 @@ impl Widgets {
         .execute(pool)
         .await
         .unwrap();
-        Self {
-            name: name.to_owned(),
-            table,
-            topics: vec![Box::leak(topic.to_owned().into_boxed_str())],
-        }
+        Self { name: name.to_owned(), table, topics: vec![Box::leak(topic.to_owned().into_boxed_str())] }
     }
 
     async fn rows(&self, pool: &PgPool) -> Vec<(Uuid, String, i64)> {
@@ -103,11 +99,7 @@ impl Projection for Widgets {
             .execute(&mut **transaction)
             .await?
             .rows_affected();
-            outcomes.push(if changed == 1 {
-                Outcome::Applied
-            } else {
-                Outcome::Ignored
-            });
+            outcomes.push(if changed == 1 { Outcome::Applied } else { Outcome::Ignored });
         }
         Ok(outcomes)
     }
@@ -116,32 +108,20 @@ impl Projection for Widgets {
 impl Rebuildable for Widgets {
     async fn prepare_shadow(&self, pool: &PgPool) -> anyhow::Result<Self> {
         let table = format!("{}_rebuild", self.table);
-        sqlx::query(sqlx::AssertSqlSafe(format!("DROP TABLE IF EXISTS {table}")))
+        sqlx::query(sqlx::AssertSqlSafe(format!("DROP TABLE IF EXISTS {table}"))).execute(pool).await?;
+        sqlx::query(sqlx::AssertSqlSafe(format!("CREATE TABLE {table} (LIKE {} INCLUDING ALL)", self.table)))
             .execute(pool)
             .await?;
-        sqlx::query(sqlx::AssertSqlSafe(format!(
-            "CREATE TABLE {table} (LIKE {} INCLUDING ALL)",
-            self.table
-        )))
-        .execute(pool)
-        .await?;
-        Ok(Self {
-            name: format!("{}.rebuild", self.name),
-            table,
-            topics: self.topics.clone(),
-        })
+        Ok(Self { name: format!("{}.rebuild", self.name), table, topics: self.topics.clone() })
     }
 
     async fn swap_in(&self, shadow: &Self, transaction: &mut PgTransaction<'_>) -> anyhow::Result<()> {
         sqlx::query(sqlx::AssertSqlSafe(format!("DROP TABLE {}", self.table)))
             .execute(&mut **transaction)
             .await?;
-        sqlx::query(sqlx::AssertSqlSafe(format!(
-            "ALTER TABLE {} RENAME TO {}",
-            shadow.table, self.table
-        )))
-        .execute(&mut **transaction)
-        .await?;
+        sqlx::query(sqlx::AssertSqlSafe(format!("ALTER TABLE {} RENAME TO {}", shadow.table, self.table)))
+            .execute(&mut **transaction)
+            .await?;
         Ok(())
     }
 }
@@ -184,20 +164,9 @@ async fn publish(producer: &FutureProducer, topic: &str, event: &Envelope) {
         .metadata()
         .headers()
         .iter()
-        .fold(OwnedHeaders::new(), |h, (name, value)| {
-            h.insert(Header {
-                key: name,
-                value: Some(value),
-            })
-        });
+        .fold(OwnedHeaders::new(), |h, (name, value)| h.insert(Header { key: name, value: Some(value) }));
     producer
-        .send(
-            FutureRecord::to(topic)
-                .key(&key)
-                .payload(&payload)
-                .headers(headers),
-            Duration::from_secs(10),
-        )
+        .send(FutureRecord::to(topic).key(&key).payload(&payload).headers(headers), Duration::from_secs(10))
         .await
         .map_err(|(error, _)| error)
         .unwrap();
@@ -240,11 +209,7 @@ async fn an_older_version_or_a_repeat_at_a_new_offset_leaves_the_projection_unch
     let summary = apply_batch(
         &database.pool,
         &widgets,
-        &[
-            record("widgets", 0, &v2),
-            record("widgets", 1, &v1),
-            record("widgets", 2, &v2),
-        ],
+        &[record("widgets", 0, &v2), record("widgets", 1, &v1), record("widgets", 2, &v2)],
         None,
     )
     .await
@@ -261,21 +226,16 @@ async fn the_runner_skips_and_counts_a_poison_record_and_keeps_going() {
     let database = database().await;
     let topic = broker.create_topic("test-widgets", 1).await;
     let widgets = Arc::new(Widgets::create(&database.pool, &topic, "widgets").await);
-    let (first, second) = (
-        widget_event(Uuid::now_v7(), 1, "first"),
-        widget_event(Uuid::now_v7(), 1, "second"),
-    );
+    let (first, second) =
+        (widget_event(Uuid::now_v7(), 1, "first"), widget_event(Uuid::now_v7(), 1, "second"));
     let producer: FutureProducer = broker.client_config().create().unwrap();
     publish(&producer, &topic, &first).await;
     broker.produce(&topic, "garbage", &[], b"\x00not json").await;
     publish(&producer, &topic, &second).await;
 
     // Act
-    let runner = ProjectionRunner::new(
-        widgets.clone(),
-        database.pool.clone(),
-        broker.client_config().set_defaults(),
-    );
+    let runner =
+        ProjectionRunner::new(widgets.clone(), database.pool.clone(), broker.client_config().into_source());
     let stats = runner.stats();
     let stop = CancellationToken::new();
     let running = tokio::spawn(runner.run(stop.clone()));
@@ -293,9 +253,8 @@ async fn the_runner_skips_and_counts_a_poison_record_and_keeps_going() {
     assert_eq!(skipped.len(), 1);
     assert_eq!(skipped[0].0, 1);
     assert!(skipped[0].1.contains("ce_id"), "{}", skipped[0].1);
-    let offsets = consumer::stored_offsets(&mut database.pool.acquire().await.unwrap(), "widgets")
-        .await
-        .unwrap();
+    let offsets =
+        consumer::stored_offsets(&mut database.pool.acquire().await.unwrap(), "widgets").await.unwrap();
     assert_eq!(offsets[&(topic, 0)], 3);
 }
 
@@ -307,14 +266,12 @@ async fn a_rebuild_while_writes_continue_equals_the_live_projection_row_by_row()
     let topic = broker.create_topic("test-widgets", 3).await;
     let live = Arc::new(Widgets::create(&database.pool, &topic, "widgets").await);
     let reference = Arc::new(Widgets::create(&database.pool, &topic, "widgets-reference").await);
-    let config = broker.client_config().set_defaults();
+    let source = broker.client_config().into_source();
     let stop = CancellationToken::new();
-    let live_runner = ProjectionRunner::new(live.clone(), database.pool.clone(), config.clone());
-    let reference_runner = ProjectionRunner::new(reference.clone(), database.pool.clone(), config.clone());
-    let runners = [
-        tokio::spawn(live_runner.run(stop.clone())),
-        tokio::spawn(reference_runner.run(stop.clone())),
-    ];
+    let live_runner = ProjectionRunner::new(live.clone(), database.pool.clone(), source.clone());
+    let reference_runner = ProjectionRunner::new(reference.clone(), database.pool.clone(), source.clone());
+    let runners =
+        [tokio::spawn(live_runner.run(stop.clone())), tokio::spawn(reference_runner.run(stop.clone()))];
 
     let ids: Vec<Uuid> = (0..40).map(|_| Uuid::now_v7()).collect();
     let writing = Arc::new(AtomicBool::new(true));
@@ -329,12 +286,8 @@ async fn a_rebuild_while_writes_continue_equals_the_live_projection_row_by_row()
                 for id in &ids {
                     let version = versions.entry(*id).or_insert(0);
                     *version += 1;
-                    publish(
-                        &producer,
-                        &topic,
-                        &widget_event(*id, *version, &format!("{id} v{version}")),
-                    )
-                    .await;
+                    publish(&producer, &topic, &widget_event(*id, *version, &format!("{id} v{version}")))
+                        .await;
                 }
             }
             versions
@@ -344,16 +297,11 @@ async fn a_rebuild_while_writes_continue_equals_the_live_projection_row_by_row()
     // Act: rebuild while the writer goes on.
     tokio::time::sleep(Duration::from_millis(500)).await;
     let mut progress = Vec::new();
-    let report = rebuild(&*live, &database.pool, &config, |p| progress.push(p.consumed))
-        .await
-        .unwrap();
+    let report = rebuild(&*live, &database.pool, &source, |p| progress.push(p.consumed)).await.unwrap();
     writing.store(false, Ordering::Relaxed);
     let versions = writer.await.unwrap();
     let expected: Vec<(Uuid, String, i64)> = {
-        let mut rows: Vec<_> = versions
-            .iter()
-            .map(|(id, v)| (*id, format!("{id} v{v}"), *v))
-            .collect();
+        let mut rows: Vec<_> = versions.iter().map(|(id, v)| (*id, format!("{id} v{v}"), *v)).collect();
         rows.sort();
         rows
     };
@@ -376,10 +324,7 @@ async fn a_rebuild_while_writes_continue_equals_the_live_projection_row_by_row()
     );
     assert!(report.consumed > 0);
     assert!(!progress.is_empty());
-    assert_eq!(
-        live.rows(&database.pool).await,
-        reference.rows(&database.pool).await
-    );
+    assert_eq!(live.rows(&database.pool).await, reference.rows(&database.pool).await);
 }
 
 async fn wait_for(condition: impl Fn() -> bool) {
@@ -399,24 +344,20 @@ async fn wait_for_rows(widgets: &Widgets, pool: &PgPool, expected: &[(Uuid, Stri
         }
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
-    assert_eq!(
-        widgets.rows(pool).await,
-        expected,
-        "{} never caught up",
-        widgets.name
-    );
+    assert_eq!(widgets.rows(pool).await, expected, "{} never caught up", widgets.name);
 }
 
 trait ConsumerDefaults {
-    fn set_defaults(self) -> rdkafka::ClientConfig;
+    fn into_source(self) -> consumer::Source;
 }
 
 impl ConsumerDefaults for rdkafka::ClientConfig {
-    fn set_defaults(mut self) -> rdkafka::ClientConfig {
+    /// A source on this broker with the consumer defaults and a short session timeout.
+    fn into_source(mut self) -> consumer::Source {
         for (key, value) in consumer::CONSUMER_DEFAULTS {
             self.set(*key, *value);
         }
         self.set("session.timeout.ms", "6000");
-        self
+        consumer::Source::new(self)
     }
 }

@@ -73,10 +73,8 @@ fn the_event_catalog_matches_the_rust_types() {
     let update = std::env::var_os("UPDATE_DOCS").is_some();
     let mut drifted = Vec::new();
 
-    let schemas = AccountEvent::schemas()
-        .into_iter()
-        .chain(ProductEvent::schemas())
-        .chain(OrderEvent::schemas());
+    let schemas =
+        AccountEvent::schemas().into_iter().chain(ProductEvent::schemas()).chain(OrderEvent::schemas());
     for (event_type, schema) in schemas {
         let example = example(&event_type).unwrap_or_else(|| panic!("write an example for {event_type}"));
         // The example must be a valid instance of its own type.

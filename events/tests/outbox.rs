@@ -10,21 +10,12 @@ use shop_testkit::{TestDatabase, outbox_rows};
 use uuid::Uuid;
 
 fn account_created(id: Uuid, version: i64) -> AccountCreated {
-    AccountCreated {
-        account: Account {
-            id,
-            name: "Ada".into(),
-            version,
-            created_at: now(),
-        },
-    }
+    AccountCreated { account: Account { id, name: "Ada".into(), version, created_at: now() } }
 }
 
 async fn migrated_database() -> TestDatabase {
     let database = TestDatabase::create().await;
-    outbox::migrate(&database.pool)
-        .await
-        .expect("Failed to migrate the outbox");
+    outbox::migrate(&database.pool).await.expect("Failed to migrate the outbox");
     database
 }
 
@@ -72,18 +63,12 @@ async fn appending_a_version_twice_is_a_unique_violation() {
     let database = migrated_database().await;
     let id = Uuid::now_v7();
     let mut transaction = database.pool.begin().await.unwrap();
-    outbox::append(&mut transaction, &Envelope::new(&account_created(id, 1), None))
-        .await
-        .unwrap();
+    outbox::append(&mut transaction, &Envelope::new(&account_created(id, 1), None)).await.unwrap();
 
-    let error = outbox::append(&mut transaction, &Envelope::new(&account_created(id, 1), None))
-        .await
-        .unwrap_err();
+    let error =
+        outbox::append(&mut transaction, &Envelope::new(&account_created(id, 1), None)).await.unwrap_err();
 
-    let code = error
-        .as_database_error()
-        .and_then(|e| e.code())
-        .map(|c| c.into_owned());
+    let code = error.as_database_error().and_then(|e| e.code()).map(|c| c.into_owned());
     assert_eq!(code.as_deref(), Some("23505"));
 }
 
@@ -91,9 +76,7 @@ async fn appending_a_version_twice_is_a_unique_violation() {
 async fn migrating_twice_is_harmless() {
     let database = migrated_database().await;
 
-    outbox::migrate(&database.pool)
-        .await
-        .expect("A second migration should be a no-op");
+    outbox::migrate(&database.pool).await.expect("A second migration should be a no-op");
 }
 
 async fn next_notification(
@@ -109,36 +92,25 @@ async fn next_notification(
 async fn a_commit_notifies_the_relay_once_and_a_rollback_does_not() {
     // Arrange
     let database = migrated_database().await;
-    let mut listener = sqlx::postgres::PgListener::connect_with(&database.pool)
-        .await
-        .unwrap();
+    let mut listener = sqlx::postgres::PgListener::connect_with(&database.pool).await.unwrap();
     listener.listen(outbox::NOTIFY_CHANNEL).await.unwrap();
     let id = Uuid::now_v7();
 
     // Act: a rolled-back write, then one transaction with two writes.
     let mut transaction = database.pool.begin().await.unwrap();
-    outbox::append(&mut transaction, &Envelope::new(&account_created(id, 1), None))
-        .await
-        .unwrap();
+    outbox::append(&mut transaction, &Envelope::new(&account_created(id, 1), None)).await.unwrap();
     transaction.rollback().await.unwrap();
     let after_rollback = next_notification(&mut listener).await;
 
     let mut transaction = database.pool.begin().await.unwrap();
-    outbox::append(&mut transaction, &Envelope::new(&account_created(id, 1), None))
-        .await
-        .unwrap();
-    outbox::append(&mut transaction, &Envelope::new(&account_created(id, 2), None))
-        .await
-        .unwrap();
+    outbox::append(&mut transaction, &Envelope::new(&account_created(id, 1), None)).await.unwrap();
+    outbox::append(&mut transaction, &Envelope::new(&account_created(id, 2), None)).await.unwrap();
     transaction.commit().await.unwrap();
     let after_commit = next_notification(&mut listener).await;
     let a_second_one = next_notification(&mut listener).await;
 
     // Assert
-    assert!(
-        after_rollback.is_none(),
-        "a rolled-back write must not wake the relay"
-    );
+    assert!(after_rollback.is_none(), "a rolled-back write must not wake the relay");
     assert!(after_commit.is_some(), "a committed write must wake the relay");
     assert!(a_second_one.is_none(), "one transaction, one notification");
 }
@@ -150,12 +122,9 @@ async fn every_version_of_an_aggregate_lands_in_the_same_shard() {
     for _ in 0..50 {
         let id = Uuid::now_v7();
         for version in 1..=3 {
-            outbox::append(
-                &mut transaction,
-                &Envelope::new(&account_created(id, version), None),
-            )
-            .await
-            .unwrap();
+            outbox::append(&mut transaction, &Envelope::new(&account_created(id, version), None))
+                .await
+                .unwrap();
         }
     }
     transaction.commit().await.unwrap();
@@ -169,9 +138,6 @@ async fn every_version_of_an_aggregate_lands_in_the_same_shard() {
     .await
     .unwrap();
     assert_eq!(aggregates, 50, "every aggregate has exactly one shard");
-    assert!(
-        spread > 10,
-        "50 random ids should spread over many of the 64 shards, got {spread}"
-    );
+    assert!(spread > 10, "50 random ids should spread over many of the 64 shards, got {spread}");
     assert!(max_shard < outbox::SHARD_COUNT);
 }

@@ -32,21 +32,9 @@ impl Services {
         let orders = lazy_channel(&settings.service(&settings.order_service_url))?;
         Ok(Self {
             health: [
-                (
-                    "account",
-                    "shop.account.v1.AccountService",
-                    HealthClient::new(accounts.clone()),
-                ),
-                (
-                    "catalog",
-                    "shop.catalog.v1.CatalogService",
-                    HealthClient::new(catalog.clone()),
-                ),
-                (
-                    "order",
-                    "shop.order.v1.OrderService",
-                    HealthClient::new(orders.clone()),
-                ),
+                ("account", "shop.account.v1.AccountService", HealthClient::new(accounts.clone())),
+                ("catalog", "shop.catalog.v1.CatalogService", HealthClient::new(catalog.clone())),
+                ("order", "shop.order.v1.OrderService", HealthClient::new(orders.clone())),
             ],
             accounts: AccountServiceClient::new(accounts),
             catalog: CatalogServiceClient::new(catalog),
@@ -82,13 +70,11 @@ pub fn graphql_error(service: &str, status: Status) -> async_graphql::Error {
                         .collect()
                 })
                 .unwrap_or_default();
-            ErrorCode::BadUserInput
-                .error(status.message())
-                .extend_with(|_, e| {
-                    if !fields.is_empty() {
-                        e.set("fields", fields.clone());
-                    }
-                })
+            ErrorCode::BadUserInput.error(status.message()).extend_with(|_, e| {
+                if !fields.is_empty() {
+                    e.set("fields", fields.clone());
+                }
+            })
         }
         Code::NotFound => ErrorCode::NotFound.error(status.message()),
         Code::Aborted | Code::AlreadyExists | Code::FailedPrecondition => {

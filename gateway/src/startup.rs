@@ -45,10 +45,7 @@ impl Application {
     /// Builds the schema and the routes and binds the listener. The services need not be up yet.
     pub async fn build(settings: &Settings) -> anyhow::Result<Self> {
         let services = Services::new(settings)?;
-        let state = AppState {
-            schema: schema::build(services.clone()),
-            services,
-        };
+        let state = AppState { schema: schema::build(services.clone()), services };
         let router = Router::new()
             .route("/graphql", get(graphql_get).post(graphql_post))
             .route("/playground", get(playground))
@@ -68,9 +65,7 @@ impl Application {
 
     /// Where the HTTP server listens (useful when the settings asked for port 0).
     pub fn local_addr(&self) -> SocketAddr {
-        self.listener
-            .local_addr()
-            .expect("a bound listener has a local address")
+        self.listener.local_addr().expect("a bound listener has a local address")
     }
 
     /// Serves until `shutdown` resolves, then lets in-flight requests finish.
@@ -98,15 +93,10 @@ fn trace_context(headers: &HeaderMap) -> TraceContext {
 
 async fn execute(state: &AppState, headers: &HeaderMap, request: async_graphql::Request) -> GraphQLResponse {
     let trace = trace_context(headers);
-    let span = tracing::info_span!(
-        "graphql",
-        trace_id = trace.trace_id(),
-        operation = request.operation_name
-    );
+    let span =
+        tracing::info_span!("graphql", trace_id = trace.trace_id(), operation = request.operation_name);
     let request = schema::prepare(request, &state.services, trace);
-    tracing::Instrument::instrument(state.schema.execute(request), span)
-        .await
-        .into()
+    tracing::Instrument::instrument(state.schema.execute(request), span).await.into()
 }
 
 async fn graphql_post(
@@ -121,19 +111,11 @@ async fn graphql_post(
 async fn graphql_get(State(state): State<AppState>, headers: HeaderMap, request: GraphQLRequest) -> Response {
     let request = request.into_inner();
     let is_mutation = parse_query(&request.query)
-        .map(|document| {
-            document
-                .operations
-                .iter()
-                .any(|(_, op)| op.node.ty == OperationType::Mutation)
-        })
+        .map(|document| document.operations.iter().any(|(_, op)| op.node.ty == OperationType::Mutation))
         .unwrap_or(false);
     if is_mutation {
         let mut error = ServerError::new("mutations must be sent with POST", None);
-        error
-            .extensions
-            .get_or_insert_with(Default::default)
-            .set("code", ErrorCode::BadUserInput.as_str());
+        error.extensions.get_or_insert_with(Default::default).set("code", ErrorCode::BadUserInput.as_str());
         let body = async_graphql::Response::from_errors(vec![error]);
         return (StatusCode::METHOD_NOT_ALLOWED, Json(body)).into_response();
     }
@@ -141,12 +123,7 @@ async fn graphql_get(State(state): State<AppState>, headers: HeaderMap, request:
 }
 
 async fn playground() -> Html<String> {
-    Html(
-        GraphiQLSource::build()
-            .endpoint("/graphql")
-            .title("Shop GraphQL playground")
-            .finish(),
-    )
+    Html(GraphiQLSource::build().endpoint("/graphql").title("Shop GraphQL playground").finish())
 }
 
 /// Liveness: the process serves HTTP.
@@ -159,12 +136,7 @@ async fn ready(State(state): State<AppState>) -> (StatusCode, Json<serde_json::V
     let checks = state.services.health.iter().map(|(name, service, client)| {
         let mut client = client.clone();
         async move {
-            let status = match client
-                .check(HealthCheckRequest {
-                    service: (*service).to_owned(),
-                })
-                .await
-            {
+            let status = match client.check(HealthCheckRequest { service: (*service).to_owned() }).await {
                 Ok(response) if response.get_ref().status() == ServingStatus::Serving => "serving",
                 Ok(_) => "not_serving",
                 Err(_) => "unreachable",
@@ -178,12 +150,5 @@ async fn ready(State(state): State<AppState>) -> (StatusCode, Json<serde_json::V
         "status": if all_serving { "ok" } else { "degraded" },
         "services": statuses.into_iter().collect::<std::collections::BTreeMap<_, _>>(),
     });
-    (
-        if all_serving {
-            StatusCode::OK
-        } else {
-            StatusCode::SERVICE_UNAVAILABLE
-        },
-        Json(body),
-    )
+    (if all_serving { StatusCode::OK } else { StatusCode::SERVICE_UNAVAILABLE }, Json(body))
 }

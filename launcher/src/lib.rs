@@ -27,11 +27,7 @@ use tokio_util::sync::CancellationToken;
 
 /// The `shop` command line.
 #[derive(Debug, Clone, clap::Parser)]
-#[command(
-    name = "shop",
-    version,
-    about = "Runs the whole shop on this machine, and looks at its events."
-)]
+#[command(name = "shop", version, about = "Runs the whole shop on this machine, and looks at its events.")]
 pub struct Cli {
     #[command(flatten)]
     pub settings: Settings,
@@ -66,6 +62,9 @@ pub struct Settings {
     /// Kafka bootstrap servers; when not given, an embedded Kafka-protocol broker runs in this process.
     #[arg(long, env = "KAFKA_BROKERS")]
     pub kafka_brokers: Option<String>,
+    /// Prepended to the name of every topic and consumer group, so several environments can share one cluster.
+    #[arg(long, env = "KAFKA_TOPIC_PREFIX", default_value = "")]
+    pub kafka_topic_prefix: String,
     /// Where the GraphQL gateway listens.
     #[arg(long, env = "HTTP_LISTEN_ADDR", default_value = "127.0.0.1:8080")]
     pub http_listen_addr: SocketAddr,
@@ -98,8 +97,7 @@ pub struct Settings {
 impl Settings {
     /// The URL of service `name`'s database.
     pub fn database_url(&self, name: &str) -> DatabaseUrl {
-        self.postgres_url
-            .with_database(&format!("{}{name}", self.database_prefix))
+        self.postgres_url.with_database(&format!("{}{name}", self.database_prefix))
     }
 }
 
@@ -155,7 +153,23 @@ impl Shop {
     async fn start_parts(&mut self, settings: &Settings) -> anyhow::Result<()> {
         let url = |addr: SocketAddr| format!("http://{addr}");
         self.start_kafka(settings)?;
-        let kafka = KafkaSettings::new(self.kafka_brokers.clone());
+        let kafka = KafkaSettings {
+            kafka_topic_prefix: settings.kafka_topic_prefix.clone(),
+            ..KafkaSettings::new(self.kafka_brokers.clone())
+        };
+        if self.embedded_kafka.is_none() {
+            // Consumers start before the relay: make sure the topics they subscribe to exist.
+            let relay = shop_relay::config::RelaySettings::default();
+            shop_relay::kafka::ensure_topics(
+                &kafka,
+                &topics::ALL,
+                relay.topic_partitions,
+                relay.topic_replication_factor,
+                relay.create_topics,
+                relay.kafka_startup_timeout(),
+            )
+            .await?;
+        }
 
         let account_settings = shop_account::config::Settings {
             listen_addr: settings.account_listen_addr,
@@ -172,16 +186,8 @@ impl Shop {
             telemetry: settings.telemetry.clone(),
         };
         let (account, catalog) = tokio::try_join!(
-            async {
-                shop_account::startup::Application::build(&account_settings)
-                    .await
-                    .context("account")
-            },
-            async {
-                shop_catalog::startup::Application::build(&catalog_settings)
-                    .await
-                    .context("catalog")
-            },
+            async { shop_account::startup::Application::build(&account_settings).await.context("account") },
+            async { shop_catalog::startup::Application::build(&catalog_settings).await.context("catalog") },
         )?;
         let (account_addr, catalog_addr) = (account.local_addr(), catalog.local_addr());
         let search = format!("{:?}", settings.search.search_backend).to_lowercase();
@@ -190,11 +196,7 @@ impl Shop {
         }
         self.spawn(
             "account",
-            format!(
-                "gRPC {}   database {}",
-                url(account_addr),
-                account_settings.database_url
-            ),
+            format!("gRPC {}   database {}", url(account_addr), account_settings.database_url),
             |stop| account.run_until_stopped(stop),
         );
         self.spawn(
@@ -206,8 +208,7 @@ impl Shop {
             ),
             |stop| catalog.run_until_stopped(stop),
         );
-        self.service_addrs
-            .extend([("account", account_addr), ("catalog", catalog_addr)]);
+        self.service_addrs.extend([("account", account_addr), ("catalog", catalog_addr)]);
 
         let order_settings = shop_order::config::Settings {
             listen_addr: settings.order_listen_addr,
@@ -221,9 +222,7 @@ impl Shop {
             telemetry: settings.telemetry.clone(),
             ..Default::default()
         };
-        let order = shop_order::startup::Application::build(&order_settings)
-            .await
-            .context("order")?;
+        let order = shop_order::startup::Application::build(&order_settings).await.context("order")?;
         if self.embedded_kafka.is_some() {
             reset_consumer_offsets(&order_settings.database_url, &settings.database).await?;
         }
@@ -252,9 +251,7 @@ impl Shop {
             metrics_addr: settings.relay_metrics_addr,
             telemetry: settings.telemetry.clone(),
         };
-        let relay = shop_relay::startup::Application::build(&relay_settings)
-            .await
-            .context("relay")?;
+        let relay = shop_relay::startup::Application::build(&relay_settings).await.context("relay")?;
         self.relay_metrics_addr = relay.metrics_addr();
         self.spawn(
             "relay",
@@ -273,15 +270,12 @@ impl Shop {
             telemetry: settings.telemetry.clone(),
             ..Default::default()
         };
-        let gateway = shop_gateway::startup::Application::build(&gateway_settings)
-            .await
-            .context("gateway")?;
+        let gateway =
+            shop_gateway::startup::Application::build(&gateway_settings).await.context("gateway")?;
         self.gateway_addr = gateway.local_addr();
-        self.spawn(
-            "gateway",
-            format!("GraphQL {}/graphql", url(self.gateway_addr)),
-            |stop| gateway.run_until_stopped(stop),
-        );
+        self.spawn("gateway", format!("GraphQL {}/graphql", url(self.gateway_addr)), |stop| {
+            gateway.run_until_stopped(stop)
+        });
         Ok(())
     }
 
@@ -295,9 +289,7 @@ impl Shop {
             None => {
                 let cluster = MockCluster::new(1).context("Failed to start the embedded Kafka broker")?;
                 for topic in topics::ALL {
-                    cluster
-                        .create_topic(topic.name, 3, 1)
-                        .context("Failed to create a topic")?;
+                    cluster.create_topic(topic.name, 3, 1).context("Failed to create a topic")?;
                 }
                 self.kafka_brokers = cluster.bootstrap_servers();
                 self.embedded_kafka = Some(cluster);

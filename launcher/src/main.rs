@@ -10,21 +10,15 @@ async fn main() -> anyhow::Result<()> {
     match command.unwrap_or(Command::Run) {
         Command::Run => {
             tracing::info!(?settings, "Starting the shop.");
-            println!(
-                "Starting the shop against Postgres at {} …",
-                settings.postgres_url
-            );
+            println!("Starting the shop against Postgres at {} …", settings.postgres_url);
             let shop = Shop::start(&settings).await?;
             println!();
-            println!(
-                "The shop is running. GraphQL playground: http://{}/playground",
-                shop.gateway_addr
-            );
+            println!("The shop is running. GraphQL playground: http://{}/playground", shop.gateway_addr);
             println!("Press Ctrl-C to stop.");
             shop.run_until_stopped(shutdown::signal()).await
         }
-        Command::Tail(args) => tail::tail(&args, &mut std::io::stdout().lock(), shutdown::signal())
-            .await
-            .map(drop),
+        Command::Tail(args) => {
+            tail::tail(&args, &mut std::io::stdout().lock(), shutdown::signal()).await.map(drop)
+        }
     }
 }

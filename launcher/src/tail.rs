@@ -37,20 +37,14 @@ pub async fn tail(
     out: &mut impl Write,
     stop: impl std::future::Future<Output = ()>,
 ) -> anyhow::Result<u64> {
-    let group = args
-        .group
-        .clone()
-        .unwrap_or_else(|| format!("shop-tail-{}", Uuid::now_v7()));
+    let group = args.group.clone().unwrap_or_else(|| format!("shop-tail-{}", Uuid::now_v7()));
     let reset = if args.from_beginning { "earliest" } else { "latest" };
     let consumer: StreamConsumer = args
         .kafka
         .client_config(&[
             ("group.id", &group),
             ("auto.offset.reset", reset),
-            (
-                "enable.auto.commit",
-                if args.group.is_some() { "true" } else { "false" },
-            ),
+            ("enable.auto.commit", if args.group.is_some() { "true" } else { "false" }),
         ])
         .create()
         .context("Failed to create a Kafka consumer")?;
@@ -61,16 +55,8 @@ pub async fn tail(
         // No group: read every partition directly, committing nothing.
         let metadata = consumer.fetch_metadata(Some(&args.topic), Duration::from_secs(10))?;
         let topic = metadata.topics().first().context("No such topic")?;
-        anyhow::ensure!(
-            !topic.partitions().is_empty(),
-            "Topic {} does not exist",
-            args.topic
-        );
-        let start = if args.from_beginning {
-            Offset::Beginning
-        } else {
-            Offset::End
-        };
+        anyhow::ensure!(!topic.partitions().is_empty(), "Topic {} does not exist", args.topic);
+        let start = if args.from_beginning { Offset::Beginning } else { Offset::End };
         let mut assignment = TopicPartitionList::new();
         for partition in topic.partitions() {
             assignment.add_partition_offset(&args.topic, partition.id(), start)?;
@@ -99,12 +85,7 @@ fn to_json(message: &impl Message) -> Value {
         .map(|headers| {
             headers
                 .iter()
-                .map(|h| {
-                    (
-                        h.key,
-                        String::from_utf8_lossy(h.value.unwrap_or_default()).into_owned(),
-                    )
-                })
+                .map(|h| (h.key, String::from_utf8_lossy(h.value.unwrap_or_default()).into_owned()))
                 .collect()
         })
         .unwrap_or_default();

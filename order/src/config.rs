@@ -97,11 +97,7 @@ impl Settings {
     /// Client settings for a dependency at `url`.
     pub fn dependency(&self, url: &str) -> ClientSettings {
         let timeout = Duration::from_millis(self.dependency_timeout_ms);
-        ClientSettings {
-            url: url.to_owned(),
-            connect_timeout: timeout,
-            request_timeout: timeout,
-        }
+        ClientSettings { url: url.to_owned(), connect_timeout: timeout, request_timeout: timeout }
     }
 }
 

@@ -41,10 +41,7 @@ pub struct GrpcDirectory {
 
 impl GrpcDirectory {
     pub fn new(accounts: Channel, catalog: Channel) -> Self {
-        Self {
-            accounts: AccountServiceClient::new(accounts),
-            catalog: CatalogServiceClient::new(catalog),
-        }
+        Self { accounts: AccountServiceClient::new(accounts), catalog: CatalogServiceClient::new(catalog) }
     }
 }
 
@@ -77,10 +74,8 @@ impl Directory for GrpcDirectory {
         ids: &[Uuid],
         trace: &TraceContext,
     ) -> Result<HashMap<Uuid, PricedProduct>, ServiceError> {
-        let request = GetProductsRequest {
-            ids: ids.iter().map(ToString::to_string).collect(),
-            ..Default::default()
-        };
+        let request =
+            GetProductsRequest { ids: ids.iter().map(ToString::to_string).collect(), ..Default::default() };
         let products = self
             .catalog
             .clone()

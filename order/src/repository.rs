@@ -41,10 +41,8 @@ impl OrderRow {
         let status = OrderStatus::parse(&self.status).ok_or_else(|| {
             sqlx::Error::Decode(format!("order {} has status {:?}", self.id, self.status).into())
         })?;
-        let trace = self
-            .traceparent
-            .as_deref()
-            .and_then(|traceparent| TraceContext::parse(traceparent, None).ok());
+        let trace =
+            self.traceparent.as_deref().and_then(|traceparent| TraceContext::parse(traceparent, None).ok());
         let order = Order {
             id: self.id,
             account_id: self.account_id,
@@ -69,18 +67,12 @@ impl TryFrom<LineRow> for OrderLine {
         })?;
         // The table's checks make the three product columns null or set together.
         let product = match (row.product_name, row.product_description, row.unit_price_cents) {
-            (Some(name), Some(description), Some(unit_price_cents)) => Some(PricedProduct {
-                name,
-                description,
-                unit_price_cents,
-            }),
+            (Some(name), Some(description), Some(unit_price_cents)) => {
+                Some(PricedProduct { name, description, unit_price_cents })
+            }
             _ => None,
         };
-        Ok(Self {
-            product_id: row.product_id,
-            quantity,
-            product,
-        })
+        Ok(Self { product_id: row.product_id, quantity, product })
     }
 }
 
@@ -109,21 +101,11 @@ pub async fn insert_order(
     let line_numbers: Vec<i32> = (0..).take(order.lines.len()).collect();
     let product_ids: Vec<Uuid> = order.lines.iter().map(|l| l.product_id).collect();
     let quantities: Vec<i32> = order.lines.iter().map(|l| l.quantity as i32).collect();
-    let names: Vec<Option<&str>> = order
-        .lines
-        .iter()
-        .map(|l| l.product.as_ref().map(|p| &*p.name))
-        .collect();
-    let descriptions: Vec<Option<&str>> = order
-        .lines
-        .iter()
-        .map(|l| l.product.as_ref().map(|p| &*p.description))
-        .collect();
-    let prices: Vec<Option<i64>> = order
-        .lines
-        .iter()
-        .map(|l| l.product.as_ref().map(|p| p.unit_price_cents))
-        .collect();
+    let names: Vec<Option<&str>> = order.lines.iter().map(|l| l.product.as_ref().map(|p| &*p.name)).collect();
+    let descriptions: Vec<Option<&str>> =
+        order.lines.iter().map(|l| l.product.as_ref().map(|p| &*p.description)).collect();
+    let prices: Vec<Option<i64>> =
+        order.lines.iter().map(|l| l.product.as_ref().map(|p| p.unit_price_cents)).collect();
     sqlx::query(
         "INSERT INTO order_lines
              (order_id, line_number, product_id, quantity, product_name, product_description, unit_price_cents)
@@ -143,12 +125,11 @@ pub async fn insert_order(
 
 /// The order with `id`, if there is one.
 pub async fn find_order(connection: &mut PgConnection, id: Uuid) -> Result<Option<Order>, sqlx::Error> {
-    let row: Option<OrderRow> = sqlx::query_as(sqlx::AssertSqlSafe(format!(
-        "SELECT {ORDER_COLUMNS} FROM orders WHERE id = $1"
-    )))
-    .bind(id)
-    .fetch_optional(&mut *connection)
-    .await?;
+    let row: Option<OrderRow> =
+        sqlx::query_as(sqlx::AssertSqlSafe(format!("SELECT {ORDER_COLUMNS} FROM orders WHERE id = $1")))
+            .bind(id)
+            .fetch_optional(&mut *connection)
+            .await?;
     let Some(row) = row else { return Ok(None) };
     let mut orders = with_lines(connection, vec![row]).await?;
     Ok(orders.pop().map(|(order, _)| order))
@@ -165,11 +146,7 @@ pub async fn orders_for_accounts(
     .bind(account_ids)
     .fetch_all(&mut *connection)
     .await?;
-    Ok(with_lines(connection, rows)
-        .await?
-        .into_iter()
-        .map(|(order, _)| order)
-        .collect())
+    Ok(with_lines(connection, rows).await?.into_iter().map(|(order, _)| order).collect())
 }
 
 /// Up to `limit` pending orders after `after` (by id), locked until the transaction ends; orders another
@@ -207,21 +184,11 @@ pub async fn update_order(connection: &mut PgConnection, order: &Order) -> Resul
     .await?;
 
     let line_numbers: Vec<i32> = (0..).take(order.lines.len()).collect();
-    let names: Vec<Option<&str>> = order
-        .lines
-        .iter()
-        .map(|l| l.product.as_ref().map(|p| &*p.name))
-        .collect();
-    let descriptions: Vec<Option<&str>> = order
-        .lines
-        .iter()
-        .map(|l| l.product.as_ref().map(|p| &*p.description))
-        .collect();
-    let prices: Vec<Option<i64>> = order
-        .lines
-        .iter()
-        .map(|l| l.product.as_ref().map(|p| p.unit_price_cents))
-        .collect();
+    let names: Vec<Option<&str>> = order.lines.iter().map(|l| l.product.as_ref().map(|p| &*p.name)).collect();
+    let descriptions: Vec<Option<&str>> =
+        order.lines.iter().map(|l| l.product.as_ref().map(|p| &*p.description)).collect();
+    let prices: Vec<Option<i64>> =
+        order.lines.iter().map(|l| l.product.as_ref().map(|p| p.unit_price_cents)).collect();
     sqlx::query(
         "UPDATE order_lines AS line
          SET product_name = priced.name, product_description = priced.description,

@@ -37,11 +37,7 @@ pub struct OrderService<D> {
 
 impl<D: Directory> OrderService<D> {
     pub fn new(pool: PgPool, directory: D, placement: Placement) -> Self {
-        Self {
-            pool,
-            directory,
-            placement,
-        }
+        Self { pool, directory, placement }
     }
 
     /// Places an order. Synchronous placement validates it against the directory, prices it and stores it
@@ -58,9 +54,7 @@ impl<D: Directory> OrderService<D> {
             Placement::Synchronous => {
                 let account_id = new_order.account_id();
                 if !self.directory.account_exists(account_id, trace).await? {
-                    return Err(ServiceError::NotFound(format!(
-                        "account {account_id} does not exist"
-                    )));
+                    return Err(ServiceError::NotFound(format!("account {account_id} does not exist")));
                 }
                 let catalog = self.directory.products(&new_order.product_ids(), trace).await?;
                 let (mut order, placed) = Order::place(new_order);

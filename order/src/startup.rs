@@ -34,18 +34,12 @@ impl Application {
         let listener = TcpListener::bind(settings.listen_addr)
             .await
             .with_context(|| format!("Failed to listen on {}", settings.listen_addr))?;
-        Ok(Self {
-            listener,
-            pool,
-            settings: settings.clone(),
-        })
+        Ok(Self { listener, pool, settings: settings.clone() })
     }
 
     /// Where the gRPC server listens (useful when the settings asked for port 0).
     pub fn local_addr(&self) -> SocketAddr {
-        self.listener
-            .local_addr()
-            .expect("a bound listener has a local address")
+        self.listener.local_addr().expect("a bound listener has a local address")
     }
 
     /// Serves until `shutdown` resolves, then drains in-flight calls and, in projection mode, stops the consumer
@@ -68,7 +62,7 @@ impl Application {
                 let runner = ProjectionRunner::new(
                     Arc::new(DirectoryProjection::live()),
                     self.pool.clone(),
-                    self.settings.kafka.client_config(consumer::CONSUMER_DEFAULTS),
+                    self.settings.kafka.consumer_source(),
                 )
                 .notify_on_applied(wake.clone());
                 let validator = Validator::new(
@@ -106,8 +100,6 @@ impl Application {
 pub async fn connect(settings: &Settings) -> anyhow::Result<PgPool> {
     let pool =
         postgres::connect_and_migrate(&settings.database_url, &settings.database, &sqlx::migrate!()).await?;
-    consumer::migrate(&pool)
-        .await
-        .context("Failed to migrate the consumer offsets")?;
+    consumer::migrate(&pool).await.context("Failed to migrate the consumer offsets")?;
     Ok(pool)
 }

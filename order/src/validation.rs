@@ -45,13 +45,7 @@ impl<D: Directory> Validator<D> {
         interval: Duration,
         wake: Arc<Notify>,
     ) -> Self {
-        Self {
-            pool,
-            directory,
-            max_wait,
-            interval,
-            wake,
-        }
+        Self { pool, directory, max_wait, interval, wake }
     }
 
     /// Validates until `stop`, waking on `wake` (an order placed, the projection moved) or every interval.
@@ -78,9 +72,7 @@ impl<D: Directory> Validator<D> {
             let Some((last, _)) = pending.last() else { break };
             after = last.id;
             for (mut order, trace) in pending {
-                let trace = trace
-                    .map(|trace| trace.child())
-                    .unwrap_or_else(TraceContext::new_root);
+                let trace = trace.map(|trace| trace.child()).unwrap_or_else(TraceContext::new_root);
                 let Some(event) = self.decide(&mut order, &trace).await? else {
                     continue;
                 };

@@ -17,10 +17,7 @@ pub struct FieldViolation {
 
 impl FieldViolation {
     pub fn new(field: impl Into<String>, description: impl Into<String>) -> Self {
-        Self {
-            field: field.into(),
-            description: description.into(),
-        }
+        Self { field: field.into(), description: description.into() }
     }
 }
 
@@ -71,11 +68,7 @@ impl From<Vec<FieldViolation>> for ServiceError {
 }
 
 fn join(violations: &[FieldViolation]) -> String {
-    violations
-        .iter()
-        .map(ToString::to_string)
-        .collect::<Vec<_>>()
-        .join("; ")
+    violations.iter().map(ToString::to_string).collect::<Vec<_>>().join("; ")
 }
 
 impl fmt::Debug for ServiceError {
@@ -123,9 +116,8 @@ impl From<sqlx::Error> for ServiceError {
     /// A unique violation means a concurrent writer took the same key (usually the next aggregate version): a
     /// conflict the caller can retry. A database that cannot be reached is unavailable. Anything else is a bug.
     fn from(error: sqlx::Error) -> Self {
-        let unique_violation = error
-            .as_database_error()
-            .is_some_and(|e| e.kind() == sqlx::error::ErrorKind::UniqueViolation);
+        let unique_violation =
+            error.as_database_error().is_some_and(|e| e.kind() == sqlx::error::ErrorKind::UniqueViolation);
         if unique_violation {
             return Self::Conflict(
                 "a concurrent change to the same entity won; read it again and retry".into(),

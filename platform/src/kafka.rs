@@ -16,32 +16,20 @@ impl FromStr for KafkaOption {
     type Err = String;
 
     fn from_str(s: &str) -> Result<Self, Self::Err> {
-        let (key, value) = s
-            .split_once('=')
-            .ok_or_else(|| format!("expected key=value, got {s:?}"))?;
+        let (key, value) = s.split_once('=').ok_or_else(|| format!("expected key=value, got {s:?}"))?;
         let key = key.trim();
         if key.is_empty() {
             return Err(format!("empty key in {s:?}"));
         }
-        Ok(Self {
-            key: key.to_owned(),
-            value: value.trim().to_owned(),
-        })
+        Ok(Self { key: key.to_owned(), value: value.trim().to_owned() })
     }
 }
 
 impl fmt::Debug for KafkaOption {
     // Credentials (sasl.password, ssl.key.password, …) never reach a log line.
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let secret = ["password", "secret", "token"]
-            .iter()
-            .any(|word| self.key.contains(word));
-        write!(
-            f,
-            "{}={}",
-            self.key,
-            if secret { "********" } else { &self.value }
-        )
+        let secret = ["password", "secret", "token"].iter().any(|word| self.key.contains(word));
+        write!(f, "{}={}", self.key, if secret { "********" } else { &self.value })
     }
 }
 
@@ -58,6 +46,10 @@ pub struct KafkaSettings {
     /// `security.protocol=SASL_SSL,compression.type=lz4`); comma-separated `key=value`.
     #[arg(long = "kafka-option", env = "KAFKA_OPTIONS", value_delimiter = ',')]
     pub kafka_options: Vec<KafkaOption>,
+    /// Prepended to the name of every topic and consumer group, so several environments can share one cluster
+    /// (for example `staging.`).
+    #[arg(long, env = "KAFKA_TOPIC_PREFIX", default_value = "")]
+    pub kafka_topic_prefix: String,
 }
 
 impl Default for KafkaSettings {
@@ -69,10 +61,18 @@ impl Default for KafkaSettings {
 impl KafkaSettings {
     /// Settings for the brokers at `brokers`, with no overrides.
     pub fn new(brokers: impl Into<String>) -> Self {
-        Self {
-            kafka_brokers: brokers.into(),
-            kafka_options: Vec::new(),
-        }
+        Self { kafka_brokers: brokers.into(), kafka_options: Vec::new(), kafka_topic_prefix: String::new() }
+    }
+
+    /// The name of `topic` on the cluster (with the prefix).
+    pub fn topic(&self, topic: &str) -> String {
+        format!("{}{topic}", self.kafka_topic_prefix)
+    }
+
+    /// Where projection consumers read from.
+    pub fn consumer_source(&self) -> shop_events::consumer::Source {
+        shop_events::consumer::Source::new(self.client_config(shop_events::consumer::CONSUMER_DEFAULTS))
+            .with_topic_prefix(&self.kafka_topic_prefix)
     }
 
     /// The client configuration: bootstrap servers, then `defaults` (what this kind of client needs), then the
@@ -127,6 +127,7 @@ mod tests {
         let settings = KafkaSettings {
             kafka_brokers: "kafka:9092".into(),
             kafka_options: vec!["linger.ms=20".parse().unwrap()],
+            kafka_topic_prefix: String::new(),
         };
 
         let config = settings.client_config(&[("linger.ms", "5"), ("acks", "all")]);
@@ -140,10 +141,7 @@ mod tests {
     fn options_parse_as_key_value_and_hide_secrets() {
         let option: KafkaOption = " sasl.password = hunter2 ".parse().unwrap();
 
-        assert_eq!(
-            (option.key.as_str(), option.value.as_str()),
-            ("sasl.password", "hunter2")
-        );
+        assert_eq!((option.key.as_str(), option.value.as_str()), ("sasl.password", "hunter2"));
         assert_eq!(format!("{option:?}"), "sasl.password=********");
         assert!("no-equals-sign".parse::<KafkaOption>().is_err());
     }

@@ -23,17 +23,11 @@ impl Page {
         let take = match take {
             0 => Self::DEFAULT_TAKE,
             take if take > Self::MAX_TAKE => {
-                return Err(FieldViolation::new(
-                    "take",
-                    format!("must be at most {}", Self::MAX_TAKE),
-                ));
+                return Err(FieldViolation::new("take", format!("must be at most {}", Self::MAX_TAKE)));
             }
             take => take,
         };
-        Ok(Self {
-            skip,
-            take: take.into(),
-        })
+        Ok(Self { skip, take: take.into() })
     }
 }
 

@@ -39,10 +39,7 @@ impl FromStr for DatabaseUrl {
     fn from_str(s: &str) -> Result<Self, Self::Err> {
         let url = url::Url::parse(s).map_err(|e| format!("not a URL: {e}"))?;
         if !matches!(url.scheme(), "postgres" | "postgresql") {
-            return Err(format!(
-                "expected a postgres:// URL, got a {}:// one",
-                url.scheme()
-            ));
+            return Err(format!("expected a postgres:// URL, got a {}:// one", url.scheme()));
         }
         Ok(Self(url))
     }
@@ -138,13 +135,8 @@ pub async fn connect_and_migrate(
     migrations: &sqlx::migrate::Migrator,
 ) -> anyhow::Result<PgPool> {
     let pool = connect(url, settings).await?;
-    shop_events::outbox::migrate(&pool)
-        .await
-        .context("Failed to migrate the outbox")?;
-    migrations
-        .run(&pool)
-        .await
-        .context("Failed to migrate the service's tables")?;
+    shop_events::outbox::migrate(&pool).await.context("Failed to migrate the outbox")?;
+    migrations.run(&pool).await.context("Failed to migrate the service's tables")?;
     Ok(pool)
 }
 
@@ -165,10 +157,7 @@ fn is_transient(error: &sqlx::Error) -> bool {
 /// Creates the database `options` names, through the server's `postgres` maintenance database. Another process
 /// creating it at the same moment is fine.
 async fn create_database(options: &PgConnectOptions) -> anyhow::Result<()> {
-    let name = options
-        .get_database()
-        .context("The database URL names no database")?
-        .to_owned();
+    let name = options.get_database().context("The database URL names no database")?.to_owned();
     let mut admin = PgConnection::connect_with(&options.clone().database("postgres"))
         .await
         .context("Failed to connect to the `postgres` maintenance database to create the service database")?;
@@ -191,10 +180,7 @@ mod tests {
         let url: DatabaseUrl = "postgres://shop:s3cret@db:5432/shop_account".parse().unwrap();
 
         assert_eq!(url.to_string(), "postgres://shop:********@db:5432/shop_account");
-        assert_eq!(
-            format!("{url:?}"),
-            "\"postgres://shop:********@db:5432/shop_account\""
-        );
+        assert_eq!(format!("{url:?}"), "\"postgres://shop:********@db:5432/shop_account\"");
         assert_eq!(url.expose(), "postgres://shop:s3cret@db:5432/shop_account");
         assert_eq!(url.database_name(), Some("shop_account"));
     }
@@ -210,9 +196,6 @@ mod tests {
     fn with_database_swaps_only_the_database() {
         let url: DatabaseUrl = "postgres://postgres@127.0.0.1:5432/a".parse().unwrap();
 
-        assert_eq!(
-            url.with_database("b").expose(),
-            "postgres://postgres@127.0.0.1:5432/b"
-        );
+        assert_eq!(url.with_database("b").expose(), "postgres://postgres@127.0.0.1:5432/b");
     }
 }

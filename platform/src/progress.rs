@@ -34,12 +34,7 @@ impl Progress {
             bar
         });
         let started = Instant::now();
-        Self {
-            label,
-            bar,
-            started,
-            last_line: started,
-        }
+        Self { label, bar, started, last_line: started }
     }
 
     /// `done` of `total` events so far.

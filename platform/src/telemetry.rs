@@ -24,10 +24,7 @@ pub struct TelemetrySettings {
 
 impl Default for TelemetrySettings {
     fn default() -> Self {
-        Self {
-            log_format: LogFormat::Text,
-            log_filter: "info".to_owned(),
-        }
+        Self { log_format: LogFormat::Text, log_filter: "info".to_owned() }
     }
 }
 
@@ -35,10 +32,7 @@ impl Default for TelemetrySettings {
 /// whose output is data (`shop tail`) keep stdout clean.
 pub fn init(settings: &TelemetrySettings) {
     let filter = EnvFilter::try_new(&settings.log_filter).unwrap_or_else(|error| {
-        eprintln!(
-            "Ignoring the invalid log filter {:?} ({error}); using `info`.",
-            settings.log_filter
-        );
+        eprintln!("Ignoring the invalid log filter {:?} ({error}); using `info`.", settings.log_filter);
         EnvFilter::new("info")
     });
     match settings.log_format {

@@ -10,11 +10,7 @@ use shop_platform::{
 
 /// Everything the relay can be told at start. `relay --help` lists it all.
 #[derive(Debug, Clone, clap::Parser)]
-#[command(
-    name = "relay",
-    version,
-    about = "Forwards the shop's transactional outboxes to Kafka."
-)]
+#[command(name = "relay", version, about = "Forwards the shop's transactional outboxes to Kafka.")]
 pub struct Settings {
     /// The databases whose outboxes to forward, comma-separated; one relay serves any number of them.
     #[arg(

@@ -40,27 +40,16 @@ const PRODUCER_DEFAULTS: &[(&str, &str)] = &[
 
 /// A producer with the relay's guarantees.
 pub fn create_producer(kafka: &KafkaSettings) -> Result<Producer, KafkaError> {
-    kafka
-        .client_config(PRODUCER_DEFAULTS)
-        .create_with_context(TracingContext)
+    kafka.client_config(PRODUCER_DEFAULTS).create_with_context(TracingContext)
 }
 
-/// The record for `row`: key = aggregate id, value = payload JSON, CloudEvents binary-mode headers.
-pub fn record<'a>(row: &'a OutboxRow, key: &'a str) -> FutureRecord<'a, str, str> {
-    let headers = row
-        .metadata()
-        .headers()
-        .into_iter()
-        .fold(OwnedHeaders::new(), |headers, (name, value)| {
-            headers.insert(Header {
-                key: name,
-                value: Some(&value),
-            })
-        });
-    FutureRecord::to(&row.topic)
-        .key(key)
-        .payload(row.payload.as_str())
-        .headers(headers)
+/// The record for `row` on `topic` (its topic as named on the cluster): key = aggregate id, value = payload JSON,
+/// CloudEvents binary-mode headers.
+pub fn record<'a>(row: &'a OutboxRow, topic: &'a str, key: &'a str) -> FutureRecord<'a, str, str> {
+    let headers = row.metadata().headers().into_iter().fold(OwnedHeaders::new(), |headers, (name, value)| {
+        headers.insert(Header { key: name, value: Some(&value) })
+    });
+    FutureRecord::to(topic).key(key).payload(row.payload.as_str()).headers(headers)
 }
 
 /// What a failed send means for the row.
@@ -149,24 +138,25 @@ pub async fn ensure_topics(
     let admin: AdminClient<DefaultClientContext> =
         config.create().context("Failed to create a Kafka admin client")?;
     let existing = list_topics(kafka, startup_timeout).await?;
-    let missing: Vec<&TopicSpec> = specs
+    // The topics as named on the cluster (with the environment's prefix), with their specs.
+    let missing: Vec<(String, &TopicSpec)> = specs
         .iter()
-        .filter(|spec| !existing.iter().any(|t| t == spec.name))
+        .map(|spec| (kafka.topic(spec.name), spec))
+        .filter(|(name, _)| !existing.contains(name))
         .collect();
     if missing.is_empty() {
         return Ok(());
     }
-    let how_to_create = |spec: &TopicSpec| {
+    let how_to_create = |name: &str, spec: &TopicSpec| {
         format!(
-            "kafka-topics.sh --bootstrap-server {} --create --topic {} --partitions {partitions} \
+            "kafka-topics.sh --bootstrap-server {} --create --topic {name} --partitions {partitions} \
              --replication-factor {replication_factor} --config cleanup.policy={}",
             kafka.kafka_brokers,
-            spec.name,
             spec.cleanup_policy()
         )
     };
     if !create {
-        let commands: Vec<String> = missing.iter().map(|spec| how_to_create(spec)).collect();
+        let commands: Vec<String> = missing.iter().map(|(name, spec)| how_to_create(name, spec)).collect();
         anyhow::bail!(
             "Missing Kafka topics and RELAY_CREATE_TOPICS is off; create them with:\n  {}",
             commands.join("\n  ")
@@ -175,28 +165,23 @@ pub async fn ensure_topics(
 
     let new_topics: Vec<NewTopic<'_>> = missing
         .iter()
-        .map(|spec| {
-            NewTopic::new(spec.name, partitions, TopicReplication::Fixed(replication_factor))
+        .map(|(name, spec)| {
+            NewTopic::new(name, partitions, TopicReplication::Fixed(replication_factor))
                 .set("cleanup.policy", spec.cleanup_policy())
         })
         .collect();
     let options = AdminOptions::new().operation_timeout(Some(Duration::from_secs(30)));
-    let results = admin
-        .create_topics(&new_topics, &options)
-        .await
-        .context("Failed to create Kafka topics")?;
-    for (result, spec) in results.into_iter().zip(&missing) {
+    let results =
+        admin.create_topics(&new_topics, &options).await.context("Failed to create Kafka topics")?;
+    for (result, (name, spec)) in results.into_iter().zip(&missing) {
         match result {
-            Ok(topic) => tracing::info!(
-                topic,
-                cleanup_policy = spec.cleanup_policy(),
-                partitions,
-                "Created a topic."
-            ),
+            Ok(topic) => {
+                tracing::info!(topic, cleanup_policy = spec.cleanup_policy(), partitions, "Created a topic.")
+            }
             Err((_, RDKafkaErrorCode::TopicAlreadyExists)) => {}
             Err((topic, code)) => anyhow::bail!(
                 "Failed to create topic {topic} ({code}); create it yourself with:\n  {}",
-                how_to_create(spec)
+                how_to_create(name, spec)
             ),
         }
     }
@@ -215,22 +200,10 @@ mod tests {
     fn refusals_fatal_errors_and_transient_errors_are_told_apart() {
         let production = |code| KafkaError::MessageProduction(code);
 
-        assert_eq!(
-            classify(&production(RDKafkaErrorCode::QueueFull)),
-            Failure::QueueFull
-        );
-        assert!(matches!(
-            classify(&production(RDKafkaErrorCode::MessageSizeTooLarge)),
-            Failure::Refused(_)
-        ));
-        assert!(matches!(
-            classify(&production(RDKafkaErrorCode::GaplessGuarantee)),
-            Failure::Fatal(_)
-        ));
-        assert!(matches!(
-            classify(&production(RDKafkaErrorCode::AllBrokersDown)),
-            Failure::Transient(_)
-        ));
+        assert_eq!(classify(&production(RDKafkaErrorCode::QueueFull)), Failure::QueueFull);
+        assert!(matches!(classify(&production(RDKafkaErrorCode::MessageSizeTooLarge)), Failure::Refused(_)));
+        assert!(matches!(classify(&production(RDKafkaErrorCode::GaplessGuarantee)), Failure::Fatal(_)));
+        assert!(matches!(classify(&production(RDKafkaErrorCode::AllBrokersDown)), Failure::Transient(_)));
         assert!(matches!(
             classify(&production(RDKafkaErrorCode::TopicAuthorizationFailed)),
             Failure::Transient(_)
@@ -254,7 +227,7 @@ mod tests {
         };
         let key = row.aggregate_id.to_string();
 
-        let record = record(&row, &key);
+        let record = record(&row, &row.topic, &key);
 
         assert_eq!(record.topic, "shop.orders.v1");
         assert_eq!(record.key, Some(key.as_str()));
@@ -276,12 +249,7 @@ mod tests {
                 "traceparent"
             ]
         );
-        let version = headers
-            .iter()
-            .find(|h| h.key == "ce_aggregateversion")
-            .unwrap()
-            .value
-            .unwrap();
+        let version = headers.iter().find(|h| h.key == "ce_aggregateversion").unwrap().value.unwrap();
         assert_eq!(version, b"2");
     }
 }

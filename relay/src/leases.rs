@@ -52,13 +52,7 @@ pub struct Leases {
 
 impl Leases {
     pub fn new(pool: PgPool, outbox: String, instance_id: Uuid, ttl: Duration) -> Self {
-        Self {
-            pool,
-            outbox,
-            instance_id,
-            ttl,
-            assignment: watch::Sender::new(Assignment::default()),
-        }
+        Self { pool, outbox, instance_id, ttl, assignment: watch::Sender::new(Assignment::default()) }
     }
 
     /// The current assignment, updated on every renewal.
@@ -98,14 +92,8 @@ impl Leases {
         .bind(ttl_secs)
         .fetch_all(&mut *transaction)
         .await?;
-        let lost: Vec<i16> = self
-            .assignment
-            .borrow()
-            .shards
-            .iter()
-            .filter(|shard| !held.contains(shard))
-            .copied()
-            .collect();
+        let lost: Vec<i16> =
+            self.assignment.borrow().shards.iter().filter(|shard| !held.contains(shard)).copied().collect();
         if !lost.is_empty() {
             tracing::warn!(outbox = %self.outbox, shards = ?lost, "Lost shards whose leases expired before renewal.");
         }
@@ -157,10 +145,7 @@ impl Leases {
 
         held.sort_unstable();
         // Stop reading a fifth of the lease time early, so the leases cannot lapse while a read is under way.
-        let assignment = Assignment {
-            shards: held,
-            valid_until: Some(started + self.ttl - self.ttl / 5),
-        };
+        let assignment = Assignment { shards: held, valid_until: Some(started + self.ttl - self.ttl / 5) };
         self.assignment.send_replace(assignment.clone());
         Ok(assignment)
     }
@@ -213,14 +198,10 @@ mod tests {
 
     #[test]
     fn an_assignment_is_usable_only_until_it_expires() {
-        let fresh = Assignment {
-            shards: vec![1, 2],
-            valid_until: Some(Instant::now() + Duration::from_secs(60)),
-        };
-        let stale = Assignment {
-            shards: vec![1, 2],
-            valid_until: Some(Instant::now() - Duration::from_millis(1)),
-        };
+        let fresh =
+            Assignment { shards: vec![1, 2], valid_until: Some(Instant::now() + Duration::from_secs(60)) };
+        let stale =
+            Assignment { shards: vec![1, 2], valid_until: Some(Instant::now() - Duration::from_millis(1)) };
 
         assert_eq!(fresh.usable_shards(), [1, 2]);
         assert!(stale.usable_shards().is_empty());

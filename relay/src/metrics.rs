@@ -50,11 +50,7 @@ impl Metrics {
             publish_latency: Family::new_with_constructor(latency_histogram),
         };
         let relay = registry.sub_registry_with_prefix("shop_relay");
-        relay.register(
-            "published_events",
-            "Events Kafka acknowledged",
-            metrics.published.clone(),
-        );
+        relay.register("published_events", "Events Kafka acknowledged", metrics.published.clone());
         relay.register(
             "parked_events",
             "Events Kafka refused for good; their aggregate is parked",
@@ -66,11 +62,7 @@ impl Metrics {
             metrics.failed_deliveries.clone(),
         );
         relay.register("batches", "Batches published", metrics.batches.clone());
-        relay.register(
-            "backlog_events",
-            "Unpublished outbox rows",
-            metrics.backlog.clone(),
-        );
+        relay.register("backlog_events", "Unpublished outbox rows", metrics.backlog.clone());
         relay.register(
             "oldest_unpublished_age_seconds",
             "Age of the oldest unpublished outbox row",
@@ -81,11 +73,7 @@ impl Metrics {
             "Aggregates waiting for an operator",
             metrics.parked_aggregates.clone(),
         );
-        relay.register(
-            "owned_shards",
-            "Shards this instance holds",
-            metrics.owned_shards.clone(),
-        );
+        relay.register("owned_shards", "Shards this instance holds", metrics.owned_shards.clone());
         relay.register(
             "publish_latency_seconds",
             "From the event's occurrence (just before its transaction commits) to Kafka's acknowledgement",
@@ -96,9 +84,7 @@ impl Metrics {
 
     /// The metrics of one outbox.
     pub fn outbox(&self, outbox: &str) -> OutboxMetrics {
-        let label = OutboxLabel {
-            outbox: outbox.to_owned(),
-        };
+        let label = OutboxLabel { outbox: outbox.to_owned() };
         OutboxMetrics {
             published: self.published.get_or_create(&label).clone(),
             parked_events: self.parked_events.get_or_create(&label).clone(),

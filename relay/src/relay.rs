@@ -30,12 +30,7 @@ const SLOW_BATCH_WARNING: Duration = Duration::from_secs(10);
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum BatchOutcome {
     /// Rows were sent. `full` means the batch was as large as allowed: there is probably more.
-    Published {
-        delivered: usize,
-        parked: usize,
-        retry: usize,
-        full: bool,
-    },
+    Published { delivered: usize, parked: usize, retry: usize, full: bool },
     /// Nothing to publish in the shards held.
     Idle,
     /// This instance holds no usable shard (yet, or any more).
@@ -58,9 +53,7 @@ pub struct OutboxRelay {
 
 impl std::fmt::Debug for OutboxRelay {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("OutboxRelay")
-            .field("outbox", &self.outbox)
-            .finish_non_exhaustive()
+        f.debug_struct("OutboxRelay").field("outbox", &self.outbox).finish_non_exhaustive()
     }
 }
 
@@ -82,16 +75,7 @@ impl OutboxRelay {
         metrics: OutboxMetrics,
     ) -> anyhow::Result<Self> {
         let producer = kafka::create_producer(&kafka)?;
-        Ok(Self {
-            outbox,
-            pool,
-            kafka,
-            producer,
-            settings,
-            assignment,
-            wake,
-            metrics,
-        })
+        Ok(Self { outbox, pool, kafka, producer, settings, assignment, wake, metrics })
     }
 
     /// Publishes until `stop`; the batch in flight then gets the shutdown grace period to be acknowledged.
@@ -99,9 +83,7 @@ impl OutboxRelay {
         let mut pause = Duration::ZERO;
         while !stop.is_cancelled() {
             match self.publish_batch(&stop).await {
-                Ok(BatchOutcome::Published {
-                    full: true, retry: 0, ..
-                }) => pause = Duration::ZERO,
+                Ok(BatchOutcome::Published { full: true, retry: 0, .. }) => pause = Duration::ZERO,
                 Ok(
                     BatchOutcome::Published { retry: 0, .. } | BatchOutcome::Idle | BatchOutcome::NoShards,
                 ) => {
@@ -235,6 +217,7 @@ impl OutboxRelay {
     /// that will be sent again. Returns what is in flight, what is parked, and how many rows were not sent.
     async fn send(&self, rows: &[OutboxRow]) -> (FuturesUnordered<IndexedDelivery>, Vec<Parked>, usize) {
         let keys: Vec<String> = rows.iter().map(|row| row.aggregate_id.to_string()).collect();
+        let topics: Vec<String> = rows.iter().map(|row| self.kafka.topic(&row.topic)).collect();
         let in_flight = FuturesUnordered::new();
         let mut parked = Vec::new();
         let mut blocked = HashSet::new();
@@ -242,7 +225,7 @@ impl OutboxRelay {
             if blocked.contains(&row.aggregate_id) {
                 continue;
             }
-            let mut record = kafka::record(row, &keys[index]);
+            let mut record = kafka::record(row, &topics[index], &keys[index]);
             loop {
                 match self.producer.send_result(record) {
                     Ok(delivery) => {
@@ -328,19 +311,12 @@ impl std::future::Future for IndexedDelivery {
         cx: &mut std::task::Context<'_>,
     ) -> std::task::Poll<Self::Output> {
         let index = self.index;
-        std::pin::Pin::new(&mut self.delivery)
-            .poll(cx)
-            .map(|result| (index, result))
+        std::pin::Pin::new(&mut self.delivery).poll(cx).map(|result| (index, result))
     }
 }
 
 fn parked_row(row: &OutboxRow, reason: String) -> Parked {
-    Parked {
-        aggregate_id: row.aggregate_id,
-        position: row.position,
-        event_id: row.event_id,
-        reason,
-    }
+    Parked { aggregate_id: row.aggregate_id, position: row.position, event_id: row.event_id, reason }
 }
 
 /// Exponential backoff from 100 ms to 10 s.
@@ -368,9 +344,6 @@ mod tests {
             seen.push(pause.as_millis());
         }
 
-        assert_eq!(
-            seen,
-            [100, 200, 400, 800, 1_600, 3_200, 6_400, 10_000, 10_000, 10_000]
-        );
+        assert_eq!(seen, [100, 200, 400, 800, 1_600, 3_200, 6_400, 10_000, 10_000, 10_000]);
     }
 }

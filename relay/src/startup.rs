@@ -28,10 +28,7 @@ impl Application {
     /// Connects to every outbox database (retrying while unreachable), brings its outbox schema up to date, makes
     /// sure the topics exist, takes a first share of the shards and binds the metrics listener.
     pub async fn build(settings: &Settings) -> anyhow::Result<Self> {
-        anyhow::ensure!(
-            !settings.database_urls.is_empty(),
-            "No outbox database given (RELAY_DATABASE_URLS)"
-        );
+        anyhow::ensure!(!settings.database_urls.is_empty(), "No outbox database given (RELAY_DATABASE_URLS)");
         let instance_id = Uuid::now_v7();
         let mut registry = Registry::default();
         let metrics = Metrics::register(&mut registry);
@@ -50,19 +47,9 @@ impl Application {
         for url in &settings.database_urls {
             let name = url.database_name().unwrap_or("postgres").to_owned();
             let pool = postgres::connect(url, &settings.database).await?;
-            outbox::migrate(&pool)
-                .await
-                .with_context(|| format!("Failed to migrate the outbox of {url}"))?;
-            let leases = Leases::new(
-                pool.clone(),
-                name.clone(),
-                instance_id,
-                settings.relay.lease_ttl(),
-            );
-            leases
-                .refresh()
-                .await
-                .with_context(|| format!("Failed to take shard leases on {url}"))?;
+            outbox::migrate(&pool).await.with_context(|| format!("Failed to migrate the outbox of {url}"))?;
+            let leases = Leases::new(pool.clone(), name.clone(), instance_id, settings.relay.lease_ttl());
+            leases.refresh().await.with_context(|| format!("Failed to take shard leases on {url}"))?;
             let wake = Arc::new(Notify::new());
             let outbox_metrics = metrics.outbox(&name);
             let relay = OutboxRelay::new(
@@ -88,19 +75,12 @@ impl Application {
         let metrics_listener = TcpListener::bind(settings.metrics_addr)
             .await
             .with_context(|| format!("Failed to listen on {}", settings.metrics_addr))?;
-        Ok(Self {
-            instance_id,
-            workers,
-            metrics_listener,
-            registry: Arc::new(registry),
-        })
+        Ok(Self { instance_id, workers, metrics_listener, registry: Arc::new(registry) })
     }
 
     /// Where `/metrics` is served.
     pub fn metrics_addr(&self) -> SocketAddr {
-        self.metrics_listener
-            .local_addr()
-            .expect("a bound listener has a local address")
+        self.metrics_listener.local_addr().expect("a bound listener has a local address")
     }
 
     /// This process's id in the lease tables.
@@ -136,10 +116,7 @@ impl Application {
         while let Some(result) = workers.join_next().await {
             result.context("An outbox worker panicked")?;
         }
-        server
-            .await
-            .context("The metrics server panicked")?
-            .context("The metrics server failed")?;
+        server.await.context("The metrics server panicked")?.context("The metrics server failed")?;
         tracing::info!("The relay stopped.");
         Ok(())
     }
@@ -148,14 +125,10 @@ impl Application {
 async fn metrics(registry: Arc<Registry>) -> impl IntoResponse {
     let mut body = String::new();
     match prometheus_client::encoding::text::encode(&mut body, &registry) {
-        Ok(()) => (
-            [(
-                header::CONTENT_TYPE,
-                "application/openmetrics-text; version=1.0.0; charset=utf-8",
-            )],
-            body,
-        )
-            .into_response(),
+        Ok(()) => {
+            ([(header::CONTENT_TYPE, "application/openmetrics-text; version=1.0.0; charset=utf-8")], body)
+                .into_response()
+        }
         Err(error) => {
             tracing::error!(error.message = %error, "Failed to encode the metrics.");
             axum::http::StatusCode::INTERNAL_SERVER_ERROR.into_response()

@@ -86,10 +86,7 @@ pub async fn record_batch(
         } else {
             "DELETE FROM outbox WHERE position = ANY($1)"
         };
-        sqlx::query(statement)
-            .bind(published)
-            .execute(&mut *transaction)
-            .await?;
+        sqlx::query(statement).bind(published).execute(&mut *transaction).await?;
     }
     for parked in parked {
         sqlx::query(
@@ -161,11 +158,6 @@ pub async fn parked(pool: &PgPool) -> Result<Vec<Parked>, sqlx::Error> {
     .await?;
     Ok(rows
         .into_iter()
-        .map(|(aggregate_id, position, event_id, reason)| Parked {
-            aggregate_id,
-            position,
-            event_id,
-            reason,
-        })
+        .map(|(aggregate_id, position, event_id, reason)| Parked { aggregate_id, position, event_id, reason })
         .collect())
 }

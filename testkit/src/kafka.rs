@@ -20,6 +20,9 @@ const SHOP_TOPICS: [&str; 3] = ["shop.accounts.v1", "shop.products.v1", "shop.or
 /// A broker for one test.
 pub struct TestBroker {
     pub bootstrap: String,
+    /// Prefixes the shop's topic and group names: empty on the test's own embedded broker, unique per test on a
+    /// shared external one (pass it on as `KAFKA_TOPIC_PREFIX`).
+    pub topic_prefix: String,
     mock: Option<MockCluster<'static, DefaultProducerContext>>,
 }
 
@@ -33,34 +36,41 @@ impl std::fmt::Debug for TestBroker {
 }
 
 impl TestBroker {
-    /// The broker at `KAFKA_BROKERS`, or a new embedded mock cluster with the shop's topics created (the mock
-    /// cluster does not implement CreateTopics).
+    /// The broker at `KAFKA_BROKERS` (with the shop's topics under a prefix of this test's own), or a new
+    /// embedded mock cluster with the shop's topics (the mock cluster does not implement CreateTopics).
     pub async fn start() -> Self {
         crate::init_test_logging();
         match std::env::var("KAFKA_BROKERS") {
-            Ok(bootstrap) if !bootstrap.is_empty() => Self {
-                bootstrap,
-                mock: None,
-            },
+            Ok(bootstrap) if !bootstrap.is_empty() => {
+                let topic_prefix = format!("test-{}.", Uuid::now_v7().simple());
+                let broker = Self { bootstrap, topic_prefix, mock: None };
+                let admin: AdminClient<DefaultClientContext> = broker.client_config().create().unwrap();
+                let topics: Vec<String> = SHOP_TOPICS.iter().map(|topic| broker.topic(topic)).collect();
+                let new: Vec<NewTopic<'_>> =
+                    topics.iter().map(|topic| NewTopic::new(topic, 3, TopicReplication::Fixed(1))).collect();
+                for result in admin.create_topics(&new, &AdminOptions::new()).await.unwrap() {
+                    result.expect("Failed to create the shop's topics");
+                }
+                broker
+            }
             _ => {
                 let mock = MockCluster::new(1).expect("Failed to start the embedded Kafka mock cluster");
                 for topic in SHOP_TOPICS {
                     mock.create_topic(topic, 3, 1).unwrap();
                 }
-                Self {
-                    bootstrap: mock.bootstrap_servers(),
-                    mock: Some(mock),
-                }
+                Self { bootstrap: mock.bootstrap_servers(), topic_prefix: String::new(), mock: Some(mock) }
             }
         }
     }
 
+    /// The name on this broker of the shop's topic `topic`.
+    pub fn topic(&self, topic: &str) -> String {
+        format!("{}{topic}", self.topic_prefix)
+    }
+
     /// A broker someone else runs (another process's embedded broker, say).
-    pub fn at(bootstrap: impl Into<String>) -> Self {
-        Self {
-            bootstrap: bootstrap.into(),
-            mock: None,
-        }
+    pub fn at(bootstrap: impl Into<String>, topic_prefix: impl Into<String>) -> Self {
+        Self { bootstrap: bootstrap.into(), topic_prefix: topic_prefix.into(), mock: None }
     }
 
     /// The embedded cluster, for tests that take the broker down; `None` against an external broker.
@@ -94,17 +104,11 @@ impl TestBroker {
     /// Produces one record and waits for its acknowledgement.
     pub async fn produce(&self, topic: &str, key: &str, headers: &[(&str, String)], payload: &[u8]) {
         let producer: FutureProducer = self.client_config().create().unwrap();
-        let headers = headers.iter().fold(OwnedHeaders::new(), |h, (name, value)| {
-            h.insert(Header {
-                key: name,
-                value: Some(value),
-            })
-        });
+        let headers = headers
+            .iter()
+            .fold(OwnedHeaders::new(), |h, (name, value)| h.insert(Header { key: name, value: Some(value) }));
         producer
-            .send(
-                FutureRecord::to(topic).key(key).payload(payload).headers(headers),
-                Duration::from_secs(10),
-            )
+            .send(FutureRecord::to(topic).key(key).payload(payload).headers(headers), Duration::from_secs(10))
             .await
             .map_err(|(error, _)| error)
             .expect("Failed to produce a test record");
@@ -113,8 +117,7 @@ impl TestBroker {
     /// Reads `topic` from the beginning (every partition, no consumer group) until `expected` records arrived or
     /// `timeout` passed. Records of one key share a partition, so each key's records come in stored order.
     pub async fn read_topic(&self, topic: &str, expected: usize, timeout: Duration) -> Vec<ReadRecord> {
-        self.read_until(topic, timeout, move |records| records.len() >= expected)
-            .await
+        self.read_until(topic, timeout, move |records| records.len() >= expected).await
     }
 
     /// Reads `topic` from the beginning until `done` says so or `timeout` passed.
@@ -134,14 +137,10 @@ impl TestBroker {
                 .set("fetch.wait.max.ms", "10")
                 .create()
                 .unwrap();
-            let metadata = consumer
-                .fetch_metadata(Some(&topic), Duration::from_secs(10))
-                .unwrap();
+            let metadata = consumer.fetch_metadata(Some(&topic), Duration::from_secs(10)).unwrap();
             let mut assignment = TopicPartitionList::new();
             for partition in metadata.topics()[0].partitions() {
-                assignment
-                    .add_partition_offset(&topic, partition.id(), Offset::Beginning)
-                    .unwrap();
+                assignment.add_partition_offset(&topic, partition.id(), Offset::Beginning).unwrap();
             }
             consumer.assign(&assignment).unwrap();
 
@@ -200,8 +199,6 @@ impl ReadRecord {
 
     /// The `ce_aggregateversion` header.
     pub fn version(&self) -> i64 {
-        self.headers["ce_aggregateversion"]
-            .parse()
-            .expect("a numeric aggregate version")
+        self.headers["ce_aggregateversion"].parse().expect("a numeric aggregate version")
     }
 }

@@ -59,15 +59,8 @@ impl TestDatabase {
     /// A database someone else creates (a service at start), dropped with this value all the same.
     pub fn adopt(name: &str) -> Self {
         let url = format!("{}/{name}", postgres_server_url());
-        let pool = PgPoolOptions::new()
-            .max_connections(4)
-            .connect_lazy(&url)
-            .expect("a valid database URL");
-        Self {
-            name: name.to_owned(),
-            url,
-            pool,
-        }
+        let pool = PgPoolOptions::new().max_connections(4).connect_lazy(&url).expect("a valid database URL");
+        Self { name: name.to_owned(), url, pool }
     }
 }
 
@@ -76,15 +69,11 @@ impl Drop for TestDatabase {
         // Drop cannot await, and the test's runtime may be shutting down: do it on a thread with its own runtime.
         let (server, name) = (postgres_server_url(), self.name.clone());
         let dropped = thread::spawn(move || {
-            let runtime = tokio::runtime::Builder::new_current_thread()
-                .enable_all()
-                .build()?;
+            let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
             runtime.block_on(async {
                 let mut admin = PgConnection::connect(&format!("{server}/postgres")).await?;
                 admin
-                    .execute(sqlx::AssertSqlSafe(format!(
-                        r#"DROP DATABASE IF EXISTS "{name}" WITH (FORCE)"#
-                    )))
+                    .execute(sqlx::AssertSqlSafe(format!(r#"DROP DATABASE IF EXISTS "{name}" WITH (FORCE)"#)))
                     .await?;
                 Ok::<_, Box<dyn std::error::Error + Send + Sync>>(())
             })
@@ -138,10 +127,7 @@ pub fn init_test_logging() {
         if std::env::var_os("TEST_LOG").is_some() {
             let filter = tracing_subscriber::EnvFilter::try_from_default_env()
                 .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-            tracing_subscriber::fmt()
-                .with_env_filter(filter)
-                .with_test_writer()
-                .init();
+            tracing_subscriber::fmt().with_env_filter(filter).with_test_writer().init();
         }
     });
 }

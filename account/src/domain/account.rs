@@ -17,15 +17,8 @@ pub struct Account {
 impl Account {
     /// Opens a new account, and returns it with the event that records it.
     pub fn open(name: AccountName) -> (Self, events::AccountCreated) {
-        let account = Self {
-            id: Uuid::now_v7(),
-            name,
-            version: 1,
-            created_at: now(),
-        };
-        let event = events::AccountCreated {
-            account: account.to_event_state(),
-        };
+        let account = Self { id: Uuid::now_v7(), name, version: 1, created_at: now() };
+        let event = events::AccountCreated { account: account.to_event_state() };
         (account, event)
     }
 

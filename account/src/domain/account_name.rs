@@ -43,10 +43,7 @@ mod tests {
 
     #[test]
     fn a_name_is_trimmed() {
-        assert_eq!(
-            AccountName::parse("name", "  Ada Lovelace \n").unwrap().as_str(),
-            "Ada Lovelace"
-        );
+        assert_eq!(AccountName::parse("name", "  Ada Lovelace \n").unwrap().as_str(), "Ada Lovelace");
     }
 
     #[test]

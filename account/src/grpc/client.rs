@@ -12,44 +12,28 @@ pub struct AccountClient {
 impl AccountClient {
     /// Connects to the service at `url` (`http://host:port`).
     pub async fn connect(url: impl Into<String>) -> Result<Self, tonic::transport::Error> {
-        Ok(Self {
-            inner: AccountServiceClient::connect(url.into()).await?,
-        })
+        Ok(Self { inner: AccountServiceClient::connect(url.into()).await? })
     }
 
     pub fn new(channel: Channel) -> Self {
-        Self {
-            inner: AccountServiceClient::new(channel),
-        }
+        Self { inner: AccountServiceClient::new(channel) }
     }
 
     pub async fn post_account(&self, name: &str) -> Result<proto::Account, Status> {
-        let request = proto::PostAccountRequest {
-            name: name.to_owned(),
-        };
+        let request = proto::PostAccountRequest { name: name.to_owned() };
         let response = self.inner.clone().post_account(request).await?.into_inner();
-        response
-            .account
-            .ok_or_else(|| Status::internal("the response carries no account"))
+        response.account.ok_or_else(|| Status::internal("the response carries no account"))
     }
 
     pub async fn get_account(&self, id: &str) -> Result<proto::Account, Status> {
         let request = proto::GetAccountRequest { id: id.to_owned() };
         let response = self.inner.clone().get_account(request).await?.into_inner();
-        response
-            .account
-            .ok_or_else(|| Status::internal("the response carries no account"))
+        response.account.ok_or_else(|| Status::internal("the response carries no account"))
     }
 
     pub async fn get_accounts(&self, skip: u64, take: u32) -> Result<Vec<proto::Account>, Status> {
         let request = proto::GetAccountsRequest { skip, take };
-        Ok(self
-            .inner
-            .clone()
-            .get_accounts(request)
-            .await?
-            .into_inner()
-            .accounts)
+        Ok(self.inner.clone().get_accounts(request).await?.into_inner().accounts)
     }
 
     /// The generated client, for calls that need request metadata.

@@ -50,9 +50,7 @@ impl account_service_server::AccountService for AccountGrpc {
         let trace = trace_context(&request);
         let name = AccountName::parse("name", &request.get_ref().name).map_err(ServiceError::from)?;
         let account = self.service.open_account(name, &trace).await?;
-        Ok(Response::new(proto::PostAccountResponse {
-            account: Some(account.into()),
-        }))
+        Ok(Response::new(proto::PostAccountResponse { account: Some(account.into()) }))
     }
 
     async fn get_account(
@@ -61,9 +59,7 @@ impl account_service_server::AccountService for AccountGrpc {
     ) -> Result<Response<proto::GetAccountResponse>, Status> {
         let id = parse_id("id", &request.get_ref().id).map_err(ServiceError::from)?;
         let account = self.service.account(id).await?;
-        Ok(Response::new(proto::GetAccountResponse {
-            account: Some(account.into()),
-        }))
+        Ok(Response::new(proto::GetAccountResponse { account: Some(account.into()) }))
     }
 
     async fn get_accounts(

@@ -16,11 +16,7 @@ async fn get_account_returns_the_stored_account() {
 async fn get_account_is_not_found_for_an_unknown_id() {
     let app = spawn_app().await;
 
-    let status = app
-        .client
-        .get_account(&uuid::Uuid::now_v7().to_string())
-        .await
-        .unwrap_err();
+    let status = app.client.get_account(&uuid::Uuid::now_v7().to_string()).await.unwrap_err();
 
     assert_eq!(status.code(), Code::NotFound);
 }

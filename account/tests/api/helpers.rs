@@ -22,18 +22,10 @@ pub(crate) fn settings(database: &TestDatabase) -> Settings {
 pub(crate) async fn spawn_app() -> TestApp {
     init_test_logging();
     let database = TestDatabase::create().await;
-    let application = Application::build(&settings(&database))
-        .await
-        .expect("Failed to build the application");
+    let application =
+        Application::build(&settings(&database)).await.expect("Failed to build the application");
     let address = application.local_addr();
     let server = RunningServer::spawn(|shutdown| application.run_until_stopped(shutdown));
-    let client = AccountClient::connect(format!("http://{address}"))
-        .await
-        .expect("Failed to connect");
-    TestApp {
-        address,
-        database,
-        client,
-        server,
-    }
+    let client = AccountClient::connect(format!("http://{address}")).await.expect("Failed to connect");
+    TestApp { address, database, client, server }
 }

@@ -11,11 +11,7 @@ use tonic_reflection::pb::v1::{
 use crate::helpers::{settings, spawn_app};
 
 async fn channel(address: std::net::SocketAddr) -> tonic::transport::Channel {
-    tonic::transport::Endpoint::from_shared(format!("http://{address}"))
-        .unwrap()
-        .connect()
-        .await
-        .unwrap()
+    tonic::transport::Endpoint::from_shared(format!("http://{address}")).unwrap().connect().await.unwrap()
 }
 
 #[tokio::test]
@@ -23,12 +19,8 @@ async fn the_server_reports_itself_serving_over_grpc_health() {
     let app = spawn_app().await;
     let mut health = HealthClient::new(channel(app.address).await);
 
-    let response = health
-        .check(HealthCheckRequest {
-            service: "shop.account.v1.AccountService".into(),
-        })
-        .await
-        .unwrap();
+    let response =
+        health.check(HealthCheckRequest { service: "shop.account.v1.AccountService".into() }).await.unwrap();
 
     assert_eq!(response.into_inner().status(), ServingStatus::Serving);
 }
@@ -42,11 +34,8 @@ async fn the_server_lists_its_services_over_reflection() {
         message_request: Some(MessageRequest::ListServices(String::new())),
     };
 
-    let mut responses = reflection
-        .server_reflection_info(tokio_stream::iter([request]))
-        .await
-        .unwrap()
-        .into_inner();
+    let mut responses =
+        reflection.server_reflection_info(tokio_stream::iter([request])).await.unwrap().into_inner();
 
     let Some(MessageResponse::ListServicesResponse(list)) =
         responses.message().await.unwrap().unwrap().message_response
@@ -54,10 +43,7 @@ async fn the_server_lists_its_services_over_reflection() {
         panic!("expected a list of services");
     };
     let names: Vec<_> = list.service.into_iter().map(|s| s.name).collect();
-    assert!(
-        names.contains(&"shop.account.v1.AccountService".to_owned()),
-        "{names:?}"
-    );
+    assert!(names.contains(&"shop.account.v1.AccountService".to_owned()), "{names:?}");
     assert!(names.contains(&"grpc.health.v1.Health".to_owned()), "{names:?}");
 }
 
@@ -83,12 +69,10 @@ async fn the_service_creates_its_database_when_it_is_missing() {
         .await
         .unwrap();
     drop(application);
-    sqlx::query(sqlx::AssertSqlSafe(format!(
-        r#"DROP DATABASE IF EXISTS "{missing}" WITH (FORCE)"#
-    )))
-    .execute(&server.pool)
-    .await
-    .unwrap();
+    sqlx::query(sqlx::AssertSqlSafe(format!(r#"DROP DATABASE IF EXISTS "{missing}" WITH (FORCE)"#)))
+        .execute(&server.pool)
+        .await
+        .unwrap();
     assert!(exists, "the service should have created {missing}");
 }
 

@@ -43,10 +43,7 @@ async fn post_account_persists_the_account_and_its_created_event_together() {
         })
     );
     let created_at: chrono::DateTime<chrono::Utc> = created_at.parse().unwrap();
-    assert_eq!(
-        shop_platform::ids::to_timestamp(created_at),
-        account.created_at.unwrap()
-    );
+    assert_eq!(shop_platform::ids::to_timestamp(created_at), account.created_at.unwrap());
 }
 
 #[tokio::test]
@@ -56,20 +53,13 @@ async fn post_account_trims_the_name() {
     let account = app.client.post_account("  Grace Hopper\n").await.unwrap();
 
     assert_eq!(account.name, "Grace Hopper");
-    assert_eq!(
-        outbox_rows(&app.database.pool).await[0].payload["account"]["name"],
-        "Grace Hopper"
-    );
+    assert_eq!(outbox_rows(&app.database.pool).await[0].payload["account"]["name"], "Grace Hopper");
 }
 
 #[tokio::test]
 async fn post_account_rejects_an_invalid_name_and_writes_nothing() {
     let app = spawn_app().await;
-    let cases = [
-        ("", "blank"),
-        ("   ", "whitespace only"),
-        (&*"x".repeat(101), "101 characters"),
-    ];
+    let cases = [("", "blank"), ("   ", "whitespace only"), (&*"x".repeat(101), "101 characters")];
 
     for (name, case) in cases {
         let status = app.client.post_account(name).await.unwrap_err();
@@ -94,10 +84,7 @@ async fn the_outbox_row_carries_the_callers_trace() {
         .await
         .unwrap();
 
-    let traceparent = outbox_rows(&app.database.pool).await[0]
-        .traceparent
-        .clone()
-        .unwrap();
+    let traceparent = outbox_rows(&app.database.pool).await[0].traceparent.clone().unwrap();
     let stored = TraceContext::parse(&traceparent, None).unwrap();
     assert_eq!(stored.trace_id(), trace.trace_id());
 }

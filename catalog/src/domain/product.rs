@@ -28,16 +28,8 @@ impl Product {
     /// Creates a product, and returns it with the event that records it.
     pub fn create(details: ProductDetails) -> (Self, events::ProductCreated) {
         let at = now();
-        let product = Self {
-            id: Uuid::now_v7(),
-            details,
-            version: 1,
-            created_at: at,
-            updated_at: at,
-        };
-        let event = events::ProductCreated {
-            product: product.to_event_state(),
-        };
+        let product = Self { id: Uuid::now_v7(), details, version: 1, created_at: at, updated_at: at };
+        let event = events::ProductCreated { product: product.to_event_state() };
         (product, event)
     }
 
@@ -50,9 +42,7 @@ impl Product {
         self.details = details;
         self.version += 1;
         self.updated_at = now();
-        ProductChange::Updated(events::ProductUpdated {
-            product: self.to_event_state(),
-        })
+        ProductChange::Updated(events::ProductUpdated { product: self.to_event_state() })
     }
 
     /// The product as events carry it.
@@ -94,9 +84,7 @@ mod tests {
         let change = product.update(details("Kettle", 1_999));
 
         // Then
-        let ProductChange::Updated(event) = change else {
-            panic!("expected an update")
-        };
+        let ProductChange::Updated(event) = change else { panic!("expected an update") };
         assert_eq!(product.version, 2);
         assert_eq!(event.product.version, 2);
         assert_eq!(event.product.price_cents, 1_999);

@@ -23,10 +23,7 @@ impl Price {
             return Err(FieldViolation::new(field, "must be zero or more"));
         }
         if cents > Self::MAX_CENTS {
-            return Err(FieldViolation::new(
-                field,
-                format!("must be at most {} cents", Self::MAX_CENTS),
-            ));
+            return Err(FieldViolation::new(field, format!("must be at most {} cents", Self::MAX_CENTS)));
         }
         Ok(Self(cents))
     }
@@ -63,24 +60,16 @@ impl ProductDetails {
                 "description",
                 format!("must be at most {} characters", Self::MAX_DESCRIPTION_CHARS),
             ));
-        } else if description
-            .chars()
-            .any(|c| c.is_control() && !matches!(c, '\n' | '\t'))
-        {
-            violations.push(FieldViolation::new(
-                "description",
-                "must not contain control characters",
-            ));
+        } else if description.chars().any(|c| c.is_control() && !matches!(c, '\n' | '\t')) {
+            violations.push(FieldViolation::new("description", "must not contain control characters"));
         }
 
         let price = Price::from_cents("price_cents", price_cents).map_err(|v| violations.push(v));
 
         match price {
-            Ok(price) if violations.is_empty() => Ok(Self {
-                name: name.to_owned(),
-                description: description.to_owned(),
-                price,
-            }),
+            Ok(price) if violations.is_empty() => {
+                Ok(Self { name: name.to_owned(), description: description.to_owned(), price })
+            }
             _ => Err(violations),
         }
     }
@@ -137,14 +126,8 @@ mod tests {
     #[test]
     fn names_are_bounded_and_free_of_control_characters() {
         assert!(ProductDetails::parse(&"n".repeat(200), "", 1).is_ok());
-        assert_eq!(
-            fields(ProductDetails::parse(&"n".repeat(201), "", 1).unwrap_err()),
-            ["name"]
-        );
-        assert_eq!(
-            fields(ProductDetails::parse("a\u{7}b", "", 1).unwrap_err()),
-            ["name"]
-        );
+        assert_eq!(fields(ProductDetails::parse(&"n".repeat(201), "", 1).unwrap_err()), ["name"]);
+        assert_eq!(fields(ProductDetails::parse("a\u{7}b", "", 1).unwrap_err()), ["name"]);
         assert!(ProductDetails::parse("Kettle", "line one\n\tline two", 1).is_ok());
     }
 }

@@ -12,9 +12,7 @@ pub struct CatalogClient {
 impl CatalogClient {
     /// Connects to the service at `url` (`http://host:port`).
     pub async fn connect(url: impl Into<String>) -> Result<Self, tonic::transport::Error> {
-        Ok(Self {
-            inner: CatalogServiceClient::connect(url.into()).await?,
-        })
+        Ok(Self { inner: CatalogServiceClient::connect(url.into()).await? })
     }
 
     pub async fn post_product(
@@ -29,9 +27,7 @@ impl CatalogClient {
             price_cents,
         };
         let response = self.inner.clone().post_product(request).await?.into_inner();
-        response
-            .product
-            .ok_or_else(|| Status::internal("the response carries no product"))
+        response.product.ok_or_else(|| Status::internal("the response carries no product"))
     }
 
     pub async fn update_product(
@@ -39,30 +35,20 @@ impl CatalogClient {
         request: proto::UpdateProductRequest,
     ) -> Result<proto::Product, Status> {
         let response = self.inner.clone().update_product(request).await?.into_inner();
-        response
-            .product
-            .ok_or_else(|| Status::internal("the response carries no product"))
+        response.product.ok_or_else(|| Status::internal("the response carries no product"))
     }
 
     pub async fn get_product(&self, id: &str) -> Result<proto::Product, Status> {
         let request = proto::GetProductRequest { id: id.to_owned() };
         let response = self.inner.clone().get_product(request).await?.into_inner();
-        response
-            .product
-            .ok_or_else(|| Status::internal("the response carries no product"))
+        response.product.ok_or_else(|| Status::internal("the response carries no product"))
     }
 
     pub async fn get_products(
         &self,
         request: proto::GetProductsRequest,
     ) -> Result<Vec<proto::Product>, Status> {
-        Ok(self
-            .inner
-            .clone()
-            .get_products(request)
-            .await?
-            .into_inner()
-            .products)
+        Ok(self.inner.clone().get_products(request).await?.into_inner().products)
     }
 
     /// The generated client, for calls that need request metadata.

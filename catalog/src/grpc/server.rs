@@ -53,49 +53,29 @@ impl TryFrom<proto::GetProductsRequest> for ProductQuery {
     fn try_from(request: proto::GetProductsRequest) -> Result<Self, Self::Error> {
         let mut violations = Vec::new();
         if request.ids.len() > MAX_IDS_PER_CALL {
-            violations.push(FieldViolation::new(
-                "ids",
-                format!("must hold at most {MAX_IDS_PER_CALL} ids"),
-            ));
+            violations.push(FieldViolation::new("ids", format!("must hold at most {MAX_IDS_PER_CALL} ids")));
         }
         let ids: Vec<_> = request
             .ids
             .iter()
             .enumerate()
-            .filter_map(|(i, id)| {
-                parse_id(&format!("ids[{i}]"), id)
-                    .map_err(|v| violations.push(v))
-                    .ok()
-            })
+            .filter_map(|(i, id)| parse_id(&format!("ids[{i}]"), id).map_err(|v| violations.push(v)).ok())
             .collect();
-        let text = Some(request.query.trim())
-            .filter(|text| !text.is_empty())
-            .map(str::to_owned);
-        if text
-            .as_ref()
-            .is_some_and(|text| text.chars().count() > MAX_QUERY_CHARS)
-        {
-            violations.push(FieldViolation::new(
-                "query",
-                format!("must be at most {MAX_QUERY_CHARS} characters"),
-            ));
+        let text = Some(request.query.trim()).filter(|text| !text.is_empty()).map(str::to_owned);
+        if text.as_ref().is_some_and(|text| text.chars().count() > MAX_QUERY_CHARS) {
+            violations
+                .push(FieldViolation::new("query", format!("must be at most {MAX_QUERY_CHARS} characters")));
         }
         // A batch by id returns every id asked for unless the caller pages explicitly.
         let page = if !ids.is_empty() && request.skip == 0 && request.take == 0 {
             None
         } else {
-            Page::parse(request.skip, request.take)
-                .map_err(|v| violations.push(v))
-                .ok()
+            Page::parse(request.skip, request.take).map_err(|v| violations.push(v)).ok()
         };
         if !violations.is_empty() {
             return Err(ServiceError::Invalid(violations));
         }
-        Ok(Self {
-            ids: (!request.ids.is_empty()).then_some(ids),
-            text,
-            page,
-        })
+        Ok(Self { ids: (!request.ids.is_empty()).then_some(ids), text, page })
     }
 }
 
@@ -110,9 +90,7 @@ impl catalog_service_server::CatalogService for CatalogGrpc {
         let details = ProductDetails::parse(&request.name, &request.description, request.price_cents)
             .map_err(ServiceError::from)?;
         let product = self.service.create_product(details, &trace).await?;
-        Ok(Response::new(proto::PostProductResponse {
-            product: Some(product.into()),
-        }))
+        Ok(Response::new(proto::PostProductResponse { product: Some(product.into()) }))
     }
 
     async fn update_product(
@@ -126,21 +104,12 @@ impl catalog_service_server::CatalogService for CatalogGrpc {
         let (id, details) = match (id, details) {
             (Ok(id), Ok(details)) => (id, details),
             (id, details) => {
-                let violations = id
-                    .err()
-                    .into_iter()
-                    .chain(details.err().into_iter().flatten())
-                    .collect();
+                let violations = id.err().into_iter().chain(details.err().into_iter().flatten()).collect();
                 return Err(ServiceError::Invalid(violations).into());
             }
         };
-        let product = self
-            .service
-            .update_product(id, details, request.expected_version, &trace)
-            .await?;
-        Ok(Response::new(proto::UpdateProductResponse {
-            product: Some(product.into()),
-        }))
+        let product = self.service.update_product(id, details, request.expected_version, &trace).await?;
+        Ok(Response::new(proto::UpdateProductResponse { product: Some(product.into()) }))
     }
 
     async fn get_product(
@@ -149,9 +118,7 @@ impl catalog_service_server::CatalogService for CatalogGrpc {
     ) -> Result<Response<proto::GetProductResponse>, Status> {
         let id = parse_id("id", &request.get_ref().id).map_err(ServiceError::from)?;
         let product = self.service.product(id).await?;
-        Ok(Response::new(proto::GetProductResponse {
-            product: Some(product.into()),
-        }))
+        Ok(Response::new(proto::GetProductResponse { product: Some(product.into()) }))
     }
 
     async fn get_products(

@@ -53,9 +53,7 @@ pub struct BulkRetry(pub String);
 /// → ignored; a document refused for good (4xx) → skipped with the reason. Overload or server errors (429, 5xx) ask
 /// for a retry of the batch.
 pub fn bulk_outcomes(response: &Value) -> Result<Vec<Outcome>, BulkRetry> {
-    let items = response["items"]
-        .as_array()
-        .ok_or_else(|| BulkRetry(format!("no items in {response}")))?;
+    let items = response["items"].as_array().ok_or_else(|| BulkRetry(format!("no items in {response}")))?;
     items
         .iter()
         .map(|item| {
@@ -134,10 +132,7 @@ mod tests {
 
         assert_eq!(definition["mappings"]["dynamic"], "strict");
         assert_eq!(definition["mappings"]["properties"]["name"]["type"], "text");
-        assert_eq!(
-            definition["mappings"]["properties"]["price_cents"]["type"],
-            "long"
-        );
+        assert_eq!(definition["mappings"]["properties"]["price_cents"]["type"], "long");
     }
 
     #[test]
@@ -187,14 +182,8 @@ mod tests {
         let multi_match = &request["query"]["bool"]["must"]["multi_match"];
         assert_eq!(multi_match["query"], "electric kettle");
         assert_eq!(multi_match["fields"], json!(["name^3", "description"]));
-        assert_eq!(
-            request["query"]["bool"]["filter"][0]["ids"]["values"][0],
-            ids[0].to_string()
-        );
-        assert_eq!(
-            search_request("kettle", None, 0, 5)["query"]["bool"]["filter"],
-            json!([])
-        );
+        assert_eq!(request["query"]["bool"]["filter"][0]["ids"]["values"][0], ids[0].to_string());
+        assert_eq!(search_request("kettle", None, 0, 5)["query"]["bool"]["filter"], json!([]));
     }
 
     #[test]

@@ -26,10 +26,7 @@ impl ProductIndex {
     pub fn new(url: &str, alias: &str) -> anyhow::Result<Self> {
         let transport =
             Transport::single_node(url).with_context(|| format!("Invalid Elasticsearch URL {url}"))?;
-        Ok(Self {
-            client: Elasticsearch::new(transport),
-            alias: alias.to_owned(),
-        })
+        Ok(Self { client: Elasticsearch::new(transport), alias: alias.to_owned() })
     }
 
     pub fn alias(&self) -> &str {
@@ -72,10 +69,8 @@ impl ProductIndex {
     /// Moves the alias to `index` in one atomic request and deletes the indices it pointed at before.
     pub async fn point_alias_at(&self, index: &str) -> anyhow::Result<()> {
         let previous = self.indices_behind_alias().await?;
-        let mut actions: Vec<Value> = previous
-            .iter()
-            .map(|old| json!({ "remove": { "index": old, "alias": self.alias } }))
-            .collect();
+        let mut actions: Vec<Value> =
+            previous.iter().map(|old| json!({ "remove": { "index": old, "alias": self.alias } })).collect();
         actions.push(json!({ "add": { "index": index, "alias": self.alias } }));
         let response = self
             .client
@@ -86,38 +81,22 @@ impl ProductIndex {
             .await
             .context("Failed to reach Elasticsearch")?;
         ensure_success(response, "move the product alias").await?;
-        let old: Vec<&str> = previous
-            .iter()
-            .map(String::as_str)
-            .filter(|old| *old != index)
-            .collect();
+        let old: Vec<&str> = previous.iter().map(String::as_str).filter(|old| *old != index).collect();
         if !old.is_empty() {
-            let response = self
-                .client
-                .indices()
-                .delete(IndicesDeleteParts::Index(&old))
-                .send()
-                .await?;
+            let response = self.client.indices().delete(IndicesDeleteParts::Index(&old)).send().await?;
             ensure_success(response, "delete the replaced product index").await?;
         }
         Ok(())
     }
 
     async fn indices_behind_alias(&self) -> anyhow::Result<Vec<String>> {
-        let response = self
-            .client
-            .indices()
-            .get_alias(IndicesGetAliasParts::Name(&[&self.alias]))
-            .send()
-            .await?;
+        let response =
+            self.client.indices().get_alias(IndicesGetAliasParts::Name(&[&self.alias])).send().await?;
         if response.status_code() == StatusCode::NOT_FOUND {
             return Ok(Vec::new());
         }
         let body: Value = ensure_success(response, "read the product alias").await?;
-        Ok(body
-            .as_object()
-            .map(|indices| indices.keys().cloned().collect())
-            .unwrap_or_default())
+        Ok(body.as_object().map(|indices| indices.keys().cloned().collect()).unwrap_or_default())
     }
 
     /// Indexes `products` into `target` (the alias, or a concrete index being rebuilt) in one bulk request, one
@@ -126,10 +105,8 @@ impl ProductIndex {
         if products.is_empty() {
             return Ok(Vec::new());
         }
-        let body: Vec<JsonBody<Value>> = documents::bulk_lines(products)
-            .into_iter()
-            .map(JsonBody::new)
-            .collect();
+        let body: Vec<JsonBody<Value>> =
+            documents::bulk_lines(products).into_iter().map(JsonBody::new).collect();
         let response = self
             .client
             .bulk(BulkParts::Index(target))
@@ -160,9 +137,7 @@ impl ProductIndex {
             .send()
             .await
             .map_err(|error| unavailable(&error))?;
-        let body = ensure_success(response, "search products")
-            .await
-            .map_err(|error| unavailable(&error))?;
+        let body = ensure_success(response, "search products").await.map_err(|error| unavailable(&error))?;
         documents::search_hits(&body).map_err(|error| ServiceError::Unexpected(anyhow::anyhow!(error)))
     }
 
@@ -174,9 +149,7 @@ impl ProductIndex {
             .refresh(elasticsearch::indices::IndicesRefreshParts::Index(&[&self.alias]))
             .send()
             .await?;
-        ensure_success(response, "refresh the product index")
-            .await
-            .map(drop)
+        ensure_success(response, "refresh the product index").await.map(drop)
     }
 }
 

@@ -26,11 +26,7 @@ impl SearchIndexProjection {
     const TOPICS: &'static [&'static str] = &[topics::PRODUCTS];
 
     pub fn live(index: ProductIndex) -> Self {
-        Self {
-            name: Self::NAME.to_owned(),
-            target: index.alias().to_owned(),
-            index,
-        }
+        Self { name: Self::NAME.to_owned(), target: index.alias().to_owned(), index }
     }
 }
 
@@ -51,17 +47,14 @@ impl Projection for SearchIndexProjection {
         let events: Vec<Result<ProductEvent, Outcome>> = records
             .iter()
             .map(|record| {
-                let event_type = record
-                    .event_type()
-                    .ok_or_else(|| Outcome::Skipped("no ce_type header".into()))?;
+                let event_type =
+                    record.event_type().ok_or_else(|| Outcome::Skipped("no ce_type header".into()))?;
                 ProductEvent::decode(event_type, record.payload())
                     .map_err(|error| Outcome::Skipped(format!("{event_type}: {error}")))
             })
             .collect();
-        let products: Vec<_> = events
-            .iter()
-            .filter_map(|event| event.as_ref().ok().map(ProductEvent::product))
-            .collect();
+        let products: Vec<_> =
+            events.iter().filter_map(|event| event.as_ref().ok().map(ProductEvent::product)).collect();
         let mut indexed = self.index.index(&self.target, &products).await?.into_iter();
         Ok(events
             .into_iter()
@@ -76,11 +69,7 @@ impl Projection for SearchIndexProjection {
 impl Rebuildable for SearchIndexProjection {
     async fn prepare_shadow(&self, _pool: &PgPool) -> anyhow::Result<Self> {
         let target = self.index.create_index().await?;
-        Ok(Self {
-            name: format!("{}.rebuild", self.name),
-            index: self.index.clone(),
-            target,
-        })
+        Ok(Self { name: format!("{}.rebuild", self.name), index: self.index.clone(), target })
     }
 
     async fn swap_in(&self, shadow: &Self, _transaction: &mut PgTransaction<'_>) -> anyhow::Result<()> {
@@ -96,12 +85,8 @@ pub async fn rebuild(settings: &Settings) -> anyhow::Result<Option<RebuildReport
     let pool = startup::connect(settings).await?;
     if settings.search.search_backend == SearchBackend::Postgres {
         let started = std::time::Instant::now();
-        sqlx::query("REINDEX INDEX CONCURRENTLY products_search")
-            .execute(&pool)
-            .await?;
-        let products: i64 = sqlx::query_scalar("SELECT count(*) FROM products")
-            .fetch_one(&pool)
-            .await?;
+        sqlx::query("REINDEX INDEX CONCURRENTLY products_search").execute(&pool).await?;
+        let products: i64 = sqlx::query_scalar("SELECT count(*) FROM products").fetch_one(&pool).await?;
         println!(
             "The postgres search backend indexes the products table itself: rebuilt its full-text index over \
              {products} products in {:.1?}.",
@@ -110,15 +95,12 @@ pub async fn rebuild(settings: &Settings) -> anyhow::Result<Option<RebuildReport
         return Ok(None);
     }
 
-    let index = ProductIndex::new(
-        &settings.search.elasticsearch_url,
-        &settings.search.elasticsearch_index,
-    )?;
+    let index = ProductIndex::new(&settings.search.elasticsearch_url, &settings.search.elasticsearch_index)?;
     index.ensure_exists().await?;
     let live = SearchIndexProjection::live(index);
-    let config = settings.kafka.client_config(consumer::CONSUMER_DEFAULTS);
+    let source = settings.kafka.consumer_source();
     let mut progress = Progress::start(format!("Rebuilding {}", SearchIndexProjection::NAME));
-    let report = consumer::rebuild(&live, &pool, &config, |p| progress.update(p.consumed, p.target)).await?;
+    let report = consumer::rebuild(&live, &pool, &source, |p| progress.update(p.consumed, p.target)).await?;
     progress.finish();
     println!(
         "Rebuilt {} from {} events in {:.1?} ({:.0} events/s): {} indexed, {} ignored (older or repeated versions), \

@@ -11,6 +11,7 @@ use shop_catalog::{
     startup::Application,
 };
 use shop_events::{catalog::Product, cloudevents::EventMetadata, consumer, envelope::now};
+use shop_platform::kafka::KafkaSettings;
 use shop_proto::catalog::v1::GetProductsRequest;
 use shop_testkit::{RunningServer, TestDatabase, kafka::TestBroker, outbox_rows};
 use uuid::Uuid;
@@ -26,6 +27,13 @@ struct EsApp {
     _server: RunningServer,
 }
 
+fn kafka(broker: &TestBroker) -> KafkaSettings {
+    KafkaSettings {
+        kafka_topic_prefix: broker.topic_prefix.clone(),
+        ..KafkaSettings::new(broker.bootstrap.clone())
+    }
+}
+
 async fn spawn_es_app(url: &str, broker: &TestBroker) -> EsApp {
     let database = TestDatabase::create().await;
     let alias = format!("test-products-{}", Uuid::now_v7().simple());
@@ -37,7 +45,7 @@ async fn spawn_es_app(url: &str, broker: &TestBroker) -> EsApp {
             elasticsearch_url: url.to_owned(),
             elasticsearch_index: alias.clone(),
         },
-        kafka: shop_platform::kafka::KafkaSettings::new(broker.bootstrap.clone()),
+        kafka: kafka(broker),
         ..Default::default()
     };
     let application = Application::build(&settings).await.unwrap();
@@ -66,35 +74,18 @@ async fn relay_outbox(app: &EsApp, broker: &TestBroker) {
         };
         let payload = serde_json::to_vec(&row.payload).unwrap();
         broker
-            .produce(
-                &row.topic,
-                &row.aggregate_id.to_string(),
-                &metadata.headers(),
-                &payload,
-            )
+            .produce(&broker.topic(&row.topic), &row.aggregate_id.to_string(), &metadata.headers(), &payload)
             .await;
     }
-    sqlx::query("DELETE FROM outbox")
-        .execute(&app.database.pool)
-        .await
-        .unwrap();
+    sqlx::query("DELETE FROM outbox").execute(&app.database.pool).await.unwrap();
 }
 
 async fn search(app: &EsApp, text: &str, expected: usize) -> Vec<String> {
     for _ in 0..100 {
         app.index.refresh().await.unwrap();
-        let request = GetProductsRequest {
-            query: text.into(),
-            ..Default::default()
-        };
-        let names: Vec<String> = app
-            .client
-            .get_products(request)
-            .await
-            .unwrap()
-            .into_iter()
-            .map(|p| p.name)
-            .collect();
+        let request = GetProductsRequest { query: text.into(), ..Default::default() };
+        let names: Vec<String> =
+            app.client.get_products(request).await.unwrap().into_iter().map(|p| p.name).collect();
         if names.len() >= expected {
             return names;
         }
@@ -109,18 +100,9 @@ async fn product_events_feed_the_index_and_searches_rank_name_matches_first() {
     let url = elasticsearch_url();
     let broker = TestBroker::start().await;
     let app = spawn_es_app(&url, &broker).await;
-    app.client
-        .post_product("Kettle", "Stainless steel electric kettle.", 2_499)
-        .await
-        .unwrap();
-    app.client
-        .post_product("Teapot", "Porcelain; pairs well with a kettle.", 1_999)
-        .await
-        .unwrap();
-    app.client
-        .post_product("Mug", "For tea or coffee.", 899)
-        .await
-        .unwrap();
+    app.client.post_product("Kettle", "Stainless steel electric kettle.", 2_499).await.unwrap();
+    app.client.post_product("Teapot", "Porcelain; pairs well with a kettle.", 1_999).await.unwrap();
+    app.client.post_product("Mug", "For tea or coffee.", 899).await.unwrap();
 
     relay_outbox(&app, &broker).await;
 
@@ -168,16 +150,12 @@ async fn a_rebuild_replays_the_topic_into_a_fresh_index_and_swaps_the_alias() {
     let url = elasticsearch_url();
     let broker = TestBroker::start().await;
     let app = spawn_es_app(&url, &broker).await;
-    app.client
-        .post_product("Kettle", "Electric.", 2_499)
-        .await
-        .unwrap();
+    app.client.post_product("Kettle", "Electric.", 2_499).await.unwrap();
     relay_outbox(&app, &broker).await;
     search(&app, "kettle", 1).await;
 
     let live = SearchIndexProjection::live(app.index.clone());
-    let config = broker.client_config();
-    let report = consumer::rebuild(&live, &app.database.pool, &config, |_| {})
+    let report = consumer::rebuild(&live, &app.database.pool, &kafka(&broker).consumer_source(), |_| {})
         .await
         .unwrap();
 

@@ -10,19 +10,9 @@ async fn seed(app: &TestApp) -> Vec<String> {
         ("Kettle", "Stainless steel electric kettle, 1.7 litres.", 2_499),
         ("Teapot", "Porcelain teapot; pairs well with a kettle.", 1_999),
         ("Mug", "A large mug for tea or coffee.", 899),
-        (
-            "Coffee grinder",
-            "Burr grinder for espresso and filter coffee.",
-            5_900,
-        ),
+        ("Coffee grinder", "Burr grinder for espresso and filter coffee.", 5_900),
     ] {
-        ids.push(
-            app.client
-                .post_product(name, description, price)
-                .await
-                .unwrap()
-                .id,
-        );
+        ids.push(app.client.post_product(name, description, price).await.unwrap().id);
     }
     ids
 }
@@ -35,18 +25,8 @@ fn names(products: &[shop_proto::catalog::v1::Product]) -> Vec<&str> {
 async fn get_product_is_not_found_for_an_unknown_id_and_invalid_for_a_malformed_one() {
     let app = spawn_app().await;
 
-    assert_eq!(
-        app.client
-            .get_product(&Uuid::now_v7().to_string())
-            .await
-            .unwrap_err()
-            .code(),
-        Code::NotFound
-    );
-    assert_eq!(
-        app.client.get_product("kettle").await.unwrap_err().code(),
-        Code::InvalidArgument
-    );
+    assert_eq!(app.client.get_product(&Uuid::now_v7().to_string()).await.unwrap_err().code(), Code::NotFound);
+    assert_eq!(app.client.get_product("kettle").await.unwrap_err().code(), Code::InvalidArgument);
 }
 
 #[tokio::test]
@@ -54,22 +34,8 @@ async fn get_products_pages_through_everything_oldest_first() {
     let app = spawn_app().await;
     seed(&app).await;
 
-    let first = app
-        .client
-        .get_products(GetProductsRequest {
-            take: 3,
-            ..Default::default()
-        })
-        .await
-        .unwrap();
-    let rest = app
-        .client
-        .get_products(GetProductsRequest {
-            skip: 3,
-            ..Default::default()
-        })
-        .await
-        .unwrap();
+    let first = app.client.get_products(GetProductsRequest { take: 3, ..Default::default() }).await.unwrap();
+    let rest = app.client.get_products(GetProductsRequest { skip: 3, ..Default::default() }).await.unwrap();
 
     assert_eq!(names(&first), ["Kettle", "Teapot", "Mug"]);
     assert_eq!(names(&rest), ["Coffee grinder"]);
@@ -93,10 +59,8 @@ async fn get_products_by_ids_returns_the_known_ones_and_leaves_unknown_ones_out(
 async fn get_products_rejects_malformed_ids_naming_each_one() {
     let app = spawn_app().await;
 
-    let request = GetProductsRequest {
-        ids: vec![Uuid::now_v7().to_string(), "nope".into()],
-        ..Default::default()
-    };
+    let request =
+        GetProductsRequest { ids: vec![Uuid::now_v7().to_string(), "nope".into()], ..Default::default() };
     let status = app.client.get_products(request).await.unwrap_err();
 
     assert_eq!(status.code(), Code::InvalidArgument);
@@ -108,10 +72,7 @@ async fn search_ranks_name_matches_above_description_matches() {
     let app = spawn_app().await;
     seed(&app).await;
 
-    let request = GetProductsRequest {
-        query: "kettle".into(),
-        ..Default::default()
-    };
+    let request = GetProductsRequest { query: "kettle".into(), ..Default::default() };
     let products = app.client.get_products(request).await.unwrap();
 
     assert_eq!(names(&products), ["Kettle", "Teapot"]);
@@ -121,10 +82,7 @@ async fn search_ranks_name_matches_above_description_matches() {
 async fn search_understands_stemming_phrases_and_exclusions() {
     let app = spawn_app().await;
     seed(&app).await;
-    let search = |query: &str| GetProductsRequest {
-        query: query.into(),
-        ..Default::default()
-    };
+    let search = |query: &str| GetProductsRequest { query: query.into(), ..Default::default() };
 
     let stemmed = app.client.get_products(search("grinders")).await.unwrap();
     let excluded = app.client.get_products(search("coffee -espresso")).await.unwrap();
@@ -142,12 +100,7 @@ async fn search_pages_with_skip_and_take_and_combines_with_ids() {
 
     let second = app
         .client
-        .get_products(GetProductsRequest {
-            query: "kettle".into(),
-            skip: 1,
-            take: 1,
-            ..Default::default()
-        })
+        .get_products(GetProductsRequest { query: "kettle".into(), skip: 1, take: 1, ..Default::default() })
         .await
         .unwrap();
     let within_ids = app
@@ -168,14 +121,8 @@ async fn search_pages_with_skip_and_take_and_combines_with_ids() {
 async fn a_page_above_the_maximum_is_rejected() {
     let app = spawn_app().await;
 
-    let status = app
-        .client
-        .get_products(GetProductsRequest {
-            take: 101,
-            ..Default::default()
-        })
-        .await
-        .unwrap_err();
+    let status =
+        app.client.get_products(GetProductsRequest { take: 101, ..Default::default() }).await.unwrap_err();
 
     assert_eq!(status.code(), Code::InvalidArgument);
 }

@@ -14,9 +14,7 @@ async fn the_server_reports_itself_serving_then_stops_cleanly() {
         .unwrap();
 
     let status = HealthClient::new(channel)
-        .check(HealthCheckRequest {
-            service: "shop.catalog.v1.CatalogService".into(),
-        })
+        .check(HealthCheckRequest { service: "shop.catalog.v1.CatalogService".into() })
         .await
         .unwrap()
         .into_inner()

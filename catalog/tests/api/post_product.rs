@@ -11,18 +11,11 @@ async fn post_product_persists_the_product_and_its_created_event_together() {
     let app = spawn_app().await;
 
     // Act
-    let product = app
-        .client
-        .post_product("Kettle", "Boils water, loudly.", 2_499)
-        .await
-        .unwrap();
+    let product = app.client.post_product("Kettle", "Boils water, loudly.", 2_499).await.unwrap();
 
     // Assert
     let id: Uuid = product.id.parse().unwrap();
-    assert_eq!(
-        (product.name.as_str(), product.price_cents, product.version),
-        ("Kettle", 2_499, 1)
-    );
+    assert_eq!((product.name.as_str(), product.price_cents, product.version), ("Kettle", 2_499, 1));
     let stored: (String, String, i64) =
         sqlx::query_as("SELECT name, description, price_cents FROM products WHERE id = $1")
             .bind(id)
@@ -50,21 +43,12 @@ async fn post_product_persists_the_product_and_its_created_event_together() {
 async fn post_product_reports_every_invalid_field_and_writes_nothing() {
     let app = spawn_app().await;
 
-    let status = app
-        .client
-        .post_product("  ", &"d".repeat(5_001), -1)
-        .await
-        .unwrap_err();
+    let status = app.client.post_product("  ", &"d".repeat(5_001), -1).await.unwrap_err();
 
     assert_eq!(status.code(), Code::InvalidArgument);
     let details = status.get_error_details();
-    let fields: Vec<_> = details
-        .bad_request()
-        .unwrap()
-        .field_violations
-        .iter()
-        .map(|v| v.field.as_str())
-        .collect();
+    let fields: Vec<_> =
+        details.bad_request().unwrap().field_violations.iter().map(|v| v.field.as_str()).collect();
     assert_eq!(fields, ["name", "description", "price_cents"]);
     assert_eq!(count_rows(&app.database.pool, "products").await, 0);
     assert_eq!(count_rows(&app.database.pool, "outbox").await, 0);

@@ -18,18 +18,10 @@ fn update(id: &str, price_cents: i64, expected_version: Option<i64>) -> UpdatePr
 async fn update_product_stores_the_next_version_and_its_updated_event() {
     // Arrange
     let app = spawn_app().await;
-    let created = app
-        .client
-        .post_product("Kettle", "Boils water, loudly.", 2_499)
-        .await
-        .unwrap();
+    let created = app.client.post_product("Kettle", "Boils water, loudly.", 2_499).await.unwrap();
 
     // Act
-    let updated = app
-        .client
-        .update_product(update(&created.id, 1_999, Some(1)))
-        .await
-        .unwrap();
+    let updated = app.client.update_product(update(&created.id, 1_999, Some(1))).await.unwrap();
 
     // Assert
     assert_eq!((updated.version, updated.price_cents), (2, 1_999));
@@ -50,16 +42,9 @@ async fn update_product_stores_the_next_version_and_its_updated_event() {
 async fn repeating_an_update_records_no_new_version() {
     let app = spawn_app().await;
     let created = app.client.post_product("Kettle", "", 2_499).await.unwrap();
-    app.client
-        .update_product(update(&created.id, 1_999, None))
-        .await
-        .unwrap();
+    app.client.update_product(update(&created.id, 1_999, None)).await.unwrap();
 
-    let again = app
-        .client
-        .update_product(update(&created.id, 1_999, None))
-        .await
-        .unwrap();
+    let again = app.client.update_product(update(&created.id, 1_999, None)).await.unwrap();
 
     assert_eq!(again.version, 2);
     assert_eq!(outbox_rows(&app.database.pool).await.len(), 2);
@@ -69,22 +54,12 @@ async fn repeating_an_update_records_no_new_version() {
 async fn an_update_against_a_stale_version_is_aborted_and_writes_nothing() {
     let app = spawn_app().await;
     let created = app.client.post_product("Kettle", "", 2_499).await.unwrap();
-    app.client
-        .update_product(update(&created.id, 1_999, Some(1)))
-        .await
-        .unwrap();
+    app.client.update_product(update(&created.id, 1_999, Some(1))).await.unwrap();
 
-    let status = app
-        .client
-        .update_product(update(&created.id, 999, Some(1)))
-        .await
-        .unwrap_err();
+    let status = app.client.update_product(update(&created.id, 999, Some(1))).await.unwrap_err();
 
     assert_eq!(status.code(), Code::Aborted);
-    assert_eq!(
-        app.client.get_product(&created.id).await.unwrap().price_cents,
-        1_999
-    );
+    assert_eq!(app.client.get_product(&created.id).await.unwrap().price_cents, 1_999);
     assert_eq!(outbox_rows(&app.database.pool).await.len(), 2);
 }
 
@@ -92,11 +67,8 @@ async fn an_update_against_a_stale_version_is_aborted_and_writes_nothing() {
 async fn updating_an_unknown_product_is_not_found() {
     let app = spawn_app().await;
 
-    let status = app
-        .client
-        .update_product(update(&uuid::Uuid::now_v7().to_string(), 1, None))
-        .await
-        .unwrap_err();
+    let status =
+        app.client.update_product(update(&uuid::Uuid::now_v7().to_string(), 1, None)).await.unwrap_err();
 
     assert_eq!(status.code(), Code::NotFound);
 }
@@ -115,10 +87,7 @@ async fn concurrent_updates_take_consecutive_versions() {
         update.unwrap().unwrap();
     }
 
-    let versions: Vec<i64> = outbox_rows(&app.database.pool)
-        .await
-        .iter()
-        .map(|r| r.aggregate_version)
-        .collect();
+    let versions: Vec<i64> =
+        outbox_rows(&app.database.pool).await.iter().map(|r| r.aggregate_version).collect();
     assert_eq!(versions, (1..=11).collect::<Vec<_>>());
 }

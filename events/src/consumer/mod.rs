@@ -21,6 +21,8 @@ use std::future::Future;
 
 use sqlx::{PgPool, PgTransaction, migrate::MigrateError};
 
+use rdkafka::ClientConfig;
+
 pub use self::{
     offsets::{BatchSummary, apply_batch, stored_offsets},
     rebuild::{Progress, RebuildReport, Rebuildable, rebuild},
@@ -47,6 +49,38 @@ pub async fn migrate(pool: &PgPool) -> Result<(), MigrateError> {
     let mut migrator = sqlx::migrate!("./consumer_migrations");
     migrator.dangerous_set_table_name(MIGRATIONS_TABLE);
     migrator.run(pool).await
+}
+
+/// Where projections read from: a Kafka client configuration, and a prefix for the names of topics and consumer
+/// groups (several environments sharing one cluster each use their own; empty by default).
+#[derive(Debug, Clone)]
+pub struct Source {
+    pub config: ClientConfig,
+    pub topic_prefix: String,
+}
+
+impl Source {
+    pub fn new(config: ClientConfig) -> Self {
+        Self { config, topic_prefix: String::new() }
+    }
+
+    pub fn with_topic_prefix(mut self, prefix: impl Into<String>) -> Self {
+        self.topic_prefix = prefix.into();
+        self
+    }
+
+    /// The name of `topic` on the cluster.
+    pub fn topic(&self, topic: &str) -> String {
+        format!("{}{topic}", self.topic_prefix)
+    }
+
+    /// Gives `record` back the topic name the projection knows (without the prefix).
+    pub(crate) fn unprefix(&self, mut record: Record) -> Record {
+        if let Some(topic) = record.topic.strip_prefix(&self.topic_prefix) {
+            record.topic = topic.to_owned();
+        }
+        record
+    }
 }
 
 /// What became of one record.

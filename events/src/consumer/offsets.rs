@@ -26,10 +26,7 @@ pub async fn stored_offsets(
             .bind(projection)
             .fetch_all(connection)
             .await?;
-    Ok(rows
-        .into_iter()
-        .map(|(topic, partition, offset)| ((topic, partition), offset))
-        .collect())
+    Ok(rows.into_iter().map(|(topic, partition, offset)| ((topic, partition), offset)).collect())
 }
 
 /// Applies `records` to `projection` and moves its offsets past them, in one transaction. Records below the
@@ -72,17 +69,11 @@ pub async fn apply_batch<P: Projection>(
     .collect();
 
     let is_fresh = |record: &Record| {
-        record.offset
-            >= stored
-                .get(&(record.topic.clone(), record.partition))
-                .copied()
-                .unwrap_or(0)
+        record.offset >= stored.get(&(record.topic.clone(), record.partition)).copied().unwrap_or(0)
     };
     let fresh: Vec<Record> = records.iter().filter(|r| is_fresh(r)).cloned().collect();
-    let mut summary = BatchSummary {
-        already_applied: (records.len() - fresh.len()) as u64,
-        ..Default::default()
-    };
+    let mut summary =
+        BatchSummary { already_applied: (records.len() - fresh.len()) as u64, ..Default::default() };
 
     let outcomes = projection.apply(&mut transaction, &fresh).await?;
     if outcomes.len() != fresh.len() {
@@ -130,10 +121,8 @@ pub async fn apply_batch<P: Projection>(
         }
     }
 
-    let (topics, (partitions, offsets)): (Vec<&str>, (Vec<i32>, Vec<i64>)) = next
-        .into_iter()
-        .map(|((topic, partition), offset)| (topic, (partition, offset)))
-        .unzip();
+    let (topics, (partitions, offsets)): (Vec<&str>, (Vec<i32>, Vec<i64>)) =
+        next.into_iter().map(|((topic, partition), offset)| (topic, (partition, offset))).unzip();
     sqlx::query(
         "INSERT INTO projection_offsets (projection, topic, partition, next_offset)
          SELECT $1, * FROM UNNEST($2::text[], $3::int[], $4::bigint[])

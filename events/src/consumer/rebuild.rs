@@ -18,7 +18,7 @@ use sqlx::{PgPool, PgTransaction};
 use tokio::time::Instant;
 use uuid::Uuid;
 
-use super::{BatchSummary, Projection, Record, apply_batch, stored_offsets};
+use super::{BatchSummary, Projection, Record, Source, apply_batch, stored_offsets};
 
 /// A projection that can be rebuilt into fresh storage and swapped in.
 pub trait Rebuildable: Projection + Sized {
@@ -74,7 +74,7 @@ type Watermarks = HashMap<(String, i32), (i64, i64)>;
 pub async fn rebuild<P: Rebuildable>(
     live: &P,
     pool: &PgPool,
-    config: &ClientConfig,
+    source: &Source,
     mut progress: impl FnMut(&Progress) + Send,
 ) -> anyhow::Result<RebuildReport> {
     let started = Instant::now();
@@ -84,45 +84,38 @@ pub async fn rebuild<P: Rebuildable>(
         .execute(pool)
         .await?;
 
-    let mut config = config.clone();
+    let mut config = source.config.clone();
     config
-        .set("group.id", format!("{}-{}", shadow.name(), Uuid::now_v7()))
+        .set("group.id", source.topic(&format!("{}-{}", shadow.name(), Uuid::now_v7())))
         .set("enable.auto.commit", "false")
         .set("enable.partition.eof", "true");
     let consumer: StreamConsumer = config.create()?;
 
     // Where the topics end now: the rebuild's first goal.
-    let topics = live.topics().to_vec();
+    let topics: Vec<String> = live.topics().iter().map(|topic| source.topic(topic)).collect();
     let ends = tokio::task::spawn_blocking({
         let consumer_config = config.clone();
         move || end_offsets(&consumer_config, &topics)
     })
     .await??;
+    // Positions and goals are kept under the projection's own topic names, as the offsets table has them.
+    let ends: Watermarks = ends
+        .into_iter()
+        .map(|((topic, partition), marks)| ((unprefixed(source, &topic), partition), marks))
+        .collect();
     let target = ends.values().map(|(low, high)| (high - low).max(0) as u64).sum();
     let mut assignment = TopicPartitionList::new();
     for (topic, partition) in ends.keys() {
-        assignment.add_partition_offset(topic, *partition, Offset::Beginning)?;
+        assignment.add_partition_offset(&source.topic(topic), *partition, Offset::Beginning)?;
     }
     consumer.assign(&assignment)?;
 
     let mut positions: Positions = ends.iter().map(|(key, (low, _))| (key.clone(), *low)).collect();
     let goal: Positions = ends.iter().map(|(key, (_, high))| (key.clone(), *high)).collect();
     let mut report = RebuildReport::default();
-    consume_until(
-        &consumer,
-        &shadow,
-        pool,
-        &mut positions,
-        &goal,
-        &mut report,
-        |report| {
-            progress(&Progress {
-                consumed: report.consumed,
-                target,
-                elapsed: started.elapsed(),
-            })
-        },
-    )
+    consume_until(&consumer, source, &shadow, pool, &mut positions, &goal, &mut report, |report| {
+        progress(&Progress { consumed: report.consumed, target, elapsed: started.elapsed() })
+    })
     .await?;
 
     // Catch up with the live projection under its lock, then swap.
@@ -134,16 +127,8 @@ pub async fn rebuild<P: Rebuildable>(
     let swapped = async {
         let live_offsets = stored_offsets(&mut connection, live.name()).await?;
         let before = report.consumed;
-        consume_until(
-            &consumer,
-            &shadow,
-            pool,
-            &mut positions,
-            &live_offsets,
-            &mut report,
-            |_| {},
-        )
-        .await?;
+        consume_until(&consumer, source, &shadow, pool, &mut positions, &live_offsets, &mut report, |_| {})
+            .await?;
         report.caught_up = report.consumed - before;
 
         let mut transaction = sqlx::Connection::begin(&mut *connection).await?;
@@ -171,23 +156,29 @@ pub async fn rebuild<P: Rebuildable>(
     Ok(report)
 }
 
+fn unprefixed(source: &Source, topic: &str) -> String {
+    topic.strip_prefix(source.topic_prefix.as_str()).unwrap_or(topic).to_owned()
+}
+
 /// The (low, high) watermarks of every partition of `topics`.
-fn end_offsets(config: &ClientConfig, topics: &[&'static str]) -> Result<Watermarks, KafkaError> {
+fn end_offsets(config: &ClientConfig, topics: &[String]) -> Result<Watermarks, KafkaError> {
     let consumer: rdkafka::consumer::BaseConsumer = config.create()?;
     let mut ends = HashMap::new();
     for topic in topics {
         let metadata = consumer.fetch_metadata(Some(topic), Duration::from_secs(10))?;
         for partition in metadata.topics().iter().flat_map(|t| t.partitions()) {
             let watermarks = consumer.fetch_watermarks(topic, partition.id(), Duration::from_secs(10))?;
-            ends.insert(((*topic).to_owned(), partition.id()), watermarks);
+            ends.insert((topic.clone(), partition.id()), watermarks);
         }
     }
     Ok(ends)
 }
 
 /// Consumes and applies batches to `shadow` until every partition in `goal` has reached its goal offset.
+#[allow(clippy::too_many_arguments)]
 async fn consume_until<P: Projection>(
     consumer: &StreamConsumer,
+    source: &Source,
     shadow: &P,
     pool: &PgPool,
     positions: &mut Positions,
@@ -196,8 +187,7 @@ async fn consume_until<P: Projection>(
     mut on_batch: impl FnMut(&RebuildReport),
 ) -> anyhow::Result<()> {
     let reached = |positions: &Positions| {
-        goal.iter()
-            .all(|(key, offset)| positions.get(key).copied().unwrap_or(0) >= *offset)
+        goal.iter().all(|(key, offset)| positions.get(key).copied().unwrap_or(0) >= *offset)
     };
     let mut batch = Vec::new();
     while !reached(positions) {
@@ -205,7 +195,7 @@ async fn consume_until<P: Projection>(
         loop {
             match tokio::time::timeout(Duration::from_millis(50), consumer.recv()).await {
                 Ok(Ok(message)) => {
-                    let record = Record::from_message(&message);
+                    let record = source.unprefix(Record::from_message(&message));
                     positions.insert((record.topic.clone(), record.partition), record.offset + 1);
                     batch.push(record);
                     if batch.len() >= 1_000 {
@@ -214,11 +204,11 @@ async fn consume_until<P: Projection>(
                 }
                 Ok(Err(KafkaError::PartitionEOF(partition))) => {
                     // Compaction can remove the last records of a partition: at its end, its position is its end.
-                    for (key, offset) in consumer.position()?.to_topic_map() {
-                        if key.1 == partition
+                    for ((topic, number), offset) in consumer.position()?.to_topic_map() {
+                        if number == partition
                             && let Offset::Offset(offset) = offset
                         {
-                            let position = positions.entry(key).or_insert(0);
+                            let position = positions.entry((unprefixed(source, &topic), number)).or_insert(0);
                             *position = (*position).max(offset);
                         }
                     }

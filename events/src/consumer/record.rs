@@ -19,10 +19,7 @@ impl Record {
         let headers = message
             .headers()
             .map(|headers| {
-                headers
-                    .iter()
-                    .map(|h| (h.key.to_owned(), h.value.unwrap_or_default().to_vec()))
-                    .collect()
+                headers.iter().map(|h| (h.key.to_owned(), h.value.unwrap_or_default().to_vec())).collect()
             })
             .unwrap_or_default();
         Self {
@@ -51,9 +48,7 @@ impl Record {
     /// The event's metadata from the CloudEvents headers.
     pub fn metadata(&self) -> Result<ReceivedMetadata, InvalidHeaders> {
         ReceivedMetadata::from_headers(
-            self.headers
-                .iter()
-                .map(|(name, value)| (name.as_str(), value.as_slice())),
+            self.headers.iter().map(|(name, value)| (name.as_str(), value.as_slice())),
         )
     }
 

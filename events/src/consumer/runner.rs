@@ -17,7 +17,7 @@ use sqlx::PgPool;
 use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 
-use super::{BatchSummary, Projection, Record, apply_batch};
+use super::{BatchSummary, Projection, Record, Source, apply_batch};
 
 /// How records are grouped into transactions.
 #[derive(Debug, Clone)]
@@ -30,10 +30,7 @@ pub struct RunnerSettings {
 
 impl Default for RunnerSettings {
     fn default() -> Self {
-        Self {
-            batch_size: 500,
-            batch_wait: Duration::from_millis(20),
-        }
+        Self { batch_size: 500, batch_wait: Duration::from_millis(20) }
     }
 }
 
@@ -74,8 +71,7 @@ impl ProjectionStats {
         self.applied.fetch_add(summary.applied, Ordering::Relaxed);
         self.ignored.fetch_add(summary.ignored, Ordering::Relaxed);
         self.skipped.fetch_add(summary.skipped, Ordering::Relaxed);
-        self.redelivered
-            .fetch_add(summary.already_applied, Ordering::Relaxed);
+        self.redelivered.fetch_add(summary.already_applied, Ordering::Relaxed);
         self.batches.fetch_add(1, Ordering::Relaxed);
     }
 }
@@ -85,20 +81,21 @@ impl ProjectionStats {
 pub struct ProjectionRunner<P> {
     projection: Arc<P>,
     pool: PgPool,
-    config: ClientConfig,
+    source: Source,
     settings: RunnerSettings,
     stats: Arc<ProjectionStats>,
     on_applied: Option<Arc<Notify>>,
 }
 
 impl<P: Projection> ProjectionRunner<P> {
-    /// `config` is the Kafka client configuration (brokers, security, [`CONSUMER_DEFAULTS`](super::CONSUMER_DEFAULTS));
-    /// the group id defaults to the projection's name.
-    pub fn new(projection: Arc<P>, pool: PgPool, config: ClientConfig) -> Self {
+    /// `source` holds the Kafka client configuration (brokers, security,
+    /// [`CONSUMER_DEFAULTS`](super::CONSUMER_DEFAULTS)); the group id defaults to the projection's name, prefixed
+    /// like the topics.
+    pub fn new(projection: Arc<P>, pool: PgPool, source: Source) -> Self {
         Self {
             projection,
             pool,
-            config,
+            source,
             settings: RunnerSettings::default(),
             stats: Arc::default(),
             on_applied: None,
@@ -125,12 +122,14 @@ impl<P: Projection> ProjectionRunner<P> {
     /// its group so its partitions move at once.
     pub async fn run(self, stop: CancellationToken) -> anyhow::Result<()> {
         let name = self.projection.name().to_owned();
-        let mut config = self.config.clone();
+        let mut config: ClientConfig = self.source.config.clone();
         if config.get("group.id").is_none() {
-            config.set("group.id", &name);
+            config.set("group.id", self.source.topic(&name));
         }
         let consumer: StreamConsumer = config.create()?;
-        consumer.subscribe(self.projection.topics())?;
+        let topics: Vec<String> =
+            self.projection.topics().iter().map(|topic| self.source.topic(topic)).collect();
+        consumer.subscribe(&topics.iter().map(String::as_str).collect::<Vec<_>>())?;
         tracing::info!(projection = %name, topics = ?self.projection.topics(), "Consuming.");
 
         while let Some(batch) = self.next_batch(&consumer, &stop).await {
@@ -150,7 +149,7 @@ impl<P: Projection> ProjectionRunner<P> {
                 last.insert((&record.topic, record.partition), record.offset);
             }
             for ((topic, partition), offset) in last {
-                if let Err(error) = consumer.store_offset(topic, partition, offset) {
+                if let Err(error) = consumer.store_offset(&self.source.topic(topic), partition, offset) {
                     // The partition moved to another member meanwhile; its new owner skips what we applied.
                     tracing::debug!(projection = %name, topic, partition, error.message = %error, "Could not store an offset.");
                 }
@@ -172,7 +171,7 @@ impl<P: Projection> ProjectionRunner<P> {
             tokio::select! {
                 () = stop.cancelled() => return None,
                 received = consumer.recv() => match received {
-                    Ok(message) => break Record::from_message(&message),
+                    Ok(message) => break self.source.unprefix(Record::from_message(&message)),
                     Err(error) => {
                         tracing::warn!(projection = self.projection.name(), error.message = %error, "Kafka consumer error.");
                         tokio::time::sleep(Duration::from_millis(200)).await;
@@ -183,7 +182,7 @@ impl<P: Projection> ProjectionRunner<P> {
         let mut batch = vec![first];
         while batch.len() < self.settings.batch_size {
             match tokio::time::timeout(self.settings.batch_wait, consumer.recv()).await {
-                Ok(Ok(message)) => batch.push(Record::from_message(&message)),
+                Ok(Ok(message)) => batch.push(self.source.unprefix(Record::from_message(&message))),
                 Ok(Err(_)) | Err(_) => break,
             }
         }

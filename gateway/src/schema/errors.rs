@@ -77,11 +77,8 @@ impl ExtensionFactory for ErrorCodes {
 impl Extension for ErrorCodes {
     async fn request(&self, ctx: &ExtensionContext<'_>, next: NextRequest<'_>) -> Response {
         let mut response = next.run(ctx).await;
-        response.errors = response
-            .errors
-            .into_iter()
-            .map(|e| with_code(e, ErrorCode::BadUserInput))
-            .collect();
+        response.errors =
+            response.errors.into_iter().map(|e| with_code(e, ErrorCode::BadUserInput)).collect();
         response
     }
 
@@ -92,9 +89,7 @@ impl Extension for ErrorCodes {
         variables: &Variables,
         next: NextParseQuery<'_>,
     ) -> ServerResult<ExecutableDocument> {
-        next.run(ctx, query, variables)
-            .await
-            .map_err(|e| with_code(e, ErrorCode::GraphqlParseFailed))
+        next.run(ctx, query, variables).await.map_err(|e| with_code(e, ErrorCode::GraphqlParseFailed))
     }
 
     async fn validation(
@@ -103,10 +98,7 @@ impl Extension for ErrorCodes {
         next: NextValidation<'_>,
     ) -> Result<ValidationResult, Vec<ServerError>> {
         next.run(ctx).await.map_err(|errors| {
-            errors
-                .into_iter()
-                .map(|e| with_code(e, ErrorCode::GraphqlValidationFailed))
-                .collect()
+            errors.into_iter().map(|e| with_code(e, ErrorCode::GraphqlValidationFailed)).collect()
         })
     }
 }

@@ -26,14 +26,9 @@ impl PaginationInput {
             return Ok((0, Page::DEFAULT_TAKE));
         };
         let skip = u64::try_from(skip).map_err(|_| bad_input("pagination.skip", "must be zero or more"))?;
-        let take = u32::try_from(take)
-            .ok()
-            .filter(|take| (1..=Page::MAX_TAKE).contains(take))
-            .ok_or_else(|| {
-                bad_input(
-                    "pagination.take",
-                    &format!("must be between 1 and {}", Page::MAX_TAKE),
-                )
+        let take =
+            u32::try_from(take).ok().filter(|take| (1..=Page::MAX_TAKE).contains(take)).ok_or_else(|| {
+                bad_input("pagination.take", &format!("must be between 1 and {}", Page::MAX_TAKE))
             })?;
         Ok((skip, take))
     }
@@ -98,10 +93,8 @@ impl OrderInput {
             .enumerate()
             .map(|(i, line)| {
                 let id = uuid(&format!("order.products[{i}].id"), &line.id)?;
-                let quantity = u32::try_from(line.quantity)
-                    .ok()
-                    .filter(|quantity| *quantity >= 1)
-                    .ok_or_else(|| {
+                let quantity =
+                    u32::try_from(line.quantity).ok().filter(|quantity| *quantity >= 1).ok_or_else(|| {
                         bad_input(&format!("order.products[{i}].quantity"), "must be at least 1")
                     })?;
                 Ok((id, quantity))
@@ -123,12 +116,7 @@ mod tests {
     use super::*;
 
     fn price(price: f64) -> Result<i64> {
-        ProductInput {
-            name: "x".into(),
-            description: String::new(),
-            price,
-        }
-        .price_cents()
+        ProductInput { name: "x".into(), description: String::new(), price }.price_cents()
     }
 
     #[test]

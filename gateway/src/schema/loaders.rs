@@ -32,9 +32,7 @@ impl Loader<String> for OrdersByAccount {
     type Error = async_graphql::Error;
 
     async fn load(&self, account_ids: &[String]) -> Result<HashMap<String, Vec<Order>>, Self::Error> {
-        let message = GetOrdersForAccountsRequest {
-            account_ids: account_ids.to_vec(),
-        };
+        let message = GetOrdersForAccountsRequest { account_ids: account_ids.to_vec() };
         let orders = self
             .orders
             .clone()
@@ -45,10 +43,7 @@ impl Loader<String> for OrdersByAccount {
             .orders;
         let mut by_account: HashMap<String, Vec<Order>> = HashMap::with_capacity(account_ids.len());
         for order in orders {
-            by_account
-                .entry(order.account_id.clone())
-                .or_default()
-                .push(order.try_into()?);
+            by_account.entry(order.account_id.clone()).or_default().push(order.try_into()?);
         }
         Ok(by_account)
     }

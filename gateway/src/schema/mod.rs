@@ -38,10 +38,7 @@ pub fn prepare(
     services: &Services,
     trace: TraceContext,
 ) -> async_graphql::Request {
-    let orders = DataLoader::new(
-        OrdersByAccount::new(services.orders.clone(), trace.clone()),
-        tokio::spawn,
-    )
-    .max_batch_size(loaders::MAX_ACCOUNTS_PER_BATCH);
+    let orders = DataLoader::new(OrdersByAccount::new(services.orders.clone(), trace.clone()), tokio::spawn)
+        .max_batch_size(loaders::MAX_ACCOUNTS_PER_BATCH);
     request.data(trace).data(orders)
 }

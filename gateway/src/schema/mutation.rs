@@ -37,11 +37,7 @@ impl Mutation {
             .post_account(request(message, trace))
             .await
             .map_err(|status| graphql_error("account", status))?;
-        response
-            .into_inner()
-            .account
-            .ok_or_else(|| missing("account"))?
-            .try_into()
+        response.into_inner().account.ok_or_else(|| missing("account"))?.try_into()
     }
 
     /// Adds a product to the catalog.
@@ -58,11 +54,7 @@ impl Mutation {
             .post_product(request(message, trace))
             .await
             .map_err(|status| graphql_error("catalog", status))?;
-        response
-            .into_inner()
-            .product
-            .ok_or_else(|| missing("product"))?
-            .try_into()
+        response.into_inner().product.ok_or_else(|| missing("product"))?.try_into()
     }
 
     /// Replaces a product's name, description and price. With `expectedVersion`, fails with CONFLICT if the
@@ -88,11 +80,7 @@ impl Mutation {
             .update_product(request(message, trace))
             .await
             .map_err(|status| graphql_error("catalog", status))?;
-        response
-            .into_inner()
-            .product
-            .ok_or_else(|| missing("product"))?
-            .try_into()
+        response.into_inner().product.ok_or_else(|| missing("product"))?.try_into()
     }
 
     /// Places an order. Repeated products are merged; NOT_FOUND when the account or a product does not exist.
@@ -112,10 +100,6 @@ impl Mutation {
             .post_order(request(message, trace))
             .await
             .map_err(|status| graphql_error("order", status))?;
-        response
-            .into_inner()
-            .order
-            .ok_or_else(|| missing("order"))?
-            .try_into()
+        response.into_inner().order.ok_or_else(|| missing("order"))?.try_into()
     }
 }

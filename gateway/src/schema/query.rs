@@ -31,18 +31,8 @@ impl Query {
         let (services, trace) = (ctx.data::<Services>()?, ctx.data::<TraceContext>()?);
         if let Some(id) = id {
             let message = GetAccountRequest { id: uuid("id", &id)? };
-            return match services
-                .accounts
-                .clone()
-                .get_account(request(message, trace))
-                .await
-            {
-                Ok(response) => response
-                    .into_inner()
-                    .account
-                    .map(Account::try_from)
-                    .into_iter()
-                    .collect(),
+            return match services.accounts.clone().get_account(request(message, trace)).await {
+                Ok(response) => response.into_inner().account.map(Account::try_from).into_iter().collect(),
                 Err(status) if status.code() == Code::NotFound => Ok(Vec::new()),
                 Err(status) => Err(graphql_error("account", status)),
             };
@@ -55,12 +45,7 @@ impl Query {
             .get_accounts(request(message, trace))
             .await
             .map_err(|status| graphql_error("account", status))?;
-        response
-            .into_inner()
-            .accounts
-            .into_iter()
-            .map(Account::try_from)
-            .collect()
+        response.into_inner().accounts.into_iter().map(Account::try_from).collect()
     }
 
     /// Products: all of them (oldest first), those matching a full-text `query` over name and description (best
@@ -75,41 +60,21 @@ impl Query {
         let (services, trace) = (ctx.data::<Services>()?, ctx.data::<TraceContext>()?);
         if let Some(id) = id {
             let message = GetProductRequest { id: uuid("id", &id)? };
-            return match services
-                .catalog
-                .clone()
-                .get_product(request(message, trace))
-                .await
-            {
-                Ok(response) => response
-                    .into_inner()
-                    .product
-                    .map(Product::try_from)
-                    .into_iter()
-                    .collect(),
+            return match services.catalog.clone().get_product(request(message, trace)).await {
+                Ok(response) => response.into_inner().product.map(Product::try_from).into_iter().collect(),
                 Err(status) if status.code() == Code::NotFound => Ok(Vec::new()),
                 Err(status) => Err(graphql_error("catalog", status)),
             };
         }
         let (skip, take) = PaginationInput::validate(pagination)?;
-        let message = GetProductsRequest {
-            skip,
-            take,
-            query: query.unwrap_or_default(),
-            ids: Vec::new(),
-        };
+        let message = GetProductsRequest { skip, take, query: query.unwrap_or_default(), ids: Vec::new() };
         let response = services
             .catalog
             .clone()
             .get_products(request(message, trace))
             .await
             .map_err(|status| graphql_error("catalog", status))?;
-        response
-            .into_inner()
-            .products
-            .into_iter()
-            .map(Product::try_from)
-            .collect()
+        response.into_inner().products.into_iter().map(Product::try_from).collect()
     }
 
     /// The order with `id`, or null when there is none.

@@ -9,9 +9,7 @@ use crate::helpers::{error_codes, spawn_app};
 async fn a_missing_required_field_fails_validation() {
     let app = spawn_app().await;
 
-    let literal = app
-        .graphql("mutation { createAccount(account: {}) { id } }", json!({}))
-        .await;
+    let literal = app.graphql("mutation { createAccount(account: {}) { id } }", json!({})).await;
     let variable = app
         .graphql(
             "mutation($product: ProductInput!) { createProduct(product: $product) { id } }",
@@ -20,17 +18,9 @@ async fn a_missing_required_field_fails_validation() {
         .await;
 
     assert_eq!(error_codes(&literal), ["GRAPHQL_VALIDATION_FAILED"]);
-    assert!(
-        literal["errors"][0]["message"].as_str().unwrap().contains("name"),
-        "{literal:#}"
-    );
+    assert!(literal["errors"][0]["message"].as_str().unwrap().contains("name"), "{literal:#}");
     assert!(!error_codes(&variable).is_empty());
-    assert!(
-        error_codes(&variable)
-            .iter()
-            .all(|code| code == "GRAPHQL_VALIDATION_FAILED"),
-        "{variable:#}"
-    );
+    assert!(error_codes(&variable).iter().all(|code| code == "GRAPHQL_VALIDATION_FAILED"), "{variable:#}");
 }
 
 #[tokio::test]
@@ -52,13 +42,7 @@ async fn a_negative_or_fractional_cent_price_is_bad_user_input() {
     let fractional = app.graphql(create, json!({ "price": 1.005 })).await;
 
     assert_eq!(error_codes(&negative), ["BAD_USER_INPUT"]);
-    assert!(
-        negative["errors"][0]["message"]
-            .as_str()
-            .unwrap()
-            .contains("product.price"),
-        "{negative:#}"
-    );
+    assert!(negative["errors"][0]["message"].as_str().unwrap().contains("product.price"), "{negative:#}");
     assert_eq!(error_codes(&fractional), ["BAD_USER_INPUT"]);
     assert_eq!(negative["data"], serde_json::Value::Null);
 }
@@ -67,12 +51,8 @@ async fn a_negative_or_fractional_cent_price_is_bad_user_input() {
 async fn rules_enforced_by_a_service_come_back_as_bad_user_input_with_the_fields() {
     let app = spawn_app().await;
 
-    let response = app
-        .graphql(
-            r#"mutation { createAccount(account: {name: "   "}) { id } }"#,
-            json!({}),
-        )
-        .await;
+    let response =
+        app.graphql(r#"mutation { createAccount(account: {name: "   "}) { id } }"#, json!({})).await;
 
     assert_eq!(error_codes(&response), ["BAD_USER_INPUT"]);
     assert_eq!(
@@ -104,12 +84,7 @@ async fn unknown_accounts_and_products_are_not_found_and_nothing_is_stored() {
 
     assert_eq!(error_codes(&unknown_account), ["NOT_FOUND"]);
     assert_eq!(error_codes(&unknown_product), ["NOT_FOUND"]);
-    assert!(
-        unknown_product["errors"][0]["message"]
-            .as_str()
-            .unwrap()
-            .contains(&ghost)
-    );
+    assert!(unknown_product["errors"][0]["message"].as_str().unwrap().contains(&ghost));
     assert_eq!(count_rows(&app.orders_database.pool, "orders").await, 0);
     assert_eq!(count_rows(&app.orders_database.pool, "outbox").await, 0);
 }
@@ -128,13 +103,7 @@ async fn ids_that_are_not_uuids_are_bad_user_input_naming_the_argument() {
     let account = app.graphql(r#"{ accounts(id: "42") { id } }"#, json!({})).await;
 
     assert_eq!(error_codes(&order), ["BAD_USER_INPUT"]);
-    assert!(
-        order["errors"][0]["message"]
-            .as_str()
-            .unwrap()
-            .contains("order.accountId"),
-        "{order:#}"
-    );
+    assert!(order["errors"][0]["message"].as_str().unwrap().contains("order.accountId"), "{order:#}");
     assert_eq!(error_codes(&account), ["BAD_USER_INPUT"]);
 }
 
@@ -157,20 +126,10 @@ async fn quantities_below_one_and_empty_orders_are_bad_user_input() {
             json!({ "order": { "accountId": account, "products": [{ "id": kettle, "quantity": -3 }] } }),
         )
         .await;
-    let empty = app
-        .graphql(
-            create,
-            json!({ "order": { "accountId": account, "products": [] } }),
-        )
-        .await;
+    let empty = app.graphql(create, json!({ "order": { "accountId": account, "products": [] } })).await;
 
     assert_eq!(error_codes(&zero), ["BAD_USER_INPUT"]);
-    assert!(
-        zero["errors"][0]["message"]
-            .as_str()
-            .unwrap()
-            .contains("order.products[0].quantity")
-    );
+    assert!(zero["errors"][0]["message"].as_str().unwrap().contains("order.products[0].quantity"));
     assert_eq!(error_codes(&negative), ["BAD_USER_INPUT"]);
     assert_eq!(error_codes(&empty), ["BAD_USER_INPUT"]);
 }
@@ -179,20 +138,11 @@ async fn quantities_below_one_and_empty_orders_are_bad_user_input() {
 async fn a_page_over_the_cap_is_bad_user_input() {
     let app = spawn_app().await;
 
-    let accounts = app
-        .graphql("{ accounts(pagination: {take: 101}) { id } }", json!({}))
-        .await;
-    let products = app
-        .graphql("{ products(pagination: {skip: -1}) { id } }", json!({}))
-        .await;
+    let accounts = app.graphql("{ accounts(pagination: {take: 101}) { id } }", json!({})).await;
+    let products = app.graphql("{ products(pagination: {skip: -1}) { id } }", json!({})).await;
 
     assert_eq!(error_codes(&accounts), ["BAD_USER_INPUT"]);
-    assert!(
-        accounts["errors"][0]["message"]
-            .as_str()
-            .unwrap()
-            .contains("between 1 and 100")
-    );
+    assert!(accounts["errors"][0]["message"].as_str().unwrap().contains("between 1 and 100"));
     assert_eq!(error_codes(&products), ["BAD_USER_INPUT"]);
 }
 

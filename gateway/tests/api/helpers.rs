@@ -31,20 +31,14 @@ macro_rules! spawn_service {
         };
         let application = $crate_name::startup::Application::build(&settings).await.unwrap();
         let url = format!("http://{}", application.local_addr());
-        (
-            url,
-            RunningServer::spawn(|shutdown| application.run_until_stopped(shutdown)),
-        )
+        (url, RunningServer::spawn(|shutdown| application.run_until_stopped(shutdown)))
     }};
 }
 
 pub(crate) async fn spawn_app() -> TestApp {
     init_test_logging();
-    let databases = [
-        TestDatabase::create().await,
-        TestDatabase::create().await,
-        TestDatabase::create().await,
-    ];
+    let databases =
+        [TestDatabase::create().await, TestDatabase::create().await, TestDatabase::create().await];
     let [account_database, catalog_database, orders_database] = databases;
     let (account_url, account_server) = spawn_service!(shop_account, account_database);
     let (catalog_url, catalog_server) = spawn_service!(shop_catalog, catalog_database);
@@ -57,9 +51,7 @@ pub(crate) async fn spawn_app() -> TestApp {
         dependency_timeout_ms: 2_000,
         ..Default::default()
     };
-    let order = shop_order::startup::Application::build(&order_settings)
-        .await
-        .unwrap();
+    let order = shop_order::startup::Application::build(&order_settings).await.unwrap();
     let order_url = format!("http://{}", order.local_addr());
     let order_server = RunningServer::spawn(|shutdown| order.run_until_stopped(shutdown));
     let (counting_url, counting_server, order_list_calls) = spawn_counting_proxy(&order_url).await;
@@ -105,10 +97,7 @@ impl TestApp {
     /// Like [`graphql`](Self::graphql), but fails the test on any GraphQL error and returns `data`.
     pub(crate) async fn data(&self, query: &str, variables: Value) -> Value {
         let response = self.graphql(query, variables).await;
-        assert!(
-            response.get("errors").is_none(),
-            "unexpected errors: {response:#}"
-        );
+        assert!(response.get("errors").is_none(), "unexpected errors: {response:#}");
         response["data"].clone()
     }
 
@@ -133,16 +122,10 @@ impl TestApp {
         let query = "mutation($order: OrderInput!) {
             createOrder(order: $order) { id status totalPrice products { id name price quantity } }
         }";
-        let products: Vec<_> = products
-            .iter()
-            .map(|(id, quantity)| json!({ "id": id, "quantity": quantity }))
-            .collect();
-        let data = self
-            .data(
-                query,
-                json!({ "order": { "accountId": account_id, "products": products } }),
-            )
-            .await;
+        let products: Vec<_> =
+            products.iter().map(|(id, quantity)| json!({ "id": id, "quantity": quantity })).collect();
+        let data =
+            self.data(query, json!({ "order": { "accountId": account_id, "products": products } })).await;
         data["createOrder"].clone()
     }
 
@@ -158,12 +141,7 @@ pub(crate) fn error_codes(response: &Value) -> Vec<String> {
         .as_array()
         .unwrap_or_else(|| panic!("expected errors in {response:#}"))
         .iter()
-        .map(|error| {
-            error["extensions"]["code"]
-                .as_str()
-                .unwrap_or("<none>")
-                .to_owned()
-        })
+        .map(|error| error["extensions"]["code"].as_str().unwrap_or("<none>").to_owned())
         .collect()
 }
 

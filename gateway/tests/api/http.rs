@@ -30,10 +30,7 @@ async fn mutations_cannot_be_sent_with_get() {
     let response = app
         .http
         .get(format!("{}/graphql", app.base_url))
-        .query(&[(
-            "query",
-            r#"mutation { createAccount(account: {name: "Eve"}) { id } }"#,
-        )])
+        .query(&[("query", r#"mutation { createAccount(account: {name: "Eve"}) { id } }"#)])
         .send()
         .await
         .unwrap();
@@ -49,12 +46,7 @@ async fn mutations_cannot_be_sent_with_get() {
 async fn the_playground_is_served() {
     let app = spawn_app().await;
 
-    let response = app
-        .http
-        .get(format!("{}/playground", app.base_url))
-        .send()
-        .await
-        .unwrap();
+    let response = app.http.get(format!("{}/playground", app.base_url)).send().await.unwrap();
 
     assert!(response.status().is_success());
     let body = response.text().await.unwrap();
@@ -67,12 +59,7 @@ async fn readiness_reports_each_service_and_fails_while_one_is_down() {
     let mut app = spawn_app().await;
     let ready = |app: &crate::helpers::TestApp| app.http.get(format!("{}/health/ready", app.base_url)).send();
 
-    let live = app
-        .http
-        .get(format!("{}/health", app.base_url))
-        .send()
-        .await
-        .unwrap();
+    let live = app.http.get(format!("{}/health", app.base_url)).send().await.unwrap();
     let all_up = ready(&app).await.unwrap();
     assert!(live.status().is_success());
     assert!(all_up.status().is_success());
@@ -85,8 +72,5 @@ async fn readiness_reports_each_service_and_fails_while_one_is_down() {
     let degraded = ready(&app).await.unwrap();
 
     assert_eq!(degraded.status(), reqwest::StatusCode::SERVICE_UNAVAILABLE);
-    assert_eq!(
-        degraded.json::<Value>().await.unwrap()["services"]["catalog"],
-        "unreachable"
-    );
+    assert_eq!(degraded.json::<Value>().await.unwrap()["services"]["catalog"], "unreachable");
 }

@@ -15,10 +15,7 @@ async fn create_account_product_and_order_then_read_the_account_with_its_orders(
 
     // Act: the three mutations.
     let account = app
-        .data(
-            r#"mutation { createAccount(account: {name: "Ada Lovelace"}) { id name } }"#,
-            json!({}),
-        )
+        .data(r#"mutation { createAccount(account: {name: "Ada Lovelace"}) { id name } }"#, json!({}))
         .await["createAccount"]
         .clone();
     let kettle = app
@@ -82,37 +79,19 @@ async fn create_account_product_and_order_then_read_the_account_with_its_orders(
 #[tokio::test]
 async fn products_are_listed_paged_searched_and_found_by_id() {
     let app = spawn_app().await;
-    let kettle = app
-        .create_product("Kettle", "Stainless steel electric kettle.", 24.99)
-        .await;
-    app.create_product("Teapot", "Porcelain; pairs well with a kettle.", 19.99)
-        .await;
+    let kettle = app.create_product("Kettle", "Stainless steel electric kettle.", 24.99).await;
+    app.create_product("Teapot", "Porcelain; pairs well with a kettle.", 19.99).await;
     app.create_product("Mug", "For tea or coffee.", 8.99).await;
 
     let all = app.data("{ products { name } }", json!({})).await;
-    let page = app
-        .data("{ products(pagination: {skip: 1, take: 1}) { name } }", json!({}))
-        .await;
-    let search = app
-        .data(r#"{ products(query: "kettle") { name price } }"#, json!({}))
-        .await;
-    let by_id = app
-        .data(
-            "query($id: ID) { products(id: $id) { name } }",
-            json!({ "id": kettle }),
-        )
-        .await;
+    let page = app.data("{ products(pagination: {skip: 1, take: 1}) { name } }", json!({})).await;
+    let search = app.data(r#"{ products(query: "kettle") { name price } }"#, json!({})).await;
+    let by_id = app.data("query($id: ID) { products(id: $id) { name } }", json!({ "id": kettle })).await;
     let unknown = app
-        .data(
-            "query($id: ID) { products(id: $id) { name } }",
-            json!({ "id": uuid::Uuid::now_v7() }),
-        )
+        .data("query($id: ID) { products(id: $id) { name } }", json!({ "id": uuid::Uuid::now_v7() }))
         .await;
 
-    assert_eq!(
-        all["products"],
-        json!([{ "name": "Kettle" }, { "name": "Teapot" }, { "name": "Mug" }])
-    );
+    assert_eq!(all["products"], json!([{ "name": "Kettle" }, { "name": "Teapot" }, { "name": "Mug" }]));
     assert_eq!(page["products"], json!([{ "name": "Teapot" }]));
     assert_eq!(
         search["products"],
@@ -135,19 +114,13 @@ async fn account_orders_are_loaded_in_one_call_for_every_account() {
     let calls_before = app.order_list_calls.load(Ordering::SeqCst);
 
     // Act
-    let data = app
-        .data("{ accounts { name orders { totalPrice } } }", json!({}))
-        .await;
+    let data = app.data("{ accounts { name orders { totalPrice } } }", json!({})).await;
 
     // Assert
     let accounts = data["accounts"].as_array().unwrap();
     assert_eq!(accounts.len(), 4);
     for account in accounts {
-        assert_eq!(
-            account["orders"],
-            json!([{ "totalPrice": 49.98 }, { "totalPrice": 24.99 }]),
-            "{account}"
-        );
+        assert_eq!(account["orders"], json!([{ "totalPrice": 49.98 }, { "totalPrice": 24.99 }]), "{account}");
     }
     assert_eq!(app.order_list_calls.load(Ordering::SeqCst) - calls_before, 1);
 }
@@ -165,12 +138,8 @@ async fn an_order_can_be_read_by_id_and_an_unknown_one_is_null() {
             json!({ "id": placed["id"] }),
         )
         .await;
-    let unknown = app
-        .data(
-            "query($id: ID!) { order(id: $id) { id } }",
-            json!({ "id": uuid::Uuid::now_v7() }),
-        )
-        .await;
+    let unknown =
+        app.data("query($id: ID!) { order(id: $id) { id } }", json!({ "id": uuid::Uuid::now_v7() })).await;
 
     assert_eq!(read["order"]["status"], "CONFIRMED");
     assert_eq!(read["order"]["accountId"], account);

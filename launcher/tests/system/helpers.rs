@@ -12,7 +12,7 @@ pub(crate) struct TestShop {
     pub(crate) settings: Settings,
     pub(crate) http: reqwest::Client,
     /// Kept alive for as long as the shop runs.
-    _broker: TestBroker,
+    pub(crate) broker: TestBroker,
     /// Dropped (so the databases are dropped) after the shop stopped.
     pub(crate) databases: Vec<TestDatabase>,
 }
@@ -23,6 +23,7 @@ pub(crate) fn settings(broker: &TestBroker) -> Settings {
         postgres_url: shop_testkit::postgres_server_url().parse().unwrap(),
         database_prefix: format!("test_{}_", Uuid::now_v7().simple()),
         kafka_brokers: Some(broker.bootstrap.clone()),
+        kafka_topic_prefix: broker.topic_prefix.clone(),
         http_listen_addr: any_port,
         account_listen_addr: any_port,
         catalog_listen_addr: any_port,
@@ -45,13 +46,7 @@ pub(crate) async fn start_shop() -> TestShop {
         .iter()
         .map(|name| TestDatabase::adopt(&format!("{}{name}", settings.database_prefix)))
         .collect();
-    TestShop {
-        shop,
-        settings,
-        http: reqwest::Client::new(),
-        _broker: broker,
-        databases,
-    }
+    TestShop { shop, settings, http: reqwest::Client::new(), broker, databases }
 }
 
 impl TestShop {
@@ -74,10 +69,7 @@ impl TestShop {
 
     pub(crate) async fn data(&self, query: &str, variables: Value) -> Value {
         let response = self.graphql(query, variables).await;
-        assert!(
-            response.get("errors").is_none(),
-            "unexpected errors: {response:#}"
-        );
+        assert!(response.get("errors").is_none(), "unexpected errors: {response:#}");
         response["data"].clone()
     }
 
@@ -105,15 +97,9 @@ impl TestShop {
     /// Places an order and returns it as `createOrder` answered.
     pub(crate) async fn create_order(&self, account: &str, products: &[(&str, i32)]) -> Value {
         let query = "mutation($o: OrderInput!) { createOrder(order: $o) { id status totalPrice } }";
-        let products: Vec<_> = products
-            .iter()
-            .map(|(id, quantity)| json!({ "id": id, "quantity": quantity }))
-            .collect();
-        self.data(
-            query,
-            json!({ "o": { "accountId": account, "products": products } }),
-        )
-        .await["createOrder"]
+        let products: Vec<_> =
+            products.iter().map(|(id, quantity)| json!({ "id": id, "quantity": quantity })).collect();
+        self.data(query, json!({ "o": { "accountId": account, "products": products } })).await["createOrder"]
             .clone()
     }
 
@@ -132,9 +118,6 @@ impl TestShop {
     }
 
     pub(crate) fn database(&self, name: &str) -> &TestDatabase {
-        self.databases
-            .iter()
-            .find(|d| d.name.ends_with(name))
-            .expect("a service database")
+        self.databases.iter().find(|d| d.name.ends_with(name)).expect("a service database")
     }
 }

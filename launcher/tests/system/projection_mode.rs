@@ -37,10 +37,7 @@ async fn an_unknown_product_gets_the_order_rejected_with_its_reason() {
     let ada = shop.create_account("Ada").await;
     let kettle = shop.create_product("Kettle", 24.99).await;
     let first = shop.create_order(&ada, &[(&kettle, 1)]).await;
-    assert_eq!(
-        shop.settled_order(first["id"].as_str().unwrap()).await["status"],
-        "CONFIRMED"
-    );
+    assert_eq!(shop.settled_order(first["id"].as_str().unwrap()).await["status"], "CONFIRMED");
     let ghost = Uuid::now_v7().to_string();
 
     // Act
@@ -61,10 +58,7 @@ async fn orders_are_still_confirmed_while_the_account_and_catalog_services_are_d
     let ada = shop.create_account("Ada").await;
     let kettle = shop.create_product("Kettle", 24.99).await;
     let first = shop.create_order(&ada, &[(&kettle, 1)]).await;
-    assert_eq!(
-        shop.settled_order(first["id"].as_str().unwrap()).await["status"],
-        "CONFIRMED"
-    );
+    assert_eq!(shop.settled_order(first["id"].as_str().unwrap()).await["status"], "CONFIRMED");
 
     // Act: both services go down; orders keep coming.
     shop.shop.stop_part("account");

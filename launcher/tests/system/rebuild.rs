@@ -17,12 +17,10 @@ type AccountRow = (Uuid, String, i64);
 type ProductRow = (Uuid, String, String, i64, i64);
 
 async fn accounts(pool: &PgPool, table: &str) -> Vec<AccountRow> {
-    sqlx::query_as(sqlx::AssertSqlSafe(format!(
-        "SELECT id, name, version FROM {table} ORDER BY id"
-    )))
-    .fetch_all(pool)
-    .await
-    .unwrap()
+    sqlx::query_as(sqlx::AssertSqlSafe(format!("SELECT id, name, version FROM {table} ORDER BY id")))
+        .fetch_all(pool)
+        .await
+        .unwrap()
 }
 
 async fn products(pool: &PgPool, table: &str) -> Vec<ProductRow> {
@@ -40,16 +38,12 @@ async fn a_rebuild_while_writes_continue_equals_the_source_row_by_row() {
     let shop = start_shop().await;
     for i in 0..10 {
         shop.create_account(&format!("customer {i}")).await;
-        shop.create_product(&format!("product {i}"), 1.0 + f64::from(i))
-            .await;
+        shop.create_product(&format!("product {i}"), 1.0 + f64::from(i)).await;
     }
     let writing = Arc::new(AtomicBool::new(true));
     let writer = tokio::spawn({
-        let (http, url, writing) = (
-            shop.http.clone(),
-            format!("http://{}/graphql", shop.shop.gateway_addr),
-            writing.clone(),
-        );
+        let (http, url, writing) =
+            (shop.http.clone(), format!("http://{}/graphql", shop.shop.gateway_addr), writing.clone());
         async move {
             let post = |query: &'static str, variables: serde_json::Value| {
                 let (http, url) = (http.clone(), url.clone());
@@ -92,26 +86,23 @@ async fn a_rebuild_while_writes_continue_equals_the_source_row_by_row() {
     // Act
     let order_settings = shop_order::config::Settings {
         database_url: shop.settings.database_url("order"),
-        kafka: KafkaSettings::new(shop.shop.kafka_brokers.clone()),
+        kafka: KafkaSettings {
+            kafka_topic_prefix: shop.settings.kafka_topic_prefix.clone(),
+            ..KafkaSettings::new(shop.shop.kafka_brokers.clone())
+        },
         ..Default::default()
     };
-    let report = shop_order::projection::rebuild(&order_settings)
-        .await
-        .expect("the rebuild");
+    let report = shop_order::projection::rebuild(&order_settings).await.expect("the rebuild");
     tokio::time::sleep(Duration::from_millis(500)).await;
     writing.store(false, Ordering::Relaxed);
     let written_during = writer.await.unwrap().expect("the writer");
 
     // Assert: once the live consumer has caught up, the rebuilt projection equals the services' own tables.
-    let (source_accounts, source_products) = (
-        shop.database("account").pool.clone(),
-        shop.database("catalog").pool.clone(),
-    );
+    let (source_accounts, source_products) =
+        (shop.database("account").pool.clone(), shop.database("catalog").pool.clone());
     let projection = shop.database("order").pool.clone();
-    let expected = (
-        accounts(&source_accounts, "accounts").await,
-        products(&source_products, "products").await,
-    );
+    let expected =
+        (accounts(&source_accounts, "accounts").await, products(&source_products, "products").await);
     let mut actual = Default::default();
     for _ in 0..200 {
         actual = (
@@ -127,10 +118,7 @@ async fn a_rebuild_while_writes_continue_equals_the_source_row_by_row() {
         "Rebuilt from {} events ({} applied, {} caught up before the swap) while {written_during} rounds of writes went on",
         report.consumed, report.applied, report.caught_up
     );
-    assert!(
-        written_during > 0,
-        "writes should have gone on during the rebuild"
-    );
+    assert!(written_during > 0, "writes should have gone on during the rebuild");
     assert_eq!(actual.0, expected.0, "accounts");
     assert_eq!(actual.1, expected.1, "products");
     shop.stop().await;

@@ -16,6 +16,12 @@ async fn the_one_command_run_serves_a_newcomer_and_stops_cleanly_on_sigterm() {
     // Arrange: `shop` with nothing but a database prefix and free ports (its own embedded broker, unless the
     // test run has KAFKA_BROKERS).
     let prefix = format!("test_{}_", Uuid::now_v7().simple());
+    // On a shared external broker (KAFKA_BROKERS, inherited by the child), topics of the test's own.
+    let topic_prefix = if std::env::var("KAFKA_BROKERS").is_ok_and(|b| !b.is_empty()) {
+        format!("test-{}.", Uuid::now_v7().simple())
+    } else {
+        String::new()
+    };
     let _databases: Vec<TestDatabase> = ["account", "catalog", "order"]
         .iter()
         .map(|name| TestDatabase::adopt(&format!("{prefix}{name}")))
@@ -29,17 +35,14 @@ async fn the_one_command_run_serves_a_newcomer_and_stops_cleanly_on_sigterm() {
         .env("ORDER_GRPC_LISTEN_ADDR", "127.0.0.1:0")
         .env("RELAY_METRICS_ADDR", "127.0.0.1:0")
         .env("RUST_LOG", "info")
+        .env("KAFKA_TOPIC_PREFIX", &topic_prefix)
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
         .expect("Failed to start shop");
     let stderr = child.stderr.take().unwrap();
-    let logs = std::thread::spawn(move || {
-        BufReader::new(stderr)
-            .lines()
-            .map_while(Result::ok)
-            .collect::<Vec<_>>()
-    });
+    let logs =
+        std::thread::spawn(move || BufReader::new(stderr).lines().map_while(Result::ok).collect::<Vec<_>>());
     let mut stdout = BufReader::new(child.stdout.take().unwrap()).lines();
     let (mut playground, mut brokers, mut banner) = (None, None, Vec::new());
     while playground.is_none() {
@@ -56,9 +59,7 @@ async fn the_one_command_run_serves_a_newcomer_and_stops_cleanly_on_sigterm() {
     let graphql = playground.replace("/playground", "/graphql");
     let http = reqwest::Client::new();
     let post = |query: &str, variables: Value| {
-        let request = http
-            .post(&graphql)
-            .json(&json!({ "query": query, "variables": variables }));
+        let request = http.post(&graphql).json(&json!({ "query": query, "variables": variables }));
         async move {
             let response: Value = request.send().await.unwrap().json().await.unwrap();
             assert!(response.get("errors").is_none(), "{response:#}");
@@ -67,17 +68,11 @@ async fn the_one_command_run_serves_a_newcomer_and_stops_cleanly_on_sigterm() {
     };
 
     // Act: what a newcomer does first.
-    let account = post(
-        r#"mutation { createAccount(account: {name: "Ada"}) { id } }"#,
-        json!({}),
-    )
-    .await;
+    let account = post(r#"mutation { createAccount(account: {name: "Ada"}) { id } }"#, json!({})).await;
     let account = account["createAccount"]["id"].as_str().unwrap().to_owned();
-    let product = post(
-        r#"mutation { createProduct(product: {name: "Kettle", price: 24.99}) { id } }"#,
-        json!({}),
-    )
-    .await;
+    let product =
+        post(r#"mutation { createProduct(product: {name: "Kettle", price: 24.99}) { id } }"#, json!({}))
+            .await;
     let product = product["createProduct"]["id"].as_str().unwrap().to_owned();
     let order = post(
         "mutation($o: OrderInput!) { createOrder(order: $o) { id status } }",
@@ -95,14 +90,11 @@ async fn the_one_command_run_serves_a_newcomer_and_stops_cleanly_on_sigterm() {
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     let brokers = brokers.expect("the banner names the broker");
-    let events = TestBroker::at(brokers)
-        .read_topic("shop.orders.v1", 2, Duration::from_secs(30))
+    let events = TestBroker::at(brokers, topic_prefix.as_str())
+        .read_topic(&format!("{topic_prefix}shop.orders.v1"), 2, Duration::from_secs(30))
         .await;
 
-    let terminated = Command::new("kill")
-        .args(["-TERM", &child.id().to_string()])
-        .status()
-        .unwrap();
+    let terminated = Command::new("kill").args(["-TERM", &child.id().to_string()]).status().unwrap();
     let status = child.wait().unwrap();
     let logs = logs.join().unwrap();
     let rest_of_stdout: Vec<String> = stdout.map_while(Result::ok).collect();
@@ -118,17 +110,8 @@ async fn the_one_command_run_serves_a_newcomer_and_stops_cleanly_on_sigterm() {
     let types: Vec<&str> = events.iter().map(|e| e.headers["ce_type"].as_str()).collect();
     assert_eq!(types, ["shop.order.placed.v1", "shop.order.confirmed.v1"]);
     assert!(terminated.success());
-    assert!(
-        status.success(),
-        "shop exited with {status}; logs:\n{}",
-        logs.join("\n")
-    );
+    assert!(status.success(), "shop exited with {status}; logs:\n{}", logs.join("\n"));
     let errors: Vec<&String> = logs.iter().filter(|line| line.contains("ERROR")).collect();
     assert!(errors.is_empty(), "error lines in the log:\n{errors:#?}");
-    assert!(
-        rest_of_stdout
-            .iter()
-            .any(|line| line.contains("gateway  stopped")),
-        "{rest_of_stdout:?}"
-    );
+    assert!(rest_of_stdout.iter().any(|line| line.contains("gateway  stopped")), "{rest_of_stdout:?}");
 }

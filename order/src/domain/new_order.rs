@@ -37,10 +37,7 @@ impl NewOrder {
             let product_id =
                 parse_id(&format!("lines[{i}].product_id"), product_id).map_err(|v| violations.push(v));
             if quantity == 0 {
-                violations.push(FieldViolation::new(
-                    format!("lines[{i}].quantity"),
-                    "must be at least 1",
-                ));
+                violations.push(FieldViolation::new(format!("lines[{i}].quantity"), "must be at least 1"));
                 continue;
             }
             let Ok(product_id) = product_id else { continue };
@@ -61,19 +58,12 @@ impl NewOrder {
         for line in merged.iter().filter(|line| line.quantity > Self::MAX_QUANTITY) {
             violations.push(FieldViolation::new(
                 "lines",
-                format!(
-                    "product {} is ordered more than {} times",
-                    line.product_id,
-                    Self::MAX_QUANTITY
-                ),
+                format!("product {} is ordered more than {} times", line.product_id, Self::MAX_QUANTITY),
             ));
         }
 
         match account_id {
-            Ok(account_id) if violations.is_empty() => Ok(Self {
-                account_id,
-                lines: merged,
-            }),
+            Ok(account_id) if violations.is_empty() => Ok(Self { account_id, lines: merged }),
             _ => Err(violations),
         }
     }
@@ -108,11 +98,7 @@ mod tests {
         let order = NewOrder::parse(&account.to_string(), [(&*a, 1), (&*b, 2), (&*a, 3)]).unwrap();
 
         assert_eq!(order.account_id(), account);
-        let lines: Vec<_> = order
-            .lines()
-            .iter()
-            .map(|l| (l.product_id.to_string(), l.quantity))
-            .collect();
+        let lines: Vec<_> = order.lines().iter().map(|l| (l.product_id.to_string(), l.quantity)).collect();
         assert_eq!(lines, [(a, 4), (b, 2)]);
     }
 
@@ -129,19 +115,14 @@ mod tests {
 
         let violations = NewOrder::parse("me", [("p", 1), (&*good, 0)]).unwrap_err();
 
-        assert_eq!(
-            fields(violations),
-            ["account_id", "lines[0].product_id", "lines[1].quantity"]
-        );
+        assert_eq!(fields(violations), ["account_id", "lines[0].product_id", "lines[1].quantity"]);
     }
 
     #[test]
     fn quantities_and_line_counts_are_bounded() {
         let account = Uuid::now_v7().to_string();
         let product = Uuid::now_v7().to_string();
-        let many: Vec<String> = (0..=NewOrder::MAX_LINES)
-            .map(|_| Uuid::now_v7().to_string())
-            .collect();
+        let many: Vec<String> = (0..=NewOrder::MAX_LINES).map(|_| Uuid::now_v7().to_string()).collect();
 
         let too_many_of_one = NewOrder::parse(&account, [(&*product, 6_000), (&*product, 5_000)]);
         let too_many_lines = NewOrder::parse(&account, many.iter().map(|id| (id.as_str(), 1)));

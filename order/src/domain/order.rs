@@ -28,9 +28,7 @@ impl OrderStatus {
     }
 
     pub fn parse(status: &str) -> Option<Self> {
-        [Self::Pending, Self::Confirmed, Self::Rejected]
-            .into_iter()
-            .find(|s| s.as_str() == status)
+        [Self::Pending, Self::Confirmed, Self::Rejected].into_iter().find(|s| s.as_str() == status)
     }
 }
 
@@ -102,11 +100,7 @@ impl Order {
             lines: new_order
                 .lines()
                 .iter()
-                .map(|line| OrderLine {
-                    product_id: line.product_id,
-                    quantity: line.quantity,
-                    product: None,
-                })
+                .map(|line| OrderLine { product_id: line.product_id, quantity: line.quantity, product: None })
                 .collect(),
             total_price_cents: None,
             rejection_reason: None,
@@ -114,9 +108,7 @@ impl Order {
             created_at: at,
             updated_at: at,
         };
-        let event = events::OrderPlaced {
-            order: order.to_event_state(),
-        };
+        let event = events::OrderPlaced { order: order.to_event_state() };
         (order, event)
     }
 
@@ -127,12 +119,8 @@ impl Order {
         catalog: &HashMap<Uuid, PricedProduct>,
     ) -> Result<events::OrderConfirmed, OrderError> {
         self.ensure_pending()?;
-        let unknown: Vec<Uuid> = self
-            .lines
-            .iter()
-            .map(|l| l.product_id)
-            .filter(|id| !catalog.contains_key(id))
-            .collect();
+        let unknown: Vec<Uuid> =
+            self.lines.iter().map(|l| l.product_id).filter(|id| !catalog.contains_key(id)).collect();
         if !unknown.is_empty() {
             return Err(OrderError::UnknownProducts(unknown));
         }
@@ -149,9 +137,7 @@ impl Order {
         }
         self.total_price_cents = Some(total);
         self.advance(OrderStatus::Confirmed);
-        Ok(events::OrderConfirmed {
-            order: self.to_event_state(),
-        })
+        Ok(events::OrderConfirmed { order: self.to_event_state() })
     }
 
     /// Rejects the order for `reason`. Fails, changing nothing, if the order is not pending.
@@ -159,9 +145,7 @@ impl Order {
         self.ensure_pending()?;
         self.rejection_reason = Some(reason.into());
         self.advance(OrderStatus::Rejected);
-        Ok(events::OrderRejected {
-            order: self.to_event_state(),
-        })
+        Ok(events::OrderRejected { order: self.to_event_state() })
     }
 
     /// Judges a pending order against what is known of its account and products. While `may_still_wait`, unknown
@@ -244,20 +228,14 @@ mod tests {
     use super::*;
 
     fn priced(name: &str, unit_price_cents: i64) -> PricedProduct {
-        PricedProduct {
-            name: name.into(),
-            description: String::new(),
-            unit_price_cents,
-        }
+        PricedProduct { name: name.into(), description: String::new(), unit_price_cents }
     }
 
     fn placed(lines: &[(Uuid, u32)]) -> Order {
         let ids: Vec<String> = lines.iter().map(|(id, _)| id.to_string()).collect();
         let new_order = NewOrder::parse(
             &Uuid::now_v7().to_string(),
-            ids.iter()
-                .zip(lines)
-                .map(|(id, (_, quantity))| (id.as_str(), *quantity)),
+            ids.iter().zip(lines).map(|(id, (_, quantity))| (id.as_str(), *quantity)),
         )
         .unwrap();
         Order::place(new_order).0
@@ -270,10 +248,7 @@ mod tests {
 
         let (order, event) = Order::place(new_order);
 
-        assert_eq!(
-            (order.status, order.version, order.total_price_cents),
-            (OrderStatus::Pending, 1, None)
-        );
+        assert_eq!((order.status, order.version, order.total_price_cents), (OrderStatus::Pending, 1, None));
         assert_eq!(event.order.status, events::OrderStatus::Pending);
         assert_eq!(event.order.lines[0].product, None);
     }
@@ -302,9 +277,7 @@ mod tests {
         let mut order = placed(&[(kettle, 1), (ghost, 1)]);
         let before = order.clone();
 
-        let error = order
-            .confirm(&HashMap::from([(kettle, priced("Kettle", 1))]))
-            .unwrap_err();
+        let error = order.confirm(&HashMap::from([(kettle, priced("Kettle", 1))])).unwrap_err();
 
         assert_eq!(error, OrderError::UnknownProducts(vec![ghost]));
         assert_eq!(order, before);
@@ -315,9 +288,7 @@ mod tests {
         let product = Uuid::now_v7();
         let mut order = placed(&[(product, 10)]);
 
-        let error = order
-            .confirm(&HashMap::from([(product, priced("Gold", i64::MAX / 2))]))
-            .unwrap_err();
+        let error = order.confirm(&HashMap::from([(product, priced("Gold", i64::MAX / 2))])).unwrap_err();
 
         assert_eq!(error, OrderError::TotalTooLarge);
     }
@@ -337,10 +308,7 @@ mod tests {
         );
         assert_eq!(
             order.verdict(false, &partial, false),
-            Verdict::Reject(format!(
-                "unknown account {}; unknown products: {ghost}",
-                order.account_id
-            ))
+            Verdict::Reject(format!("unknown account {}; unknown products: {ghost}", order.account_id))
         );
     }
 
@@ -353,10 +321,7 @@ mod tests {
 
         assert_eq!(order.status, OrderStatus::Rejected);
         assert_eq!(event.order.rejection_reason.as_deref(), Some("unknown account"));
-        assert_eq!(
-            order.reject("again"),
-            Err(OrderError::NotPending(OrderStatus::Rejected))
-        );
+        assert_eq!(order.reject("again"), Err(OrderError::NotPending(OrderStatus::Rejected)));
         assert_eq!(
             order.confirm(&HashMap::from([(product, priced("Kettle", 1))])),
             Err(OrderError::NotPending(OrderStatus::Rejected))

@@ -12,9 +12,7 @@ pub struct OrderClient {
 impl OrderClient {
     /// Connects to the service at `url` (`http://host:port`).
     pub async fn connect(url: impl Into<String>) -> Result<Self, tonic::transport::Error> {
-        Ok(Self {
-            inner: OrderServiceClient::connect(url.into()).await?,
-        })
+        Ok(Self { inner: OrderServiceClient::connect(url.into()).await? })
     }
 
     /// Places an order of `(product id, quantity)` lines.
@@ -30,43 +28,25 @@ impl OrderClient {
                 .collect(),
         };
         let response = self.inner.clone().post_order(request).await?.into_inner();
-        response
-            .order
-            .ok_or_else(|| Status::internal("the response carries no order"))
+        response.order.ok_or_else(|| Status::internal("the response carries no order"))
     }
 
     pub async fn get_order(&self, id: &str) -> Result<proto::Order, Status> {
         let request = proto::GetOrderRequest { id: id.to_owned() };
         let response = self.inner.clone().get_order(request).await?.into_inner();
-        response
-            .order
-            .ok_or_else(|| Status::internal("the response carries no order"))
+        response.order.ok_or_else(|| Status::internal("the response carries no order"))
     }
 
     pub async fn get_orders_for_account(&self, account_id: &str) -> Result<Vec<proto::Order>, Status> {
-        let request = proto::GetOrdersForAccountRequest {
-            account_id: account_id.to_owned(),
-        };
-        Ok(self
-            .inner
-            .clone()
-            .get_orders_for_account(request)
-            .await?
-            .into_inner()
-            .orders)
+        let request = proto::GetOrdersForAccountRequest { account_id: account_id.to_owned() };
+        Ok(self.inner.clone().get_orders_for_account(request).await?.into_inner().orders)
     }
 
     pub async fn get_orders_for_accounts(&self, account_ids: &[&str]) -> Result<Vec<proto::Order>, Status> {
         let request = proto::GetOrdersForAccountsRequest {
             account_ids: account_ids.iter().map(|id| (*id).to_owned()).collect(),
         };
-        Ok(self
-            .inner
-            .clone()
-            .get_orders_for_accounts(request)
-            .await?
-            .into_inner()
-            .orders)
+        Ok(self.inner.clone().get_orders_for_accounts(request).await?.into_inner().orders)
     }
 
     /// The generated client, for calls that need request metadata.

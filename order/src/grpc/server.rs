@@ -80,15 +80,10 @@ impl<D: Directory + Clone> order_service_server::OrderService for OrderGrpc<D> {
     ) -> Result<Response<proto::PostOrderResponse>, Status> {
         let trace = trace_context(&request);
         let request = request.into_inner();
-        let lines = request
-            .lines
-            .iter()
-            .map(|line| (line.product_id.as_str(), line.quantity));
+        let lines = request.lines.iter().map(|line| (line.product_id.as_str(), line.quantity));
         let new_order = NewOrder::parse(&request.account_id, lines).map_err(ServiceError::from)?;
         let order = self.service.place_order(new_order, &trace).await?;
-        Ok(Response::new(proto::PostOrderResponse {
-            order: Some(order.into()),
-        }))
+        Ok(Response::new(proto::PostOrderResponse { order: Some(order.into()) }))
     }
 
     async fn get_order(
@@ -97,9 +92,7 @@ impl<D: Directory + Clone> order_service_server::OrderService for OrderGrpc<D> {
     ) -> Result<Response<proto::GetOrderResponse>, Status> {
         let id = parse_id("id", &request.get_ref().id).map_err(ServiceError::from)?;
         let order = self.service.order(id).await?;
-        Ok(Response::new(proto::GetOrderResponse {
-            order: Some(order.into()),
-        }))
+        Ok(Response::new(proto::GetOrderResponse { order: Some(order.into()) }))
     }
 
     async fn get_orders_for_account(
@@ -108,9 +101,7 @@ impl<D: Directory + Clone> order_service_server::OrderService for OrderGrpc<D> {
     ) -> Result<Response<proto::GetOrdersForAccountResponse>, Status> {
         let account_id = parse_id("account_id", &request.get_ref().account_id).map_err(ServiceError::from)?;
         let orders = self.service.orders_for_accounts(&[account_id]).await?;
-        Ok(orders_response(orders, |orders| {
-            proto::GetOrdersForAccountResponse { orders }
-        }))
+        Ok(orders_response(orders, |orders| proto::GetOrdersForAccountResponse { orders }))
     }
 
     async fn get_orders_for_accounts(
@@ -130,8 +121,6 @@ impl<D: Directory + Clone> order_service_server::OrderService for OrderGrpc<D> {
         }
         let ids: Vec<_> = ids.into_iter().filter_map(Result::ok).collect();
         let orders = self.service.orders_for_accounts(&ids).await?;
-        Ok(orders_response(orders, |orders| {
-            proto::GetOrdersForAccountsResponse { orders }
-        }))
+        Ok(orders_response(orders, |orders| proto::GetOrdersForAccountsResponse { orders }))
     }
 }

@@ -21,12 +21,10 @@ impl ProjectionDirectory {
 
 impl Directory for ProjectionDirectory {
     async fn account_exists(&self, id: Uuid, _trace: &TraceContext) -> Result<bool, ServiceError> {
-        Ok(
-            sqlx::query_scalar("SELECT EXISTS (SELECT 1 FROM account_projection WHERE id = $1)")
-                .bind(id)
-                .fetch_one(&self.pool)
-                .await?,
-        )
+        Ok(sqlx::query_scalar("SELECT EXISTS (SELECT 1 FROM account_projection WHERE id = $1)")
+            .bind(id)
+            .fetch_one(&self.pool)
+            .await?)
     }
 
     async fn products(
@@ -43,14 +41,7 @@ impl Directory for ProjectionDirectory {
         Ok(rows
             .into_iter()
             .map(|(id, name, description, unit_price_cents)| {
-                (
-                    id,
-                    PricedProduct {
-                        name,
-                        description,
-                        unit_price_cents,
-                    },
-                )
+                (id, PricedProduct { name, description, unit_price_cents })
             })
             .collect())
     }

@@ -59,11 +59,7 @@ impl DirectoryProjection {
         .execute(&mut **transaction)
         .await?
         .rows_affected();
-        Ok(if changed == 1 {
-            Outcome::Applied
-        } else {
-            Outcome::Ignored
-        })
+        Ok(if changed == 1 { Outcome::Applied } else { Outcome::Ignored })
     }
 
     async fn apply_product(
@@ -90,11 +86,7 @@ impl DirectoryProjection {
         .execute(&mut **transaction)
         .await?
         .rows_affected();
-        Ok(if changed == 1 {
-            Outcome::Applied
-        } else {
-            Outcome::Ignored
-        })
+        Ok(if changed == 1 { Outcome::Applied } else { Outcome::Ignored })
     }
 }
 
@@ -151,35 +143,23 @@ impl Rebuildable for DirectoryProjection {
             accounts: format!("{}_rebuild", self.accounts),
             products: format!("{}_rebuild", self.products),
         };
-        for (live, rebuild) in [
-            (&self.accounts, &shadow.accounts),
-            (&self.products, &shadow.products),
-        ] {
-            sqlx::query(sqlx::AssertSqlSafe(format!("DROP TABLE IF EXISTS {rebuild}")))
+        for (live, rebuild) in [(&self.accounts, &shadow.accounts), (&self.products, &shadow.products)] {
+            sqlx::query(sqlx::AssertSqlSafe(format!("DROP TABLE IF EXISTS {rebuild}"))).execute(pool).await?;
+            sqlx::query(sqlx::AssertSqlSafe(format!("CREATE TABLE {rebuild} (LIKE {live} INCLUDING ALL)")))
                 .execute(pool)
                 .await?;
-            sqlx::query(sqlx::AssertSqlSafe(format!(
-                "CREATE TABLE {rebuild} (LIKE {live} INCLUDING ALL)"
-            )))
-            .execute(pool)
-            .await?;
         }
         Ok(shadow)
     }
 
     async fn swap_in(&self, shadow: &Self, transaction: &mut PgTransaction<'_>) -> anyhow::Result<()> {
-        for (live, rebuild) in [
-            (&self.accounts, &shadow.accounts),
-            (&self.products, &shadow.products),
-        ] {
+        for (live, rebuild) in [(&self.accounts, &shadow.accounts), (&self.products, &shadow.products)] {
             sqlx::query(sqlx::AssertSqlSafe(format!("DROP TABLE {live}")))
                 .execute(&mut **transaction)
                 .await?;
-            sqlx::query(sqlx::AssertSqlSafe(format!(
-                "ALTER TABLE {rebuild} RENAME TO {live}"
-            )))
-            .execute(&mut **transaction)
-            .await?;
+            sqlx::query(sqlx::AssertSqlSafe(format!("ALTER TABLE {rebuild} RENAME TO {live}")))
+                .execute(&mut **transaction)
+                .await?;
         }
         Ok(())
     }

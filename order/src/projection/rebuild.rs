@@ -9,10 +9,10 @@ use crate::{config::Settings, startup};
 pub async fn rebuild(settings: &Settings) -> anyhow::Result<RebuildReport> {
     let pool = startup::connect(settings).await?;
     let live = DirectoryProjection::live();
-    let config = settings.kafka.client_config(consumer::CONSUMER_DEFAULTS);
+    let source = settings.kafka.consumer_source();
 
     let mut progress = Progress::start(format!("Rebuilding {}", DirectoryProjection::NAME));
-    let report = consumer::rebuild(&live, &pool, &config, |p| progress.update(p.consumed, p.target)).await?;
+    let report = consumer::rebuild(&live, &pool, &source, |p| progress.update(p.consumed, p.target)).await?;
     progress.finish();
 
     let (accounts, products): (i64, i64) = sqlx::query_as(

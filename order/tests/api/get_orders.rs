@@ -18,11 +18,7 @@ async fn get_order_returns_the_stored_order() {
 async fn get_order_is_not_found_for_an_unknown_id() {
     let app = spawn_app().await;
 
-    let status = app
-        .client
-        .get_order(&Uuid::now_v7().to_string())
-        .await
-        .unwrap_err();
+    let status = app.client.get_order(&Uuid::now_v7().to_string()).await.unwrap_err();
 
     assert_eq!(status.code(), Code::NotFound);
 }
@@ -49,11 +45,7 @@ async fn the_orders_of_several_accounts_come_in_one_call() {
     app.client.post_order(&grace, &[(&mug, 1)]).await.unwrap();
     app.client.post_order(&ada, &[(&mug, 2)]).await.unwrap();
 
-    let orders = app
-        .client
-        .get_orders_for_accounts(&[&ada, &grace, &nobody])
-        .await
-        .unwrap();
+    let orders = app.client.get_orders_for_accounts(&[&ada, &grace, &nobody]).await.unwrap();
 
     let owners: Vec<_> = orders.iter().map(|o| o.account_id.as_str()).collect();
     assert_eq!(owners, [ada.as_str(), grace.as_str(), ada.as_str()]);
@@ -67,9 +59,5 @@ async fn malformed_account_ids_are_invalid() {
     let status = app.client.get_orders_for_accounts(&["nope"]).await.unwrap_err();
 
     assert_eq!(status.code(), Code::InvalidArgument);
-    assert!(
-        status.message().contains("account_ids[0]"),
-        "{}",
-        status.message()
-    );
+    assert!(status.message().contains("account_ids[0]"), "{}", status.message());
 }

@@ -28,20 +28,14 @@ macro_rules! spawn_service {
         };
         let application = $crate_name::startup::Application::build(&settings).await.unwrap();
         let url = format!("http://{}", application.local_addr());
-        (
-            url,
-            RunningServer::spawn(|shutdown| application.run_until_stopped(shutdown)),
-        )
+        (url, RunningServer::spawn(|shutdown| application.run_until_stopped(shutdown)))
     }};
 }
 
 pub(crate) async fn spawn_app() -> TestApp {
     init_test_logging();
-    let (account_database, catalog_database, database) = (
-        TestDatabase::create().await,
-        TestDatabase::create().await,
-        TestDatabase::create().await,
-    );
+    let (account_database, catalog_database, database) =
+        (TestDatabase::create().await, TestDatabase::create().await, TestDatabase::create().await);
     let (account_url, account_server) = spawn_service!(shop_account, account_database);
     let (catalog_url, catalog_server) = spawn_service!(shop_catalog, catalog_database);
 
@@ -53,9 +47,7 @@ pub(crate) async fn spawn_app() -> TestApp {
         dependency_timeout_ms: 2_000,
         ..Default::default()
     };
-    let application = Application::build(&settings)
-        .await
-        .expect("Failed to build the application");
+    let application = Application::build(&settings).await.expect("Failed to build the application");
     let address = application.local_addr();
     let order_server = RunningServer::spawn(|shutdown| application.run_until_stopped(shutdown));
 
@@ -88,6 +80,7 @@ fn projection_settings(database: &TestDatabase, broker: &TestBroker, wait_ms: u6
         kafka: shop_platform::kafka::KafkaSettings {
             kafka_brokers: broker.bootstrap.clone(),
             kafka_options: vec!["session.timeout.ms=6000".parse().unwrap()],
+            kafka_topic_prefix: broker.topic_prefix.clone(),
         },
         // Unused in projection mode: nothing listens there.
         account_service_url: "http://127.0.0.1:1".into(),
@@ -100,9 +93,7 @@ fn projection_settings(database: &TestDatabase, broker: &TestBroker, wait_ms: u6
 pub(crate) async fn spawn_projection_app(broker: &TestBroker, wait_ms: u64) -> ProjectionApp {
     init_test_logging();
     let database = TestDatabase::create().await;
-    let application = Application::build(&projection_settings(&database, broker, wait_ms))
-        .await
-        .unwrap();
+    let application = Application::build(&projection_settings(&database, broker, wait_ms)).await.unwrap();
     let address = application.local_addr();
     let server = RunningServer::spawn(|shutdown| application.run_until_stopped(shutdown));
     ProjectionApp {
@@ -118,7 +109,7 @@ pub(crate) async fn publish<E: shop_events::DomainEvent>(broker: &TestBroker, ev
     let payload = serde_json::to_vec(&envelope.payload).unwrap();
     broker
         .produce(
-            &envelope.topic,
+            &broker.topic(&envelope.topic),
             &envelope.aggregate_id.to_string(),
             &envelope.metadata().headers(),
             &payload,
@@ -135,18 +126,8 @@ impl TestApp {
     /// An account id, and the ids of a kettle (24.99) and a mug (8.99).
     pub(crate) async fn seed(&self) -> (String, String, String) {
         let account = self.accounts.post_account("Ada").await.unwrap().id;
-        let kettle = self
-            .catalog
-            .post_product("Kettle", "Boils water.", 2_499)
-            .await
-            .unwrap()
-            .id;
-        let mug = self
-            .catalog
-            .post_product("Mug", "Holds tea.", 899)
-            .await
-            .unwrap()
-            .id;
+        let kettle = self.catalog.post_product("Kettle", "Boils water.", 2_499).await.unwrap().id;
+        let mug = self.catalog.post_product("Mug", "Holds tea.", 899).await.unwrap().id;
         (account, kettle, mug)
     }
 }

@@ -21,11 +21,7 @@ async fn post_order_prices_merges_and_confirms_the_order() {
     let (account, kettle, mug) = app.seed().await;
 
     // Act
-    let order = app
-        .client
-        .post_order(&account, &[(&kettle, 1), (&mug, 2), (&kettle, 1)])
-        .await
-        .unwrap();
+    let order = app.client.post_order(&account, &[(&kettle, 1), (&mug, 2), (&kettle, 1)]).await.unwrap();
 
     // Assert
     assert_eq!(order.status(), OrderStatus::Confirmed);
@@ -35,13 +31,7 @@ async fn post_order_prices_merges_and_confirms_the_order() {
     let lines: Vec<_> = order
         .lines
         .iter()
-        .map(|l| {
-            (
-                l.product_id.as_str(),
-                l.quantity,
-                l.product.as_ref().unwrap().unit_price_cents,
-            )
-        })
+        .map(|l| (l.product_id.as_str(), l.quantity, l.product.as_ref().unwrap().unit_price_cents))
         .collect();
     assert_eq!(lines, [(kettle.as_str(), 2, 2_499), (mug.as_str(), 2, 899)]);
     assert_eq!(order.lines[0].product.as_ref().unwrap().name, "Kettle");
@@ -66,14 +56,7 @@ async fn post_order_writes_the_placed_and_confirmed_events_with_the_order() {
     let outbox = outbox_rows(&app.database.pool).await;
     let events: Vec<_> = outbox
         .iter()
-        .map(|r| {
-            (
-                r.event_type.as_str(),
-                r.aggregate_id,
-                r.aggregate_version,
-                r.topic.as_str(),
-            )
-        })
+        .map(|r| (r.event_type.as_str(), r.aggregate_id, r.aggregate_version, r.topic.as_str()))
         .collect();
     assert_eq!(
         events,
@@ -102,11 +85,7 @@ async fn an_unknown_account_is_not_found_and_nothing_is_written() {
     let (_, kettle, _) = app.seed().await;
     let stranger = Uuid::now_v7().to_string();
 
-    let status = app
-        .client
-        .post_order(&stranger, &[(&kettle, 1)])
-        .await
-        .unwrap_err();
+    let status = app.client.post_order(&stranger, &[(&kettle, 1)]).await.unwrap_err();
 
     assert_eq!(status.code(), Code::NotFound);
     assert!(status.message().contains(&stranger), "{}", status.message());
@@ -119,11 +98,7 @@ async fn an_unknown_product_is_not_found_and_nothing_is_written() {
     let (account, kettle, _) = app.seed().await;
     let ghost = Uuid::now_v7().to_string();
 
-    let status = app
-        .client
-        .post_order(&account, &[(&kettle, 1), (&ghost, 1)])
-        .await
-        .unwrap_err();
+    let status = app.client.post_order(&account, &[(&kettle, 1), (&ghost, 1)]).await.unwrap_err();
 
     assert_eq!(status.code(), Code::NotFound);
     assert!(status.message().contains(&ghost), "{}", status.message());
@@ -139,11 +114,7 @@ async fn malformed_orders_are_invalid_with_every_field_named_and_nothing_is_writ
     let cases: [Case<'_>; 3] = [
         (&account, &[], &["lines"]),
         (&account, &[(&kettle, 0)], &["lines[0].quantity"]),
-        (
-            "someone",
-            &[("something", 1)],
-            &["account_id", "lines[0].product_id"],
-        ),
+        ("someone", &[("something", 1)], &["account_id", "lines[0].product_id"]),
     ];
 
     for (account_id, lines, fields) in cases {
@@ -151,13 +122,8 @@ async fn malformed_orders_are_invalid_with_every_field_named_and_nothing_is_writ
 
         assert_eq!(status.code(), Code::InvalidArgument);
         let details = status.get_error_details();
-        let reported: Vec<_> = details
-            .bad_request()
-            .unwrap()
-            .field_violations
-            .iter()
-            .map(|v| v.field.as_str())
-            .collect();
+        let reported: Vec<_> =
+            details.bad_request().unwrap().field_violations.iter().map(|v| v.field.as_str()).collect();
         assert_eq!(reported, fields);
     }
     assert_nothing_written(&app).await;
@@ -169,11 +135,7 @@ async fn a_down_dependency_makes_the_order_unavailable_and_nothing_is_written() 
     let (account, kettle, _) = app.seed().await;
     app.stop_account_service().await;
 
-    let status = app
-        .client
-        .post_order(&account, &[(&kettle, 1)])
-        .await
-        .unwrap_err();
+    let status = app.client.post_order(&account, &[(&kettle, 1)]).await.unwrap_err();
 
     assert_eq!(status.code(), Code::Unavailable, "{status:?}");
     assert_nothing_written(&app).await;
@@ -184,19 +146,10 @@ async fn the_events_carry_the_callers_trace() {
     let app = spawn_app().await;
     let (account, kettle, _) = app.seed().await;
     let trace = TraceContext::new_root();
-    let request = PostOrderRequest {
-        account_id: account,
-        lines: vec![LineItem {
-            product_id: kettle,
-            quantity: 1,
-        }],
-    };
+    let request =
+        PostOrderRequest { account_id: account, lines: vec![LineItem { product_id: kettle, quantity: 1 }] };
 
-    app.client
-        .raw()
-        .post_order(traced_request(request, &trace))
-        .await
-        .unwrap();
+    app.client.raw().post_order(traced_request(request, &trace)).await.unwrap();
 
     for row in outbox_rows(&app.database.pool).await {
         let stored = TraceContext::parse(row.traceparent.as_deref().unwrap(), None).unwrap();

@@ -54,10 +54,7 @@ async fn records_carry_the_payload_key_and_cloudevents_headers() {
     assert_eq!(header("ce_id"), Some(widget.event_id.to_string().as_str()));
     assert_eq!(header("ce_source"), Some("/shop/widget"));
     assert_eq!(header("ce_type"), Some("shop.widget.changed.v1"));
-    assert_eq!(
-        header("ce_subject"),
-        Some(widget.aggregate_id.to_string().as_str())
-    );
+    assert_eq!(header("ce_subject"), Some(widget.aggregate_id.to_string().as_str()));
     assert_eq!(header("content-type"), Some("application/json"));
     assert_eq!(header("ce_aggregateversion"), Some("1"));
     assert_eq!(header("traceparent"), Some(trace.traceparent()));
@@ -85,9 +82,7 @@ async fn a_commit_wakes_the_relay_long_before_the_fallback_poll() {
     let latency = latency.elapsed();
 
     // Assert
-    let acknowledged = relay
-        .metric("shop_relay_publish_latency_seconds_sum", &database.name)
-        .await;
+    let acknowledged = relay.metric("shop_relay_publish_latency_seconds_sum", &database.name).await;
     println!(
         "With a 10 s fallback poll: Kafka acknowledged the event {:.1} ms after it occurred (relay metric); a \
          polling consumer received it {latency:?} after the commit",

@@ -15,9 +15,7 @@ use crate::helpers::{
 )]
 async fn a_broker_outage_delays_delivery_but_loses_and_reorders_nothing() {
     let broker = Broker::start().await;
-    let mock = broker
-        .mock()
-        .expect("the embedded mock cluster (built without KAFKA_BROKERS)");
+    let mock = broker.mock().expect("the embedded mock cluster (built without KAFKA_BROKERS)");
     // Arrange
     let database = outbox_database().await;
     let topic = broker.create_topic("test-relay", 3).await;
@@ -49,10 +47,7 @@ async fn a_broker_outage_delays_delivery_but_loses_and_reorders_nothing() {
         "{waiting} events waited out a 3 s broker outage; then all 2 000 arrived ({} duplicates)",
         verdict.duplicates
     );
-    assert_eq!(
-        waiting, 1_000,
-        "nothing can be published while the broker is down"
-    );
+    assert_eq!(waiting, 1_000, "nothing can be published while the broker is down");
     eventually(Duration::from_secs(10), "the outbox to drain", || async {
         unpublished(&database.pool).await == 0
     })
@@ -67,10 +62,10 @@ async fn a_poison_record_parks_its_aggregate_and_every_other_aggregate_flows_on(
     let database = outbox_database().await;
     let topic = broker.create_topic("test-relay", 3).await;
     let mut settings = relay_settings(&database, &broker);
-    settings.kafka.kafka_options.push(KafkaOption {
-        key: "message.max.bytes".into(),
-        value: "100000".into(),
-    });
+    settings
+        .kafka
+        .kafka_options
+        .push(KafkaOption { key: "message.max.bytes".into(), value: "100000".into() });
     let relay = spawn_relay(&settings).await;
     let (poisoned, healthy) = (Uuid::now_v7(), [Uuid::now_v7(), Uuid::now_v7()]);
 
@@ -84,35 +79,18 @@ async fn a_poison_record_parks_its_aggregate_and_every_other_aggregate_flows_on(
     let received = read_topic(&broker, &topic, 7, Duration::from_secs(30)).await;
 
     // Assert: the others arrived whole; the poisoned aggregate stopped before its poison.
-    let written = [(poisoned, 1), (healthy[0], 3), (healthy[1], 3)]
-        .into_iter()
-        .collect();
+    let written = [(poisoned, 1), (healthy[0], 3), (healthy[1], 3)].into_iter().collect();
     verify(&received, &written);
     eventually(Duration::from_secs(10), "the aggregate to be parked", || async {
-        !shop_relay::store::parked(&database.pool)
-            .await
-            .unwrap()
-            .is_empty()
+        !shop_relay::store::parked(&database.pool).await.unwrap().is_empty()
     })
     .await;
     let parked = shop_relay::store::parked(&database.pool).await.unwrap();
     assert_eq!(parked.len(), 1);
-    assert_eq!(
-        (parked[0].aggregate_id, parked[0].event_id),
-        (poisoned, poison.event_id)
-    );
+    assert_eq!((parked[0].aggregate_id, parked[0].event_id), (poisoned, poison.event_id));
     assert!(parked[0].reason.contains("too large"), "{}", parked[0].reason);
-    assert_eq!(
-        unpublished(&database.pool).await,
-        2,
-        "the poison and the version after it wait"
-    );
-    assert_eq!(
-        relay
-            .metric("shop_relay_parked_events_total", &database.name)
-            .await,
-        1.0
-    );
+    assert_eq!(unpublished(&database.pool).await, 2, "the poison and the version after it wait");
+    assert_eq!(relay.metric("shop_relay_parked_events_total", &database.name).await, 1.0);
     relay.server.stop().await.unwrap();
 }
 
@@ -120,10 +98,7 @@ async fn a_poison_record_parks_its_aggregate_and_every_other_aggregate_flows_on(
 async fn with_topic_creation_off_a_missing_topic_stops_the_relay_saying_how_to_create_it() {
     let broker = Broker::start().await;
     let name: &'static str = Box::leak(format!("test-missing-{}", Uuid::now_v7().simple()).into_boxed_str());
-    let spec = shop_events::topics::TopicSpec {
-        name,
-        compacted: true,
-    };
+    let spec = shop_events::topics::TopicSpec { name, compacted: true };
 
     let error = shop_relay::kafka::ensure_topics(
         &shop_platform::kafka::KafkaSettings::new(broker.bootstrap.clone()),
@@ -158,8 +133,5 @@ async fn an_unreachable_broker_stops_start_up_with_a_clear_error_after_the_start
     .await
     .unwrap_err();
 
-    assert!(
-        format!("{error:#}").contains("Failed to reach Kafka at 127.0.0.1:1"),
-        "{error:#}"
-    );
+    assert!(format!("{error:#}").contains("Failed to reach Kafka at 127.0.0.1:1"), "{error:#}");
 }

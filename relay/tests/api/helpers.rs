@@ -29,7 +29,10 @@ pub(crate) fn relay_settings(database: &TestDatabase, broker: &Broker) -> Settin
     Settings {
         database_urls: vec![database.url.parse().unwrap()],
         database: PoolSettings::default(),
-        kafka: KafkaSettings::new(broker.bootstrap.clone()),
+        kafka: KafkaSettings {
+            kafka_topic_prefix: broker.topic_prefix.clone(),
+            ..KafkaSettings::new(broker.bootstrap.clone())
+        },
         relay: RelaySettings {
             batch_size: 500,
             poll_interval_ms: 200,
@@ -49,9 +52,7 @@ pub(crate) struct RunningRelay {
 }
 
 pub(crate) async fn spawn_relay(settings: &Settings) -> RunningRelay {
-    let application = Application::build(settings)
-        .await
-        .expect("Failed to build the relay");
+    let application = Application::build(settings).await.expect("Failed to build the relay");
     let metrics_url = format!("http://{}/metrics", application.metrics_addr());
     let server = RunningServer::spawn(|shutdown| application.run_until_stopped(shutdown));
     RunningRelay { metrics_url, server }
@@ -60,12 +61,7 @@ pub(crate) async fn spawn_relay(settings: &Settings) -> RunningRelay {
 impl RunningRelay {
     /// The value of metric `name` with `outbox="{outbox}"`, from `/metrics`.
     pub(crate) async fn metric(&self, name: &str, outbox: &str) -> f64 {
-        let body = reqwest::get(&self.metrics_url)
-            .await
-            .unwrap()
-            .text()
-            .await
-            .unwrap();
+        let body = reqwest::get(&self.metrics_url).await.unwrap().text().await.unwrap();
         let prefix = format!("{name}{{outbox=\"{outbox}\"}} ");
         body.lines()
             .find_map(|line| line.strip_prefix(&prefix))
@@ -130,17 +126,12 @@ pub(crate) async fn concurrent_workload(
                 let mut transaction = pool.begin().await.unwrap();
                 for _ in 0..size {
                     let id = {
-                        let open: Vec<Uuid> = next
-                            .iter()
-                            .filter(|(_, v)| **v <= versions)
-                            .map(|(id, _)| *id)
-                            .collect();
+                        let open: Vec<Uuid> =
+                            next.iter().filter(|(_, v)| **v <= versions).map(|(id, _)| *id).collect();
                         open[rand::rng().random_range(0..open.len())]
                     };
                     let version = next[&id];
-                    outbox::append(&mut transaction, &event(&topic, id, version, 64))
-                        .await
-                        .unwrap();
+                    outbox::append(&mut transaction, &event(&topic, id, version, 64)).await.unwrap();
                     next.insert(id, version + 1);
                 }
                 if let Some(hold_ms) = hold {
@@ -174,11 +165,7 @@ pub(crate) async fn read_topic(
     timeout: Duration,
 ) -> Vec<Received> {
     let distinct = move |records: &[shop_testkit::kafka::ReadRecord]| {
-        records
-            .iter()
-            .map(|r| (r.key.clone(), r.version()))
-            .collect::<std::collections::HashSet<_>>()
-            .len()
+        records.iter().map(|r| (r.key.clone(), r.version())).collect::<std::collections::HashSet<_>>().len()
             >= expected
     };
     let records = broker.read_until(topic, timeout, distinct).await;
@@ -215,27 +202,14 @@ pub(crate) fn verify(received: &[Received], written: &Written) -> Verdict {
                 record.key, record.version, expected
             ),
         }
-        assert_eq!(
-            record.payload["version"], record.version,
-            "the payload matches its header"
-        );
+        assert_eq!(record.payload["version"], record.version, "the payload matches its header");
     }
     for (id, last) in written {
         let arrived = next.get(id).map_or(0, |next| next - 1);
-        assert_eq!(
-            arrived, *last,
-            "aggregate {id}: {arrived} of {last} versions arrived"
-        );
+        assert_eq!(arrived, *last, "aggregate {id}: {arrived} of {last} versions arrived");
     }
-    assert_eq!(
-        next.len(),
-        written.len(),
-        "records arrived for aggregates nobody wrote"
-    );
-    Verdict {
-        records: received.len(),
-        duplicates,
-    }
+    assert_eq!(next.len(), written.len(), "records arrived for aggregates nobody wrote");
+    Verdict { records: received.len(), duplicates }
 }
 
 /// Unpublished rows left in the outbox.

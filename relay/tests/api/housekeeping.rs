@@ -7,10 +7,7 @@ use crate::helpers::{
 };
 
 async fn rows(pool: &sqlx::PgPool) -> (i64, i64) {
-    sqlx::query_as("SELECT count(*), count(published_at) FROM outbox")
-        .fetch_one(pool)
-        .await
-        .unwrap()
+    sqlx::query_as("SELECT count(*), count(published_at) FROM outbox").fetch_one(pool).await.unwrap()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -20,14 +17,7 @@ async fn published_rows_are_deleted_at_once_by_default() {
     let topic = broker.create_topic("test-relay", 1).await;
     let relay = spawn_relay(&relay_settings(&database, &broker)).await;
 
-    append(
-        &database.pool,
-        &[
-            event(&topic, Uuid::now_v7(), 1, 0),
-            event(&topic, Uuid::now_v7(), 1, 0),
-        ],
-    )
-    .await;
+    append(&database.pool, &[event(&topic, Uuid::now_v7(), 1, 0), event(&topic, Uuid::now_v7(), 1, 0)]).await;
     read_topic(&broker, &topic, 2, Duration::from_secs(30)).await;
 
     eventually(Duration::from_secs(10), "the outbox to be empty", || async {
@@ -49,17 +39,13 @@ async fn with_a_retention_published_rows_are_kept_then_deleted() {
     append(&database.pool, &[event(&topic, Uuid::now_v7(), 1, 0)]).await;
     read_topic(&broker, &topic, 1, Duration::from_secs(30)).await;
 
-    eventually(
-        Duration::from_secs(5),
-        "the row to be marked published",
-        || async { rows(&database.pool).await == (1, 1) },
-    )
+    eventually(Duration::from_secs(5), "the row to be marked published", || async {
+        rows(&database.pool).await == (1, 1)
+    })
     .await;
-    eventually(
-        Duration::from_secs(15),
-        "the row to be deleted after its retention",
-        || async { rows(&database.pool).await == (0, 0) },
-    )
+    eventually(Duration::from_secs(15), "the row to be deleted after its retention", || async {
+        rows(&database.pool).await == (0, 0)
+    })
     .await;
     relay.server.stop().await.unwrap();
 }
@@ -79,20 +65,12 @@ async fn metrics_report_published_events_backlog_age_parked_and_latency() {
         relay.metric("shop_relay_published_events_total", outbox).await == 1.0
     })
     .await;
-    assert_eq!(
-        relay
-            .metric("shop_relay_publish_latency_seconds_count", outbox)
-            .await,
-        1.0
-    );
+    assert_eq!(relay.metric("shop_relay_publish_latency_seconds_count", outbox).await, 1.0);
     assert_eq!(relay.metric("shop_relay_owned_shards", outbox).await, 64.0);
     // Refreshed by housekeeping every 5 s.
     eventually(Duration::from_secs(10), "the backlog gauges", || async {
         relay.metric("shop_relay_backlog_events", outbox).await == 0.0
-            && relay
-                .metric("shop_relay_oldest_unpublished_age_seconds", outbox)
-                .await
-                == 0.0
+            && relay.metric("shop_relay_oldest_unpublished_age_seconds", outbox).await == 0.0
             && relay.metric("shop_relay_parked_aggregates", outbox).await == 0.0
     })
     .await;

@@ -27,12 +27,7 @@ async fn two_relays_at_once_share_the_shards_and_keep_every_guarantee() {
     let first = spawn_relay(&settings).await;
     let second = spawn_relay(&settings).await;
     eventually(Duration::from_secs(10), "the shards to split evenly", || async {
-        owners(&database)
-            .await
-            .iter()
-            .map(|(_, shards)| *shards)
-            .collect::<Vec<_>>()
-            == [32, 32]
+        owners(&database).await.iter().map(|(_, shards)| *shards).collect::<Vec<_>>() == [32, 32]
     })
     .await;
 
@@ -49,38 +44,22 @@ async fn two_relays_at_once_share_the_shards_and_keep_every_guarantee() {
         "Two relays: {} records, {} duplicates; published {by_first} and {by_second}",
         verdict.records, verdict.duplicates
     );
-    assert!(
-        by_first > 0.0 && by_second > 0.0,
-        "both instances should have published"
-    );
+    assert!(by_first > 0.0 && by_second > 0.0, "both instances should have published");
     // Duplicates are allowed (a lease could move under a starved CI machine) but nothing may be missing.
     assert!(by_first + by_second >= 10_000.0);
 
     // A clean stop gives the shards back: the other instance takes all 64 within a renewal.
     first.server.stop().await.unwrap();
-    eventually(
-        Duration::from_secs(10),
-        "the remaining instance to hold every shard",
-        || async {
-            owners(&database)
-                .await
-                .iter()
-                .map(|(_, shards)| *shards)
-                .collect::<Vec<_>>()
-                == [64]
-        },
-    )
+    eventually(Duration::from_secs(10), "the remaining instance to hold every shard", || async {
+        owners(&database).await.iter().map(|(_, shards)| *shards).collect::<Vec<_>>() == [64]
+    })
     .await;
     second.server.stop().await.unwrap();
 }
 
 /// The relay binary as a child process, for a kill -9.
 fn relay_process(database: &TestDatabase, broker: &Broker) -> std::process::Child {
-    let logs = if std::env::var_os("TEST_LOG").is_some() {
-        Stdio::inherit()
-    } else {
-        Stdio::null()
-    };
+    let logs = if std::env::var_os("TEST_LOG").is_some() { Stdio::inherit() } else { Stdio::null() };
     std::process::Command::new(env!("CARGO_BIN_EXE_relay"))
         .env("RELAY_DATABASE_URLS", &database.url)
         .env("KAFKA_BROKERS", &broker.bootstrap)
