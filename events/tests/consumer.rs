@@ -361,3 +361,35 @@ impl ConsumerDefaults for rdkafka::ClientConfig {
         consumer::Source::new(self)
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_topic_that_restarted_from_zero_is_consumed_again_rather_than_skipped() {
+    // Arrange: the projection's stored position is far beyond the end of a (new) topic.
+    let broker = TestBroker::start().await;
+    let database = database().await;
+    let topic = broker.create_topic("test-widgets", 1).await;
+    let widgets = Arc::new(Widgets::create(&database.pool, &topic, "widgets").await);
+    sqlx::query("INSERT INTO projection_offsets (projection, topic, partition, next_offset) VALUES ('widgets', $1, 0, 500)")
+        .bind(&topic)
+        .execute(&database.pool)
+        .await
+        .unwrap();
+    let producer: FutureProducer = broker.client_config().create().unwrap();
+    publish(&producer, &topic, &widget_event(Uuid::now_v7(), 1, "new broker, first record")).await;
+
+    // Act
+    let runner =
+        ProjectionRunner::new(widgets.clone(), database.pool.clone(), broker.client_config().into_source());
+    let stats = runner.stats();
+    let stop = CancellationToken::new();
+    let running = tokio::spawn(runner.run(stop.clone()));
+    wait_for(|| stats.applied() == 1).await;
+    stop.cancel();
+    running.await.unwrap().unwrap();
+
+    // Assert
+    assert_eq!(widgets.rows(&database.pool).await.len(), 1);
+    let offsets =
+        consumer::stored_offsets(&mut database.pool.acquire().await.unwrap(), "widgets").await.unwrap();
+    assert_eq!(offsets[&(topic, 0)], 1);
+}

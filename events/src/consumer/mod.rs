@@ -21,10 +21,12 @@ use std::future::Future;
 
 use sqlx::{PgPool, PgTransaction, migrate::MigrateError};
 
+use std::{collections::HashMap, time::Duration};
+
 use rdkafka::ClientConfig;
 
 pub use self::{
-    offsets::{BatchSummary, apply_batch, stored_offsets},
+    offsets::{BatchSummary, apply_batch, restart_reset_partitions, stored_offsets},
     rebuild::{Progress, RebuildReport, Rebuildable, rebuild},
     record::Record,
     runner::{ProjectionRunner, ProjectionStats, RunnerSettings},
@@ -74,14 +76,46 @@ impl Source {
         format!("{}{topic}", self.topic_prefix)
     }
 
-    /// Gives `record` back the topic name the projection knows (without the prefix).
+    /// The topic name the projection knows (without the prefix).
+    pub(crate) fn plain_topic(&self, topic: &str) -> String {
+        topic.strip_prefix(self.topic_prefix.as_str()).unwrap_or(topic).to_owned()
+    }
+
+    /// Gives `record` back the topic name the projection knows.
     pub(crate) fn unprefix(&self, mut record: Record) -> Record {
-        if let Some(topic) = record.topic.strip_prefix(&self.topic_prefix) {
-            record.topic = topic.to_owned();
-        }
+        record.topic = self.plain_topic(&record.topic);
         record
     }
+
+    /// The (low, high) watermarks of every partition of `topics`, under their plain names.
+    pub(crate) async fn watermarks(&self, topics: &[&'static str]) -> anyhow::Result<Watermarks> {
+        let (config, topics): (ClientConfig, Vec<String>) =
+            (self.config.clone(), topics.iter().map(|topic| self.topic(topic)).collect());
+        // Metadata calls block; keep them off the async workers.
+        let marks = tokio::task::spawn_blocking(move || {
+            use rdkafka::consumer::Consumer as _;
+            let consumer: rdkafka::consumer::BaseConsumer = config.create()?;
+            let mut marks = Vec::new();
+            for topic in &topics {
+                let metadata = consumer.fetch_metadata(Some(topic), Duration::from_secs(10))?;
+                for partition in metadata.topics().iter().flat_map(|t| t.partitions()) {
+                    let watermarks =
+                        consumer.fetch_watermarks(topic, partition.id(), Duration::from_secs(10))?;
+                    marks.push((topic.clone(), partition.id(), watermarks));
+                }
+            }
+            Ok::<_, rdkafka::error::KafkaError>(marks)
+        })
+        .await??;
+        Ok(marks
+            .into_iter()
+            .map(|(topic, partition, marks)| ((self.plain_topic(&topic), partition), marks))
+            .collect())
+    }
 }
+
+/// The (low, high) watermarks per (topic, partition), under the projection's own topic names.
+pub(crate) type Watermarks = HashMap<(String, i32), (i64, i64)>;
 
 /// What became of one record.
 #[derive(Debug, Clone, PartialEq, Eq)]

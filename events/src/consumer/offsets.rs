@@ -29,6 +29,36 @@ pub async fn stored_offsets(
     Ok(rows.into_iter().map(|(topic, partition, offset)| ((topic, partition), offset)).collect())
 }
 
+/// Starts over the partitions whose stored offset lies beyond their end: the topic was deleted and created again,
+/// or the broker replaced (an embedded one restarts empty), and its new records would otherwise pass for already
+/// applied and be skipped. Replaying them is harmless: projections ignore versions they already hold. Returns the
+/// partitions reset, with the offset stored and the topic's end.
+pub async fn restart_reset_partitions(
+    pool: &PgPool,
+    projection: &str,
+    ends: &super::Watermarks,
+) -> Result<Vec<(String, i32, i64, i64)>, sqlx::Error> {
+    let mut connection = pool.acquire().await?;
+    let mut reset = Vec::new();
+    for ((topic, partition), offset) in stored_offsets(&mut connection, projection).await? {
+        let Some((low, high)) = ends.get(&(topic.clone(), partition)).copied() else { continue };
+        if offset > high {
+            sqlx::query(
+                "UPDATE projection_offsets SET next_offset = $4, updated_at = now()
+                 WHERE projection = $1 AND topic = $2 AND partition = $3",
+            )
+            .bind(projection)
+            .bind(&topic)
+            .bind(partition)
+            .bind(low)
+            .execute(&mut *connection)
+            .await?;
+            reset.push((topic, partition, offset, high));
+        }
+    }
+    Ok(reset)
+}
+
 /// Applies `records` to `projection` and moves its offsets past them, in one transaction. Records below the
 /// stored offsets were applied before and are left out, so redelivery never applies a record twice.
 ///

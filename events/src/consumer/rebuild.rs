@@ -10,7 +10,7 @@
 use std::{collections::HashMap, future::Future, time::Duration};
 
 use rdkafka::{
-    ClientConfig, Offset, TopicPartitionList,
+    Offset, TopicPartitionList,
     consumer::{Consumer, StreamConsumer},
     error::KafkaError,
 };
@@ -67,8 +67,6 @@ impl RebuildReport {
 
 /// An offset per (topic, partition).
 type Positions = HashMap<(String, i32), i64>;
-/// The (low, high) watermarks per (topic, partition).
-type Watermarks = HashMap<(String, i32), (i64, i64)>;
 
 /// Rebuilds `live` from offset 0 of its topics, reporting progress along the way, and swaps the result in.
 pub async fn rebuild<P: Rebuildable>(
@@ -91,18 +89,9 @@ pub async fn rebuild<P: Rebuildable>(
         .set("enable.partition.eof", "true");
     let consumer: StreamConsumer = config.create()?;
 
-    // Where the topics end now: the rebuild's first goal.
-    let topics: Vec<String> = live.topics().iter().map(|topic| source.topic(topic)).collect();
-    let ends = tokio::task::spawn_blocking({
-        let consumer_config = config.clone();
-        move || end_offsets(&consumer_config, &topics)
-    })
-    .await??;
-    // Positions and goals are kept under the projection's own topic names, as the offsets table has them.
-    let ends: Watermarks = ends
-        .into_iter()
-        .map(|((topic, partition), marks)| ((unprefixed(source, &topic), partition), marks))
-        .collect();
+    // Where the topics end now: the rebuild's first goal. Positions and goals are kept under the projection's own
+    // topic names, as the offsets table has them.
+    let ends = source.watermarks(live.topics()).await?;
     let target = ends.values().map(|(low, high)| (high - low).max(0) as u64).sum();
     let mut assignment = TopicPartitionList::new();
     for (topic, partition) in ends.keys() {
@@ -156,24 +145,6 @@ pub async fn rebuild<P: Rebuildable>(
     Ok(report)
 }
 
-fn unprefixed(source: &Source, topic: &str) -> String {
-    topic.strip_prefix(source.topic_prefix.as_str()).unwrap_or(topic).to_owned()
-}
-
-/// The (low, high) watermarks of every partition of `topics`.
-fn end_offsets(config: &ClientConfig, topics: &[String]) -> Result<Watermarks, KafkaError> {
-    let consumer: rdkafka::consumer::BaseConsumer = config.create()?;
-    let mut ends = HashMap::new();
-    for topic in topics {
-        let metadata = consumer.fetch_metadata(Some(topic), Duration::from_secs(10))?;
-        for partition in metadata.topics().iter().flat_map(|t| t.partitions()) {
-            let watermarks = consumer.fetch_watermarks(topic, partition.id(), Duration::from_secs(10))?;
-            ends.insert((topic.clone(), partition.id()), watermarks);
-        }
-    }
-    Ok(ends)
-}
-
 /// Consumes and applies batches to `shadow` until every partition in `goal` has reached its goal offset.
 #[allow(clippy::too_many_arguments)]
 async fn consume_until<P: Projection>(
@@ -208,7 +179,7 @@ async fn consume_until<P: Projection>(
                         if number == partition
                             && let Offset::Offset(offset) = offset
                         {
-                            let position = positions.entry((unprefixed(source, &topic), number)).or_insert(0);
+                            let position = positions.entry((source.plain_topic(&topic), number)).or_insert(0);
                             *position = (*position).max(offset);
                         }
                     }

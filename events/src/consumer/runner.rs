@@ -17,7 +17,7 @@ use sqlx::PgPool;
 use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 
-use super::{BatchSummary, Projection, Record, Source, apply_batch};
+use super::{BatchSummary, Projection, Record, Source, apply_batch, restart_reset_partitions};
 
 /// How records are grouped into transactions.
 #[derive(Debug, Clone)]
@@ -127,6 +127,7 @@ impl<P: Projection> ProjectionRunner<P> {
             config.set("group.id", self.source.topic(&name));
         }
         let consumer: StreamConsumer = config.create()?;
+        self.restart_reset_partitions().await?;
         let topics: Vec<String> =
             self.projection.topics().iter().map(|topic| self.source.topic(topic)).collect();
         consumer.subscribe(&topics.iter().map(String::as_str).collect::<Vec<_>>())?;
@@ -162,6 +163,24 @@ impl<P: Projection> ProjectionRunner<P> {
         }
         consumer.unsubscribe();
         tracing::info!(projection = %name, "Stopped consuming.");
+        Ok(())
+    }
+
+    /// Guards against topics that restarted from offset 0 (see [`restart_reset_partitions`]) before consuming.
+    async fn restart_reset_partitions(&self) -> anyhow::Result<()> {
+        let name = self.projection.name();
+        let ends = self.source.watermarks(self.projection.topics()).await?;
+        for (topic, partition, stored, end) in restart_reset_partitions(&self.pool, name, &ends).await? {
+            tracing::warn!(
+                projection = name,
+                topic,
+                partition,
+                stored_offset = stored,
+                topic_end = end,
+                "The partition ends before the position stored for it: the topic was recreated or the broker \
+                 replaced. Starting it over from its beginning; versions already held are ignored."
+            );
+        }
         Ok(())
     }
 
