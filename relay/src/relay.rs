@@ -128,11 +128,12 @@ impl OutboxRelay {
             return Ok(BatchOutcome::NoShards);
         }
         let limit = i64::from(self.settings.batch_size);
+        let started = Instant::now();
         let rows = store::unpublished(&self.pool, &shards, limit).await?;
         if rows.is_empty() {
             return Ok(BatchOutcome::Idle);
         }
-        let started = Instant::now();
+        let read = started.elapsed();
 
         let (in_flight, mut parked, unsent) = self.send(&rows).await;
         let (acknowledgements, abandoned) = self.await_acknowledgements(in_flight, stop).await;
@@ -170,6 +171,7 @@ impl OutboxRelay {
             }
         }
 
+        let acknowledged = started.elapsed();
         store::record_batch(&self.pool, &delivered, &parked, self.settings.retention_secs > 0).await?;
 
         self.metrics.batches.inc();
@@ -192,7 +194,9 @@ impl OutboxRelay {
             delivered = delivered.len(),
             parked = parked.len(),
             retry,
-            elapsed_ms = started.elapsed().as_millis() as u64,
+            read_ms = read.as_millis() as u64,
+            kafka_ms = (acknowledged - read).as_millis() as u64,
+            record_ms = (started.elapsed() - acknowledged).as_millis() as u64,
             "Published a batch."
         );
         if let Some(reason) = fatal {

@@ -54,8 +54,16 @@ pub struct Parked {
 /// committed late (after rows with higher positions were published) is simply read by a later batch. A row
 /// leaves this set only once Kafka acknowledged it; hence, for each aggregate, the first copy of every version
 /// reaches Kafka in version order, whichever instance or restart sends it.
+///
+/// The read must walk the `outbox_unpublished` index in position order and stop at `limit`. Right after a burst
+/// (a broker outage, a bulk import) the table's statistics are stale and Postgres, expecting a few hundred rows,
+/// prefers to fetch every unpublished row and sort them: 100-170 ms per batch at 100 000 rows instead of 2 ms, so
+/// draining a backlog grows quadratically with it exactly when speed matters. Sorting is therefore switched off
+/// for this one statement, which leaves the ordered index scan as the plan.
 pub async fn unpublished(pool: &PgPool, shards: &[i16], limit: i64) -> Result<Vec<OutboxRow>, sqlx::Error> {
-    sqlx::query_as(
+    let mut transaction = pool.begin().await?;
+    sqlx::query("SET LOCAL enable_sort = off").execute(&mut *transaction).await?;
+    let rows = sqlx::query_as(
         "SELECT position, event_id, aggregate_type, aggregate_id, aggregate_version, event_type, topic,
                 payload::text AS payload, occurred_at, traceparent, tracestate
          FROM outbox o
@@ -67,8 +75,10 @@ pub async fn unpublished(pool: &PgPool, shards: &[i16], limit: i64) -> Result<Ve
     )
     .bind(shards)
     .bind(limit)
-    .fetch_all(pool)
-    .await
+    .fetch_all(&mut *transaction)
+    .await?;
+    transaction.commit().await?;
+    Ok(rows)
 }
 
 /// Records, in one transaction, that `published` rows were acknowledged by Kafka (deleting them, or marking them
