@@ -294,9 +294,9 @@ impl Shop {
                 self.kafka_brokers = cluster.bootstrap_servers();
                 self.embedded_kafka = Some(cluster);
                 println!(
-                    "  {:<8} up    embedded at {} — in memory: topics start empty on every run (Postgres keeps \
-                     accounts, products, orders and projections; consumer offsets restart from 0). Set \
-                     KAFKA_BROKERS to use a real Kafka.",
+                    "  {:<8} up    embedded at {} — in memory: topics start empty on every run and keep the last \
+                     5 MiB of each partition (Postgres keeps accounts, products, orders and projections; consumer \
+                     offsets restart from 0). Set KAFKA_BROKERS to use a real Kafka.",
                     "kafka", self.kafka_brokers
                 );
             }

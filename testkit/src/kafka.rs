@@ -88,17 +88,22 @@ impl TestBroker {
     /// A fresh, uniquely named topic.
     pub async fn create_topic(&self, prefix: &str, partitions: i32) -> String {
         let topic = format!("{prefix}-{}", Uuid::now_v7().simple());
+        self.create_named_topic(&topic, partitions).await;
+        topic
+    }
+
+    /// Creates `topic` as it is named. On the embedded broker, mind that a partition keeps only its last 5 MiB.
+    pub async fn create_named_topic(&self, topic: &str, partitions: i32) {
         match &self.mock {
-            Some(mock) => mock.create_topic(&topic, partitions, 1).unwrap(),
+            Some(mock) => mock.create_topic(topic, partitions, 1).unwrap(),
             None => {
                 let admin: AdminClient<DefaultClientContext> = self.client_config().create().unwrap();
-                let new = NewTopic::new(&topic, partitions, TopicReplication::Fixed(1));
+                let new = NewTopic::new(topic, partitions, TopicReplication::Fixed(1));
                 for result in admin.create_topics(&[new], &AdminOptions::new()).await.unwrap() {
                     result.expect("Failed to create the test topic");
                 }
             }
         }
-        topic
     }
 
     /// Produces one record and waits for its acknowledgement.
