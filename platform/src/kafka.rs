@@ -97,6 +97,12 @@ pub struct TracingContext;
 
 impl ClientContext for TracingContext {
     fn log(&self, level: RDKafkaLogLevel, facility: &str, message: &str) {
+        // The relay sets this property on purpose (see its producer settings); saying so at every start helps no one.
+        let level = if facility == "CONFWARN" && message.contains("enable.gapless.guarantee") {
+            RDKafkaLogLevel::Debug
+        } else {
+            level
+        };
         match level {
             RDKafkaLogLevel::Emerg
             | RDKafkaLogLevel::Alert

@@ -1,0 +1,77 @@
+//! The relay and the gateway run as child processes (this same binary, re-executed in a child mode), so that their
+//! memory can be measured on their own.
+
+use std::{
+    io::{BufRead, BufReader},
+    process::{Child, Command, Stdio},
+};
+
+use anyhow::Context;
+use clap::Parser as _;
+use shop_platform::shutdown;
+
+/// The first line a child prints, followed by the address it listens on.
+const READY: &str = "READY";
+
+/// A running child process.
+#[derive(Debug)]
+pub struct ChildProcess {
+    child: Child,
+    /// The address the child printed (metrics for the relay, HTTP for the gateway).
+    pub address: String,
+}
+
+impl ChildProcess {
+    /// Starts this binary as `mode` with `env`, and waits until it says it is ready.
+    pub fn start(mode: &str, env: &[(&str, String)]) -> anyhow::Result<Self> {
+        let mut command = Command::new(std::env::current_exe()?);
+        // Quiet children unless asked (`RUST_LOG=shop_relay=info` shows the relay's batches, with timings).
+        let log = std::env::var("RUST_LOG").unwrap_or_else(|_| "warn".to_owned());
+        command.arg(mode).env("RUST_LOG", log).stdout(Stdio::piped()).stderr(Stdio::inherit());
+        for (key, value) in env {
+            command.env(key, value);
+        }
+        let mut child = command.spawn().with_context(|| format!("Failed to start the {mode} child"))?;
+        let stdout = child.stdout.take().context("no stdout")?;
+        let mut lines = BufReader::new(stdout).lines();
+        let first = lines.next().context("The child exited before it was ready")??;
+        let address = first.strip_prefix(READY).context("Unexpected first line")?.trim().to_owned();
+        // Keep draining the child's stdout so it never blocks on a full pipe.
+        std::thread::spawn(move || lines.for_each(drop));
+        Ok(Self { child, address })
+    }
+
+    /// The most memory the process has held so far (VmHWM), in MiB.
+    pub fn peak_rss_mib(&self) -> Option<f64> {
+        let status = std::fs::read_to_string(format!("/proc/{}/status", self.child.id())).ok()?;
+        let line = status.lines().find(|line| line.starts_with("VmHWM:"))?;
+        let kib: f64 = line.split_whitespace().nth(1)?.parse().ok()?;
+        Some(kib / 1024.0)
+    }
+
+    /// Stops the child with SIGTERM and waits for it.
+    pub fn stop(mut self) -> anyhow::Result<()> {
+        Command::new("kill").args(["-TERM", &self.child.id().to_string()]).status()?;
+        let status = self.child.wait()?;
+        anyhow::ensure!(status.success(), "the child exited with {status}");
+        Ok(())
+    }
+}
+
+/// `shop-bench child-relay`: the relay, configured from the environment like the `relay` binary.
+pub async fn run_relay() -> anyhow::Result<()> {
+    let settings = shop_relay::config::Settings::parse_from(["relay"]);
+    shop_platform::telemetry::init(&settings.telemetry);
+    let application = shop_relay::startup::Application::build(&settings).await?;
+    println!("{READY} {}", application.metrics_addr());
+    application.run_until_stopped(shutdown::signal()).await
+}
+
+/// `shop-bench child-gateway`: the gateway, configured from the environment like the `gateway` binary.
+pub async fn run_gateway() -> anyhow::Result<()> {
+    let settings = shop_gateway::config::Settings::parse_from(["gateway"]);
+    shop_platform::telemetry::init(&settings.telemetry);
+    let application = shop_gateway::startup::Application::build(&settings).await?;
+    println!("{READY} {}", application.local_addr());
+    application.run_until_stopped(shutdown::signal()).await
+}

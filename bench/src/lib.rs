@@ -1,0 +1,143 @@
+//! `shop-bench`: measures the relay (throughput against a bare producer; commit-to-Kafka latency with and without
+//! commit notifications), order placement (through the gateway against the same SQL transaction straight to
+//! Postgres) and replay (rebuilding the order projection), prints a table and writes `BENCHMARKS.md`.
+//!
+//! The relay and the gateway run as child processes (this binary in a child mode) so their peak memory can be
+//! read on its own. Kafka is the embedded mock cluster unless `KAFKA_BROKERS` is set; Postgres is the one at
+//! `TEST_POSTGRES_URL` (default `postgres://postgres@127.0.0.1:5432`), with fresh databases per run.
+
+pub mod children;
+pub mod orders;
+pub mod produce;
+pub mod relay;
+pub mod replay;
+pub mod report;
+pub mod stats;
+
+use std::{path::PathBuf, time::Duration};
+
+use shop_testkit::kafka::TestBroker;
+
+/// The command line.
+#[derive(Debug, clap::Parser)]
+#[command(name = "shop-bench", about = "Benchmarks of the relay, order placement and replay.")]
+pub struct Cli {
+    /// A run of seconds instead of minutes, to check that the benchmarks still work (CI).
+    #[arg(long)]
+    quick: bool,
+    /// Where to write the report.
+    #[arg(long, default_value = "BENCHMARKS.md")]
+    output: PathBuf,
+    #[command(subcommand)]
+    child: Option<Child>,
+}
+
+/// The child modes.
+#[derive(Debug, clap::Subcommand)]
+pub enum Child {
+    /// (internal) Run the relay, configured from the environment.
+    ChildRelay,
+    /// (internal) Run the gateway, configured from the environment.
+    ChildGateway,
+}
+
+/// How big each benchmark is.
+struct Sizes {
+    aggregates: usize,
+    versions: i64,
+    latency_rate: u32,
+    latency_duration: Duration,
+    concurrency: &'static [usize],
+    placement_duration: Duration,
+    replay_events: usize,
+}
+
+const FULL: Sizes = Sizes {
+    aggregates: 1_000,
+    versions: 100,
+    latency_rate: 1_000,
+    latency_duration: Duration::from_secs(30),
+    concurrency: &[1, 8, 32],
+    placement_duration: Duration::from_secs(10),
+    replay_events: 100_000,
+};
+
+const QUICK: Sizes = Sizes {
+    aggregates: 100,
+    versions: 20,
+    latency_rate: 100,
+    latency_duration: Duration::from_secs(2),
+    concurrency: &[1, 4],
+    placement_duration: Duration::from_secs(1),
+    replay_events: 2_000,
+};
+
+/// Runs the benchmarks (or, in a child mode, the relay or the gateway).
+pub async fn run(cli: Cli) -> anyhow::Result<()> {
+    match cli.child {
+        Some(Child::ChildRelay) => return children::run_relay().await,
+        Some(Child::ChildGateway) => return children::run_gateway().await,
+        None => {}
+    }
+    let sizes = if cli.quick { QUICK } else { FULL };
+    let broker = TestBroker::start().await;
+
+    eprintln!("relay throughput: {} events…", sizes.aggregates * sizes.versions as usize);
+    let throughput = relay::throughput(&broker, sizes.aggregates, sizes.versions).await?;
+    eprintln!("commit-to-Kafka latency: {}/s for {:?}, twice…", sizes.latency_rate, sizes.latency_duration);
+    let latency = relay::latency(&broker, sizes.latency_rate, sizes.latency_duration).await?;
+    eprintln!("order placement at concurrency {:?}…", sizes.concurrency);
+    let placement = orders::placement(sizes.concurrency, sizes.placement_duration).await?;
+    eprintln!("replay of {} entity events…", sizes.replay_events);
+    let replay = replay::replay(&broker, sizes.replay_events).await?;
+
+    let report = report::Report {
+        command: format!("cargo run --release -p shop-bench{}", if cli.quick { " -- --quick" } else { "" }),
+        machine: machine(&broker).await,
+        throughput,
+        latency,
+        placement,
+        replay,
+    };
+    println!("{}", report.tables());
+    std::fs::write(&cli.output, report.markdown())?;
+    eprintln!("Wrote {}", cli.output.display());
+    Ok(())
+}
+
+/// What the numbers were measured on.
+async fn machine(broker: &TestBroker) -> Vec<(String, String)> {
+    let read = |path: &str| std::fs::read_to_string(path).unwrap_or_default();
+    let cpu = read("/proc/cpuinfo").lines().find_map(|l| l.strip_prefix("model name\t: ").map(str::to_owned));
+    let memory = read("/proc/meminfo")
+        .lines()
+        .find_map(|l| l.strip_prefix("MemTotal:").map(|kib| kib.trim().to_owned()));
+    let cores = std::thread::available_parallelism().map(|n| n.get().to_string()).unwrap_or_default();
+    let rustc = std::process::Command::new("rustc")
+        .arg("--version")
+        .output()
+        .map(|out| String::from_utf8_lossy(&out.stdout).trim().to_owned())
+        .unwrap_or_default();
+    let postgres = match sqlx::PgPool::connect(&format!("{}/postgres", shop_testkit::postgres_server_url()))
+        .await
+    {
+        Ok(pool) => {
+            sqlx::query_scalar::<_, String>("SHOW server_version").fetch_one(&pool).await.unwrap_or_default()
+        }
+        Err(_) => String::new(),
+    };
+    let kafka = if broker.mock().is_some() {
+        format!("embedded librdkafka mock cluster (librdkafka {})", rdkafka::util::get_rdkafka_version().1)
+    } else {
+        format!("external at {}", broker.bootstrap)
+    };
+    vec![
+        ("CPU".into(), format!("{} × {cores} cores", cpu.unwrap_or_default())),
+        ("memory".into(), memory.unwrap_or_default()),
+        ("kernel".into(), read("/proc/sys/kernel/osrelease").trim().to_owned()),
+        ("rustc".into(), rustc),
+        ("build".into(), if cfg!(debug_assertions) { "debug".into() } else { "release".into() }),
+        ("PostgreSQL".into(), postgres),
+        ("Kafka".into(), kafka),
+    ]
+}

@@ -1,0 +1,115 @@
+//! Replay: rebuilding the order service's projection of accounts and products from a topic of entity events.
+
+use std::time::Instant;
+
+use rdkafka::{
+    message::{Header, OwnedHeaders},
+    producer::{FutureProducer, FutureRecord},
+};
+use shop_events::{
+    Envelope,
+    account::{Account, AccountCreated},
+    catalog::{Product, ProductCreated, ProductUpdated},
+    consumer,
+    envelope::now,
+    topics,
+};
+use shop_order::projection::DirectoryProjection;
+use shop_platform::kafka::KafkaSettings;
+use shop_testkit::{TestDatabase, kafka::TestBroker};
+use uuid::Uuid;
+
+use crate::{produce, stats::per_second};
+
+#[derive(Debug)]
+pub struct Replay {
+    pub events: usize,
+    pub per_second: f64,
+    pub applied: u64,
+    pub ignored: u64,
+}
+
+/// Publishes `events` entity events (half account creations, half product creations and updates, five versions
+/// per product), then rebuilds the order projection from them and measures the rebuild.
+pub async fn replay(broker: &TestBroker, events: usize) -> anyhow::Result<Replay> {
+    // Topics of this run's own, with partitions enough to hold every event: the embedded broker keeps only the
+    // last 5 MiB of each partition (about 10 000 of these events).
+    let topic_prefix = format!("{}bench-replay-{}.", broker.topic_prefix, Uuid::now_v7().simple());
+    let partitions = (events / 5_000).max(1) as i32;
+    for topic in [topics::ACCOUNTS, topics::PRODUCTS] {
+        broker.create_named_topic(&format!("{topic_prefix}{topic}"), partitions).await;
+    }
+    let producer: FutureProducer = broker.client_config().set("linger.ms", "20").create()?;
+    let mut envelopes = Vec::with_capacity(events);
+    for _ in 0..events / 2 {
+        let account =
+            Account { id: Uuid::now_v7(), name: "A customer".into(), version: 1, created_at: now() };
+        envelopes.push(Envelope::new(&AccountCreated { account }, None));
+    }
+    for _ in 0..events / 10 {
+        let id = Uuid::now_v7();
+        for version in 1..=5 {
+            let product = Product {
+                id,
+                name: format!("Product v{version}"),
+                description: "A product that changes.".into(),
+                price_cents: 100 * version,
+                version,
+                created_at: now(),
+                updated_at: now(),
+            };
+            envelopes.push(if version == 1 {
+                Envelope::new(&ProductCreated { product }, None)
+            } else {
+                Envelope::new(&ProductUpdated { product }, None)
+            });
+        }
+    }
+    publish(&producer, &topic_prefix, &envelopes).await?;
+
+    let database = TestDatabase::create().await;
+    let settings = shop_order::config::Settings {
+        database_url: database.url.parse().map_err(anyhow::Error::msg)?,
+        ..Default::default()
+    };
+    let pool = shop_order::startup::connect(&settings).await?;
+    let source =
+        KafkaSettings { kafka_topic_prefix: topic_prefix, ..KafkaSettings::new(broker.bootstrap.clone()) }
+            .consumer_source();
+    let started = Instant::now();
+    let report = consumer::rebuild(&DirectoryProjection::live(), &pool, &source, |_| {}).await?;
+    Ok(Replay {
+        events: report.consumed as usize,
+        per_second: per_second(report.consumed as usize, started.elapsed()),
+        applied: report.applied,
+        ignored: report.ignored,
+    })
+}
+
+async fn publish(
+    producer: &FutureProducer,
+    topic_prefix: &str,
+    envelopes: &[Envelope],
+) -> anyhow::Result<()> {
+    let mut records = Vec::with_capacity(envelopes.len());
+    for envelope in envelopes {
+        let topic = format!("{topic_prefix}{}", envelope.topic);
+        let headers =
+            envelope.metadata().headers().iter().fold(OwnedHeaders::new(), |h, (name, value)| {
+                h.insert(Header { key: name, value: Some(value) })
+            });
+        records.push((
+            topic,
+            envelope.aggregate_id.to_string(),
+            serde_json::to_vec(&envelope.payload)?,
+            headers,
+        ));
+    }
+    produce::send_all(
+        producer,
+        records.iter().map(|(topic, key, payload, headers)| {
+            FutureRecord::to(topic).key(key).payload(payload).headers(headers.clone())
+        }),
+    )
+    .await
+}

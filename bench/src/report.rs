@@ -1,0 +1,124 @@
+//! The results as a table on stdout and as `BENCHMARKS.md`.
+
+use std::fmt::Write as _;
+
+use crate::{
+    orders::Placement,
+    relay::{Latency, Throughput},
+    replay::Replay,
+    stats::{Latencies, ms},
+};
+
+/// Everything one run measured, and where.
+#[derive(Debug)]
+pub struct Report {
+    pub command: String,
+    pub machine: Vec<(String, String)>,
+    pub throughput: Throughput,
+    pub latency: Latency,
+    pub placement: Placement,
+    pub replay: Replay,
+}
+
+fn rss(mib: Option<f64>) -> String {
+    mib.map_or_else(|| "n/a".to_owned(), |mib| format!("{mib:.0} MiB"))
+}
+
+fn latency_row(name: &str, (latencies, rate): &(Latencies, f64)) -> String {
+    format!(
+        "| {name} | {rate:.0}/s | {} | {} | {} | {} | {} |\n",
+        latencies.count,
+        ms(latencies.p50),
+        ms(latencies.p95),
+        ms(latencies.p99),
+        ms(latencies.max)
+    )
+}
+
+impl Report {
+    /// The results as Markdown tables (also what is printed).
+    pub fn tables(&self) -> String {
+        let mut out = String::new();
+        let t = &self.throughput;
+        let _ = write!(
+            out,
+            "### Relay throughput ({} events over their aggregates, prefilled)\n\n\
+             | way | events/s | ratio |\n|---|---|---|\n\
+             | bare rdkafka producer (same records, same settings) | {:.0} | 1.00 |\n\
+             | relay (read, send, acknowledge, delete) | {:.0} | {:.2}× the producer's time |\n\n",
+            t.events,
+            t.baseline_per_second,
+            t.relay_per_second,
+            t.baseline_per_second / t.relay_per_second
+        );
+        let l = &self.latency;
+        let _ = write!(
+            out,
+            "### Commit-to-consumer latency ({}/s target, {:.0} s each)\n\n\
+             | relay waking on | achieved | events | p50 | p95 | p99 | max |\n|---|---|---|---|---|---|---|\n",
+            l.target_per_second,
+            l.duration.as_secs_f64()
+        );
+        out.push_str(&latency_row("commit notification (LISTEN/NOTIFY)", &l.with_notify));
+        out.push_str(&latency_row("fallback poll only (1 s)", &l.poll_only));
+        let _ = write!(
+            out,
+            "\np99 ratio, poll only / notification: {:.1}×\n\n",
+            l.poll_only.0.p99.as_secs_f64() / l.with_notify.0.p99.as_secs_f64().max(f64::EPSILON)
+        );
+        let p = &self.placement;
+        let _ = write!(
+            out,
+            "### Order placement ({:.0} s per level and way)\n\n\
+             | concurrency | gateway orders/s | p50 | p99 | SQL orders/s | p50 | p99 | SQL / gateway |\n\
+             |---|---|---|---|---|---|---|---|\n",
+            p.duration.as_secs_f64()
+        );
+        for level in &p.levels {
+            let _ = writeln!(
+                out,
+                "| {} | {:.0} | {} | {} | {:.0} | {} | {} | {:.2}× |",
+                level.concurrency,
+                level.gateway.0,
+                ms(level.gateway.1.p50),
+                ms(level.gateway.1.p99),
+                level.sql.0,
+                ms(level.sql.1.p50),
+                ms(level.sql.1.p99),
+                level.sql.0 / level.gateway.0.max(f64::EPSILON)
+            );
+        }
+        let r = &self.replay;
+        let _ = write!(
+            out,
+            "\n### Replay\n\n| rebuild | events | events/s | applied | ignored |\n|---|---|---|---|---|\n\
+             | order projection (accounts, products) | {} | {:.0} | {} | {} |\n\n\
+             ### Peak memory (RSS)\n\n| process | peak |\n|---|---|\n| relay | {} |\n| gateway | {} |\n",
+            r.events,
+            r.per_second,
+            r.applied,
+            r.ignored,
+            rss(crate::stats::max(t.relay_peak_rss_mib, l.relay_peak_rss_mib)),
+            rss(p.gateway_peak_rss_mib)
+        );
+        out
+    }
+
+    /// The whole `BENCHMARKS.md`.
+    pub fn markdown(&self) -> String {
+        let mut out = String::from("# Benchmarks\n\n");
+        let _ = write!(
+            out,
+            "Produced by `{}` on {}. Every figure sits next to a baseline measured in the same run, so ratios \
+             travel between machines better than raw numbers do.\n\n| machine | |\n|---|---|\n",
+            self.command,
+            chrono::Utc::now().format("%Y-%m-%d %H:%M UTC")
+        );
+        for (name, value) in &self.machine {
+            let _ = writeln!(out, "| {name} | {value} |");
+        }
+        out.push('\n');
+        out.push_str(&self.tables());
+        out
+    }
+}

@@ -1,0 +1,49 @@
+//! The benchmark command in its quick mode, so that it never rots: it must run every benchmark end to end and
+//! write a report with every section filled in. It asserts no timing (this machine is shared and noisy); the
+//! numbers belong to `BENCHMARKS.md`, from a full run.
+
+use std::process::Command;
+
+#[test]
+fn the_quick_benchmark_run_measures_everything_and_writes_its_report() {
+    let output = std::env::temp_dir().join(format!("BENCHMARKS-{}.md", uuid::Uuid::now_v7()));
+
+    let run = Command::new(env!("CARGO_BIN_EXE_shop-bench"))
+        .args(["--quick", "--output"])
+        .arg(&output)
+        .env("RUST_LOG", "warn")
+        .output()
+        .expect("Failed to start shop-bench");
+
+    assert!(
+        run.status.success(),
+        "shop-bench --quick exited with {}:\n{}\n{}",
+        run.status,
+        String::from_utf8_lossy(&run.stdout),
+        String::from_utf8_lossy(&run.stderr)
+    );
+    let report = std::fs::read_to_string(&output).expect("the report");
+    std::fs::remove_file(&output).ok();
+    for section in [
+        "### Relay throughput",
+        "| bare rdkafka producer",
+        "### Commit-to-consumer latency",
+        "| commit notification (LISTEN/NOTIFY)",
+        "| fallback poll only",
+        "### Order placement",
+        "### Replay",
+        "### Peak memory (RSS)",
+        "cargo run --release -p shop-bench -- --quick",
+    ] {
+        assert!(report.contains(section), "the report lacks {section:?}:\n{report}");
+    }
+    // Every measurement produced a number: no empty latency sets, no memory that could not be read.
+    assert!(!report.contains("| 0 | 0.0 ms"), "a latency run received nothing:\n{report}");
+    assert!(!report.contains("n/a"), "a peak RSS could not be read:\n{report}");
+    let replayed = report
+        .lines()
+        .find(|line| line.starts_with("| order projection"))
+        .and_then(|line| line.split('|').nth(2))
+        .and_then(|events| events.trim().parse::<u64>().ok());
+    assert_eq!(replayed, Some(2_000), "the replay consumed every event it published:\n{report}");
+}
