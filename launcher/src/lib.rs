@@ -87,6 +87,8 @@ pub struct Settings {
     #[arg(long, env = "ORDER_PROJECTION_WAIT_MS", default_value_t = 10_000)]
     pub order_projection_wait_ms: u64,
     #[command(flatten)]
+    pub relay: shop_relay::config::RelaySettings,
+    #[command(flatten)]
     pub search: SearchSettings,
     #[command(flatten)]
     pub database: PoolSettings,
@@ -159,7 +161,7 @@ impl Shop {
         };
         if self.embedded_kafka.is_none() {
             // Consumers start before the relay: make sure the topics they subscribe to exist.
-            let relay = shop_relay::config::RelaySettings::default();
+            let relay = &settings.relay;
             shop_relay::kafka::ensure_topics(
                 &kafka,
                 &topics::ALL,
@@ -247,7 +249,7 @@ impl Shop {
             ],
             database: settings.database.clone(),
             kafka,
-            relay: shop_relay::config::RelaySettings::default(),
+            relay: settings.relay.clone(),
             metrics_addr: settings.relay_metrics_addr,
             telemetry: settings.telemetry.clone(),
         };

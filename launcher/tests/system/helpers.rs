@@ -32,6 +32,7 @@ pub(crate) fn settings(broker: &TestBroker) -> Settings {
         order_validation: ValidationMode::Projection,
         // The default: long enough for a consumer group to form (~3 s) after a start.
         order_projection_wait_ms: 10_000,
+        relay: Default::default(),
         search: Default::default(),
         database: Default::default(),
         telemetry: Default::default(),
