@@ -9,7 +9,7 @@ use rdkafka::{
     message::Headers,
 };
 use serde_json::{Value, json};
-use shop_platform::kafka::KafkaSettings;
+use shop_platform::kafka::{KafkaSettings, TracingContext};
 use uuid::Uuid;
 
 /// What to print.
@@ -39,14 +39,14 @@ pub async fn tail(
 ) -> anyhow::Result<u64> {
     let group = args.group.clone().unwrap_or_else(|| format!("shop-tail-{}", Uuid::now_v7()));
     let reset = if args.from_beginning { "earliest" } else { "latest" };
-    let consumer: StreamConsumer = args
+    let consumer: StreamConsumer<TracingContext> = args
         .kafka
         .client_config(&[
             ("group.id", &group),
             ("auto.offset.reset", reset),
             ("enable.auto.commit", if args.group.is_some() { "true" } else { "false" }),
         ])
-        .create()
+        .create_with_context(TracingContext)
         .context("Failed to create a Kafka consumer")?;
 
     if args.group.is_some() {

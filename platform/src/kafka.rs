@@ -3,7 +3,7 @@
 
 use std::{fmt, str::FromStr};
 
-use rdkafka::{ClientConfig, ClientContext, config::RDKafkaLogLevel, error::KafkaError};
+use rdkafka::ClientConfig;
 
 /// One librdkafka property given by the operator, `key=value`.
 #[derive(Clone, PartialEq, Eq)]
@@ -90,39 +90,8 @@ impl KafkaSettings {
     }
 }
 
-/// A client context that sends librdkafka's logs and client-level errors (brokers down, authentication
-/// failures) to `tracing`, where operators look.
-#[derive(Debug, Clone, Copy, Default)]
-pub struct TracingContext;
-
-impl ClientContext for TracingContext {
-    fn log(&self, level: RDKafkaLogLevel, facility: &str, message: &str) {
-        // The relay sets this property on purpose (see its producer settings); saying so at every start helps no one.
-        let level = if facility == "CONFWARN" && message.contains("enable.gapless.guarantee") {
-            RDKafkaLogLevel::Debug
-        } else {
-            level
-        };
-        match level {
-            RDKafkaLogLevel::Emerg
-            | RDKafkaLogLevel::Alert
-            | RDKafkaLogLevel::Critical
-            | RDKafkaLogLevel::Error => {
-                tracing::error!(target: "librdkafka", facility, "{message}")
-            }
-            RDKafkaLogLevel::Warning => tracing::warn!(target: "librdkafka", facility, "{message}"),
-            RDKafkaLogLevel::Notice | RDKafkaLogLevel::Info => {
-                tracing::info!(target: "librdkafka", facility, "{message}")
-            }
-            RDKafkaLogLevel::Debug => tracing::debug!(target: "librdkafka", facility, "{message}"),
-        }
-    }
-
-    fn error(&self, error: KafkaError, reason: &str) {
-        // Transport errors repeat while a broker is away; they are expected and retried, so WARN, not ERROR.
-        tracing::warn!(target: "librdkafka", reason, error.message = %error, "Kafka client error.");
-    }
-}
+/// The client context every Kafka client of the shop uses (librdkafka's logs and errors go to `tracing`).
+pub use shop_events::consumer::TracingContext;
 
 #[cfg(test)]
 mod tests {

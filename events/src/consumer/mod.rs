@@ -12,6 +12,7 @@
 //! Projections should also guard every entity write by aggregate version (apply only if newer): a replay, or an
 //! older event published again after a newer one, then changes nothing.
 
+mod context;
 mod offsets;
 mod rebuild;
 mod record;
@@ -26,6 +27,7 @@ use std::{collections::HashMap, time::Duration};
 use rdkafka::ClientConfig;
 
 pub use self::{
+    context::TracingContext,
     offsets::{BatchSummary, apply_batch, restart_reset_partitions, stored_offsets},
     rebuild::{Progress, RebuildReport, Rebuildable, rebuild},
     record::Record,

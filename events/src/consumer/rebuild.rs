@@ -18,7 +18,7 @@ use sqlx::{PgPool, PgTransaction};
 use tokio::time::Instant;
 use uuid::Uuid;
 
-use super::{BatchSummary, Projection, Record, Source, apply_batch, stored_offsets};
+use super::{BatchSummary, Projection, Record, Source, TracingContext, apply_batch, stored_offsets};
 
 /// A projection that can be rebuilt into fresh storage and swapped in.
 pub trait Rebuildable: Projection + Sized {
@@ -87,7 +87,7 @@ pub async fn rebuild<P: Rebuildable>(
         .set("group.id", source.topic(&format!("{}-{}", shadow.name(), Uuid::now_v7())))
         .set("enable.auto.commit", "false")
         .set("enable.partition.eof", "true");
-    let consumer: StreamConsumer = config.create()?;
+    let consumer: StreamConsumer<TracingContext> = config.create_with_context(TracingContext)?;
 
     // Where the topics end now: the rebuild's first goal. Positions and goals are kept under the projection's own
     // topic names, as the offsets table has them.
@@ -148,7 +148,7 @@ pub async fn rebuild<P: Rebuildable>(
 /// Consumes and applies batches to `shadow` until every partition in `goal` has reached its goal offset.
 #[allow(clippy::too_many_arguments)]
 async fn consume_until<P: Projection>(
-    consumer: &StreamConsumer,
+    consumer: &StreamConsumer<TracingContext>,
     source: &Source,
     shadow: &P,
     pool: &PgPool,

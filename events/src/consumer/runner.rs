@@ -17,7 +17,9 @@ use sqlx::PgPool;
 use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 
-use super::{BatchSummary, Projection, Record, Source, apply_batch, restart_reset_partitions};
+use super::{
+    BatchSummary, Projection, Record, Source, TracingContext, apply_batch, restart_reset_partitions,
+};
 
 /// How records are grouped into transactions.
 #[derive(Debug, Clone)]
@@ -126,7 +128,7 @@ impl<P: Projection> ProjectionRunner<P> {
         if config.get("group.id").is_none() {
             config.set("group.id", self.source.topic(&name));
         }
-        let consumer: StreamConsumer = config.create()?;
+        let consumer: StreamConsumer<TracingContext> = config.create_with_context(TracingContext)?;
         self.restart_reset_partitions().await?;
         let topics: Vec<String> =
             self.projection.topics().iter().map(|topic| self.source.topic(topic)).collect();
@@ -185,7 +187,11 @@ impl<P: Projection> ProjectionRunner<P> {
     }
 
     /// Waits for a first record, then takes what else arrives within the batch wait, up to the batch size.
-    async fn next_batch(&self, consumer: &StreamConsumer, stop: &CancellationToken) -> Option<Vec<Record>> {
+    async fn next_batch(
+        &self,
+        consumer: &StreamConsumer<TracingContext>,
+        stop: &CancellationToken,
+    ) -> Option<Vec<Record>> {
         let first = loop {
             tokio::select! {
                 () = stop.cancelled() => return None,
