@@ -6,12 +6,14 @@
 //!
 //! - [`config`]: the settings, from flags and environment variables.
 //! - [`startup`]: [`Application`](startup::Application), built the same way by `main` and by the tests.
+//! - [`database`]: connecting to the account database and migrating it.
 //! - [`domain`]: accounts and the rules for their names; no I/O.
 //! - [`repository`]: the SQL.
 //! - [`service`]: the use cases; owns the transaction boundary.
 //! - [`grpc`]: the tonic server (`shop.account.v1.AccountService`) and a typed client.
 
 pub mod config;
+pub mod database;
 pub mod domain;
 pub mod grpc;
 pub mod repository;

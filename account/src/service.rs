@@ -1,7 +1,8 @@
 //! The account use cases. The service owns the transaction boundary: the account row and its outbox event are
 //! committed together or not at all.
 
-use shop_events::{Envelope, TraceContext, outbox};
+use shop_events::{Envelope, TraceContext};
+use shop_outbox as outbox;
 use shop_platform::{ServiceError, pagination::Page};
 use sqlx::PgPool;
 use uuid::Uuid;

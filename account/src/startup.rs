@@ -3,11 +3,11 @@
 use std::{future::Future, net::SocketAddr};
 
 use anyhow::Context;
-use shop_platform::postgres;
+
 use sqlx::PgPool;
 use tokio::net::TcpListener;
 
-use crate::{config::Settings, grpc::server::AccountGrpc, service::AccountService};
+use crate::{config::Settings, database, grpc::server::AccountGrpc, service::AccountService};
 
 /// The account service, connected and migrated, with its listener bound.
 #[derive(Debug)]
@@ -20,9 +20,7 @@ impl Application {
     /// Connects to the database (retrying while it is unreachable, creating it if missing), applies the
     /// migrations, and binds the gRPC listener.
     pub async fn build(settings: &Settings) -> anyhow::Result<Self> {
-        let pool =
-            postgres::connect_and_migrate(&settings.database_url, &settings.database, &sqlx::migrate!())
-                .await?;
+        let pool = database::connect(settings).await?;
         let listener = TcpListener::bind(settings.listen_addr)
             .await
             .with_context(|| format!("Failed to listen on {}", settings.listen_addr))?;

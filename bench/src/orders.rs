@@ -11,11 +11,12 @@ use std::{
 use futures::future::join_all;
 use rand::seq::IndexedRandom;
 use serde_json::json;
-use shop_events::{Envelope, TraceContext, outbox};
+use shop_events::{Envelope, TraceContext};
 use shop_order::{
     domain::{NewOrder, Order, PricedProduct},
     repository,
 };
+use shop_outbox as outbox;
 use shop_testkit::{RunningServer, TestDatabase};
 use sqlx::PgPool;
 use uuid::Uuid;
@@ -137,7 +138,7 @@ pub async fn placement(levels: &[usize], duration: Duration) -> anyhow::Result<P
         database_url: baseline.url.parse().map_err(anyhow::Error::msg)?,
         ..Default::default()
     };
-    let baseline_pool = shop_order::startup::connect(&baseline_settings).await?;
+    let baseline_pool = shop_order::database::connect(&baseline_settings).await?;
 
     let graphql = format!("http://{}/graphql", gateway.address);
     let http = reqwest::Client::new();

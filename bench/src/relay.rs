@@ -16,7 +16,8 @@ use rdkafka::{
     consumer::{BaseConsumer, Consumer},
     message::Headers,
 };
-use shop_events::{Envelope, envelope::now, outbox};
+use shop_events::{Envelope, envelope::now};
+use shop_outbox as outbox;
 use shop_platform::kafka::KafkaSettings;
 use shop_relay::{kafka, store};
 use shop_testkit::{TestDatabase, kafka::TestBroker};
@@ -98,7 +99,7 @@ pub async fn throughput(broker: &TestBroker, aggregates: usize, versions: i64) -
 
     // Baseline: the rows, already in memory, through the relay's own producer and record format; the producer is
     // connected (and has its idempotent producer id) before the clock starts.
-    let shards: Vec<i16> = (0..shop_events::outbox::SHARD_COUNT).collect();
+    let shards: Vec<i16> = (0..shop_outbox::SHARD_COUNT).collect();
     let rows = store::unpublished(&database.pool, &shards, events as i64).await?;
     let keys: Vec<String> = rows.iter().map(|row| row.aggregate_id.to_string()).collect();
     let producer = kafka::create_producer(&KafkaSettings::new(broker.bootstrap.clone()))?;

@@ -10,12 +10,12 @@ use shop_events::{
     Envelope,
     account::{Account, AccountCreated},
     catalog::{Product, ProductCreated, ProductUpdated},
-    consumer,
     envelope::now,
     topics,
 };
 use shop_order::projection::DirectoryProjection;
 use shop_platform::kafka::KafkaSettings;
+use shop_projection::Source;
 use shop_testkit::{TestDatabase, kafka::TestBroker};
 use uuid::Uuid;
 
@@ -72,12 +72,13 @@ pub async fn replay(broker: &TestBroker, events: usize) -> anyhow::Result<Replay
         database_url: database.url.parse().map_err(anyhow::Error::msg)?,
         ..Default::default()
     };
-    let pool = shop_order::startup::connect(&settings).await?;
-    let source =
-        KafkaSettings { kafka_topic_prefix: topic_prefix, ..KafkaSettings::new(broker.bootstrap.clone()) }
-            .consumer_source();
+    let pool = shop_order::database::connect(&settings).await?;
+    let source = Source::from_settings(&KafkaSettings {
+        kafka_topic_prefix: topic_prefix,
+        ..KafkaSettings::new(broker.bootstrap.clone())
+    });
     let started = Instant::now();
-    let report = consumer::rebuild(&DirectoryProjection::live(), &pool, &source, |_| {}).await?;
+    let report = shop_projection::rebuild(&DirectoryProjection::live(), &pool, &source, |_| {}).await?;
     Ok(Replay {
         events: report.consumed as usize,
         per_second: per_second(report.consumed as usize, started.elapsed()),

@@ -7,6 +7,8 @@
 //!
 //! - [`config`]: the settings, from flags and environment variables.
 //! - [`startup`]: [`Application`](startup::Application), built the same way by `main` and by the tests.
+//! - [`database`]: connecting to the catalog's database and migrating it.
+//! - [`rebuild`]: the `rebuild-search-index` command.
 //! - [`domain`]: products and their rules; no I/O.
 //! - [`repository`]: the SQL, including the search query.
 //! - [`search`]: the search backends (Postgres full-text, Elasticsearch) and the index's projection.
@@ -14,8 +16,10 @@
 //! - [`grpc`]: the tonic server (`shop.catalog.v1.CatalogService`) and a typed client.
 
 pub mod config;
+pub mod database;
 pub mod domain;
 pub mod grpc;
+pub mod rebuild;
 pub mod repository;
 pub mod search;
 pub mod service;

@@ -1,7 +1,7 @@
 use clap::Parser;
 use shop_catalog::{
     config::{Cli, Command},
-    search,
+    rebuild,
     startup::Application,
 };
 use shop_platform::{shutdown, telemetry};
@@ -18,6 +18,6 @@ async fn main() -> anyhow::Result<()> {
             tracing::info!(address = %application.local_addr(), "Serving shop.catalog.v1.CatalogService over gRPC.");
             application.run_until_stopped(shutdown::signal()).await
         }
-        Command::RebuildSearchIndex => search::rebuild(&settings).await.map(drop),
+        Command::RebuildSearchIndex => rebuild::rebuild_search_index(&settings).await.map(drop),
     }
 }

@@ -3,14 +3,15 @@
 use std::{future::Future, net::SocketAddr, sync::Arc};
 
 use anyhow::Context;
-use shop_events::consumer::{self, ProjectionRunner};
-use shop_platform::postgres;
+use shop_projection::{self, ProjectionRunner};
+
 use sqlx::PgPool;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
 use crate::{
     config::Settings,
+    database,
     grpc::server::CatalogGrpc,
     search::{ProductIndex, SearchBackend, SearchIndexProjection},
     service::CatalogService,
@@ -29,7 +30,7 @@ impl Application {
     /// Connects to the database (retrying while it is unreachable, creating it if missing), applies the
     /// migrations, makes sure the search index exists (elasticsearch backend) and binds the gRPC listener.
     pub async fn build(settings: &Settings) -> anyhow::Result<Self> {
-        let pool = connect(settings).await?;
+        let pool = database::connect(settings).await?;
         let index = match settings.search.search_backend {
             SearchBackend::Postgres => None,
             SearchBackend::Elasticsearch => {
@@ -59,7 +60,7 @@ impl Application {
             let runner = ProjectionRunner::new(
                 Arc::new(SearchIndexProjection::live(index)),
                 self.pool.clone(),
-                self.settings.kafka.consumer_source(),
+                shop_projection::Source::from_settings(&self.settings.kafka),
             );
             tokio::spawn(runner.run(stop.clone()))
         });
@@ -76,12 +77,4 @@ impl Application {
         tracing::info!("The catalog service stopped.");
         Ok(())
     }
-}
-
-/// Connects to the catalog database and brings its schema (outbox, consumer offsets, products) up to date.
-pub async fn connect(settings: &Settings) -> anyhow::Result<PgPool> {
-    let pool =
-        postgres::connect_and_migrate(&settings.database_url, &settings.database, &sqlx::migrate!()).await?;
-    consumer::migrate(&pool).await.context("Failed to migrate the consumer offsets")?;
-    Ok(pool)
 }

@@ -7,10 +7,9 @@
 //! - [`topics`]: topic names and the settings each topic needs.
 //! - [`cloudevents`]: the Kafka record headers an event travels with (CloudEvents 1.0 binary mode).
 //! - [`trace`]: the W3C trace context carried from the request that caused an event to its consumers.
-//! - `outbox` (feature `outbox`): the outbox table's migration and [`append`](outbox::append), which writes an
-//!   envelope inside the caller's transaction.
-//! - `consumer` (feature `consumer`): the toolkit that feeds a projection from Kafka with its offsets in
-//!   Postgres, and rebuilds it by replay.
+//!
+//! Everything here is a plain, serialisable type: no database, no Kafka client. Writing events is `shop-outbox`'s
+//! job, publishing them the relay's, and consuming them `shop-projection`'s.
 //!
 //! A published event never changes. A new shape is a new event type version (`shop.order.placed.v2`), and
 //! consumers keep accepting the old ones.
@@ -18,12 +17,8 @@
 pub mod account;
 pub mod catalog;
 pub mod cloudevents;
-#[cfg(feature = "consumer")]
-pub mod consumer;
 pub mod envelope;
 pub mod order;
-#[cfg(feature = "outbox")]
-pub mod outbox;
 pub mod topics;
 pub mod trace;
 

@@ -9,6 +9,7 @@
 //!
 //! - [`config`]: the settings, from flags and environment variables, including the validation mode.
 //! - [`startup`]: [`Application`](startup::Application), built the same way by `main` and by the tests.
+//! - [`database`]: connecting to the order database and migrating it.
 //! - [`domain`]: order requests, orders and their transitions (pending → confirmed or rejected); no I/O.
 //! - [`directory`]: looking up accounts and products ([`Directory`](directory::Directory)), over gRPC.
 //! - [`projection`]: the service's own projection of accounts and products, fed from Kafka, its directory and
@@ -19,6 +20,7 @@
 //! - [`grpc`]: the tonic server (`shop.order.v1.OrderService`) and a typed client.
 
 pub mod config;
+pub mod database;
 pub mod directory;
 pub mod domain;
 pub mod grpc;

@@ -3,7 +3,8 @@
 
 use std::sync::Arc;
 
-use shop_events::{Envelope, TraceContext, outbox};
+use shop_events::{Envelope, TraceContext};
+use shop_outbox as outbox;
 use shop_platform::ServiceError;
 use sqlx::PgPool;
 use tokio::sync::Notify;

@@ -3,14 +3,15 @@
 use std::{future::Future, net::SocketAddr, sync::Arc, time::Duration};
 
 use anyhow::Context;
-use shop_events::consumer::{self, ProjectionRunner};
-use shop_platform::{grpc::lazy_channel, postgres};
+use shop_platform::grpc::lazy_channel;
+use shop_projection::{self, ProjectionRunner};
 use sqlx::PgPool;
 use tokio::{net::TcpListener, sync::Notify};
 use tokio_util::sync::CancellationToken;
 
 use crate::{
     config::{Settings, ValidationMode},
+    database,
     directory::GrpcDirectory,
     grpc::server::OrderGrpc,
     projection::{DirectoryProjection, ProjectionDirectory},
@@ -30,7 +31,7 @@ impl Application {
     /// Connects to the database (retrying while it is unreachable, creating it if missing), applies the
     /// migrations, and binds the gRPC listener. Neither the services nor Kafka need be up yet.
     pub async fn build(settings: &Settings) -> anyhow::Result<Self> {
-        let pool = connect(settings).await?;
+        let pool = database::connect(settings).await?;
         let listener = TcpListener::bind(settings.listen_addr)
             .await
             .with_context(|| format!("Failed to listen on {}", settings.listen_addr))?;
@@ -62,7 +63,7 @@ impl Application {
                 let runner = ProjectionRunner::new(
                     Arc::new(DirectoryProjection::live()),
                     self.pool.clone(),
-                    self.settings.kafka.consumer_source(),
+                    shop_projection::Source::from_settings(&self.settings.kafka),
                 )
                 .notify_on_applied(wake.clone());
                 let validator = Validator::new(
@@ -94,12 +95,4 @@ impl Application {
         tracing::info!("The order service stopped.");
         Ok(())
     }
-}
-
-/// Connects to the order database and brings its schema (outbox, consumer offsets, orders, projection) up to date.
-pub async fn connect(settings: &Settings) -> anyhow::Result<PgPool> {
-    let pool =
-        postgres::connect_and_migrate(&settings.database_url, &settings.database, &sqlx::migrate!()).await?;
-    consumer::migrate(&pool).await.context("Failed to migrate the consumer offsets")?;
-    Ok(pool)
 }

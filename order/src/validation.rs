@@ -9,7 +9,8 @@
 use std::{sync::Arc, time::Duration};
 
 use chrono::Utc;
-use shop_events::{Envelope, TraceContext, outbox};
+use shop_events::{Envelope, TraceContext};
+use shop_outbox as outbox;
 use shop_platform::ServiceError;
 use sqlx::PgPool;
 use tokio::sync::Notify;

@@ -1,9 +1,15 @@
-//! Kafka client settings shared by every process that talks to Kafka, and the one function that turns them into
-//! an rdkafka [`ClientConfig`].
+//! Kafka client settings shared by every process that talks to Kafka, the one function that turns them into an
+//! rdkafka [`ClientConfig`], and [`TracingContext`], the client context every producer and consumer of the shop
+//! uses.
 
 use std::{fmt, str::FromStr};
 
-use rdkafka::ClientConfig;
+use rdkafka::{
+    ClientConfig, ClientContext,
+    config::RDKafkaLogLevel,
+    consumer::ConsumerContext,
+    error::{KafkaError, RDKafkaErrorCode},
+};
 
 /// One librdkafka property given by the operator, `key=value`.
 #[derive(Clone, PartialEq, Eq)]
@@ -69,12 +75,6 @@ impl KafkaSettings {
         format!("{}{topic}", self.kafka_topic_prefix)
     }
 
-    /// Where projection consumers read from.
-    pub fn consumer_source(&self) -> shop_events::consumer::Source {
-        shop_events::consumer::Source::new(self.client_config(shop_events::consumer::CONSUMER_DEFAULTS))
-            .with_topic_prefix(&self.kafka_topic_prefix)
-    }
-
     /// The client configuration: bootstrap servers, then `defaults` (what this kind of client needs), then the
     /// operator's overrides, which win.
     pub fn client_config(&self, defaults: &[(&str, &str)]) -> ClientConfig {
@@ -90,8 +90,47 @@ impl KafkaSettings {
     }
 }
 
-/// The client context every Kafka client of the shop uses (librdkafka's logs and errors go to `tracing`).
-pub use shop_events::consumer::TracingContext;
+/// A client context that sends librdkafka's logs and client-level errors (brokers down, authentication
+/// failures) to `tracing`, where operators look.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct TracingContext;
+
+impl ClientContext for TracingContext {
+    fn log(&self, level: RDKafkaLogLevel, facility: &str, message: &str) {
+        // The relay sets this property on purpose (see its producer settings); saying so at every start helps no one.
+        let level = if facility == "CONFWARN" && message.contains("enable.gapless.guarantee") {
+            RDKafkaLogLevel::Debug
+        } else {
+            level
+        };
+        match level {
+            RDKafkaLogLevel::Emerg
+            | RDKafkaLogLevel::Alert
+            | RDKafkaLogLevel::Critical
+            | RDKafkaLogLevel::Error => {
+                tracing::error!(target: "librdkafka", facility, "{message}")
+            }
+            RDKafkaLogLevel::Warning => tracing::warn!(target: "librdkafka", facility, "{message}"),
+            RDKafkaLogLevel::Notice | RDKafkaLogLevel::Info => {
+                tracing::info!(target: "librdkafka", facility, "{message}")
+            }
+            RDKafkaLogLevel::Debug => tracing::debug!(target: "librdkafka", facility, "{message}"),
+        }
+    }
+
+    fn error(&self, error: KafkaError, reason: &str) {
+        // A consumer that asked for end-of-partition events (a rebuild does, to know where it is) also hears of
+        // them here; reaching the end of a partition is news, not an error.
+        if matches!(error, KafkaError::PartitionEOF(_) | KafkaError::Global(RDKafkaErrorCode::PartitionEOF)) {
+            tracing::debug!(target: "librdkafka", reason, "Reached the end of a partition.");
+            return;
+        }
+        // Transport errors repeat while a broker is away; they are expected and retried, so WARN, not ERROR.
+        tracing::warn!(target: "librdkafka", reason, error.message = %error, "Kafka client error.");
+    }
+}
+
+impl ConsumerContext for TracingContext {}
 
 #[cfg(test)]
 mod tests {

@@ -127,16 +127,17 @@ pub async fn connect(url: &DatabaseUrl, settings: &PoolSettings) -> anyhow::Resu
     }
 }
 
-/// Connects (see [`connect`]) and brings the schema up to date: the shared outbox table first, then the service's
-/// own `migrations`.
+/// Connects (see [`connect`]) and brings the schema up to date with `migrators`, in order: the shared tables (the
+/// outbox, the consumer offsets) first, then the service's own.
 pub async fn connect_and_migrate(
     url: &DatabaseUrl,
     settings: &PoolSettings,
-    migrations: &sqlx::migrate::Migrator,
+    migrators: &[sqlx::migrate::Migrator],
 ) -> anyhow::Result<PgPool> {
     let pool = connect(url, settings).await?;
-    shop_events::outbox::migrate(&pool).await.context("Failed to migrate the outbox")?;
-    migrations.run(&pool).await.context("Failed to migrate the service's tables")?;
+    for migrator in migrators {
+        migrator.run(&pool).await.with_context(|| format!("Failed to migrate the database at {url}"))?;
+    }
     Ok(pool)
 }
 

@@ -12,7 +12,7 @@
 
 use std::time::Duration;
 
-use shop_events::outbox::SHARD_COUNT;
+use shop_outbox::SHARD_COUNT;
 use sqlx::PgPool;
 use tokio::{sync::watch, time::Instant};
 use tokio_util::sync::CancellationToken;

@@ -3,7 +3,7 @@
 
 use std::{sync::Arc, time::Duration};
 
-use shop_events::outbox::NOTIFY_CHANNEL;
+use shop_outbox::NOTIFY_CHANNEL;
 use sqlx::{PgPool, postgres::PgListener};
 use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;

@@ -12,10 +12,8 @@ use rdkafka::{
     mocking::MockCluster,
     producer::{DefaultProducerContext, FutureProducer, FutureRecord},
 };
+use shop_events::topics;
 use uuid::Uuid;
-
-/// The shop's topics (`shop_events::topics::ALL`, which this crate cannot name: the events crate's tests use it).
-const SHOP_TOPICS: [&str; 3] = ["shop.accounts.v1", "shop.products.v1", "shop.orders.v1"];
 
 /// A broker for one test.
 pub struct TestBroker {
@@ -45,7 +43,7 @@ impl TestBroker {
                 let topic_prefix = format!("test-{}.", Uuid::now_v7().simple());
                 let broker = Self { bootstrap, topic_prefix, mock: None };
                 let admin: AdminClient<DefaultClientContext> = broker.client_config().create().unwrap();
-                let topics: Vec<String> = SHOP_TOPICS.iter().map(|topic| broker.topic(topic)).collect();
+                let topics: Vec<String> = topics::ALL.iter().map(|spec| broker.topic(spec.name)).collect();
                 let new: Vec<NewTopic<'_>> =
                     topics.iter().map(|topic| NewTopic::new(topic, 3, TopicReplication::Fixed(1))).collect();
                 for result in admin.create_topics(&new, &AdminOptions::new()).await.unwrap() {
@@ -55,8 +53,8 @@ impl TestBroker {
             }
             _ => {
                 let mock = MockCluster::new(1).expect("Failed to start the embedded Kafka mock cluster");
-                for topic in SHOP_TOPICS {
-                    mock.create_topic(topic, 3, 1).unwrap();
+                for spec in topics::ALL {
+                    mock.create_topic(spec.name, 3, 1).unwrap();
                 }
                 Self { bootstrap: mock.bootstrap_servers(), topic_prefix: String::new(), mock: Some(mock) }
             }

@@ -2,7 +2,8 @@
 //! an Elasticsearch is at hand.
 
 use serde_json::{Value, json};
-use shop_events::{catalog::Product, consumer::Outcome};
+use shop_events::catalog::Product;
+use shop_projection::Outcome;
 use uuid::Uuid;
 
 /// Settings and explicit mappings of a product index: English-analysed name and description for `multi_match`,

@@ -8,8 +8,9 @@ use elasticsearch::{
     indices::{IndicesCreateParts, IndicesDeleteParts, IndicesExistsAliasParts, IndicesGetAliasParts},
 };
 use serde_json::{Value, json};
-use shop_events::{catalog::Product, consumer::Outcome};
+use shop_events::catalog::Product;
 use shop_platform::ServiceError;
+use shop_projection::Outcome;
 use uuid::Uuid;
 
 use super::documents;

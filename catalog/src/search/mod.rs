@@ -9,10 +9,7 @@ pub mod documents;
 pub mod elasticsearch;
 mod projection;
 
-pub use self::{
-    elasticsearch::ProductIndex,
-    projection::{SearchIndexProjection, rebuild},
-};
+pub use self::{elasticsearch::ProductIndex, projection::SearchIndexProjection};
 
 /// Which search backend answers `GetProducts` queries.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]

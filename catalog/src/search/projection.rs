@@ -1,15 +1,10 @@
 //! The Elasticsearch product index as a projection of `shop.products.v1`.
 
-use shop_events::{
-    catalog::ProductEvent,
-    consumer::{self, Outcome, Projection, ProjectionError, RebuildReport, Rebuildable, Record},
-    topics,
-};
-use shop_platform::progress::{Progress, rate};
+use shop_events::{catalog::ProductEvent, topics};
+use shop_projection::{Outcome, Projection, ProjectionError, Rebuildable, Record};
 use sqlx::{PgPool, PgTransaction};
 
-use super::{ProductIndex, SearchBackend};
-use crate::{config::Settings, startup};
+use super::ProductIndex;
 
 /// Feeds the product index from product events. Offsets live in the catalog database; documents carry the
 /// product version as an Elasticsearch external version, so replays and late duplicates change nothing.
@@ -77,43 +72,4 @@ impl Rebuildable for SearchIndexProjection {
         // from its older offsets into the new index, where external versions make the replay change nothing.
         self.index.point_alias_at(&shadow.target).await
     }
-}
-
-/// `catalog rebuild-search-index`: replays `shop.products.v1` into a fresh Elasticsearch index and swaps the alias
-/// (elasticsearch backend), or rebuilds the full-text index in Postgres (postgres backend).
-pub async fn rebuild(settings: &Settings) -> anyhow::Result<Option<RebuildReport>> {
-    let pool = startup::connect(settings).await?;
-    if settings.search.search_backend == SearchBackend::Postgres {
-        let started = std::time::Instant::now();
-        sqlx::query("REINDEX INDEX CONCURRENTLY products_search").execute(&pool).await?;
-        let products: i64 = sqlx::query_scalar("SELECT count(*) FROM products").fetch_one(&pool).await?;
-        println!(
-            "The postgres search backend indexes the products table itself: rebuilt its full-text index over \
-             {products} products in {:.1?}.",
-            started.elapsed()
-        );
-        return Ok(None);
-    }
-
-    let index = ProductIndex::new(&settings.search.elasticsearch_url, &settings.search.elasticsearch_index)?;
-    index.ensure_exists().await?;
-    let live = SearchIndexProjection::live(index);
-    let source = settings.kafka.consumer_source();
-    let mut progress = Progress::start(format!("Rebuilding {}", SearchIndexProjection::NAME));
-    let report = consumer::rebuild(&live, &pool, &source, |p| progress.update(p.consumed, p.target)).await?;
-    progress.finish();
-    println!(
-        "Rebuilt {} from {} events in {:.1?} ({:.0} events/s): {} indexed, {} ignored (older or repeated versions), \
-         {} skipped (undecodable), {} caught up before the swap; the alias {} now points at the new index.",
-        SearchIndexProjection::NAME,
-        report.consumed,
-        report.elapsed,
-        rate(report.consumed, report.elapsed),
-        report.applied,
-        report.ignored,
-        report.skipped,
-        report.caught_up,
-        settings.search.elasticsearch_index,
-    );
-    Ok(Some(report))
 }

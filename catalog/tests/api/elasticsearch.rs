@@ -10,8 +10,9 @@ use shop_catalog::{
     search::{ProductIndex, SearchBackend, SearchIndexProjection, SearchSettings},
     startup::Application,
 };
-use shop_events::{catalog::Product, cloudevents::EventMetadata, consumer, envelope::now};
+use shop_events::{catalog::Product, cloudevents::EventMetadata, envelope::now};
 use shop_platform::kafka::KafkaSettings;
+use shop_projection as consumer;
 use shop_proto::catalog::v1::GetProductsRequest;
 use shop_testkit::{RunningServer, TestDatabase, kafka::TestBroker, outbox_rows};
 use uuid::Uuid;
@@ -114,7 +115,7 @@ async fn product_events_feed_the_index_and_searches_rank_name_matches_first() {
 async fn an_older_version_never_overwrites_a_newer_one_in_the_index() {
     let url = elasticsearch_url();
     let database = TestDatabase::create().await;
-    shop_catalog::startup::connect(&Settings {
+    shop_catalog::database::connect(&Settings {
         database_url: database.url.parse().unwrap(),
         ..Default::default()
     })
@@ -155,9 +156,14 @@ async fn a_rebuild_replays_the_topic_into_a_fresh_index_and_swaps_the_alias() {
     search(&app, "kettle", 1).await;
 
     let live = SearchIndexProjection::live(app.index.clone());
-    let report = consumer::rebuild(&live, &app.database.pool, &kafka(&broker).consumer_source(), |_| {})
-        .await
-        .unwrap();
+    let report = consumer::rebuild(
+        &live,
+        &app.database.pool,
+        &consumer::Source::from_settings(&kafka(&broker)),
+        |_| {},
+    )
+    .await
+    .unwrap();
 
     assert!(report.consumed >= 1);
     assert_eq!(search(&app, "kettle", 1).await, ["Kettle"]);

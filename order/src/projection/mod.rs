@@ -4,13 +4,8 @@
 mod directory;
 mod rebuild;
 
-use shop_events::{
-    DecodeError,
-    account::AccountEvent,
-    catalog::ProductEvent,
-    consumer::{Outcome, Projection, ProjectionError, Rebuildable, Record},
-    topics,
-};
+use shop_events::{DecodeError, account::AccountEvent, catalog::ProductEvent, topics};
+use shop_projection::{Outcome, Projection, ProjectionError, Rebuildable, Record};
 use sqlx::{PgPool, PgTransaction};
 
 pub use directory::ProjectionDirectory;

@@ -1,18 +1,19 @@
-use shop_events::consumer::{self, RebuildReport};
 use shop_platform::progress::{Progress, rate};
+use shop_projection::{RebuildReport, Source};
 
 use super::DirectoryProjection;
-use crate::{config::Settings, startup};
+use crate::{config::Settings, database};
 
 /// Rebuilds the accounts and products projection from offset 0 (see
-/// [`consumer::rebuild`](shop_events::consumer::rebuild)), showing progress, and prints what it did.
+/// [`shop_projection::rebuild`]), showing progress, and prints what it did.
 pub async fn rebuild(settings: &Settings) -> anyhow::Result<RebuildReport> {
-    let pool = startup::connect(settings).await?;
+    let pool = database::connect(settings).await?;
     let live = DirectoryProjection::live();
-    let source = settings.kafka.consumer_source();
+    let source = Source::from_settings(&settings.kafka);
 
     let mut progress = Progress::start(format!("Rebuilding {}", DirectoryProjection::NAME));
-    let report = consumer::rebuild(&live, &pool, &source, |p| progress.update(p.consumed, p.target)).await?;
+    let report =
+        shop_projection::rebuild(&live, &pool, &source, |p| progress.update(p.consumed, p.target)).await?;
     progress.finish();
 
     let (accounts, products): (i64, i64) = sqlx::query_as(

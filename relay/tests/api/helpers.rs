@@ -4,7 +4,8 @@ use std::{
 };
 
 use rand::Rng;
-use shop_events::{Envelope, envelope::now, outbox};
+use shop_events::{Envelope, envelope::now};
+use shop_outbox as outbox;
 use shop_platform::{kafka::KafkaSettings, postgres::PoolSettings, telemetry::TelemetrySettings};
 use shop_relay::{
     config::{RelaySettings, Settings},

@@ -7,7 +7,7 @@
 //!
 //! ```sh
 //! DATABASE_URL=postgres://postgres@127.0.0.1:5432/order_totals KAFKA_BROKERS=127.0.0.1:9092 \
-//!     cargo run -p shop-events --features consumer --example order_totals
+//!     cargo run -p shop-projection --example order_totals
 //! ```
 
 use std::{sync::Arc, time::Duration};
@@ -15,10 +15,10 @@ use std::{sync::Arc, time::Duration};
 use rdkafka::ClientConfig;
 use shop_events::{
     account::AccountEvent,
-    consumer::{self, Outcome, Projection, ProjectionError, ProjectionRunner, Record},
     order::{OrderEvent, OrderStatus},
     topics,
 };
+use shop_projection::{self as consumer, Outcome, Projection, ProjectionError, ProjectionRunner, Record};
 use sqlx::{PgPool, PgTransaction, migrate::MigrateDatabase};
 use tokio_util::sync::CancellationToken;
 

@@ -1,4 +1,4 @@
-//! The consumer toolkit: feed a projection (a read model in Postgres, or an index elsewhere) from Kafka topics.
+//! The consumer runtime: feed a projection (a read model in Postgres, or an index elsewhere) from Kafka topics.
 //!
 //! - [`Projection`]: what a read model implements: apply a batch of records inside a Postgres transaction.
 //! - [`ProjectionRunner`]: consumes the projection's topics in a consumer group and applies records in batches;
@@ -12,22 +12,22 @@
 //! Projections should also guard every entity write by aggregate version (apply only if newer): a replay, or an
 //! older event published again after a newer one, then changes nothing.
 
-mod context;
 mod offsets;
 mod rebuild;
 mod record;
 mod runner;
 
-use std::future::Future;
-
-use sqlx::{PgPool, PgTransaction, migrate::MigrateError};
-
-use std::{collections::HashMap, time::Duration};
+use std::{collections::HashMap, future::Future, time::Duration};
 
 use rdkafka::ClientConfig;
+use shop_platform::kafka::KafkaSettings;
+use shop_platform::kafka::TracingContext;
+use sqlx::{
+    PgPool, PgTransaction,
+    migrate::{MigrateError, Migrator},
+};
 
 pub use self::{
-    context::TracingContext,
     offsets::{BatchSummary, apply_batch, restart_reset_partitions, stored_offsets},
     rebuild::{Progress, RebuildReport, Rebuildable, rebuild},
     record::Record,
@@ -48,11 +48,16 @@ pub const CONSUMER_DEFAULTS: &[(&str, &str)] = &[
     ("fetch.wait.max.ms", "100"),
 ];
 
+/// The offsets tables' migrations, tracked apart from the service's own (in [`MIGRATIONS_TABLE`]).
+pub fn migrator() -> Migrator {
+    let mut migrator = sqlx::migrate!("./migrations");
+    migrator.dangerous_set_table_name(MIGRATIONS_TABLE);
+    migrator
+}
+
 /// Creates or updates the offsets tables. Safe to run concurrently and on every start.
 pub async fn migrate(pool: &PgPool) -> Result<(), MigrateError> {
-    let mut migrator = sqlx::migrate!("./consumer_migrations");
-    migrator.dangerous_set_table_name(MIGRATIONS_TABLE);
-    migrator.run(pool).await
+    migrator().run(pool).await
 }
 
 /// Where projections read from: a Kafka client configuration, and a prefix for the names of topics and consumer
@@ -66,6 +71,11 @@ pub struct Source {
 impl Source {
     pub fn new(config: ClientConfig) -> Self {
         Self { config, topic_prefix: String::new() }
+    }
+
+    /// Where the consumers of a process configured with `settings` read from.
+    pub fn from_settings(settings: &KafkaSettings) -> Self {
+        Self::new(settings.client_config(CONSUMER_DEFAULTS)).with_topic_prefix(&settings.kafka_topic_prefix)
     }
 
     pub fn with_topic_prefix(mut self, prefix: impl Into<String>) -> Self {

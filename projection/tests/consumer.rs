@@ -14,13 +14,10 @@ use rdkafka::{
     message::{Header, OwnedHeaders},
     producer::{FutureProducer, FutureRecord},
 };
-use shop_events::{
-    Envelope,
-    consumer::{
-        self, Outcome, Projection, ProjectionError, ProjectionRunner, Rebuildable, Record, apply_batch,
-        rebuild,
-    },
-    envelope::now,
+use shop_events::{Envelope, envelope::now};
+use shop_projection::{
+    self as consumer, Outcome, Projection, ProjectionError, ProjectionRunner, Rebuildable, Record,
+    apply_batch, rebuild,
 };
 use shop_testkit::{TestDatabase, kafka::TestBroker};
 use sqlx::{PgPool, PgTransaction};

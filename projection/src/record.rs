@@ -1,6 +1,6 @@
 use rdkafka::message::{Headers, Message};
 
-use crate::cloudevents::{self, InvalidHeaders, ReceivedMetadata};
+use shop_events::cloudevents::{self, InvalidHeaders, ReceivedMetadata};
 
 /// A consumed Kafka record, owned, so a batch can outlive the consumer's buffers and be retried.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -4,8 +4,8 @@ use shop_events::{
     Envelope, TraceContext,
     account::{Account, AccountCreated},
     envelope::now,
-    outbox,
 };
+use shop_outbox as outbox;
 use shop_testkit::{TestDatabase, outbox_rows};
 use uuid::Uuid;
 

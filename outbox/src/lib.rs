@@ -2,11 +2,19 @@
 //! inside the caller's transaction.
 //!
 //! The outbox has its own migrations (tracked in [`MIGRATIONS_TABLE`], apart from the service's own), so every
-//! service database gets the same table, and the relay can bring it up to date without knowing any service.
+//! service database gets the same table, and the relay can bring it up to date without knowing any service. They
+//! include the relay's bookkeeping (shard leases, parked aggregates, the commit notification), which lives beside
+//! the rows it is about.
+//!
+//! The table maps onto Debezium's Outbox Event Router (`event_id`, `aggregate_type`, `aggregate_id`,
+//! `event_type`, `payload`), so an operator may replace the relay with log-based change data capture.
 
-use sqlx::{PgPool, PgTransaction, migrate::MigrateError};
+use sqlx::{
+    PgPool, PgTransaction,
+    migrate::{MigrateError, Migrator},
+};
 
-use crate::Envelope;
+use shop_events::Envelope;
 
 /// The channel a commit that wrote to the outbox notifies (by a trigger on the table), waking the relay.
 pub const NOTIFY_CHANNEL: &str = "shop_outbox";
@@ -17,12 +25,17 @@ pub const SHARD_COUNT: i16 = 64;
 /// The table that records which outbox migrations a database has applied.
 pub const MIGRATIONS_TABLE: &str = "_shop_outbox_migrations";
 
+/// The outbox's migrations, tracked apart from the service's own (in [`MIGRATIONS_TABLE`]).
+pub fn migrator() -> Migrator {
+    let mut migrator = sqlx::migrate!("./migrations");
+    migrator.dangerous_set_table_name(MIGRATIONS_TABLE);
+    migrator
+}
+
 /// Creates or updates the outbox table. Safe to run concurrently from several processes (sqlx takes an advisory
 /// lock) and on every start.
 pub async fn migrate(pool: &PgPool) -> Result<(), MigrateError> {
-    let mut migrator = sqlx::migrate!("./migrations");
-    migrator.dangerous_set_table_name(MIGRATIONS_TABLE);
-    migrator.run(pool).await
+    migrator().run(pool).await
 }
 
 /// Writes `envelope` to the outbox inside `transaction`, so the event is committed if and only if the domain
