@@ -3,7 +3,7 @@
 use std::{future::Future, net::SocketAddr};
 
 use anyhow::Context;
-
+use shop_platform::health::Health;
 use sqlx::PgPool;
 use tokio::net::TcpListener;
 
@@ -35,7 +35,8 @@ impl Application {
     /// Serves until `shutdown` resolves, then drains in-flight calls and closes the pool.
     pub async fn run_until_stopped(self, shutdown: impl Future<Output = ()> + Send) -> anyhow::Result<()> {
         let server = AccountGrpc::server(AccountService::new(self.pool.clone()));
-        shop_platform::grpc::serve(self.listener, server, shop_proto::FILE_DESCRIPTOR_SET, shutdown).await?;
+        let descriptors = shop_proto::FILE_DESCRIPTOR_SET;
+        shop_platform::grpc::serve(self.listener, server, descriptors, Health::new(), shutdown).await?;
         self.pool.close().await;
         tracing::info!("The account service stopped.");
         Ok(())

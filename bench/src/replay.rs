@@ -78,7 +78,9 @@ pub async fn replay(broker: &TestBroker, events: usize) -> anyhow::Result<Replay
         ..KafkaSettings::new(broker.bootstrap.clone())
     });
     let started = Instant::now();
-    let report = shop_projection::rebuild(&DirectoryProjection::live(), &pool, &source, |_| {}).await?;
+    let report =
+        shop_projection::rebuild(&DirectoryProjection::live(), &pool, &source, &Default::default(), |_| {})
+            .await?;
     Ok(Replay {
         events: report.consumed as usize,
         per_second: per_second(report.consumed as usize, started.elapsed()),

@@ -9,6 +9,7 @@ use shop_platform::{
 };
 
 use crate::search::SearchSettings;
+use shop_projection::RebuildSettings;
 
 /// The `catalog` command line: the settings, and what to do.
 #[derive(Debug, Clone, clap::Parser)]
@@ -27,7 +28,7 @@ pub enum Command {
     Serve,
     /// Rebuild the search index: replay shop.products.v1 into a fresh Elasticsearch index and swap it in while a
     /// running service goes on answering (elasticsearch backend), or reindex the full-text index (postgres).
-    RebuildSearchIndex,
+    RebuildSearchIndex(RebuildSettings),
 }
 
 /// Where the service listens in a local run.

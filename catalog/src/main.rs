@@ -18,6 +18,8 @@ async fn main() -> anyhow::Result<()> {
             tracing::info!(address = %application.local_addr(), "Serving shop.catalog.v1.CatalogService over gRPC.");
             application.run_until_stopped(shutdown::signal()).await
         }
-        Command::RebuildSearchIndex => rebuild::rebuild_search_index(&settings).await.map(drop),
+        Command::RebuildSearchIndex(rebuild) => {
+            rebuild::rebuild_search_index(&settings, &rebuild).await.map(drop)
+        }
     }
 }

@@ -1,7 +1,7 @@
 //! `catalog rebuild-search-index`: rebuilds the search index the configured backend answers from.
 
 use shop_platform::progress::{Progress, rate};
-use shop_projection::{RebuildReport, Source};
+use shop_projection::{RebuildReport, RebuildSettings, Source};
 
 use crate::{
     config::Settings,
@@ -11,7 +11,10 @@ use crate::{
 
 /// `catalog rebuild-search-index`: replays `shop.products.v1` into a fresh Elasticsearch index and swaps the alias
 /// (elasticsearch backend), or rebuilds the full-text index in Postgres (postgres backend).
-pub async fn rebuild_search_index(settings: &Settings) -> anyhow::Result<Option<RebuildReport>> {
+pub async fn rebuild_search_index(
+    settings: &Settings,
+    rebuild: &RebuildSettings,
+) -> anyhow::Result<Option<RebuildReport>> {
     let pool = database::connect(settings).await?;
     if settings.search.search_backend == SearchBackend::Postgres {
         let started = std::time::Instant::now();
@@ -31,7 +34,8 @@ pub async fn rebuild_search_index(settings: &Settings) -> anyhow::Result<Option<
     let source = Source::from_settings(&settings.kafka);
     let mut progress = Progress::start(format!("Rebuilding {}", SearchIndexProjection::NAME));
     let report =
-        shop_projection::rebuild(&live, &pool, &source, |p| progress.update(p.consumed, p.target)).await?;
+        shop_projection::rebuild(&live, &pool, &source, rebuild, |p| progress.update(p.consumed, p.target))
+            .await?;
     progress.finish();
     println!(
         "Rebuilt {} from {} events in {:.1?} ({:.0} events/s): {} indexed, {} ignored (older or repeated versions), \

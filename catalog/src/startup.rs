@@ -3,11 +3,10 @@
 use std::{future::Future, net::SocketAddr, sync::Arc};
 
 use anyhow::Context;
-use shop_projection::{self, ProjectionRunner};
-
+use shop_platform::{health::Health, supervisor::Supervisor};
+use shop_projection::{ProjectionRunner, Source};
 use sqlx::PgPool;
 use tokio::net::TcpListener;
-use tokio_util::sync::CancellationToken;
 
 use crate::{
     config::Settings,
@@ -54,27 +53,32 @@ impl Application {
     }
 
     /// Serves until `shutdown` resolves, then drains in-flight calls (and stops feeding the search index).
+    ///
+    /// With the elasticsearch backend, the consumer feeding the index runs beside the server, supervised: should it
+    /// fail, it is restarted with backoff and reported NOT_SERVING meanwhile (gRPC health `catalog.search-index`).
     pub async fn run_until_stopped(self, shutdown: impl Future<Output = ()> + Send) -> anyhow::Result<()> {
-        let stop = CancellationToken::new();
-        let feeding = self.index.clone().map(|index| {
-            let runner = ProjectionRunner::new(
+        let health = Health::new();
+        let mut supervisor = Supervisor::new(&health);
+        if let Some(index) = self.index.clone() {
+            let runner = Arc::new(ProjectionRunner::new(
                 Arc::new(SearchIndexProjection::live(index)),
                 self.pool.clone(),
-                shop_projection::Source::from_settings(&self.settings.kafka),
-            );
-            tokio::spawn(runner.run(stop.clone()))
-        });
-        let server = CatalogGrpc::server(CatalogService::new(self.pool.clone(), self.index));
-        let served =
-            shop_platform::grpc::serve(self.listener, server, shop_proto::FILE_DESCRIPTOR_SET, shutdown)
-                .await;
-        stop.cancel();
-        if let Some(feeding) = feeding {
-            feeding.await.context("The search index consumer panicked")??;
+                Source::from_settings(&self.settings.kafka),
+            ));
+            supervisor.restarting(SearchIndexProjection::NAME, move |part| {
+                let runner = runner.clone();
+                async move { runner.run(part).await }
+            });
         }
-        served?;
+        let server = CatalogGrpc::server(CatalogService::new(self.pool.clone(), self.index));
+        let (stop, health) = (supervisor.stop_token(), health.clone());
+        supervisor.essential("the gRPC server", async move {
+            let descriptors = shop_proto::FILE_DESCRIPTOR_SET;
+            shop_platform::grpc::serve(self.listener, server, descriptors, health, stop.cancelled()).await
+        });
+        let stopped = supervisor.run_until(shutdown).await;
         self.pool.close().await;
         tracing::info!("The catalog service stopped.");
-        Ok(())
+        stopped
     }
 }

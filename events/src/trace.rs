@@ -55,6 +55,19 @@ impl TraceContext {
         })
     }
 
+    /// The trace context a caller sent in its `traceparent` and `tracestate` headers (HTTP headers, gRPC metadata,
+    /// Kafka headers), read with `header`; `None` when there is none or it is invalid.
+    pub fn from_headers<'a>(header: impl Fn(&str) -> Option<&'a str>) -> Option<Self> {
+        let traceparent = header(Self::TRACEPARENT)?;
+        Self::parse(traceparent, header(Self::TRACESTATE)).ok()
+    }
+
+    /// The caller's trace (see [`from_headers`](Self::from_headers)) continued for this hop, or a new trace when the
+    /// caller sent none or an invalid one, as the W3C specification asks.
+    pub fn continue_from<'a>(header: impl Fn(&str) -> Option<&'a str>) -> Self {
+        Self::from_headers(header).map(|trace| trace.child()).unwrap_or_else(Self::new_root)
+    }
+
     /// Starts a new, sampled trace.
     pub fn new_root() -> Self {
         let mut rng = rand::rng();
@@ -123,6 +136,21 @@ mod tests {
         ] {
             assert!(TraceContext::parse(bad, None).is_err(), "{bad:?} should be rejected");
         }
+    }
+
+    #[test]
+    fn a_callers_trace_is_continued_and_a_missing_or_invalid_one_replaced() {
+        let headers = |traceparent: &'static str| {
+            move |name: &str| (name == TraceContext::TRACEPARENT).then_some(traceparent)
+        };
+
+        let continued = TraceContext::continue_from(headers(EXAMPLE));
+        let replaced = TraceContext::continue_from(headers("not a traceparent"));
+
+        assert_eq!(continued.trace_id(), "4bf92f3577b34da6a3ce929d0e0e4736");
+        assert_ne!(continued.traceparent(), EXAMPLE, "a new parent id for this hop");
+        assert_ne!(replaced.trace_id(), "4bf92f3577b34da6a3ce929d0e0e4736");
+        assert!(TraceContext::from_headers(|_| None).is_none());
     }
 
     #[test]

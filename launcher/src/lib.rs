@@ -21,7 +21,6 @@ use shop_platform::{
     postgres::{DatabaseUrl, PoolSettings},
     telemetry::TelemetrySettings,
 };
-use sqlx::PgPool;
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
@@ -193,9 +192,6 @@ impl Shop {
         )?;
         let (account_addr, catalog_addr) = (account.local_addr(), catalog.local_addr());
         let search = format!("{:?}", settings.search.search_backend).to_lowercase();
-        if self.embedded_kafka.is_some() {
-            reset_consumer_offsets(&catalog_settings.database_url, &settings.database).await?;
-        }
         self.spawn(
             "account",
             format!("gRPC {}   database {}", url(account_addr), account_settings.database_url),
@@ -225,9 +221,6 @@ impl Shop {
             ..Default::default()
         };
         let order = shop_order::startup::Application::build(&order_settings).await.context("order")?;
-        if self.embedded_kafka.is_some() {
-            reset_consumer_offsets(&order_settings.database_url, &settings.database).await?;
-        }
         let order_addr = order.local_addr();
         let validation = format!("{:?}", settings.order_validation).to_lowercase();
         self.spawn(
@@ -297,8 +290,8 @@ impl Shop {
                 self.embedded_kafka = Some(cluster);
                 println!(
                     "  {:<8} up    embedded at {} — in memory: topics start empty on every run and keep the last \
-                     5 MiB of each partition (Postgres keeps accounts, products, orders and projections; consumer \
-                     offsets restart from 0). Set KAFKA_BROKERS to use a real Kafka.",
+                     5 MiB of each partition (Postgres keeps accounts, products, orders and projections; consumers see a \
+                     new log and read it from offset 0). Set KAFKA_BROKERS to use a real Kafka.",
                     "kafka", self.kafka_brokers
                 );
             }
@@ -368,17 +361,4 @@ impl Shop {
         self.embedded_kafka.take();
         result
     }
-}
-
-/// With a fresh (embedded) broker, the topics start again at offset 0: the positions consumers stored against the
-/// previous broker would make them pass over the new records, so they start over (the projections themselves are
-/// kept; replayed events that are not newer change nothing).
-async fn reset_consumer_offsets(url: &DatabaseUrl, settings: &PoolSettings) -> anyhow::Result<()> {
-    let pool: PgPool = shop_platform::postgres::connect(url, settings).await?;
-    sqlx::query("DELETE FROM projection_offsets")
-        .execute(&pool)
-        .await
-        .context("Failed to reset consumer offsets")?;
-    pool.close().await;
-    Ok(())
 }

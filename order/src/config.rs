@@ -2,12 +2,14 @@
 
 use std::{net::SocketAddr, time::Duration};
 
+use crate::validation::ValidationSettings;
 use shop_platform::{
     grpc::ClientSettings,
     kafka::KafkaSettings,
     postgres::{DatabaseUrl, PoolSettings},
     telemetry::TelemetrySettings,
 };
+use shop_projection::RebuildSettings;
 
 /// Where the service listens in a local run.
 pub const DEFAULT_LISTEN_ADDR: &str = "127.0.0.1:50053";
@@ -90,10 +92,20 @@ pub enum Command {
     Serve,
     /// Rebuild the accounts and products projection from offset 0 of its topics into fresh tables and swap them
     /// in, while a running service goes on answering; it then continues from where the rebuild stopped.
-    RebuildProjections,
+    RebuildProjections(RebuildSettings),
 }
 
 impl Settings {
+    /// How the validator of pending orders paces itself. In `grpc` mode the directory's answers are final, so
+    /// leftover pending orders are decided at once.
+    pub fn validation_settings(&self) -> ValidationSettings {
+        let max_wait = match self.validation {
+            ValidationMode::Grpc => Duration::ZERO,
+            ValidationMode::Projection => Duration::from_millis(self.projection_wait_ms),
+        };
+        ValidationSettings { max_wait, interval: Duration::from_millis(self.validation_interval_ms) }
+    }
+
     /// Client settings for a dependency at `url`.
     pub fn dependency(&self, url: &str) -> ClientSettings {
         let timeout = Duration::from_millis(self.dependency_timeout_ms);

@@ -18,6 +18,6 @@ async fn main() -> anyhow::Result<()> {
             tracing::info!(address = %application.local_addr(), "Serving shop.order.v1.OrderService over gRPC.");
             application.run_until_stopped(shutdown::signal()).await
         }
-        Command::RebuildProjections => projection::rebuild(&settings).await.map(drop),
+        Command::RebuildProjections(rebuild) => projection::rebuild(&settings, &rebuild).await.map(drop),
     }
 }

@@ -1,22 +1,21 @@
 //! Building and running the service: the same [`Application`] serves in production and in the tests.
 
-use std::{future::Future, net::SocketAddr, sync::Arc, time::Duration};
+use std::{future::Future, net::SocketAddr, sync::Arc};
 
 use anyhow::Context;
-use shop_platform::grpc::lazy_channel;
-use shop_projection::{self, ProjectionRunner};
+use shop_platform::{grpc::lazy_channel, health::Health, supervisor::Supervisor};
+use shop_projection::{ProjectionRunner, Source};
 use sqlx::PgPool;
 use tokio::{net::TcpListener, sync::Notify};
-use tokio_util::sync::CancellationToken;
 
 use crate::{
     config::{Settings, ValidationMode},
     database,
-    directory::GrpcDirectory,
+    directory::{Directory, GrpcDirectory},
     grpc::server::OrderGrpc,
     projection::{DirectoryProjection, ProjectionDirectory},
     service::{OrderService, Placement},
-    validation::Validator,
+    validation::{ValidationSettings, Validator},
 };
 
 /// The order service, connected and migrated, with its listener bound.
@@ -43,56 +42,85 @@ impl Application {
         self.listener.local_addr().expect("a bound listener has a local address")
     }
 
-    /// Serves until `shutdown` resolves, then drains in-flight calls and, in projection mode, stops the consumer
-    /// and the validator.
+    /// Serves until `shutdown` resolves, then drains in-flight calls and stops the background parts.
+    ///
+    /// Beside the gRPC server runs the validator of pending orders and, in projection mode, the consumer that feeds
+    /// the projection of accounts and products. Each is supervised: should one fail, it is restarted with backoff
+    /// and reported NOT_SERVING meanwhile, in gRPC health under its own name (`order.directory`,
+    /// `order.validator`) and in the server's overall status.
     pub async fn run_until_stopped(self, shutdown: impl Future<Output = ()> + Send) -> anyhow::Result<()> {
-        let descriptors = shop_proto::FILE_DESCRIPTOR_SET;
+        let health = Health::new();
+        let mut supervisor = Supervisor::new(&health);
+        let wake = Arc::new(Notify::new());
+        let validation = self.settings.validation_settings();
         match self.settings.validation {
             ValidationMode::Grpc => {
                 let directory = GrpcDirectory::new(
                     lazy_channel(&self.settings.dependency(&self.settings.account_service_url))?,
                     lazy_channel(&self.settings.dependency(&self.settings.catalog_service_url))?,
                 );
+                supervise_validator(&mut supervisor, &self.pool, directory.clone(), validation, wake);
                 let service = OrderService::new(self.pool.clone(), directory, Placement::Synchronous);
-                shop_platform::grpc::serve(self.listener, OrderGrpc::server(service), descriptors, shutdown)
-                    .await?;
+                serve(&mut supervisor, &health, self.listener, service);
             }
             ValidationMode::Projection => {
-                let stop = CancellationToken::new();
-                let wake = Arc::new(Notify::new());
-                let runner = ProjectionRunner::new(
-                    Arc::new(DirectoryProjection::live()),
-                    self.pool.clone(),
-                    shop_projection::Source::from_settings(&self.settings.kafka),
-                )
-                .notify_on_applied(wake.clone());
-                let validator = Validator::new(
-                    self.pool.clone(),
-                    ProjectionDirectory::new(self.pool.clone()),
-                    Duration::from_millis(self.settings.projection_wait_ms),
-                    Duration::from_millis(self.settings.validation_interval_ms),
-                    wake.clone(),
+                let runner = Arc::new(
+                    ProjectionRunner::new(
+                        Arc::new(DirectoryProjection::live()),
+                        self.pool.clone(),
+                        Source::from_settings(&self.settings.kafka),
+                    )
+                    .notify_on_applied(wake.clone()),
                 );
-                let consuming = tokio::spawn(runner.run(stop.clone()));
-                let validating = tokio::spawn(validator.run(stop.clone()));
-
+                supervisor.restarting(DirectoryProjection::NAME, move |part| {
+                    let runner = runner.clone();
+                    async move { runner.run(part).await }
+                });
                 let directory = ProjectionDirectory::new(self.pool.clone());
+                supervise_validator(&mut supervisor, &self.pool, directory.clone(), validation, wake.clone());
                 let service = OrderService::new(self.pool.clone(), directory, Placement::Deferred(wake));
-                let served = shop_platform::grpc::serve(
-                    self.listener,
-                    OrderGrpc::server(service),
-                    descriptors,
-                    shutdown,
-                )
-                .await;
-                stop.cancel();
-                validating.await.context("The validator panicked")?;
-                consuming.await.context("The projection consumer panicked")??;
-                served?;
+                serve(&mut supervisor, &health, self.listener, service);
             }
         }
+        let stopped = supervisor.run_until(shutdown).await;
         self.pool.close().await;
         tracing::info!("The order service stopped.");
-        Ok(())
+        stopped
     }
+}
+
+/// The gRPC server, whose end ends the process.
+fn serve<D: Directory + Clone>(
+    supervisor: &mut Supervisor,
+    health: &Health,
+    listener: TcpListener,
+    service: OrderService<D>,
+) {
+    let (health, stop) = (health.clone(), supervisor.stop_token());
+    supervisor.essential("the gRPC server", async move {
+        let server = OrderGrpc::server(service);
+        shop_platform::grpc::serve(
+            listener,
+            server,
+            shop_proto::FILE_DESCRIPTOR_SET,
+            health,
+            stop.cancelled(),
+        )
+        .await
+    });
+}
+
+/// The validator of pending orders, restarted should it fail.
+fn supervise_validator<D: Directory + Clone>(
+    supervisor: &mut Supervisor,
+    pool: &PgPool,
+    directory: D,
+    settings: ValidationSettings,
+    wake: Arc<Notify>,
+) {
+    let validator = Arc::new(Validator::new(pool.clone(), directory, settings, wake));
+    supervisor.restarting("order.validator", move |part| {
+        let validator = validator.clone();
+        async move { validator.run(part).await }
+    });
 }

@@ -11,10 +11,9 @@ use std::{sync::Arc, time::Duration};
 use chrono::Utc;
 use shop_events::{Envelope, TraceContext};
 use shop_outbox as outbox;
-use shop_platform::ServiceError;
+use shop_platform::{ServiceError, supervisor::Part};
 use sqlx::PgPool;
 use tokio::sync::Notify;
-use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
 
 use crate::{
@@ -26,39 +25,44 @@ use crate::{
 /// Pending orders taken per transaction.
 const BATCH: i64 = 100;
 
+/// How the validator paces itself.
+#[derive(Debug, Clone, Copy)]
+pub struct ValidationSettings {
+    /// How long an order may wait for the directory to learn of its account and products.
+    pub max_wait: Duration,
+    /// How often to look even without a wake-up (orders of other replicas, waits running out).
+    pub interval: Duration,
+}
+
 /// Moves pending orders to confirmed or rejected.
 #[derive(Debug)]
 pub struct Validator<D> {
     pool: PgPool,
     directory: D,
-    /// How long an order may wait for the projection to learn of its account and products.
-    max_wait: Duration,
-    /// How often to look even without a wake-up (orders of other replicas, waits running out).
-    interval: Duration,
+    settings: ValidationSettings,
     wake: Arc<Notify>,
 }
 
 impl<D: Directory> Validator<D> {
-    pub fn new(
-        pool: PgPool,
-        directory: D,
-        max_wait: Duration,
-        interval: Duration,
-        wake: Arc<Notify>,
-    ) -> Self {
-        Self { pool, directory, max_wait, interval, wake }
+    pub fn new(pool: PgPool, directory: D, settings: ValidationSettings, wake: Arc<Notify>) -> Self {
+        Self { pool, directory, settings, wake }
     }
 
-    /// Validates until `stop`, waking on `wake` (an order placed, the projection moved) or every interval.
-    pub async fn run(self, stop: CancellationToken) {
+    /// Validates until `part.stop`, waking on `wake` (an order placed, the projection moved) or every interval. A
+    /// pass that fails (the database is away) is logged, reported NOT_SERVING and tried again at the next wake.
+    pub async fn run(&self, part: Part) -> anyhow::Result<()> {
         loop {
-            if let Err(error) = self.validate_pending().await {
-                tracing::warn!(error.cause_chain = ?error, "Validating pending orders failed; retrying soon.");
+            match self.validate_pending().await {
+                Ok(_) => part.health.serving(),
+                Err(error) => {
+                    tracing::warn!(error.cause_chain = ?error, "Validating pending orders failed; retrying soon.");
+                    part.health.not_serving(format!("validating pending orders failed: {error}"));
+                }
             }
             tokio::select! {
-                () = stop.cancelled() => return,
+                () = part.stop.cancelled() => return Ok(()),
                 () = self.wake.notified() => {}
-                () = tokio::time::sleep(self.interval) => {}
+                () = tokio::time::sleep(self.settings.interval) => {}
             }
         }
     }
@@ -102,7 +106,7 @@ impl<D: Directory> Validator<D> {
         let product_ids: Vec<Uuid> = order.lines.iter().map(|line| line.product_id).collect();
         let catalog = self.directory.products(&product_ids, trace).await?;
         let waited = (Utc::now() - order.created_at).to_std().unwrap_or_default();
-        let event = match order.verdict(account_known, &catalog, waited < self.max_wait) {
+        let event = match order.verdict(account_known, &catalog, waited < self.settings.max_wait) {
             Verdict::Wait => return Ok(None),
             Verdict::Confirm => match order.confirm(&catalog) {
                 Ok(confirmed) => Envelope::new(&confirmed, Some(trace)),

@@ -1,10 +1,11 @@
 //! Serving and calling gRPC the same way in every process.
 
-use std::{convert::Infallible, future::Future, time::Duration};
+use std::{collections::BTreeMap, convert::Infallible, future::Future, time::Duration};
 
+use crate::health::{Health, PartStatus};
 use anyhow::Context;
 use shop_events::TraceContext;
-use tokio::net::TcpListener;
+use tokio::{net::TcpListener, sync::watch};
 use tonic::{
     Request,
     body::Body,
@@ -12,17 +13,22 @@ use tonic::{
     server::NamedService,
     transport::{Channel, Endpoint, Server, server::TcpIncoming},
 };
+use tonic_health::{ServingStatus, server::HealthReporter};
 
 /// How long a request may run on the server before it is cancelled with `CANCELLED`/`DEADLINE_EXCEEDED`.
 const REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
 
-/// Serves `service` on `listener` next to the standard gRPC health service (`grpc.health.v1`, reporting the
-/// service as SERVING until shutdown begins) and the reflection service (for grpcurl and similar tools), until
-/// `shutdown` resolves; then stops accepting and lets in-flight calls finish.
+/// Serves `service` on `listener` next to the standard gRPC health service (`grpc.health.v1`) and the reflection
+/// service (`grpc.reflection.v1` and `v1alpha`, for grpcurl and similar tools), until `shutdown` resolves; then
+/// stops accepting and lets in-flight calls finish.
+///
+/// Health reports `service` SERVING while it accepts calls, each part of `health` under its own name, and the whole
+/// server (the empty name) SERVING only while every part is; all go NOT_SERVING when shutdown begins.
 pub async fn serve<S>(
     listener: TcpListener,
     service: S,
     file_descriptor_set: &'static [u8],
+    health: Health,
     shutdown: impl Future<Output = ()> + Send,
 ) -> anyhow::Result<()>
 where
@@ -34,48 +40,71 @@ where
         + 'static,
     S::Future: Send + 'static,
 {
-    let (health, health_service) = tonic_health::server::health_reporter();
-    health.set_serving::<S>().await;
+    let (reporter, health_service) = tonic_health::server::health_reporter();
+    reporter.set_serving::<S>().await;
+    let mirroring = tokio::spawn(mirror_health(reporter.clone(), health.watch()));
     let reflection = tonic_reflection::server::Builder::configure()
         .register_encoded_file_descriptor_set(file_descriptor_set)
         .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
         .build_v1()
         .context("Failed to build the gRPC reflection service")?;
+    // Older clients (grpcurl before 1.8.8, Python's grpcio-reflection, several GUI clients) speak only v1alpha.
+    let reflection_v1alpha = tonic_reflection::server::Builder::configure()
+        .register_encoded_file_descriptor_set(file_descriptor_set)
+        .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
+        .build_v1alpha()
+        .context("Failed to build the gRPC reflection service (v1alpha)")?;
+    let parts: Vec<String> = health.statuses().into_keys().collect();
     let shutdown = async move {
         shutdown.await;
         // Tell load balancers first, so they stop sending while in-flight calls drain.
-        health.set_not_serving::<S>().await;
+        mirroring.abort();
+        reporter.set_not_serving::<S>().await;
+        reporter.set_service_status("", ServingStatus::NotServing).await;
+        for part in parts {
+            reporter.set_service_status(part, ServingStatus::NotServing).await;
+        }
     };
 
     Server::builder()
         .timeout(REQUEST_TIMEOUT)
         .trace_fn(|request| {
-            let trace_id = request
-                .headers()
-                .get(TraceContext::TRACEPARENT)
-                .and_then(|value| value.to_str().ok())
-                .and_then(|value| TraceContext::parse(value, None).ok())
-                .map(|trace| trace.trace_id().to_owned())
-                .unwrap_or_default();
+            let trace_id = TraceContext::from_headers(|name| {
+                request.headers().get(name).and_then(|value| value.to_str().ok())
+            })
+            .map(|trace| trace.trace_id().to_owned())
+            .unwrap_or_default();
             tracing::info_span!("grpc", rpc = %request.uri().path(), trace_id)
         })
         .add_service(health_service)
         .add_service(reflection)
+        .add_service(reflection_v1alpha)
         .add_service(service)
         .serve_with_incoming_shutdown(TcpIncoming::from(listener).with_nodelay(Some(true)), shutdown)
         .await
         .context("The gRPC server failed")
 }
 
+/// Keeps the gRPC health statuses in step with the process's parts.
+async fn mirror_health(reporter: HealthReporter, mut parts: watch::Receiver<BTreeMap<String, PartStatus>>) {
+    loop {
+        let statuses = parts.borrow_and_update().clone();
+        let serving = |yes: bool| if yes { ServingStatus::Serving } else { ServingStatus::NotServing };
+        reporter.set_service_status("", serving(statuses.values().all(PartStatus::is_serving))).await;
+        for (part, status) in statuses {
+            reporter.set_service_status(part, serving(status.is_serving())).await;
+        }
+        if parts.changed().await.is_err() {
+            return;
+        }
+    }
+}
+
 /// The caller's trace context, continued for this hop; a new trace when the caller sent none or an invalid one
 /// (as the W3C specification asks).
 pub fn trace_context<T>(request: &Request<T>) -> TraceContext {
     let metadata = request.metadata();
-    let header = |name| metadata.get(name).and_then(|value| value.to_str().ok());
-    header(TraceContext::TRACEPARENT)
-        .and_then(|traceparent| TraceContext::parse(traceparent, header(TraceContext::TRACESTATE)).ok())
-        .map(|trace| trace.child())
-        .unwrap_or_else(TraceContext::new_root)
+    TraceContext::continue_from(|name| metadata.get(name).and_then(|value| value.to_str().ok()))
 }
 
 /// Wraps `message` in a request that carries `trace` to the next service.

@@ -2,6 +2,9 @@
 //!
 //! - [`telemetry`]: log setup (text or JSON, filtered by `RUST_LOG`).
 //! - [`shutdown`]: the Ctrl-C/SIGTERM future every long-running part stops on.
+//! - [`supervisor`]: runs a process's server and background parts together, restarting a background part that
+//!   fails; [`health`]: how each part is doing, for gRPC health checks and HTTP readiness.
+//! - [`backoff`]: the exponential backoff every retry loop waits with.
 //! - [`postgres`] (feature `postgres`): connecting at start with retry and backoff, creating the database if
 //!   missing, and the URL type that keeps passwords out of logs.
 //! - [`kafka`] (feature `kafka`): Kafka client settings, turned into an rdkafka `ClientConfig` in one place,
@@ -13,8 +16,10 @@
 //! - [`progress`]: progress of long work (a bar with events/s on a terminal, plain lines otherwise).
 //! - [`pagination`]: `skip`/`take` validation with a default and a maximum page size.
 
+pub mod backoff;
 pub mod error;
 pub mod grpc;
+pub mod health;
 pub mod ids;
 #[cfg(feature = "kafka")]
 pub mod kafka;
@@ -23,6 +28,7 @@ pub mod pagination;
 pub mod postgres;
 pub mod progress;
 pub mod shutdown;
+pub mod supervisor;
 pub mod telemetry;
 
 pub use error::{FieldViolation, ServiceError};

@@ -140,7 +140,10 @@ async fn main() -> anyhow::Result<()> {
     let runner = ProjectionRunner::new(Arc::new(OrderTotals), pool.clone(), consumer::Source::new(config));
     let stats = runner.stats();
     let stop = CancellationToken::new();
-    let consuming = tokio::spawn(runner.run(stop.clone()));
+    let consuming = tokio::spawn({
+        let stop = stop.clone();
+        async move { runner.run_until_stopped(stop).await }
+    });
     println!("Consuming {} and {} from {brokers}; Ctrl-C to stop.", topics::ACCOUNTS, topics::ORDERS);
 
     let mut shown = Vec::new();

@@ -2,17 +2,22 @@
 //!
 //! - [`Projection`]: what a read model implements: apply a batch of records inside a Postgres transaction.
 //! - [`ProjectionRunner`]: consumes the projection's topics in a consumer group and applies records in batches;
-//!   each batch and the projection's offsets commit in one transaction, so a record is applied once even when
-//!   Kafka delivers it again. Records that cannot be decoded are logged, counted and kept in
-//!   `projection_skipped`, and the offset moves on.
-//! - [`rebuild`]: replays the topics from offset 0 into fresh storage and swaps it in atomically while the live
-//!   runner goes on; the live runner then continues from where the rebuild stopped.
+//!   each batch and the projection's positions commit in one transaction, so a record is applied once even when
+//!   Kafka delivers it again. On every assignment it starts each partition where Postgres says, not where the
+//!   group's offsets say. Records that cannot be decoded are logged, counted and kept in `projection_skipped`, and
+//!   the position moves on.
+//! - [`positions`]: judging a stored position against the log (a recreated topic, a replaced broker or cluster,
+//!   records deleted before they were applied) before consuming from it.
+//! - [`rebuild`]: replays the topics from offset 0 into fresh storage and swaps it in atomically, within a
+//!   deadline, while the live runner goes on; the live runner then continues from where the rebuild stopped.
+//! - [`apply_batch`] and the stored positions, for tools and tests.
 //! - [`Record`]: a consumed record, owned.
 //!
 //! Projections should also guard every entity write by aggregate version (apply only if newer): a replay, or an
 //! older event published again after a newer one, then changes nothing.
 
 mod offsets;
+pub mod positions;
 mod rebuild;
 mod record;
 mod runner;
@@ -28,8 +33,11 @@ use sqlx::{
 };
 
 pub use self::{
-    offsets::{BatchSummary, apply_batch, restart_reset_partitions, stored_offsets},
-    rebuild::{Progress, RebuildReport, Rebuildable, rebuild},
+    offsets::{
+        BatchOptions, BatchSummary, Partition, StoredPosition, apply_batch, move_position, stored_offsets,
+        stored_positions,
+    },
+    rebuild::{Progress, RebuildReport, RebuildSettings, Rebuildable, rebuild},
     record::Record,
     runner::{ProjectionRunner, ProjectionStats, RunnerSettings},
 };
@@ -126,8 +134,8 @@ impl Source {
     }
 }
 
-/// The (low, high) watermarks per (topic, partition), under the projection's own topic names.
-pub(crate) type Watermarks = HashMap<(String, i32), (i64, i64)>;
+/// The (low, high) watermarks per partition, under the projection's own topic names.
+pub(crate) type Watermarks = HashMap<Partition, (i64, i64)>;
 
 /// What became of one record.
 #[derive(Debug, Clone, PartialEq, Eq)]

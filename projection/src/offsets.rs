@@ -1,10 +1,14 @@
-//! Applying a batch and moving the projection's offsets, in one transaction.
+//! The projection's position in each partition, kept in Postgres with the projection itself: a batch is applied and
+//! the position moved past it in one transaction, so a record is applied once however often Kafka delivers it.
 
 use std::collections::HashMap;
 
-use sqlx::{PgConnection, PgPool};
+use sqlx::{PgConnection, PgPool, PgTransaction};
 
 use super::{Outcome, Projection, ProjectionError, Record};
+
+/// A topic (as the projection names it) and a partition.
+pub type Partition = (String, i32);
 
 /// What one batch did.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -16,94 +20,118 @@ pub struct BatchSummary {
     pub already_applied: u64,
 }
 
-/// Where `projection` stands: the next offset to apply, per (topic, partition).
+/// Where a projection stands in one partition, and which log that position was taken on.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StoredPosition {
+    /// The offset of the next record to apply.
+    pub next_offset: i64,
+    /// The cluster the records came from, when known.
+    pub cluster_id: Option<String>,
+    /// The `ce_id` of the last record applied (at `next_offset - 1`), when it had one.
+    pub last_record_id: Option<String>,
+}
+
+/// How a batch is applied.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct BatchOptions<'a> {
+    /// Hold this projection's lock, shared, for the batch's transaction: a rebuild takes it exclusively while it
+    /// swaps its replacement in.
+    pub live_lock: Option<&'a str>,
+    /// The cluster the records come from, stored with the positions.
+    pub cluster_id: Option<&'a str>,
+}
+
+/// Where `projection` stands: its position per partition.
+pub async fn stored_positions(
+    connection: &mut PgConnection,
+    projection: &str,
+) -> Result<HashMap<Partition, StoredPosition>, sqlx::Error> {
+    #[derive(sqlx::FromRow)]
+    struct Row {
+        topic: String,
+        partition: i32,
+        next_offset: i64,
+        cluster_id: Option<String>,
+        last_record_id: Option<String>,
+    }
+    let rows: Vec<Row> = sqlx::query_as(
+        "SELECT topic, partition, next_offset, cluster_id, last_record_id FROM projection_offsets
+         WHERE projection = $1",
+    )
+    .bind(projection)
+    .fetch_all(connection)
+    .await?;
+    Ok(rows
+        .into_iter()
+        .map(|row| {
+            let position = StoredPosition {
+                next_offset: row.next_offset,
+                cluster_id: row.cluster_id,
+                last_record_id: row.last_record_id,
+            };
+            ((row.topic, row.partition), position)
+        })
+        .collect())
+}
+
+/// Where `projection` stands: the next offset to apply, per partition.
 pub async fn stored_offsets(
     connection: &mut PgConnection,
     projection: &str,
-) -> Result<HashMap<(String, i32), i64>, sqlx::Error> {
-    let rows: Vec<(String, i32, i64)> =
-        sqlx::query_as("SELECT topic, partition, next_offset FROM projection_offsets WHERE projection = $1")
-            .bind(projection)
-            .fetch_all(connection)
-            .await?;
-    Ok(rows.into_iter().map(|(topic, partition, offset)| ((topic, partition), offset)).collect())
+) -> Result<HashMap<Partition, i64>, sqlx::Error> {
+    let positions = stored_positions(connection, projection).await?;
+    Ok(positions.into_iter().map(|(partition, position)| (partition, position.next_offset)).collect())
 }
 
-/// Starts over the partitions whose stored offset lies beyond their end: the topic was deleted and created again,
-/// or the broker replaced (an embedded one restarts empty), and its new records would otherwise pass for already
-/// applied and be skipped. Replaying them is harmless: projections ignore versions they already hold. Returns the
-/// partitions reset, with the offset stored and the topic's end.
-pub async fn restart_reset_partitions(
+/// Moves `projection`'s position in `partition` from `from` to `to` (the log was replaced or truncated), on
+/// `cluster_id`, forgetting the last record. Returns `false`, changing nothing, if the position is no longer
+/// `from`: another consumer of the projection moved it meanwhile.
+pub async fn move_position(
     pool: &PgPool,
     projection: &str,
-    ends: &super::Watermarks,
-) -> Result<Vec<(String, i32, i64, i64)>, sqlx::Error> {
-    let mut connection = pool.acquire().await?;
-    let mut reset = Vec::new();
-    for ((topic, partition), offset) in stored_offsets(&mut connection, projection).await? {
-        let Some((low, high)) = ends.get(&(topic.clone(), partition)).copied() else { continue };
-        if offset > high {
-            sqlx::query(
-                "UPDATE projection_offsets SET next_offset = $4, updated_at = now()
-                 WHERE projection = $1 AND topic = $2 AND partition = $3",
-            )
-            .bind(projection)
-            .bind(&topic)
-            .bind(partition)
-            .bind(low)
-            .execute(&mut *connection)
-            .await?;
-            reset.push((topic, partition, offset, high));
-        }
-    }
-    Ok(reset)
+    (topic, partition): &Partition,
+    from: i64,
+    to: i64,
+    cluster_id: Option<&str>,
+) -> Result<bool, sqlx::Error> {
+    let moved = sqlx::query(
+        "UPDATE projection_offsets
+         SET next_offset = $5, cluster_id = $6, last_record_id = NULL, updated_at = now()
+         WHERE projection = $1 AND topic = $2 AND partition = $3 AND next_offset = $4",
+    )
+    .bind(projection)
+    .bind(topic)
+    .bind(partition)
+    .bind(from)
+    .bind(to)
+    .bind(cluster_id)
+    .execute(pool)
+    .await?
+    .rows_affected();
+    Ok(moved == 1)
 }
 
-/// Applies `records` to `projection` and moves its offsets past them, in one transaction. Records below the
-/// stored offsets were applied before and are left out, so redelivery never applies a record twice.
-///
-/// With `live_lock`, the transaction holds that projection's advisory lock in shared mode, which a rebuild takes
-/// exclusively while it swaps its replacement in.
+/// Applies `records` to `projection` and moves its positions past them, in one transaction. Records below the
+/// stored positions were applied before and are left out, so redelivery never applies a record twice.
 pub async fn apply_batch<P: Projection>(
     pool: &PgPool,
     projection: &P,
     records: &[Record],
-    live_lock: Option<&str>,
+    options: BatchOptions<'_>,
 ) -> Result<BatchSummary, ProjectionError> {
     let mut transaction = pool.begin().await?;
-    if let Some(name) = live_lock {
+    if let Some(name) = options.live_lock {
         sqlx::query("SELECT pg_advisory_xact_lock_shared(hashtextextended($1, 0))")
             .bind(name)
             .execute(&mut *transaction)
             .await?;
     }
-
-    // Lock the offsets of the partitions in this batch (not the others: replicas consuming other partitions
-    // must not wait on us).
-    let mut partitions: Vec<(String, i32)> = records.iter().map(|r| (r.topic.clone(), r.partition)).collect();
-    partitions.sort_unstable();
-    partitions.dedup();
-    let (topics, numbers): (Vec<String>, Vec<i32>) = partitions.into_iter().unzip();
-    let stored: HashMap<(String, i32), i64> = sqlx::query_as::<_, (String, i32, i64)>(
-        "SELECT topic, partition, next_offset FROM projection_offsets
-         WHERE projection = $1 AND (topic, partition) IN (SELECT * FROM UNNEST($2::text[], $3::int[]))
-         FOR UPDATE",
-    )
-    .bind(projection.name())
-    .bind(&topics)
-    .bind(&numbers)
-    .fetch_all(&mut *transaction)
-    .await?
-    .into_iter()
-    .map(|(topic, partition, offset)| ((topic, partition), offset))
-    .collect();
-
-    let is_fresh = |record: &Record| {
-        record.offset >= stored.get(&(record.topic.clone(), record.partition)).copied().unwrap_or(0)
-    };
-    let fresh: Vec<Record> = records.iter().filter(|r| is_fresh(r)).cloned().collect();
-    let mut summary =
-        BatchSummary { already_applied: (records.len() - fresh.len()) as u64, ..Default::default() };
+    let stored = lock_positions(&mut transaction, projection.name(), records).await?;
+    let fresh: Vec<Record> = records
+        .iter()
+        .filter(|record| record.offset >= stored.get(&record.partition_key()).copied().unwrap_or(0))
+        .cloned()
+        .collect();
 
     let outcomes = projection.apply(&mut transaction, &fresh).await?;
     if outcomes.len() != fresh.len() {
@@ -115,57 +143,122 @@ pub async fn apply_batch<P: Projection>(
         )
         .into());
     }
+    let mut summary = record_outcomes(&mut transaction, projection.name(), &fresh, &outcomes).await?;
+    summary.already_applied = (records.len() - fresh.len()) as u64;
+    advance(&mut transaction, projection.name(), &fresh, options.cluster_id).await?;
+    transaction.commit().await?;
+    Ok(summary)
+}
 
-    let mut next: HashMap<(&str, i32), i64> = HashMap::new();
-    for (record, outcome) in fresh.iter().zip(&outcomes) {
-        let position = next.entry((&record.topic, record.partition)).or_insert(0);
-        *position = (*position).max(record.offset + 1);
-        match outcome {
-            Outcome::Applied => summary.applied += 1,
-            Outcome::Ignored => summary.ignored += 1,
-            Outcome::Skipped(reason) => {
-                summary.skipped += 1;
-                tracing::warn!(
-                    projection = projection.name(),
-                    topic = %record.topic,
-                    partition = record.partition,
-                    offset = record.offset,
-                    event_type = record.event_type(),
-                    reason,
-                    "Skipped a record that cannot be decoded; it is kept in projection_skipped."
-                );
-                sqlx::query(
-                    r#"INSERT INTO projection_skipped (projection, topic, partition, "offset", event_type, reason, payload)
-                       VALUES ($1, $2, $3, $4, $5, $6, $7) ON CONFLICT DO NOTHING"#,
-                )
-                .bind(projection.name())
-                .bind(&record.topic)
-                .bind(record.partition)
-                .bind(record.offset)
-                .bind(record.event_type())
-                .bind(reason)
-                .bind(&record.payload)
-                .execute(&mut *transaction)
-                .await?;
+/// Locks and reads the positions of the partitions in `records` (not the others: replicas consuming other
+/// partitions must not wait on this batch).
+async fn lock_positions(
+    transaction: &mut PgTransaction<'_>,
+    projection: &str,
+    records: &[Record],
+) -> Result<HashMap<Partition, i64>, sqlx::Error> {
+    let mut partitions: Vec<Partition> = records.iter().map(Record::partition_key).collect();
+    partitions.sort_unstable();
+    partitions.dedup();
+    let (topics, numbers): (Vec<String>, Vec<i32>) = partitions.into_iter().unzip();
+    let rows: Vec<(String, i32, i64)> = sqlx::query_as(
+        "SELECT topic, partition, next_offset FROM projection_offsets
+         WHERE projection = $1 AND (topic, partition) IN (SELECT * FROM UNNEST($2::text[], $3::int[]))
+         FOR UPDATE",
+    )
+    .bind(projection)
+    .bind(&topics)
+    .bind(&numbers)
+    .fetch_all(&mut **transaction)
+    .await?;
+    Ok(rows.into_iter().map(|(topic, partition, offset)| ((topic, partition), offset)).collect())
+}
+
+/// Counts the outcomes, and keeps every record that could not be decoded in `projection_skipped`.
+async fn record_outcomes(
+    transaction: &mut PgTransaction<'_>,
+    projection: &str,
+    records: &[Record],
+    outcomes: &[Outcome],
+) -> Result<BatchSummary, sqlx::Error> {
+    let mut summary = BatchSummary::default();
+    for (record, outcome) in records.iter().zip(outcomes) {
+        let reason = match outcome {
+            Outcome::Applied => {
+                summary.applied += 1;
+                continue;
             }
+            Outcome::Ignored => {
+                summary.ignored += 1;
+                continue;
+            }
+            Outcome::Skipped(reason) => reason,
+        };
+        summary.skipped += 1;
+        tracing::warn!(
+            projection,
+            topic = %record.topic,
+            partition = record.partition,
+            offset = record.offset,
+            event_type = record.event_type(),
+            reason,
+            "Skipped a record that cannot be decoded; it is kept in projection_skipped."
+        );
+        sqlx::query(
+            r#"INSERT INTO projection_skipped (projection, topic, partition, "offset", event_type, reason, payload)
+               VALUES ($1, $2, $3, $4, $5, $6, $7) ON CONFLICT DO NOTHING"#,
+        )
+        .bind(projection)
+        .bind(&record.topic)
+        .bind(record.partition)
+        .bind(record.offset)
+        .bind(record.event_type())
+        .bind(reason)
+        .bind(&record.payload)
+        .execute(&mut **transaction)
+        .await?;
+    }
+    Ok(summary)
+}
+
+/// Moves each partition's position past its last record in `records`, remembering that record's id.
+async fn advance(
+    transaction: &mut PgTransaction<'_>,
+    projection: &str,
+    records: &[Record],
+    cluster_id: Option<&str>,
+) -> Result<(), sqlx::Error> {
+    let mut last: HashMap<Partition, &Record> = HashMap::new();
+    for record in records {
+        let entry = last.entry(record.partition_key()).or_insert(record);
+        if record.offset > entry.offset {
+            *entry = record;
         }
     }
-
-    let (topics, (partitions, offsets)): (Vec<&str>, (Vec<i32>, Vec<i64>)) =
-        next.into_iter().map(|((topic, partition), offset)| (topic, (partition, offset))).unzip();
+    let (mut topics, mut partitions, mut offsets, mut ids) = (Vec::new(), Vec::new(), Vec::new(), Vec::new());
+    for ((topic, partition), record) in last {
+        topics.push(topic);
+        partitions.push(partition);
+        offsets.push(record.offset + 1);
+        ids.push(record.header(shop_events::cloudevents::ID).map(str::to_owned));
+    }
     sqlx::query(
-        "INSERT INTO projection_offsets (projection, topic, partition, next_offset)
-         SELECT $1, * FROM UNNEST($2::text[], $3::int[], $4::bigint[])
+        "INSERT INTO projection_offsets (projection, topic, partition, next_offset, last_record_id, cluster_id)
+         SELECT $1, topic, partition, next_offset, last_record_id, $6
+         FROM UNNEST($2::text[], $3::int[], $4::bigint[], $5::text[])
+              AS batch (topic, partition, next_offset, last_record_id)
          ON CONFLICT (projection, topic, partition) DO UPDATE
-         SET next_offset = GREATEST(projection_offsets.next_offset, EXCLUDED.next_offset), updated_at = now()",
+         SET next_offset = EXCLUDED.next_offset, last_record_id = EXCLUDED.last_record_id,
+             cluster_id = COALESCE(EXCLUDED.cluster_id, projection_offsets.cluster_id), updated_at = now()
+         WHERE projection_offsets.next_offset < EXCLUDED.next_offset",
     )
-    .bind(projection.name())
+    .bind(projection)
     .bind(&topics)
     .bind(&partitions)
     .bind(&offsets)
-    .execute(&mut *transaction)
+    .bind(&ids)
+    .bind(cluster_id)
+    .execute(&mut **transaction)
     .await?;
-
-    transaction.commit().await?;
-    Ok(summary)
+    Ok(())
 }

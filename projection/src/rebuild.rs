@@ -1,24 +1,40 @@
 //! Rebuilding a projection by replay: consume its topics from offset 0 into fresh storage while the live
 //! projection keeps answering and consuming, then swap the fresh storage in atomically.
 //!
-//! The swap happens under the live projection's advisory lock (its batch transactions hold it shared): the rebuild
-//! first catches up with every offset the live projection has applied, then, in one transaction, puts its storage
-//! in place and its offsets under the live projection's name. The live runner then continues from those offsets;
-//! records it had read but not applied are applied to the new storage, records the rebuild already applied are
-//! left out by the offsets guard. No write is lost, none is applied twice.
+//! The swap happens under the live projection's advisory lock (its batch transactions hold it shared). The rebuild
+//! first replays up to where the topics ended when it began; then, unlocked, it looks for partitions created since
+//! and catches up with every position the live projection has reached; then it takes the lock, catches up with
+//! what the live projection applied meanwhile, and in one transaction puts its storage in place and its positions
+//! under the live projection's name. The live runner continues from those positions: records it had read but not
+//! applied are applied to the new storage, records the rebuild already applied are left out by the positions
+//! guard. No write is lost, none is applied twice.
+//!
+//! The catch-up under the lock has a deadline ([`RebuildSettings::swap_deadline`]): should it miss it (a burst of
+//! writes, a slow broker), the rebuild lets go of the lock, catches up again unlocked and tries the swap again, so
+//! the live projection never waits on a rebuild for longer than the deadline.
 
-use std::{collections::HashMap, future::Future, time::Duration};
+use std::{
+    collections::{HashMap, HashSet},
+    future::Future,
+    time::Duration,
+};
 
 use rdkafka::{
     Offset, TopicPartitionList,
     consumer::{Consumer, StreamConsumer},
     error::KafkaError,
 };
-use sqlx::{PgPool, PgTransaction};
+use sqlx::{Connection as _, PgConnection, PgPool, PgTransaction};
 use tokio::time::Instant;
 use uuid::Uuid;
 
-use super::{BatchSummary, Projection, Record, Source, TracingContext, apply_batch, stored_offsets};
+use super::{
+    BatchSummary, Projection, Record, Source, TracingContext,
+    offsets::{self, BatchOptions, Partition},
+};
+
+/// Most records applied per transaction during a rebuild.
+const BATCH: usize = 1_000;
 
 /// A projection that can be rebuilt into fresh storage and swapped in.
 pub trait Rebuildable: Projection + Sized {
@@ -32,6 +48,29 @@ pub trait Rebuildable: Projection + Sized {
         shadow: &Self,
         transaction: &mut PgTransaction<'_>,
     ) -> impl Future<Output = anyhow::Result<()>> + Send;
+}
+
+const DEFAULT_SWAP_DEADLINE_MS: u64 = 5_000;
+
+/// How a rebuild swaps its replacement in.
+#[derive(Debug, Clone, clap::Args)]
+pub struct RebuildSettings {
+    /// The longest the rebuild may hold up the live projection to catch up before the swap; past it, the rebuild
+    /// lets go, catches up again and retries.
+    #[arg(long, env = "REBUILD_SWAP_DEADLINE_MS", default_value_t = DEFAULT_SWAP_DEADLINE_MS)]
+    pub swap_deadline_ms: u64,
+}
+
+impl Default for RebuildSettings {
+    fn default() -> Self {
+        Self { swap_deadline_ms: DEFAULT_SWAP_DEADLINE_MS }
+    }
+}
+
+impl RebuildSettings {
+    pub fn swap_deadline(&self) -> Duration {
+        Duration::from_millis(self.swap_deadline_ms)
+    }
 }
 
 /// How far a rebuild is.
@@ -53,6 +92,8 @@ pub struct RebuildReport {
     pub skipped: u64,
     /// Records consumed after the start, to catch up with the live projection before the swap.
     pub caught_up: u64,
+    /// Swaps given up because the catch-up under the lock missed its deadline.
+    pub retried_swaps: u32,
     pub elapsed: Duration,
 }
 
@@ -65,14 +106,15 @@ impl RebuildReport {
     }
 }
 
-/// An offset per (topic, partition).
-type Positions = HashMap<(String, i32), i64>;
+/// An offset per partition.
+type Positions = HashMap<Partition, i64>;
 
 /// Rebuilds `live` from offset 0 of its topics, reporting progress along the way, and swaps the result in.
 pub async fn rebuild<P: Rebuildable>(
     live: &P,
     pool: &PgPool,
     source: &Source,
+    settings: &RebuildSettings,
     mut progress: impl FnMut(&Progress) + Send,
 ) -> anyhow::Result<RebuildReport> {
     let started = Instant::now();
@@ -81,105 +123,163 @@ pub async fn rebuild<P: Rebuildable>(
         .bind(shadow.name())
         .execute(pool)
         .await?;
+    let mut replay = Replay::start(&shadow, pool, source)?;
 
-    let mut config = source.config.clone();
-    config
-        .set("group.id", source.topic(&format!("{}-{}", shadow.name(), Uuid::now_v7())))
-        .set("enable.auto.commit", "false")
-        .set("enable.partition.eof", "true");
-    let consumer: StreamConsumer<TracingContext> = config.create_with_context(TracingContext)?;
-
-    // Where the topics end now: the rebuild's first goal. Positions and goals are kept under the projection's own
-    // topic names, as the offsets table has them.
-    let ends = source.watermarks(live.topics()).await?;
-    let target = ends.values().map(|(low, high)| (high - low).max(0) as u64).sum();
-    let mut assignment = TopicPartitionList::new();
-    for (topic, partition) in ends.keys() {
-        assignment.add_partition_offset(&source.topic(topic), *partition, Offset::Beginning)?;
-    }
-    consumer.assign(&assignment)?;
-
-    let mut positions: Positions = ends.iter().map(|(key, (low, _))| (key.clone(), *low)).collect();
-    let goal: Positions = ends.iter().map(|(key, (_, high))| (key.clone(), *high)).collect();
-    let mut report = RebuildReport::default();
-    consume_until(&consumer, source, &shadow, pool, &mut positions, &goal, &mut report, |report| {
-        progress(&Progress { consumed: report.consumed, target, elapsed: started.elapsed() })
-    })
-    .await?;
-
-    // Catch up with the live projection under its lock, then swap.
-    let mut connection = pool.acquire().await?;
-    sqlx::query("SELECT pg_advisory_lock(hashtextextended($1, 0))")
-        .bind(live.name())
-        .execute(&mut *connection)
+    let ends = replay.assign_new_partitions().await?;
+    let target = ends.iter().map(|(partition, end)| (end - replay.positions[partition]).max(0) as u64).sum();
+    replay
+        .consume_until(&ends, None, |report| {
+            progress(&Progress { consumed: report.consumed, target, elapsed: started.elapsed() })
+        })
         .await?;
-    let swapped = async {
-        let live_offsets = stored_offsets(&mut connection, live.name()).await?;
-        let before = report.consumed;
-        consume_until(&consumer, source, &shadow, pool, &mut positions, &live_offsets, &mut report, |_| {})
-            .await?;
-        report.caught_up = report.consumed - before;
 
-        let mut transaction = sqlx::Connection::begin(&mut *connection).await?;
-        live.swap_in(&shadow, &mut transaction).await?;
+    let before = replay.report.consumed;
+    while !replay.try_swap(live, settings.swap_deadline()).await? {
+        replay.report.retried_swaps += 1;
+        tracing::warn!(
+            projection = live.name(),
+            deadline_ms = settings.swap_deadline_ms,
+            "The catch-up before the swap missed its deadline; released the live projection and trying again."
+        );
+    }
+    replay.report.caught_up = replay.report.consumed - before;
+    replay.report.elapsed = started.elapsed();
+    Ok(replay.report)
+}
+
+/// The replay into the shadow projection.
+struct Replay<'a, P> {
+    shadow: &'a P,
+    pool: &'a PgPool,
+    source: &'a Source,
+    consumer: StreamConsumer<TracingContext>,
+    /// The next offset to read, per assigned partition (as the projection names it).
+    positions: Positions,
+    assigned: HashSet<Partition>,
+    report: RebuildReport,
+}
+
+impl<'a, P: Rebuildable> Replay<'a, P> {
+    fn start(shadow: &'a P, pool: &'a PgPool, source: &'a Source) -> anyhow::Result<Self> {
+        let mut config = source.config.clone();
+        config
+            .set("group.id", source.topic(&format!("{}-{}", shadow.name(), Uuid::now_v7())))
+            .set("enable.auto.commit", "false")
+            .set("enable.partition.eof", "true");
+        Ok(Self {
+            shadow,
+            pool,
+            source,
+            consumer: config.create_with_context(TracingContext)?,
+            positions: Positions::new(),
+            assigned: HashSet::new(),
+            report: RebuildReport::default(),
+        })
+    }
+
+    /// Reads the topics' partitions again, assigns any not yet read (from their beginning), and returns where every
+    /// partition ends now.
+    async fn assign_new_partitions(&mut self) -> anyhow::Result<Positions> {
+        let marks = self.source.watermarks(self.shadow.topics()).await?;
+        let mut new = TopicPartitionList::new();
+        for ((topic, partition), (low, _)) in &marks {
+            if self.assigned.insert((topic.clone(), *partition)) {
+                new.add_partition_offset(&self.source.topic(topic), *partition, Offset::Beginning)?;
+                self.positions.insert((topic.clone(), *partition), *low);
+            }
+        }
+        if new.count() > 0 {
+            self.consumer.incremental_assign(&new)?;
+        }
+        Ok(marks.into_iter().map(|(partition, (_, high))| (partition, high)).collect())
+    }
+
+    /// Catches up unlocked, then under the live projection's lock, and swaps if the locked catch-up meets
+    /// `deadline`. Returns whether it swapped.
+    async fn try_swap(&mut self, live: &P, deadline: Duration) -> anyhow::Result<bool> {
+        let ends = self.assign_new_partitions().await?;
+        // A connection of its own, closed when dropped: a session lock must never go back to the pool held.
+        let mut connection = PgConnection::connect_with(&self.pool.connect_options()).await?;
+        let goal = reachable(offsets::stored_offsets(&mut connection, live.name()).await?, &ends);
+        self.consume_until(&goal, None, |_| {}).await?;
+
+        lock(&mut connection, live.name(), true).await?;
+        let swapped = self.swap_locked(live, &mut connection, &ends, Instant::now() + deadline).await;
+        lock(&mut connection, live.name(), false).await?;
+        swapped
+    }
+
+    async fn swap_locked(
+        &mut self,
+        live: &P,
+        connection: &mut PgConnection,
+        ends: &Positions,
+        deadline: Instant,
+    ) -> anyhow::Result<bool> {
+        let goal = reachable(offsets::stored_offsets(connection, live.name()).await?, ends);
+        if !self.consume_until(&goal, Some(deadline), |_| {}).await? {
+            return Ok(false);
+        }
+        let mut transaction = sqlx::Connection::begin(connection).await?;
+        live.swap_in(self.shadow, &mut transaction).await?;
         sqlx::query("DELETE FROM projection_offsets WHERE projection = $1")
             .bind(live.name())
             .execute(&mut *transaction)
             .await?;
         sqlx::query("UPDATE projection_offsets SET projection = $1 WHERE projection = $2")
             .bind(live.name())
-            .bind(shadow.name())
+            .bind(self.shadow.name())
             .execute(&mut *transaction)
             .await?;
         transaction.commit().await?;
-        anyhow::Ok(())
+        Ok(true)
     }
-    .await;
-    sqlx::query("SELECT pg_advisory_unlock(hashtextextended($1, 0))")
-        .bind(live.name())
-        .execute(&mut *connection)
-        .await?;
-    swapped?;
 
-    report.elapsed = started.elapsed();
-    Ok(report)
-}
+    /// Consumes and applies batches until every partition in `goal` reached its offset (returning `true`), or the
+    /// deadline passed (returning `false`).
+    async fn consume_until(
+        &mut self,
+        goal: &Positions,
+        deadline: Option<Instant>,
+        mut on_batch: impl FnMut(&RebuildReport),
+    ) -> anyhow::Result<bool> {
+        while !self.reached(goal) {
+            if deadline.is_some_and(|deadline| Instant::now() >= deadline) {
+                return Ok(false);
+            }
+            let batch = self.gather().await?;
+            if !batch.is_empty() {
+                let summary =
+                    offsets::apply_batch(self.pool, self.shadow, &batch, BatchOptions::default()).await?;
+                self.report.add(batch.len(), &summary);
+                on_batch(&self.report);
+            }
+        }
+        Ok(true)
+    }
 
-/// Consumes and applies batches to `shadow` until every partition in `goal` has reached its goal offset.
-#[allow(clippy::too_many_arguments)]
-async fn consume_until<P: Projection>(
-    consumer: &StreamConsumer<TracingContext>,
-    source: &Source,
-    shadow: &P,
-    pool: &PgPool,
-    positions: &mut Positions,
-    goal: &Positions,
-    report: &mut RebuildReport,
-    mut on_batch: impl FnMut(&RebuildReport),
-) -> anyhow::Result<()> {
-    let reached = |positions: &Positions| {
-        goal.iter().all(|(key, offset)| positions.get(key).copied().unwrap_or(0) >= *offset)
-    };
-    let mut batch = Vec::new();
-    while !reached(positions) {
-        // Gather what is available, then apply it in one transaction.
-        loop {
-            match tokio::time::timeout(Duration::from_millis(50), consumer.recv()).await {
+    fn reached(&self, goal: &Positions) -> bool {
+        goal.iter().all(|(partition, offset)| self.positions.get(partition).copied().unwrap_or(0) >= *offset)
+    }
+
+    /// Takes what is available, up to a batch, noting how far each partition is.
+    async fn gather(&mut self) -> anyhow::Result<Vec<Record>> {
+        let mut batch = Vec::new();
+        while batch.len() < BATCH {
+            match tokio::time::timeout(Duration::from_millis(50), self.consumer.recv()).await {
                 Ok(Ok(message)) => {
-                    let record = source.unprefix(Record::from_message(&message));
-                    positions.insert((record.topic.clone(), record.partition), record.offset + 1);
+                    let record = self.source.unprefix(Record::from_message(&message));
+                    self.positions.insert(record.partition_key(), record.offset + 1);
                     batch.push(record);
-                    if batch.len() >= 1_000 {
-                        break;
-                    }
                 }
                 Ok(Err(KafkaError::PartitionEOF(partition))) => {
                     // Compaction can remove the last records of a partition: at its end, its position is its end.
-                    for ((topic, number), offset) in consumer.position()?.to_topic_map() {
+                    for ((topic, number), offset) in self.consumer.position()?.to_topic_map() {
                         if number == partition
                             && let Offset::Offset(offset) = offset
                         {
-                            let position = positions.entry((source.plain_topic(&topic), number)).or_insert(0);
+                            let position =
+                                self.positions.entry((self.source.plain_topic(&topic), number)).or_insert(0);
                             *position = (*position).max(offset);
                         }
                     }
@@ -192,12 +292,26 @@ async fn consume_until<P: Projection>(
                 Err(_timeout) => break,
             }
         }
-        if !batch.is_empty() {
-            let summary = apply_batch(pool, shadow, &batch, None).await?;
-            report.add(batch.len(), &summary);
-            on_batch(report);
-            batch.clear();
-        }
+        Ok(batch)
     }
-    Ok(())
+}
+
+/// The live projection's positions, capped at where each partition ends: a position past the end (the topic was
+/// recreated under the live projection) can never be reached, and the live runner re-reads such partitions anyway.
+fn reachable(live: Positions, ends: &Positions) -> Positions {
+    live.into_iter()
+        .map(|(partition, offset)| {
+            let end = ends.get(&partition).copied().unwrap_or(0);
+            (partition, offset.min(end))
+        })
+        .collect()
+}
+
+async fn lock(connection: &mut PgConnection, projection: &str, take: bool) -> Result<(), sqlx::Error> {
+    let statement = if take {
+        "SELECT pg_advisory_lock(hashtextextended($1, 0))"
+    } else {
+        "SELECT pg_advisory_unlock(hashtextextended($1, 0))"
+    };
+    sqlx::query(statement).bind(projection).execute(connection).await.map(drop)
 }

@@ -1,6 +1,9 @@
-use rdkafka::message::{Headers, Message};
+//! A consumed record, owned.
 
+use rdkafka::message::{Headers, Message};
 use shop_events::cloudevents::{self, InvalidHeaders, ReceivedMetadata};
+
+use crate::offsets::Partition;
 
 /// A consumed Kafka record, owned, so a batch can outlive the consumer's buffers and be retried.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -30,6 +33,11 @@ impl Record {
             headers,
             payload: message.payload().map(<[u8]>::to_vec),
         }
+    }
+
+    /// Its topic (as the projection names it) and partition.
+    pub fn partition_key(&self) -> Partition {
+        (self.topic.clone(), self.partition)
     }
 
     /// The value of header `name`, if present and UTF-8.

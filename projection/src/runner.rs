@@ -1,24 +1,40 @@
 //! Running a projection continuously in a consumer group.
+//!
+//! Postgres holds the projection's true position, committed with the projection itself; Kafka's group offsets are
+//! a hint for monitoring tools, stored after each Postgres commit. So whenever the group assigns partitions, the
+//! runner pauses them, judges their stored positions against the log (see [`positions`](crate::positions)), seeks
+//! each to where Postgres says — the beginning when nothing is stored — and only then resumes them. A restored
+//! database, a standby that lost recent commits or a fresh database under an old group therefore never skips a
+//! record, and a recreated topic is consumed again from its beginning.
+//!
+//! The runner does not give up: a broker that cannot be reached at start is waited for, a batch that cannot be
+//! applied is retried, and the part reports NOT_SERVING meanwhile.
 
 use std::{
-    collections::HashMap,
+    collections::{HashMap, HashSet, VecDeque},
     sync::{
-        Arc,
-        atomic::{AtomicU64, Ordering},
+        Arc, Mutex,
+        atomic::{AtomicBool, AtomicU64, Ordering},
     },
     time::Duration,
 };
 
+use anyhow::Context;
 use rdkafka::{
-    ClientConfig,
-    consumer::{CommitMode, Consumer, StreamConsumer},
+    ClientConfig, ClientContext, Offset, Statistics, TopicPartitionList,
+    config::RDKafkaLogLevel,
+    consumer::{BaseConsumer, CommitMode, Consumer, ConsumerContext, Rebalance, StreamConsumer},
+    error::KafkaError,
 };
+use shop_platform::{backoff::Backoff, health::PartHealth, supervisor::Part};
 use sqlx::PgPool;
 use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 
 use super::{
-    BatchSummary, Projection, Record, Source, TracingContext, apply_batch, restart_reset_partitions,
+    BatchSummary, Projection, Record, Source, TracingContext,
+    offsets::{self, BatchOptions, Partition},
+    positions::{self, Verdict},
 };
 
 /// How records are grouped into transactions.
@@ -44,6 +60,8 @@ pub struct ProjectionStats {
     skipped: AtomicU64,
     redelivered: AtomicU64,
     batches: AtomicU64,
+    resets: AtomicU64,
+    truncations: AtomicU64,
 }
 
 impl ProjectionStats {
@@ -67,6 +85,16 @@ impl ProjectionStats {
 
     pub fn batches(&self) -> u64 {
         self.batches.load(Ordering::Relaxed)
+    }
+
+    /// Partitions consumed again from their beginning because their log was replaced.
+    pub fn resets(&self) -> u64 {
+        self.resets.load(Ordering::Relaxed)
+    }
+
+    /// Partitions whose records were deleted before they were applied.
+    pub fn truncations(&self) -> u64 {
+        self.truncations.load(Ordering::Relaxed)
     }
 
     fn add(&self, summary: &BatchSummary) {
@@ -119,82 +147,80 @@ impl<P: Projection> ProjectionRunner<P> {
         self.stats.clone()
     }
 
-    /// Consumes until `stop`. A batch that cannot be applied (the database is away) is retried with backoff and
-    /// never skipped; at `stop` the batch in hand is applied or left for the next start, and the consumer leaves
-    /// its group so its partitions move at once.
-    pub async fn run(self, stop: CancellationToken) -> anyhow::Result<()> {
+    /// Consumes until `stop`, outside any supervisor (a tool, an example); see [`run`](Self::run).
+    pub async fn run_until_stopped(&self, stop: CancellationToken) -> anyhow::Result<()> {
+        let health = shop_platform::health::Health::new().part(self.projection.name());
+        self.run(Part { stop, health }).await
+    }
+
+    /// Consumes until `part.stop`, reporting SERVING while it is assigned its partitions and connected to Kafka.
+    /// Waits, rather than failing, while Kafka cannot be reached; retries a batch that cannot be applied (the
+    /// database is away) with backoff, never skipping it. At the stop, the batch in hand is applied or left for
+    /// the next start, and the consumer leaves its group so its partitions move at once.
+    pub async fn run(&self, part: Part) -> anyhow::Result<()> {
         let name = self.projection.name().to_owned();
-        let mut config: ClientConfig = self.source.config.clone();
-        if config.get("group.id").is_none() {
-            config.set("group.id", self.source.topic(&name));
-        }
-        let consumer: StreamConsumer<TracingContext> = config.create_with_context(TracingContext)?;
-        self.restart_reset_partitions().await?;
+        let rebalances = Arc::new(Rebalances::default());
+        let context = RunnerContext::new(rebalances.clone(), part.health.clone());
+        let consumer: Arc<StreamConsumer<RunnerContext>> = Arc::new(
+            self.consumer_config()
+                .create_with_context(context)
+                .with_context(|| format!("Failed to create the consumer of {name}"))?,
+        );
         let topics: Vec<String> =
             self.projection.topics().iter().map(|topic| self.source.topic(topic)).collect();
         consumer.subscribe(&topics.iter().map(String::as_str).collect::<Vec<_>>())?;
         tracing::info!(projection = %name, topics = ?self.projection.topics(), "Consuming.");
 
-        while let Some(batch) = self.next_batch(&consumer, &stop).await {
-            let Some(summary) = self.apply_with_retry(&batch, &stop).await else {
-                break;
+        let mut consuming = Consuming::default();
+        loop {
+            let step = tokio::select! {
+                () = part.stop.cancelled() => break,
+                step = self.next_step(&consumer, &rebalances) => step,
             };
-            self.stats.add(&summary);
-            if summary.applied > 0
-                && let Some(notify) = &self.on_applied
-            {
-                notify.notify_waiters();
-                notify.notify_one();
+            let carried_on = match step {
+                Step::Rebalance => self.rebalance(&consumer, &rebalances, &mut consuming, &part.stop).await,
+                Step::Batch(batch) => self.consume(&consumer, batch, &mut consuming, &part.stop).await,
+            };
+            if !carried_on {
+                break;
             }
-            // Tell Kafka where to resume, now that Postgres has the batch.
-            let mut last: HashMap<(&str, i32), i64> = HashMap::new();
-            for record in &batch {
-                last.insert((&record.topic, record.partition), record.offset);
-            }
-            for ((topic, partition), offset) in last {
-                if let Err(error) = consumer.store_offset(&self.source.topic(topic), partition, offset) {
-                    // The partition moved to another member meanwhile; its new owner skips what we applied.
-                    tracing::debug!(projection = %name, topic, partition, error.message = %error, "Could not store an offset.");
-                }
-            }
-            tracing::debug!(projection = %name, records = batch.len(), ?summary, "Applied a batch.");
         }
 
-        if let Err(error) = consumer.commit_consumer_state(CommitMode::Sync) {
-            tracing::debug!(projection = %name, error.message = %error, "No offsets to commit at shutdown.");
-        }
-        consumer.unsubscribe();
+        // Committing and leaving the group block on the broker: not on an async worker.
+        tokio::task::spawn_blocking(move || {
+            if let Err(error) = consumer.commit_consumer_state(CommitMode::Sync) {
+                tracing::debug!(error.message = %error, "No offsets to commit at shutdown.");
+            }
+            consumer.unsubscribe();
+        })
+        .await?;
         tracing::info!(projection = %name, "Stopped consuming.");
         Ok(())
     }
 
-    /// Guards against topics that restarted from offset 0 (see [`restart_reset_partitions`]) before consuming.
-    async fn restart_reset_partitions(&self) -> anyhow::Result<()> {
-        let name = self.projection.name();
-        let ends = self.source.watermarks(self.projection.topics()).await?;
-        for (topic, partition, stored, end) in restart_reset_partitions(&self.pool, name, &ends).await? {
-            tracing::warn!(
-                projection = name,
-                topic,
-                partition,
-                stored_offset = stored,
-                topic_end = end,
-                "The partition ends before the position stored for it: the topic was recreated or the broker \
-                 replaced. Starting it over from its beginning; versions already held are ignored."
-            );
+    fn consumer_config(&self) -> ClientConfig {
+        let mut config = self.source.config.clone();
+        if config.get("group.id").is_none() {
+            config.set("group.id", self.source.topic(self.projection.name()));
         }
-        Ok(())
+        // Broker states arrive with the statistics: the runner's health follows them.
+        config.set("statistics.interval.ms", "2000");
+        // Metadata debug lines are how librdkafka tells of a recreated topic (see `RunnerContext::log`).
+        let debug = match config.get("debug") {
+            Some(contexts) if !contexts.is_empty() => format!("{contexts},metadata"),
+            _ => "metadata".to_owned(),
+        };
+        config.set("debug", debug).set_log_level(RDKafkaLogLevel::Debug);
+        config
     }
 
-    /// Waits for a first record, then takes what else arrives within the batch wait, up to the batch size.
-    async fn next_batch(
-        &self,
-        consumer: &StreamConsumer<TracingContext>,
-        stop: &CancellationToken,
-    ) -> Option<Vec<Record>> {
+    /// Waits for a rebalance or a first record, then takes what else arrives within the batch wait, up to the
+    /// batch size; a rebalance ends the batch early, so the records in hand are never dropped.
+    async fn next_step(&self, consumer: &StreamConsumer<RunnerContext>, rebalances: &Rebalances) -> Step {
         let first = loop {
             tokio::select! {
-                () = stop.cancelled() => return None,
+                biased;
+                () = rebalances.arrived() => return Step::Rebalance,
                 received = consumer.recv() => match received {
                     Ok(message) => break self.source.unprefix(Record::from_message(&message)),
                     Err(error) => {
@@ -205,36 +231,498 @@ impl<P: Projection> ProjectionRunner<P> {
             }
         };
         let mut batch = vec![first];
-        while batch.len() < self.settings.batch_size {
+        while batch.len() < self.settings.batch_size && !rebalances.is_pending() {
             match tokio::time::timeout(self.settings.batch_wait, consumer.recv()).await {
                 Ok(Ok(message)) => batch.push(self.source.unprefix(Record::from_message(&message))),
                 Ok(Err(_)) | Err(_) => break,
             }
         }
-        Some(batch)
+        Step::Batch(batch)
     }
 
-    async fn apply_with_retry(&self, batch: &[Record], stop: &CancellationToken) -> Option<BatchSummary> {
-        let name = self.projection.name();
-        let mut pause = Duration::from_millis(100);
+    /// Takes the queued assignment changes: newly assigned partitions (paused by the rebalance callback) are
+    /// judged, sought to their stored positions and resumed. Returns `false` when stopped meanwhile.
+    async fn rebalance(
+        &self,
+        consumer: &Arc<StreamConsumer<RunnerContext>>,
+        rebalances: &Rebalances,
+        consuming: &mut Consuming,
+        stop: &CancellationToken,
+    ) -> bool {
+        while let Some(change) = rebalances.next() {
+            match change {
+                RebalanceChange::Revoked(partitions) => {
+                    for partition in partitions {
+                        consuming.next.remove(&self.plain(&partition));
+                    }
+                }
+                RebalanceChange::Assigned(partitions) => {
+                    if !self.position(consumer, &partitions, consuming, stop).await {
+                        return false;
+                    }
+                    consumer.context().set_ready();
+                }
+                RebalanceChange::Recreated(topic) => {
+                    let plain = self.source.plain_topic(&topic);
+                    let partitions: Vec<Partition> =
+                        consuming.next.keys().filter(|(t, _)| *t == plain).cloned().collect();
+                    consuming.replaced.extend(partitions.iter().cloned());
+                    if !self.reposition(consumer, &partitions, consuming, stop).await {
+                        return false;
+                    }
+                }
+                RebalanceChange::ClusterChanged => {
+                    let partitions: Vec<Partition> = consuming.next.keys().cloned().collect();
+                    if !self.reposition(consumer, &partitions, consuming, stop).await {
+                        return false;
+                    }
+                }
+            }
+        }
+        true
+    }
+
+    /// Pauses assigned `partitions` (as the projection names them) and positions them again. Returns `false` when
+    /// stopped meanwhile.
+    async fn reposition(
+        &self,
+        consumer: &Arc<StreamConsumer<RunnerContext>>,
+        partitions: &[Partition],
+        consuming: &mut Consuming,
+        stop: &CancellationToken,
+    ) -> bool {
+        let on_cluster: Vec<Partition> =
+            partitions.iter().map(|(topic, partition)| (self.source.topic(topic), *partition)).collect();
+        if let Err(error) = consumer.pause(&partition_list(&on_cluster)) {
+            tracing::warn!(error.message = %error, "Failed to pause partitions to position them again.");
+        }
+        self.position(consumer, &on_cluster, consuming, stop).await
+    }
+
+    /// Seeks paused `partitions` (as named on the cluster) to where their judged positions say, then resumes them,
+    /// retrying with backoff until it succeeds. Returns `false` when stopped meanwhile.
+    async fn position(
+        &self,
+        consumer: &Arc<StreamConsumer<RunnerContext>>,
+        partitions: &[Partition],
+        consuming: &mut Consuming,
+        stop: &CancellationToken,
+    ) -> bool {
+        let mut backoff = Backoff::standard();
         loop {
-            match apply_batch(&self.pool, &*self.projection, batch, Some(name)).await {
+            match self.try_position(consumer, partitions, consuming).await {
+                Ok(()) => return true,
+                Err(error) => {
+                    tracing::warn!(
+                        projection = self.projection.name(),
+                        error.cause_chain = ?error,
+                        "Failed to position newly assigned partitions; retrying."
+                    );
+                    if !backoff.wait(stop).await {
+                        return false;
+                    }
+                }
+            }
+        }
+    }
+
+    async fn try_position(
+        &self,
+        consumer: &Arc<StreamConsumer<RunnerContext>>,
+        partitions: &[Partition],
+        consuming: &mut Consuming,
+    ) -> anyhow::Result<()> {
+        if partitions.is_empty() {
+            return Ok(());
+        }
+        let (verdicts, cluster_id) = self.judge(partitions, &consuming.replaced).await?;
+        if cluster_id.is_some() {
+            consuming.cluster_id = cluster_id;
+        }
+        let mut seeks = TopicPartitionList::new();
+        for ((topic, partition), verdict) in partitions.iter().zip(&verdicts) {
+            let plain = self.plain(&(topic.clone(), *partition));
+            self.settle(&plain, verdict, consuming.cluster_id.as_deref()).await?;
+            consuming.replaced.remove(&plain);
+            seeks.add_partition_offset(topic, *partition, verdict.start())?;
+            let next = match verdict.start() {
+                Offset::Offset(offset) => offset,
+                _ => 0,
+            };
+            consuming.next.insert(plain, next);
+        }
+        let consumer = consumer.clone();
+        tokio::task::spawn_blocking(move || {
+            consumer.seek_partitions(seeks.clone(), Duration::from_secs(10))?;
+            consumer.resume(&seeks)
+        })
+        .await??;
+        Ok(())
+    }
+
+    /// Judges the stored positions of `partitions` (as named on the cluster) against the log; the positions of
+    /// `replaced` partitions (as the projection names them) are known to belong to an older log. Also returns the
+    /// cluster's id.
+    async fn judge(
+        &self,
+        partitions: &[Partition],
+        replaced: &HashSet<Partition>,
+    ) -> anyhow::Result<(Vec<Verdict>, Option<String>)> {
+        let mut connection = self.pool.acquire().await?;
+        let stored = offsets::stored_positions(&mut connection, self.projection.name()).await?;
+        drop(connection);
+        let checks: Vec<(String, i32, Option<i64>)> = partitions
+            .iter()
+            .map(|(topic, partition)| {
+                let position = stored.get(&self.plain(&(topic.clone(), *partition)));
+                let check_at = position.filter(|p| p.last_record_id.is_some()).map(|p| p.next_offset - 1);
+                (topic.clone(), *partition, check_at)
+            })
+            .collect();
+        let config = self.source.config.clone();
+        let logs = tokio::task::spawn_blocking(move || positions::probe(&config, &checks)).await??;
+        let verdicts = partitions
+            .iter()
+            .zip(&logs)
+            .map(|((topic, partition), log)| {
+                let plain = self.plain(&(topic.clone(), *partition));
+                match stored.get(&plain) {
+                    Some(position) if replaced.contains(&plain) => Verdict::Replaced {
+                        stored: position.next_offset,
+                        low: log.low,
+                        reason: "the topic was deleted and created again".to_owned(),
+                    },
+                    position => positions::judge(position, log),
+                }
+            })
+            .collect();
+        Ok((verdicts, logs.first().and_then(|log| log.cluster_id.clone())))
+    }
+
+    /// Records what a verdict means for the stored position, and says so.
+    async fn settle(
+        &self,
+        partition: &Partition,
+        verdict: &Verdict,
+        cluster_id: Option<&str>,
+    ) -> anyhow::Result<()> {
+        let name = self.projection.name();
+        let (topic, number) = partition;
+        match verdict {
+            Verdict::Fresh | Verdict::Continue(_) => {}
+            Verdict::Replaced { stored, low, reason } => {
+                offsets::move_position(&self.pool, name, partition, *stored, *low, cluster_id).await?;
+                self.stats.resets.fetch_add(1, Ordering::Relaxed);
+                tracing::warn!(
+                    projection = name,
+                    topic,
+                    partition = number,
+                    stored_offset = stored,
+                    reason,
+                    "The partition is not the log the projection's position was taken on (a recreated topic, a \
+                     replaced broker or cluster); consuming it again from its beginning. Versions already held are \
+                     ignored."
+                );
+            }
+            Verdict::Truncated { stored, low } => {
+                offsets::move_position(&self.pool, name, partition, *stored, *low, cluster_id).await?;
+                self.stats.truncations.fetch_add(1, Ordering::Relaxed);
+                tracing::error!(
+                    projection = name,
+                    topic,
+                    partition = number,
+                    stored_offset = stored,
+                    first_offset = low,
+                    missing = low - stored,
+                    "Records were deleted from the partition before the projection applied them (retention, \
+                     DeleteRecords); going on from the first one left. The projection misses them: republish the \
+                     entities and rebuild it."
+                );
+            }
+        }
+        Ok(())
+    }
+
+    /// Applies one batch and tells Kafka where to resume. A partition whose records come from before where it was
+    /// positioned went back on its own (the client reset an out-of-range position): it is positioned again, and
+    /// its records in this batch are left for after that. Returns `false` when stopped meanwhile.
+    async fn consume(
+        &self,
+        consumer: &Arc<StreamConsumer<RunnerContext>>,
+        mut batch: Vec<Record>,
+        consuming: &mut Consuming,
+        stop: &CancellationToken,
+    ) -> bool {
+        let went_back: Vec<Partition> = consuming.went_back(&batch);
+        if !went_back.is_empty() {
+            batch.retain(|record| !went_back.contains(&record.partition_key()));
+            if !self.reposition(consumer, &went_back, consuming, stop).await {
+                return false;
+            }
+        }
+        if batch.is_empty() {
+            return true;
+        }
+        let Some(summary) = self.apply_with_retry(&batch, consuming.cluster_id.as_deref(), stop).await else {
+            return false;
+        };
+        self.stats.add(&summary);
+        if summary.applied > 0
+            && let Some(notify) = &self.on_applied
+        {
+            notify.notify_waiters();
+            notify.notify_one();
+        }
+        for record in &batch {
+            consuming.next.insert(record.partition_key(), record.offset + 1);
+        }
+        self.store_offsets(consumer, &batch);
+        tracing::debug!(
+            projection = self.projection.name(),
+            records = batch.len(),
+            ?summary,
+            "Applied a batch."
+        );
+        true
+    }
+
+    /// Tells Kafka where the group resumes, now that Postgres has the batch (monitoring tools read the lag there).
+    fn store_offsets(&self, consumer: &StreamConsumer<RunnerContext>, batch: &[Record]) {
+        let mut last: HashMap<(&str, i32), i64> = HashMap::new();
+        for record in batch {
+            last.insert((&record.topic, record.partition), record.offset);
+        }
+        for ((topic, partition), offset) in last {
+            if let Err(error) = consumer.store_offset(&self.source.topic(topic), partition, offset) {
+                // The partition moved to another member meanwhile; its new owner starts from Postgres anyway.
+                tracing::debug!(topic, partition, error.message = %error, "Could not store an offset.");
+            }
+        }
+    }
+
+    async fn apply_with_retry(
+        &self,
+        batch: &[Record],
+        cluster_id: Option<&str>,
+        stop: &CancellationToken,
+    ) -> Option<BatchSummary> {
+        let name = self.projection.name();
+        let options = BatchOptions { live_lock: Some(name), cluster_id };
+        let mut backoff = Backoff::standard();
+        loop {
+            match offsets::apply_batch(&self.pool, &*self.projection, batch, options).await {
                 Ok(summary) => return Some(summary),
                 Err(error) => {
                     tracing::warn!(
                         projection = name,
                         records = batch.len(),
-                        retry_in_ms = pause.as_millis() as u64,
                         error.message = %error,
                         "Failed to apply a batch; retrying it."
                     );
-                    tokio::select! {
-                        () = stop.cancelled() => return None,
-                        () = tokio::time::sleep(pause) => {}
+                    if !backoff.wait(stop).await {
+                        return None;
                     }
-                    pause = (pause * 2).min(Duration::from_secs(10));
                 }
             }
         }
+    }
+
+    /// `partition` as the projection names it (without the environment's prefix).
+    fn plain(&self, (topic, partition): &Partition) -> Partition {
+        (self.source.plain_topic(topic), *partition)
+    }
+}
+
+fn partition_list(partitions: &[Partition]) -> TopicPartitionList {
+    let mut list = TopicPartitionList::new();
+    for (topic, partition) in partitions {
+        list.add_partition(topic, *partition);
+    }
+    list
+}
+
+/// What the runner's loop does next.
+enum Step {
+    Rebalance,
+    Batch(Vec<Record>),
+}
+
+/// The runner's view of its assigned partitions.
+#[derive(Debug, Default)]
+struct Consuming {
+    /// Per assigned partition (as the projection names it), the offset the next record should have.
+    next: HashMap<Partition, i64>,
+    /// Partitions whose stored positions belong to an older log, until positioned again.
+    replaced: HashSet<Partition>,
+    cluster_id: Option<String>,
+}
+
+impl Consuming {
+    /// The partitions of `batch` whose records start before where they were positioned.
+    fn went_back(&self, batch: &[Record]) -> Vec<Partition> {
+        let mut partitions: Vec<Partition> = batch
+            .iter()
+            .filter(|record| self.next.get(&record.partition_key()).is_some_and(|next| record.offset < *next))
+            .map(Record::partition_key)
+            .collect();
+        partitions.sort_unstable();
+        partitions.dedup();
+        partitions
+    }
+}
+
+/// A change of assignment, or of the log under it, as the consumer's callbacks saw it (topics as named on the
+/// cluster).
+#[derive(Debug)]
+enum RebalanceChange {
+    Assigned(Vec<Partition>),
+    Revoked(Vec<Partition>),
+    /// The topic was deleted and created again (its topic id changed): the stored positions belong to the old one.
+    Recreated(String),
+    /// The brokers now belong to another cluster.
+    ClusterChanged,
+}
+
+/// Assignment changes queued by the rebalance callback (which runs inside the consumer's poll) for the loop.
+#[derive(Debug, Default)]
+struct Rebalances {
+    queue: Mutex<VecDeque<RebalanceChange>>,
+    notify: Notify,
+}
+
+impl Rebalances {
+    fn push(&self, change: RebalanceChange) {
+        self.queue.lock().expect("not poisoned").push_back(change);
+        self.notify.notify_one();
+    }
+
+    fn next(&self) -> Option<RebalanceChange> {
+        self.queue.lock().expect("not poisoned").pop_front()
+    }
+
+    fn is_pending(&self) -> bool {
+        !self.queue.lock().expect("not poisoned").is_empty()
+    }
+
+    async fn arrived(&self) {
+        while !self.is_pending() {
+            self.notify.notified().await;
+        }
+    }
+}
+
+/// The runner's consumer context: librdkafka's logs go to `tracing`, newly assigned partitions are paused until
+/// positioned, and the broker states in the statistics drive the part's health.
+struct RunnerContext {
+    rebalances: Arc<Rebalances>,
+    health: PartHealth,
+    /// The first assignment has been positioned.
+    ready: AtomicBool,
+    /// Some broker is up.
+    connected: AtomicBool,
+}
+
+impl RunnerContext {
+    fn new(rebalances: Arc<Rebalances>, health: PartHealth) -> Self {
+        health.not_serving("waiting for Kafka to assign partitions");
+        Self { rebalances, health, ready: AtomicBool::new(false), connected: AtomicBool::new(true) }
+    }
+
+    fn set_ready(&self) {
+        self.ready.store(true, Ordering::Relaxed);
+        self.refresh_health();
+    }
+
+    fn refresh_health(&self) {
+        match (self.ready.load(Ordering::Relaxed), self.connected.load(Ordering::Relaxed)) {
+            (true, true) => self.health.serving(),
+            (false, _) => self.health.not_serving("waiting for Kafka to assign partitions"),
+            (true, false) => self.health.not_serving("no Kafka broker is reachable"),
+        }
+    }
+}
+
+impl ClientContext for RunnerContext {
+    fn log(&self, level: RDKafkaLogLevel, facility: &str, message: &str) {
+        // librdkafka notices a recreated topic or a new cluster in its metadata but only says so in its logs (and
+        // goes on fetching from the old position: see the FIXME in rdkafka_topic.c). The runner listens.
+        if let Some(topic) = recreated_topic(facility, message) {
+            self.rebalances.push(RebalanceChange::Recreated(topic.to_owned()));
+        } else if facility == "CLUSTERID" && message.contains("different ClusterId") {
+            self.rebalances.push(RebalanceChange::ClusterChanged);
+        }
+        TracingContext.log(level, facility, message);
+    }
+
+    fn error(&self, error: KafkaError, reason: &str) {
+        TracingContext.error(error, reason);
+    }
+
+    fn stats(&self, statistics: Statistics) {
+        // Bootstrap entries (node id -1) stand for addresses, not brokers.
+        let connected = statistics.brokers.values().any(|broker| broker.nodeid >= 0 && broker.state == "UP");
+        self.connected.store(connected, Ordering::Relaxed);
+        self.refresh_health();
+    }
+}
+
+impl ConsumerContext for RunnerContext {
+    fn post_rebalance(&self, consumer: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
+        match rebalance {
+            Rebalance::Assign(assigned) => {
+                // Nothing may be fetched from the group's offsets before the runner seeks to Postgres's.
+                if let Err(error) = consumer.pause(assigned) {
+                    tracing::warn!(error.message = %error, "Failed to pause newly assigned partitions.");
+                }
+                self.rebalances.push(RebalanceChange::Assigned(partitions_of(assigned)));
+            }
+            Rebalance::Revoke(revoked) => {
+                self.rebalances.push(RebalanceChange::Revoked(partitions_of(revoked)))
+            }
+            Rebalance::Error(error) => tracing::warn!(error.message = %error, "A rebalance failed."),
+        }
+    }
+}
+
+/// The topic a librdkafka metadata log line says changed its id (`Topic {name} changed id from {old} to {new}`).
+fn recreated_topic<'a>(facility: &str, message: &'a str) -> Option<&'a str> {
+    if facility != "METADATA" {
+        return None;
+    }
+    message.strip_prefix("Topic ")?.split_once(" changed id from ").map(|(topic, _)| topic)
+}
+
+fn partitions_of(list: &TopicPartitionList) -> Vec<Partition> {
+    list.elements().iter().map(|element| (element.topic().to_owned(), element.partition())).collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_recreated_topic_is_read_from_librdkafkas_metadata_log() {
+        let line = "Topic shop.products.v1 changed id from AAAAAAAAAAAAAAAAAAAAAA to 8gxQ2EHtRqWFQhGBzNUwWA";
+
+        assert_eq!(recreated_topic("METADATA", line), Some("shop.products.v1"));
+        assert_eq!(recreated_topic("METADATA", "Topic shop.products.v1 partition count changed"), None);
+        assert_eq!(recreated_topic("FETCH", line), None);
+    }
+
+    #[test]
+    fn records_before_where_a_partition_was_positioned_mean_it_went_back() {
+        let record = |offset| Record {
+            topic: "widgets".into(),
+            partition: 0,
+            offset,
+            key: None,
+            headers: Vec::new(),
+            payload: None,
+        };
+        let consuming =
+            Consuming { next: HashMap::from([(("widgets".into(), 0), 10)]), ..Default::default() };
+
+        assert_eq!(consuming.went_back(&[record(3), record(4)]), [("widgets".to_owned(), 0)]);
+        assert!(consuming.went_back(&[record(10), record(11)]).is_empty());
     }
 }

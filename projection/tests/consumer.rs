@@ -15,12 +15,14 @@ use rdkafka::{
     producer::{FutureProducer, FutureRecord},
 };
 use shop_events::{Envelope, envelope::now};
+use shop_platform::{health::Health, supervisor::Part};
 use shop_projection::{
-    self as consumer, Outcome, Projection, ProjectionError, ProjectionRunner, Rebuildable, Record,
-    apply_batch, rebuild,
+    self as consumer, BatchOptions, Outcome, Projection, ProjectionError, ProjectionRunner, Rebuildable,
+    Record, apply_batch, rebuild,
 };
-use shop_testkit::{TestDatabase, kafka::TestBroker};
+use shop_testkit::{TestDatabase, eventually, kafka::TestBroker, proxy::KafkaProxy};
 use sqlx::{PgPool, PgTransaction};
+use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
 
@@ -187,8 +189,8 @@ async fn a_redelivered_batch_is_not_applied_twice() {
     ];
 
     // Act
-    let first = apply_batch(&database.pool, &widgets, &batch, None).await.unwrap();
-    let again = apply_batch(&database.pool, &widgets, &batch, None).await.unwrap();
+    let first = apply_batch(&database.pool, &widgets, &batch, BatchOptions::default()).await.unwrap();
+    let again = apply_batch(&database.pool, &widgets, &batch, BatchOptions::default()).await.unwrap();
 
     // Assert
     assert_eq!((first.applied, first.already_applied), (2, 0));
@@ -207,7 +209,7 @@ async fn an_older_version_or_a_repeat_at_a_new_offset_leaves_the_projection_unch
         &database.pool,
         &widgets,
         &[record("widgets", 0, &v2), record("widgets", 1, &v1), record("widgets", 2, &v2)],
-        None,
+        BatchOptions::default(),
     )
     .await
     .unwrap();
@@ -235,7 +237,7 @@ async fn the_runner_skips_and_counts_a_poison_record_and_keeps_going() {
         ProjectionRunner::new(widgets.clone(), database.pool.clone(), broker.client_config().into_source());
     let stats = runner.stats();
     let stop = CancellationToken::new();
-    let running = tokio::spawn(runner.run(stop.clone()));
+    let running = spawn_runner(runner, &stop);
     wait_for(|| stats.applied() == 2 && stats.skipped() == 1).await;
     stop.cancel();
     running.await.unwrap().unwrap();
@@ -267,8 +269,7 @@ async fn a_rebuild_while_writes_continue_equals_the_live_projection_row_by_row()
     let stop = CancellationToken::new();
     let live_runner = ProjectionRunner::new(live.clone(), database.pool.clone(), source.clone());
     let reference_runner = ProjectionRunner::new(reference.clone(), database.pool.clone(), source.clone());
-    let runners =
-        [tokio::spawn(live_runner.run(stop.clone())), tokio::spawn(reference_runner.run(stop.clone()))];
+    let runners = [spawn_runner(live_runner, &stop), spawn_runner(reference_runner, &stop)];
 
     let ids: Vec<Uuid> = (0..40).map(|_| Uuid::now_v7()).collect();
     let writing = Arc::new(AtomicBool::new(true));
@@ -294,7 +295,9 @@ async fn a_rebuild_while_writes_continue_equals_the_live_projection_row_by_row()
     // Act: rebuild while the writer goes on.
     tokio::time::sleep(Duration::from_millis(500)).await;
     let mut progress = Vec::new();
-    let report = rebuild(&*live, &database.pool, &source, |p| progress.push(p.consumed)).await.unwrap();
+    let report = rebuild(&*live, &database.pool, &source, &Default::default(), |p| progress.push(p.consumed))
+        .await
+        .unwrap();
     writing.store(false, Ordering::Relaxed);
     let versions = writer.await.unwrap();
     let expected: Vec<(Uuid, String, i64)> = {
@@ -322,6 +325,15 @@ async fn a_rebuild_while_writes_continue_equals_the_live_projection_row_by_row()
     assert!(report.consumed > 0);
     assert!(!progress.is_empty());
     assert_eq!(live.rows(&database.pool).await, reference.rows(&database.pool).await);
+}
+
+/// Runs `runner` until `stop`, as a supervisor would.
+fn spawn_runner(
+    runner: ProjectionRunner<Widgets>,
+    stop: &CancellationToken,
+) -> JoinHandle<anyhow::Result<()>> {
+    let stop = stop.clone();
+    tokio::spawn(async move { runner.run_until_stopped(stop).await })
 }
 
 async fn wait_for(condition: impl Fn() -> bool) {
@@ -379,7 +391,7 @@ async fn a_topic_that_restarted_from_zero_is_consumed_again_rather_than_skipped(
         ProjectionRunner::new(widgets.clone(), database.pool.clone(), broker.client_config().into_source());
     let stats = runner.stats();
     let stop = CancellationToken::new();
-    let running = tokio::spawn(runner.run(stop.clone()));
+    let running = spawn_runner(runner, &stop);
     wait_for(|| stats.applied() == 1).await;
     stop.cancel();
     running.await.unwrap().unwrap();
@@ -389,4 +401,177 @@ async fn a_topic_that_restarted_from_zero_is_consumed_again_rather_than_skipped(
     let offsets =
         consumer::stored_offsets(&mut database.pool.acquire().await.unwrap(), "widgets").await.unwrap();
     assert_eq!(offsets[&(topic, 0)], 1);
+}
+
+/// A runner on `widgets`, reading through `bootstrap`, reporting to a health part the test can read.
+fn start_runner(
+    widgets: &Arc<Widgets>,
+    pool: &PgPool,
+    bootstrap: &str,
+    stop: &CancellationToken,
+) -> (Arc<consumer::ProjectionStats>, Health, JoinHandle<anyhow::Result<()>>) {
+    let mut config = rdkafka::ClientConfig::new();
+    config.set("bootstrap.servers", bootstrap).set("topic.metadata.refresh.interval.ms", "1000");
+    let runner = ProjectionRunner::new(widgets.clone(), pool.clone(), config.into_source());
+    let (stats, health) = (runner.stats(), Health::new());
+    let part = Part { stop: stop.clone(), health: health.part("widgets") };
+    (stats, health, tokio::spawn(async move { runner.run(part).await }))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_projection_restored_behind_the_groups_offsets_gets_every_record_in_between() {
+    // Arrange: five widgets applied, and the group's offsets committed at 5 when the runner stopped.
+    let broker = TestBroker::start().await;
+    let database = database().await;
+    let topic = broker.create_topic("test-widgets", 1).await;
+    let widgets = Arc::new(Widgets::create(&database.pool, &topic, "widgets").await);
+    let producer: FutureProducer = broker.client_config().create().unwrap();
+    let events: Vec<Envelope> = (0..5).map(|i| widget_event(Uuid::now_v7(), 1, &format!("w{i}"))).collect();
+    for event in &events {
+        publish(&producer, &topic, event).await;
+    }
+    let stop = CancellationToken::new();
+    let (stats, _, running) = start_runner(&widgets, &database.pool, &broker.bootstrap, &stop);
+    eventually(Duration::from_secs(30), "five widgets applied", || async { stats.applied() == 5 }).await;
+    stop.cancel();
+    running.await.unwrap().unwrap();
+
+    // Act: the database is restored from a backup taken after the second record; the group still says 5.
+    sqlx::query(sqlx::AssertSqlSafe(format!(
+        "DELETE FROM {} WHERE name IN ('w2', 'w3', 'w4')",
+        widgets.table
+    )))
+    .execute(&database.pool)
+    .await
+    .unwrap();
+    sqlx::query(
+        "UPDATE projection_offsets SET next_offset = 2, last_record_id = $1 WHERE projection = 'widgets'",
+    )
+    .bind(events[1].event_id.to_string())
+    .execute(&database.pool)
+    .await
+    .unwrap();
+    let stop = CancellationToken::new();
+    let (stats, _, running) = start_runner(&widgets, &database.pool, &broker.bootstrap, &stop);
+
+    // Assert
+    eventually(Duration::from_secs(30), "the three lost widgets applied again", || async {
+        stats.applied() == 3
+    })
+    .await;
+    stop.cancel();
+    running.await.unwrap().unwrap();
+    assert_eq!(widgets.rows(&database.pool).await.len(), 5);
+}
+
+/// Two clusters with the same topic: the first holding three widgets, the second (the topic recreated, or a
+/// fail-over) five others, so it has already grown past the position taken on the first.
+struct TwoLogs {
+    first: TestBroker,
+    second: TestBroker,
+    topic: String,
+    on_second: Vec<Uuid>,
+}
+
+async fn two_logs() -> TwoLogs {
+    let (first, second) = (TestBroker::start().await, TestBroker::start().await);
+    let topic = format!("test-widgets-{}", Uuid::now_v7().simple());
+    first.create_named_topic(&topic, 1).await;
+    second.create_named_topic(&topic, 1).await;
+    let on_first: FutureProducer = first.client_config().create().unwrap();
+    for i in 0..3 {
+        publish(&on_first, &topic, &widget_event(Uuid::now_v7(), 1, &format!("first {i}"))).await;
+    }
+    let on_second_producer: FutureProducer = second.client_config().create().unwrap();
+    let on_second: Vec<Uuid> = (0..5).map(|_| Uuid::now_v7()).collect();
+    for (i, id) in on_second.iter().enumerate() {
+        publish(&on_second_producer, &topic, &widget_event(*id, 1, &format!("second {i}"))).await;
+    }
+    TwoLogs { first, second, topic, on_second }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[cfg_attr(external_kafka, ignore = "switches between two embedded clusters through the proxy")]
+async fn a_log_replaced_under_a_running_consumer_is_read_again_from_its_beginning() {
+    // Arrange: the runner has applied the first log.
+    let logs = two_logs().await;
+    let database = database().await;
+    let widgets = Arc::new(Widgets::create(&database.pool, &logs.topic, "widgets").await);
+    let proxy = KafkaProxy::start(&logs.first.bootstrap).await;
+    let stop = CancellationToken::new();
+    let (stats, _, running) = start_runner(&widgets, &database.pool, &proxy.bootstrap(), &stop);
+    eventually(Duration::from_secs(30), "the first log applied", || async { stats.applied() == 3 }).await;
+
+    // Act: the topic now lives on the second cluster.
+    proxy.redirect(&logs.second.bootstrap);
+
+    // Assert: every record of the new log is applied, including those before the old position.
+    let ids = logs.on_second.clone();
+    eventually(Duration::from_secs(60), "every widget of the second log", || {
+        let (widgets, pool, ids) = (widgets.clone(), database.pool.clone(), ids.clone());
+        async move {
+            let held: Vec<Uuid> = widgets.rows(&pool).await.into_iter().map(|(id, _, _)| id).collect();
+            ids.iter().all(|id| held.contains(id))
+        }
+    })
+    .await;
+    assert!(stats.resets() >= 1, "the runner said it started the partition over");
+    stop.cancel();
+    running.await.unwrap().unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[cfg_attr(external_kafka, ignore = "switches between two embedded clusters through the proxy")]
+async fn a_log_replaced_while_the_consumer_was_stopped_is_read_from_its_beginning() {
+    let logs = two_logs().await;
+    let database = database().await;
+    let widgets = Arc::new(Widgets::create(&database.pool, &logs.topic, "widgets").await);
+    let proxy = KafkaProxy::start(&logs.first.bootstrap).await;
+    let stop = CancellationToken::new();
+    let (stats, _, running) = start_runner(&widgets, &database.pool, &proxy.bootstrap(), &stop);
+    eventually(Duration::from_secs(30), "the first log applied", || async { stats.applied() == 3 }).await;
+    stop.cancel();
+    running.await.unwrap().unwrap();
+
+    proxy.redirect(&logs.second.bootstrap);
+    let stop = CancellationToken::new();
+    let (stats, _, running) = start_runner(&widgets, &database.pool, &proxy.bootstrap(), &stop);
+
+    eventually(Duration::from_secs(60), "the five widgets of the second log", || async {
+        stats.applied() == 5
+    })
+    .await;
+    assert_eq!(stats.resets(), 1);
+    stop.cancel();
+    running.await.unwrap().unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[cfg_attr(external_kafka, ignore = "cuts the broker off through the proxy, which fronts a single broker")]
+async fn a_consumer_started_while_kafka_is_unreachable_waits_says_so_and_then_consumes() {
+    // Arrange: Kafka cannot be reached.
+    let broker = TestBroker::start().await;
+    let database = database().await;
+    let topic = broker.create_topic("test-widgets", 1).await;
+    let widgets = Arc::new(Widgets::create(&database.pool, &topic, "widgets").await);
+    let proxy = KafkaProxy::start(&broker.bootstrap).await;
+    proxy.cut();
+    let stop = CancellationToken::new();
+    let (stats, health, running) = start_runner(&widgets, &database.pool, &proxy.bootstrap(), &stop);
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let while_cut = health.statuses()["widgets"].clone();
+
+    // Act: Kafka comes back, and a widget is published.
+    proxy.heal();
+    let producer: FutureProducer = broker.client_config().create().unwrap();
+    publish(&producer, &topic, &widget_event(Uuid::now_v7(), 1, "after the outage")).await;
+
+    // Assert
+    assert!(!while_cut.is_serving(), "{while_cut:?}");
+    assert!(!running.is_finished(), "the runner waits rather than failing");
+    eventually(Duration::from_secs(60), "the widget applied", || async { stats.applied() == 1 }).await;
+    eventually(Duration::from_secs(10), "the runner to report serving", || async { health.is_serving() })
+        .await;
+    stop.cancel();
+    running.await.unwrap().unwrap();
 }

@@ -4,15 +4,18 @@
 //! - [`OutboxRow`] and [`outbox_rows`]: read back what a service wrote to its outbox.
 //! - [`kafka`]: a Kafka-protocol broker per test (the embedded mock cluster, or `KAFKA_BROKERS`), topics, and
 //!   reading a topic back.
+//! - [`proxy`]: a Kafka proxy the test can cut, heal and point at another cluster.
 //! - [`RunningServer`]: a server task started with a shutdown future the test controls.
+//! - [`eventually`]: waits for a condition, the one polling loop of every test.
 //! - [`init_test_logging`]: logs to stdout when `TEST_LOG` is set, nothing otherwise.
 //!
 //! Tests reach Postgres at `TEST_POSTGRES_URL` (default `postgres://postgres@127.0.0.1:5432`); the user must be
 //! allowed to create databases.
 
 pub mod kafka;
+pub mod proxy;
 
-use std::{future::Future, sync::Once, thread};
+use std::{future::Future, sync::Once, thread, time::Duration};
 
 use chrono::{DateTime, Utc};
 use sqlx::{Connection, Executor, PgConnection, PgPool, postgres::PgPoolOptions};
@@ -130,6 +133,19 @@ pub fn init_test_logging() {
             tracing_subscriber::fmt().with_env_filter(filter).with_test_writer().init();
         }
     });
+}
+
+/// Waits until `condition` holds, checking every 50 ms; fails the test, naming `what`, after `timeout`.
+pub async fn eventually<F, Fut>(timeout: Duration, what: &str, mut condition: F)
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = bool>,
+{
+    let deadline = tokio::time::Instant::now() + timeout;
+    while !condition().await {
+        assert!(tokio::time::Instant::now() < deadline, "timed out after {timeout:?} waiting for {what}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
 }
 
 /// A server spawned on the test's runtime, stopped by the test as SIGTERM would stop it in production.

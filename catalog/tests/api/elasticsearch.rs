@@ -160,6 +160,7 @@ async fn a_rebuild_replays_the_topic_into_a_fresh_index_and_swaps_the_alias() {
         &live,
         &app.database.pool,
         &consumer::Source::from_settings(&kafka(&broker)),
+        &Default::default(),
         |_| {},
     )
     .await

@@ -166,6 +166,7 @@ async fn spawn_counting_proxy(order_url: &str) -> (String, RunningServer, Arc<At
             listener,
             order_service_server::OrderServiceServer::new(proxy),
             shop_proto::FILE_DESCRIPTOR_SET,
+            shop_platform::health::Health::new(),
             shutdown,
         )
     });

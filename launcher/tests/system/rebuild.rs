@@ -92,7 +92,8 @@ async fn a_rebuild_while_writes_continue_equals_the_source_row_by_row() {
         },
         ..Default::default()
     };
-    let report = shop_order::projection::rebuild(&order_settings).await.expect("the rebuild");
+    let report =
+        shop_order::projection::rebuild(&order_settings, &Default::default()).await.expect("the rebuild");
     tokio::time::sleep(Duration::from_millis(500)).await;
     writing.store(false, Ordering::Relaxed);
     let written_during = writer.await.unwrap().expect("the writer");

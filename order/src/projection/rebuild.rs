@@ -1,19 +1,20 @@
 use shop_platform::progress::{Progress, rate};
-use shop_projection::{RebuildReport, Source};
+use shop_projection::{RebuildReport, RebuildSettings, Source};
 
 use super::DirectoryProjection;
 use crate::{config::Settings, database};
 
 /// Rebuilds the accounts and products projection from offset 0 (see
 /// [`shop_projection::rebuild`]), showing progress, and prints what it did.
-pub async fn rebuild(settings: &Settings) -> anyhow::Result<RebuildReport> {
+pub async fn rebuild(settings: &Settings, rebuild: &RebuildSettings) -> anyhow::Result<RebuildReport> {
     let pool = database::connect(settings).await?;
     let live = DirectoryProjection::live();
     let source = Source::from_settings(&settings.kafka);
 
     let mut progress = Progress::start(format!("Rebuilding {}", DirectoryProjection::NAME));
     let report =
-        shop_projection::rebuild(&live, &pool, &source, |p| progress.update(p.consumed, p.target)).await?;
+        shop_projection::rebuild(&live, &pool, &source, rebuild, |p| progress.update(p.consumed, p.target))
+            .await?;
     progress.finish();
 
     let (accounts, products): (i64, i64) = sqlx::query_as(

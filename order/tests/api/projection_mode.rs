@@ -8,7 +8,11 @@ use shop_events::{
     catalog::{Product, ProductCreated, ProductUpdated},
     envelope::now,
 };
-use shop_order::{directory::Directory, projection::ProjectionDirectory, validation::Validator};
+use shop_order::{
+    directory::Directory,
+    projection::ProjectionDirectory,
+    validation::{ValidationSettings, Validator},
+};
 use shop_proto::order::v1::{Order, OrderStatus};
 use shop_testkit::{count_rows, kafka::TestBroker, outbox_rows};
 use uuid::Uuid;
@@ -225,8 +229,7 @@ async fn several_validators_never_validate_the_same_order_twice() {
         let validator = Validator::new(
             pool.clone(),
             ProjectionDirectory::new(pool.clone()),
-            Duration::from_secs(60),
-            Duration::from_secs(1),
+            ValidationSettings { max_wait: Duration::from_secs(60), interval: Duration::from_secs(1) },
             Arc::default(),
         );
         tokio::spawn(async move { validator.validate_pending().await.unwrap() })
