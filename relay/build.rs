@@ -1,5 +1,5 @@
-//! Marks builds whose tests run against an external broker (`KAFKA_BROKERS` set): the test that takes the broker
-//! down needs the embedded one, and shows as ignored, with the reason, there.
+//! Marks builds whose tests run against an external broker (`KAFKA_BROKERS` set): tests that need the embedded one
+//! (taking the broker down, the proxy that fronts a single broker, injected errors) show as ignored, with the reason, there.
 
 fn main() {
     println!("cargo::rustc-check-cfg=cfg(external_kafka)");

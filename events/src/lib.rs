@@ -7,6 +7,7 @@
 //! - [`topics`]: topic names and the settings each topic needs.
 //! - [`cloudevents`]: the Kafka record headers an event travels with (CloudEvents 1.0 binary mode).
 //! - [`trace`]: the W3C trace context carried from the request that caused an event to its consumers.
+//! - [`heartbeat`]: the relay's promise, per outbox, that every event committed before a time is on Kafka.
 //!
 //! Everything here is a plain, serialisable type: no database, no Kafka client. Writing events is `shop-outbox`'s
 //! job, publishing them the relay's, and consuming them `shop-projection`'s.
@@ -18,6 +19,7 @@ pub mod account;
 pub mod catalog;
 pub mod cloudevents;
 pub mod envelope;
+pub mod heartbeat;
 pub mod order;
 pub mod topics;
 pub mod trace;

@@ -11,6 +11,9 @@ pub const PRODUCTS: &str = "shop.products.v1";
 /// Order events (`shop.order.*`), keyed by order id.
 pub const ORDERS: &str = "shop.orders.v1";
 
+/// The relay's heartbeats ([`heartbeat`](crate::heartbeat)), keyed by outbox. Compacted.
+pub const HEARTBEATS: &str = "shop.outbox-heartbeats.v1";
+
 /// A topic and the `cleanup.policy` it needs.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct TopicSpec {
@@ -27,8 +30,9 @@ impl TopicSpec {
 }
 
 /// Every topic the shop publishes to.
-pub const ALL: [TopicSpec; 3] = [
+pub const ALL: [TopicSpec; 4] = [
     TopicSpec { name: ACCOUNTS, compacted: true },
     TopicSpec { name: PRODUCTS, compacted: true },
     TopicSpec { name: ORDERS, compacted: false },
+    TopicSpec { name: HEARTBEATS, compacted: true },
 ];

@@ -13,14 +13,17 @@ use rdkafka::{
     producer::{FutureProducer, FutureRecord},
 };
 use shop_events::topics::TopicSpec;
-use shop_platform::kafka::{KafkaSettings, TracingContext};
+use shop_platform::{
+    backoff::Backoff,
+    kafka::{KafkaSettings, TracingContext},
+};
 
 use crate::store::OutboxRow;
 
 /// The producer every outbox relay owns.
 pub type Producer = FutureProducer<TracingContext>;
 
-/// What the relay needs from every producer; operators' `KAFKA_OPTIONS` may still override any of it.
+/// What the relay needs from every producer.
 const PRODUCER_DEFAULTS: &[(&str, &str)] = &[
     ("client.id", "shop-relay"),
     // Exactly one copy per send, in order per partition, acknowledged by every in-sync replica.
@@ -29,18 +32,66 @@ const PRODUCER_DEFAULTS: &[(&str, &str)] = &[
     // Should a record fail in a way that could leave a gap behind it, stop the producer (the relay builds a new
     // one) rather than deliver the records queued after it: per-aggregate order is worth more than throughput.
     ("enable.gapless.guarantee", "true"),
-    // Never give up on a record because a broker is away: it waits in the producer queue (and in the outbox) and
-    // goes out when the broker is back. Only Kafka's definitive refusals fail a delivery.
+    // Never give up on a record on the producer's own clock: the relay bounds each batch's wait itself (by its
+    // lease), then purges what is left and starts a new producer. Only Kafka's definitive refusals fail a delivery.
     ("message.timeout.ms", "0"),
     // The partitioner of the Java client, so Java producers and consumers agree on where a key lives.
     ("partitioner", "murmur2_random"),
     // A few milliseconds of batching pays for itself as soon as there is load.
     ("linger.ms", "5"),
+    // Topics are created by the relay with the right cleanup policy, or by an operator; a broker that creates
+    // them on first use would make an entity topic that is not compacted.
+    ("allow.auto.create.topics", "false"),
 ];
 
+/// Overrides the relay refuses, each with what it would break.
+const GUARDED: &[(&str, &str)] = &[
+    (
+        "enable.idempotence",
+        "without idempotence a retried send can duplicate or reorder an aggregate's events",
+    ),
+    (
+        "enable.gapless.guarantee",
+        "without it a failed send can leave a gap that later events of its aggregate jump",
+    ),
+    ("acks", "an event acknowledged by fewer than all in-sync replicas can be lost, yet its row is deleted"),
+    (
+        "max.in.flight.requests.per.connection",
+        "the idempotent producer keeps order only with at most 5 in flight",
+    ),
+    ("max.in.flight", "the idempotent producer keeps order only with at most 5 in flight"),
+];
+
+/// Refuses operator overrides (`KAFKA_OPTIONS`) that would void the relay's guarantees, saying why.
+pub fn check_overrides(kafka: &KafkaSettings) -> anyhow::Result<()> {
+    for option in &kafka.kafka_options {
+        let Some((_, why)) = GUARDED.iter().find(|(key, _)| *key == option.key) else { continue };
+        let allowed = match option.key.as_str() {
+            "enable.idempotence" | "enable.gapless.guarantee" => option.value == "true",
+            "acks" => matches!(option.value.as_str(), "all" | "-1"),
+            _ => option.value.parse::<u32>().is_ok_and(|in_flight| (1..=5).contains(&in_flight)),
+        };
+        anyhow::ensure!(
+            allowed,
+            "KAFKA_OPTIONS may not set {}={} for the relay: {why}",
+            option.key,
+            option.value
+        );
+    }
+    Ok(())
+}
+
 /// A producer with the relay's guarantees.
-pub fn create_producer(kafka: &KafkaSettings) -> Result<Producer, KafkaError> {
-    kafka.client_config(PRODUCER_DEFAULTS).create_with_context(TracingContext)
+pub fn create_producer(kafka: &KafkaSettings) -> anyhow::Result<Producer> {
+    check_overrides(kafka)?;
+    Ok(kafka.client_config(PRODUCER_DEFAULTS).create_with_context(TracingContext)?)
+}
+
+/// Drops `producer` off the async workers: dropping purges and flushes, which blocks.
+pub async fn retire(producer: Producer) {
+    if let Err(error) = tokio::task::spawn_blocking(move || drop(producer)).await {
+        tracing::warn!(error.message = %error, "Failed to retire a Kafka producer.");
+    }
 }
 
 /// The record for `row` on `topic` (its topic as named on the cluster): key = aggregate id, value = payload JSON,
@@ -57,8 +108,12 @@ pub fn record<'a>(row: &'a OutboxRow, topic: &'a str, key: &'a str) -> FutureRec
 pub enum Failure {
     /// The producer's queue is full: wait a moment and send again.
     QueueFull,
-    /// Kafka will never take this record (too large, invalid): park its aggregate.
+    /// Kafka will not take this record (too large, invalid): park its aggregate. A refusal that came back for a
+    /// record sent with others may be the whole request's, for another record's sake.
     Refused(String),
+    /// Kafka cannot take the record *now*, for its topic's sake alone (missing, or not writable by the relay): its
+    /// aggregate waits and is tried again later; every other aggregate goes on.
+    Unroutable(String),
     /// The producer cannot go on (fenced, gap-protection tripped): build a new one and send the rows again.
     Fatal(String),
     /// Anything else: the row stays in the outbox and is sent again after a pause.
@@ -78,6 +133,11 @@ pub fn classify(error: &KafkaError) -> Failure {
         | RDKafkaErrorCode::InvalidMessage
         | RDKafkaErrorCode::MessageBatchTooLarge
         | RDKafkaErrorCode::InvalidRecord => Failure::Refused(error.to_string()),
+        RDKafkaErrorCode::UnknownTopicOrPartition
+        | RDKafkaErrorCode::UnknownTopic
+        | RDKafkaErrorCode::UnknownPartition
+        | RDKafkaErrorCode::InvalidTopic
+        | RDKafkaErrorCode::TopicAuthorizationFailed => Failure::Unroutable(error.to_string()),
         RDKafkaErrorCode::Fatal
         | RDKafkaErrorCode::GaplessGuarantee
         | RDKafkaErrorCode::InvalidProducerEpoch
@@ -89,9 +149,9 @@ pub fn classify(error: &KafkaError) -> Failure {
 
 /// The topics the cluster has, retrying with backoff for up to `startup_timeout` while no broker answers (a relay
 /// may start before Kafka does).
-async fn list_topics(kafka: &KafkaSettings, startup_timeout: Duration) -> anyhow::Result<Vec<String>> {
+pub async fn list_topics(kafka: &KafkaSettings, startup_timeout: Duration) -> anyhow::Result<Vec<String>> {
     let deadline = tokio::time::Instant::now() + startup_timeout;
-    let mut pause = Duration::from_millis(200);
+    let mut backoff = Backoff::new(Duration::from_millis(200), Duration::from_secs(5));
     loop {
         let config = kafka.client_config(&[]);
         // Metadata calls block; keep them off the async workers.
@@ -102,6 +162,7 @@ async fn list_topics(kafka: &KafkaSettings, startup_timeout: Duration) -> anyhow
             Ok::<_, KafkaError>(metadata.topics().iter().map(|t| t.name().to_owned()).collect())
         })
         .await?;
+        let pause = backoff.next_pause();
         match listed {
             Ok(topics) => return Ok(topics),
             Err(error) if tokio::time::Instant::now() + pause < deadline => {
@@ -112,7 +173,6 @@ async fn list_topics(kafka: &KafkaSettings, startup_timeout: Duration) -> anyhow
                     "Kafka is not reachable yet; retrying."
                 );
                 tokio::time::sleep(pause).await;
-                pause = (pause * 2).min(Duration::from_secs(5));
             }
             Err(error) => {
                 return Err(error).context(format!(
@@ -122,6 +182,11 @@ async fn list_topics(kafka: &KafkaSettings, startup_timeout: Duration) -> anyhow
             }
         }
     }
+}
+
+/// Whether a Kafka broker answers a metadata request now.
+pub async fn reachable(kafka: &KafkaSettings) -> bool {
+    list_topics(kafka, Duration::ZERO).await.is_ok()
 }
 
 /// Makes sure every topic in `specs` exists: creates the missing ones when `create` (entity topics compacted),
@@ -204,16 +269,38 @@ mod tests {
         assert!(matches!(classify(&production(RDKafkaErrorCode::MessageSizeTooLarge)), Failure::Refused(_)));
         assert!(matches!(classify(&production(RDKafkaErrorCode::GaplessGuarantee)), Failure::Fatal(_)));
         assert!(matches!(classify(&production(RDKafkaErrorCode::AllBrokersDown)), Failure::Transient(_)));
+        assert!(matches!(classify(&production(RDKafkaErrorCode::UnknownTopic)), Failure::Unroutable(_)));
         assert!(matches!(
             classify(&production(RDKafkaErrorCode::TopicAuthorizationFailed)),
-            Failure::Transient(_)
+            Failure::Unroutable(_)
         ));
+    }
+
+    #[test]
+    fn overrides_that_would_void_the_guarantees_are_refused_and_others_allowed() {
+        let with = |option: &str| KafkaSettings {
+            kafka_options: vec![option.parse().unwrap()],
+            ..KafkaSettings::new("kafka:9092")
+        };
+
+        for refused in
+            ["enable.idempotence=false", "enable.gapless.guarantee=false", "acks=1", "max.in.flight=10"]
+        {
+            let error = check_overrides(&with(refused)).unwrap_err().to_string();
+            assert!(error.contains(refused), "{error}");
+        }
+        for allowed in
+            ["acks=all", "acks=-1", "max.in.flight=5", "compression.type=lz4", "enable.idempotence=true"]
+        {
+            assert!(check_overrides(&with(allowed)).is_ok(), "{allowed}");
+        }
     }
 
     #[test]
     fn a_record_is_keyed_by_aggregate_and_carries_the_cloudevents_headers() {
         let row = OutboxRow {
             position: 7,
+            shard: 3,
             event_id: Uuid::now_v7(),
             aggregate_type: "order".into(),
             aggregate_id: Uuid::now_v7(),

@@ -2,18 +2,24 @@
 //!
 //! An outbox's aggregates are spread over [`SHARD_COUNT`] shards (by aggregate id). Each live instance holds a
 //! fair share of the shards under a lease it renews every quarter of the lease time, and reads only the rows of
-//! its shards, so one aggregate is published by one instance at a time. An instance that dies stops renewing; its
-//! shards expire and the others take them over. An instance that cannot renew (its database is away) stops
-//! reading its shards before the lease can expire, so two instances never knowingly read the same shard.
+//! its shards, so one aggregate is published by one instance at a time. Every new holder of a shard gets a higher
+//! epoch; the relay records what it published only for shards it still holds at the epoch it read them under.
 //!
-//! Leases are for sharing work, not for safety: the outbox itself keeps every row until Kafka acknowledged it,
-//! and every read starts again from the oldest unpublished row, so even two instances reading the same shard (a
-//! paused process waking after its lease moved) produce duplicates at worst, never a reordered or missing event.
+//! Shards change hands only at safe points:
+//! - An instance that should give shards back (another instance joined) does not release them here: it marks them
+//!   in its [`Assignment`], and the publishing loop releases them between two batches, once its batch in flight is
+//!   acknowledged or abandoned (see the relay's module docs for why that matters).
+//! - An instance that cannot renew (its database is away) stops reading its shards a fifth of the lease time
+//!   before they can expire, and abandons a batch still in flight by then.
+//! - An instance that cannot publish stops taking shards ([`Leases::set_accepting`]) until it can again.
 
-use std::time::Duration;
+use std::{
+    sync::atomic::{AtomicBool, Ordering},
+    time::Duration,
+};
 
 use shop_outbox::SHARD_COUNT;
-use sqlx::PgPool;
+use sqlx::{PgPool, PgTransaction};
 use tokio::{sync::watch, time::Instant};
 use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
@@ -21,22 +27,47 @@ use uuid::Uuid;
 /// The shards an instance holds, and until when it may read them.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Assignment {
-    shards: Vec<i16>,
+    /// Each shard held, with the epoch of this instance's lease on it.
+    leases: Vec<(i16, i64)>,
+    /// Until when the leases are known to be valid.
     valid_until: Option<Instant>,
+    /// Shards to give back to other instances at the next safe point.
+    to_release: Vec<i16>,
 }
 
 impl Assignment {
     /// The shards this instance may read now: none once its leases could not be renewed in time.
-    pub fn usable_shards(&self) -> &[i16] {
-        match self.valid_until {
-            Some(until) if Instant::now() < until => &self.shards,
-            _ => &[],
-        }
+    pub fn usable_shards(&self) -> Vec<i16> {
+        if self.is_valid() { self.shards() } else { Vec::new() }
     }
 
     /// Every shard held, whether or not the lease is still known to be valid.
-    pub fn shards(&self) -> &[i16] {
-        &self.shards
+    pub fn shards(&self) -> Vec<i16> {
+        self.leases.iter().map(|(shard, _)| *shard).collect()
+    }
+
+    /// Every shard held, with its lease's epoch.
+    pub fn leases(&self) -> &[(i16, i64)] {
+        &self.leases
+    }
+
+    /// Until when the leases are known to be valid; a batch must be done or abandoned by then.
+    pub fn valid_until(&self) -> Option<Instant> {
+        self.valid_until
+    }
+
+    /// Whether this instance holds `shard` under a valid lease.
+    pub fn holds(&self, shard: i16) -> bool {
+        self.is_valid() && self.leases.iter().any(|(held, _)| *held == shard)
+    }
+
+    /// Shards another instance should have, to give back between batches.
+    pub fn to_release(&self) -> &[i16] {
+        &self.to_release
+    }
+
+    fn is_valid(&self) -> bool {
+        self.valid_until.is_some_and(|until| Instant::now() < until)
     }
 }
 
@@ -48,11 +79,24 @@ pub struct Leases {
     instance_id: Uuid,
     ttl: Duration,
     assignment: watch::Sender<Assignment>,
+    /// Whether to take shards: off while this instance cannot publish.
+    accepting: AtomicBool,
 }
 
 impl Leases {
     pub fn new(pool: PgPool, outbox: String, instance_id: Uuid, ttl: Duration) -> Self {
-        Self { pool, outbox, instance_id, ttl, assignment: watch::Sender::new(Assignment::default()) }
+        Self {
+            pool,
+            outbox,
+            instance_id,
+            ttl,
+            assignment: watch::Sender::new(Assignment::default()),
+            accepting: AtomicBool::new(true),
+        }
+    }
+
+    pub fn instance_id(&self) -> Uuid {
+        self.instance_id
     }
 
     /// The current assignment, updated on every renewal.
@@ -60,94 +104,112 @@ impl Leases {
         self.assignment.subscribe()
     }
 
-    /// One round: heartbeat, renew the shards held, then take or give back shards so that every live instance
-    /// holds its fair share (64 / live instances, rounded up).
+    /// Whether to take shards at the next renewals. Off, the instance keeps renewing what it holds (if anything),
+    /// takes nothing more, and no longer counts as a live instance, so the others share every shard.
+    pub fn set_accepting(&self, accepting: bool) {
+        self.accepting.store(accepting, Ordering::Relaxed);
+    }
+
+    /// One round: heartbeat, renew the shards held, then take shards up to this instance's fair share (64 / live
+    /// instances, rounded up), or mark those beyond it for release.
     pub async fn refresh(&self) -> Result<Assignment, sqlx::Error> {
         let started = Instant::now();
-        let ttl_secs = self.ttl.as_secs_f64();
         let mut transaction = self.pool.begin().await?;
-
-        sqlx::query(
-            "INSERT INTO outbox_relay_instances (instance_id, hostname, started_at, heartbeat_at)
-             VALUES ($1, $2, now(), now())
-             ON CONFLICT (instance_id) DO UPDATE SET heartbeat_at = now()",
-        )
-        .bind(self.instance_id)
-        .bind(hostname())
-        .execute(&mut *transaction)
-        .await?;
-        sqlx::query(
-            "DELETE FROM outbox_relay_instances WHERE heartbeat_at < now() - make_interval(secs => $1 * 3)",
-        )
-        .bind(ttl_secs)
-        .execute(&mut *transaction)
-        .await?;
-
-        // Shards still ours; a shard that expired and moved to another instance is no longer returned.
-        let mut held: Vec<i16> = sqlx::query_scalar(
-            "UPDATE outbox_relay_shards SET lease_expires_at = now() + make_interval(secs => $2)
-             WHERE owner = $1 RETURNING shard",
-        )
-        .bind(self.instance_id)
-        .bind(ttl_secs)
-        .fetch_all(&mut *transaction)
-        .await?;
-        let lost: Vec<i16> =
-            self.assignment.borrow().shards.iter().filter(|shard| !held.contains(shard)).copied().collect();
-        if !lost.is_empty() {
-            tracing::warn!(outbox = %self.outbox, shards = ?lost, "Lost shards whose leases expired before renewal.");
-        }
-
-        let live: i64 = sqlx::query_scalar(
-            "SELECT count(*) FROM outbox_relay_instances WHERE heartbeat_at > now() - make_interval(secs => $1)",
-        )
-        .bind(ttl_secs)
-        .fetch_one(&mut *transaction)
-        .await?;
-        let fair_share = (i64::from(SHARD_COUNT) + live.max(1) - 1) / live.max(1);
-
-        let held_count = held.len() as i64;
-        if held_count < fair_share {
-            let acquired: Vec<(i16, i64)> = sqlx::query_as(
-                "UPDATE outbox_relay_shards
-                 SET owner = $1, epoch = epoch + 1, lease_expires_at = now() + make_interval(secs => $2)
-                 WHERE shard IN (
-                     SELECT shard FROM outbox_relay_shards
-                     WHERE owner IS NULL OR lease_expires_at < now()
-                     ORDER BY shard
-                     LIMIT $3
-                     FOR UPDATE SKIP LOCKED)
-                 RETURNING shard, epoch",
-            )
-            .bind(self.instance_id)
-            .bind(ttl_secs)
-            .bind(fair_share - held_count)
-            .fetch_all(&mut *transaction)
-            .await?;
-            if !acquired.is_empty() {
-                tracing::info!(outbox = %self.outbox, shards = ?acquired, "Took over shards (shard, epoch).");
-            }
-            held.extend(acquired.into_iter().map(|(shard, _)| shard));
-        } else if held_count > fair_share {
-            held.sort_unstable();
-            let released = held.split_off(fair_share as usize);
-            sqlx::query(
-                "UPDATE outbox_relay_shards SET owner = NULL, lease_expires_at = '-infinity'
-                 WHERE owner = $1 AND shard = ANY($2)",
-            )
-            .bind(self.instance_id)
-            .bind(&released)
-            .execute(&mut *transaction)
-            .await?;
-            tracing::info!(outbox = %self.outbox, shards = ?released, live_instances = live, "Gave shards back for another instance.");
+        let live = self.beat(&mut transaction).await?;
+        let mut held = self.renew(&mut transaction).await?;
+        let fair_share = (SHARD_COUNT as usize).div_ceil(live);
+        if held.len() < fair_share && self.accepting.load(Ordering::Relaxed) {
+            held.extend(self.acquire(&mut transaction, fair_share - held.len()).await?);
         }
         transaction.commit().await?;
 
         held.sort_unstable();
+        let to_release = held.iter().skip(fair_share).map(|(shard, _)| *shard).collect();
         // Stop reading a fifth of the lease time early, so the leases cannot lapse while a read is under way.
-        let assignment = Assignment { shards: held, valid_until: Some(started + self.ttl - self.ttl / 5) };
+        let assignment =
+            Assignment { leases: held, valid_until: Some(started + self.ttl - self.ttl / 5), to_release };
         self.assignment.send_replace(assignment.clone());
         Ok(assignment)
+    }
+
+    /// Says this instance is alive (or, while it takes no shards, that it does not count), forgets instances silent
+    /// for three lease times, and counts the live ones.
+    async fn beat(&self, transaction: &mut PgTransaction<'_>) -> Result<usize, sqlx::Error> {
+        let ttl_secs = self.ttl.as_secs_f64();
+        let statement = if self.accepting.load(Ordering::Relaxed) {
+            "INSERT INTO outbox_relay_instances (instance_id, hostname, started_at, heartbeat_at)
+             VALUES ($1, $2, now(), now())
+             ON CONFLICT (instance_id) DO UPDATE SET heartbeat_at = now()"
+        } else {
+            // Counted as live, it would keep the others at a share that leaves its shards to no one.
+            "DELETE FROM outbox_relay_instances WHERE instance_id = $1 AND $2 IS NOT NULL"
+        };
+        sqlx::query(statement).bind(self.instance_id).bind(hostname()).execute(&mut **transaction).await?;
+        sqlx::query(
+            "DELETE FROM outbox_relay_instances WHERE heartbeat_at < now() - make_interval(secs => $1 * 3)",
+        )
+        .bind(ttl_secs)
+        .execute(&mut **transaction)
+        .await?;
+        let live: i64 = sqlx::query_scalar(
+            "SELECT count(*) FROM outbox_relay_instances WHERE heartbeat_at > now() - make_interval(secs => $1)",
+        )
+        .bind(ttl_secs)
+        .fetch_one(&mut **transaction)
+        .await?;
+        Ok(usize::try_from(live).unwrap_or(1).max(1))
+    }
+
+    /// Extends the leases still held; a shard whose lease expired and moved to another instance is no longer
+    /// returned.
+    async fn renew(&self, transaction: &mut PgTransaction<'_>) -> Result<Vec<(i16, i64)>, sqlx::Error> {
+        let held: Vec<(i16, i64)> = sqlx::query_as(
+            "UPDATE outbox_relay_shards SET lease_expires_at = now() + make_interval(secs => $2)
+             WHERE owner = $1 RETURNING shard, epoch",
+        )
+        .bind(self.instance_id)
+        .bind(self.ttl.as_secs_f64())
+        .fetch_all(&mut **transaction)
+        .await?;
+        let lost: Vec<i16> = self
+            .assignment
+            .borrow()
+            .shards()
+            .into_iter()
+            .filter(|shard| !held.iter().any(|(held, _)| held == shard))
+            .collect();
+        if !lost.is_empty() {
+            tracing::warn!(outbox = %self.outbox, shards = ?lost, "Lost shards whose leases expired before renewal.");
+        }
+        Ok(held)
+    }
+
+    /// Takes up to `wanted` free or expired shards, each at a new epoch.
+    async fn acquire(
+        &self,
+        transaction: &mut PgTransaction<'_>,
+        wanted: usize,
+    ) -> Result<Vec<(i16, i64)>, sqlx::Error> {
+        let acquired: Vec<(i16, i64)> = sqlx::query_as(
+            "UPDATE outbox_relay_shards
+             SET owner = $1, epoch = epoch + 1, lease_expires_at = now() + make_interval(secs => $2)
+             WHERE shard IN (
+                 SELECT shard FROM outbox_relay_shards
+                 WHERE owner IS NULL OR lease_expires_at < now()
+                 ORDER BY shard
+                 LIMIT $3
+                 FOR UPDATE SKIP LOCKED)
+             RETURNING shard, epoch",
+        )
+        .bind(self.instance_id)
+        .bind(self.ttl.as_secs_f64())
+        .bind(wanted as i64)
+        .fetch_all(&mut **transaction)
+        .await?;
+        if !acquired.is_empty() {
+            tracing::info!(outbox = %self.outbox, shards = ?acquired, "Took over shards (shard, epoch).");
+        }
+        Ok(acquired)
     }
 
     /// Renews every quarter of the lease time until `stop`.
@@ -167,6 +229,25 @@ impl Leases {
                 );
             }
         }
+    }
+
+    /// Gives `shards` back, so the instance they belong to takes them at once. For the publishing loop, between
+    /// batches.
+    pub async fn release(&self, shards: &[i16]) -> Result<(), sqlx::Error> {
+        sqlx::query(
+            "UPDATE outbox_relay_shards SET owner = NULL, lease_expires_at = '-infinity'
+             WHERE owner = $1 AND shard = ANY($2)",
+        )
+        .bind(self.instance_id)
+        .bind(shards)
+        .execute(&self.pool)
+        .await?;
+        self.assignment.send_modify(|assignment| {
+            assignment.leases.retain(|(shard, _)| !shards.contains(shard));
+            assignment.to_release.retain(|shard| !shards.contains(shard));
+        });
+        tracing::info!(outbox = %self.outbox, shards = ?shards, "Gave shards back for another instance.");
+        Ok(())
     }
 
     /// Gives every shard back and leaves, so other instances take over at once rather than after the lease time.
@@ -196,15 +277,25 @@ fn hostname() -> String {
 mod tests {
     use super::*;
 
+    fn assignment(valid_for: Duration) -> Assignment {
+        Assignment {
+            leases: vec![(1, 3), (2, 7)],
+            valid_until: Some(Instant::now() + valid_for),
+            to_release: Vec::new(),
+        }
+    }
+
     #[test]
     fn an_assignment_is_usable_only_until_it_expires() {
-        let fresh =
-            Assignment { shards: vec![1, 2], valid_until: Some(Instant::now() + Duration::from_secs(60)) };
+        let fresh = assignment(Duration::from_secs(60));
         let stale =
-            Assignment { shards: vec![1, 2], valid_until: Some(Instant::now() - Duration::from_millis(1)) };
+            Assignment { valid_until: Some(Instant::now() - Duration::from_millis(1)), ..fresh.clone() };
 
         assert_eq!(fresh.usable_shards(), [1, 2]);
+        assert!(fresh.holds(2));
         assert!(stale.usable_shards().is_empty());
+        assert!(!stale.holds(2));
+        assert_eq!(stale.leases(), [(1, 3), (2, 7)], "the epochs stay known for the bookkeeping");
         assert!(Assignment::default().usable_shards().is_empty());
     }
 }

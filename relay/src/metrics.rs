@@ -33,6 +33,10 @@ pub struct Metrics {
     oldest_age: Family<OutboxLabel, Gauge<f64, AtomicU64>>,
     parked_aggregates: Family<OutboxLabel, Gauge>,
     owned_shards: Family<OutboxLabel, Gauge>,
+    deferred_aggregates: Family<OutboxLabel, Gauge>,
+    producers_replaced: Family<OutboxLabel, Counter>,
+    heartbeats: Family<OutboxLabel, Counter>,
+    in_flight: Family<OutboxLabel, Gauge>,
     publish_latency: Family<OutboxLabel, Histogram, fn() -> Histogram>,
 }
 
@@ -47,6 +51,10 @@ impl Metrics {
             oldest_age: Family::default(),
             parked_aggregates: Family::default(),
             owned_shards: Family::default(),
+            deferred_aggregates: Family::default(),
+            producers_replaced: Family::default(),
+            heartbeats: Family::default(),
+            in_flight: Family::default(),
             publish_latency: Family::new_with_constructor(latency_histogram),
         };
         let relay = registry.sub_registry_with_prefix("shop_relay");
@@ -75,6 +83,22 @@ impl Metrics {
         );
         relay.register("owned_shards", "Shards this instance holds", metrics.owned_shards.clone());
         relay.register(
+            "deferred_aggregates",
+            "Aggregates waiting to try again because their topic could not be written",
+            metrics.deferred_aggregates.clone(),
+        );
+        relay.register(
+            "producers_replaced",
+            "Kafka producers replaced after a fatal error or an abandoned batch",
+            metrics.producers_replaced.clone(),
+        );
+        relay.register("heartbeats", "Heartbeats published for the outbox", metrics.heartbeats.clone());
+        relay.register(
+            "in_flight_events",
+            "Events of the batch in flight, waiting for Kafka's acknowledgement",
+            metrics.in_flight.clone(),
+        );
+        relay.register(
             "publish_latency_seconds",
             "From the event's occurrence (just before its transaction commits) to Kafka's acknowledgement",
             metrics.publish_latency.clone(),
@@ -94,6 +118,10 @@ impl Metrics {
             oldest_age: self.oldest_age.get_or_create(&label).clone(),
             parked_aggregates: self.parked_aggregates.get_or_create(&label).clone(),
             owned_shards: self.owned_shards.get_or_create(&label).clone(),
+            deferred_aggregates: self.deferred_aggregates.get_or_create(&label).clone(),
+            producers_replaced: self.producers_replaced.get_or_create(&label).clone(),
+            heartbeats: self.heartbeats.get_or_create(&label).clone(),
+            in_flight: self.in_flight.get_or_create(&label).clone(),
             publish_latency: self.publish_latency.get_or_create(&label).clone(),
         }
     }
@@ -110,5 +138,9 @@ pub struct OutboxMetrics {
     pub oldest_age: Gauge<f64, AtomicU64>,
     pub parked_aggregates: Gauge,
     pub owned_shards: Gauge,
+    pub deferred_aggregates: Gauge,
+    pub producers_replaced: Counter,
+    pub heartbeats: Counter,
+    pub in_flight: Gauge,
     pub publish_latency: Histogram,
 }

@@ -1,12 +1,46 @@
 //! The publishing loop of one outbox: read a batch of the shards this instance holds, send it, wait for Kafka's
 //! acknowledgements, record what was published, and go again at once while there is more, or sleep until a
-//! commit notification or the fallback poll.
+//! commit notification or the fallback poll. Between batches it gives back shards another instance should have,
+//! and publishes the outbox's heartbeat.
+//!
+//! # Why a shard changing hands cannot reorder an aggregate
+//!
+//! The danger: relay A sends X.v1, Kafka is slow to take it, the shard moves to B, B sends X.v1 and X.v2, and A's
+//! copy of v1 lands last — on a compacted topic, the stale v1 is what a replay then restores. The relay rules it
+//! out with a barrier: every record A will ever deliver for a shard lands before any other instance can read that
+//! shard.
+//! - A shard leaves A only between A's batches: the lease task marks shards to give back, and this loop releases
+//!   them after its batch in flight is acknowledged or abandoned.
+//! - A batch waits for acknowledgements at most until A's lease is known valid (renewed every quarter of
+//!   `RELAY_LEASE_TTL_MS`, trusted for four fifths of it) and at most one lease time in all. Past that, A
+//!   abandons it: the producer is dropped — purging its queue and its requests in flight, so librdkafka holds no
+//!   copy it could send or retry — and a new one is built. A keeps its shards a fifth of the lease time more
+//!   (the margin for bytes already on the wire), then gives every shard up and takes none until Kafka answers
+//!   its metadata requests again.
+//! - A lease A could not renew expires a fifth of the lease time after A stopped reading, so the new owner
+//!   starts no earlier than that margin after A's abandon.
+//! - A records what it published only for shards it still holds at the same epoch (a takeover bumps it), under a
+//!   lock on those leases; rows of a shard that moved are sent again by the new owner: a duplicate of an earlier
+//!   version, in order, never a stale version after a newer one.
+//!
+//! Not covered: a request already written to a TCP connection that stays open but stalls for longer than the
+//! margin, then delivers. Only the broker can fence that (a transactional producer per shard whose
+//! `init_transactions` fences the previous owner, with consumers reading committed records); the embedded broker
+//! implements no fencing, and the barrier costs nothing in steady state (see BENCHMARKS.md).
+//!
+//! # Failures that concern one record
+//!
+//! A record Kafka refuses outright (too large, invalid) parks its aggregate for an operator; a refusal reported
+//! for a record sent with others may be the whole request's, so those aggregates are first sent again one at a
+//! time, and only the one refused alone is parked. A record whose topic is missing or not writable defers its
+//! aggregate with a backoff. Either way the aggregate's later rows wait, and every other aggregate flows on.
 
 use std::{collections::HashSet, sync::Arc, time::Duration};
 
 use futures::{StreamExt, stream::FuturesUnordered};
-use rdkafka::producer::{DeliveryFuture, Producer as _, PurgeConfig};
-use shop_platform::kafka::KafkaSettings;
+use rdkafka::producer::{DeliveryFuture, FutureRecord, Producer as _};
+use shop_events::{heartbeat::OutboxHeartbeat, topics};
+use shop_platform::{backoff::Backoff, health::PartHealth, kafka::KafkaSettings};
 use sqlx::PgPool;
 use tokio::{
     sync::{Notify, watch},
@@ -18,42 +52,58 @@ use uuid::Uuid;
 use crate::{
     config::RelaySettings,
     kafka::{self, Failure, Producer},
-    leases::Assignment,
+    leases::{Assignment, Leases},
     metrics::OutboxMetrics,
-    store::{self, OutboxRow, Parked},
+    store::{self, BatchRecord, OutboxRow, Parked},
 };
 
 /// How long a batch waits for acknowledgements before the relay says, again, that Kafka is slow or away.
 const SLOW_BATCH_WARNING: Duration = Duration::from_secs(10);
+/// Most aggregates sent alone per pass to find which of them a whole-request refusal was about.
+const SUSPECTS_PER_PASS: usize = 10;
 
 /// What one pass did.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub enum BatchOutcome {
     /// Rows were sent. `full` means the batch was as large as allowed: there is probably more.
-    Published { delivered: usize, parked: usize, retry: usize, full: bool },
+    Published { delivered: usize, parked: usize, deferred: usize, retry: usize, full: bool },
     /// Nothing to publish in the shards held.
     Idle,
     /// This instance holds no usable shard (yet, or any more).
     NoShards,
+    /// Kafka did not acknowledge the batch while the lease allowed waiting; its rows stay unpublished and the
+    /// producer was replaced.
+    Abandoned(String),
     /// Shutdown came and the grace period ran out before every acknowledgement; the unacknowledged rows stay.
-    Abandoned,
+    Stopped,
+}
+
+/// The pieces an [`OutboxRelay`] works with.
+#[derive(Debug)]
+pub struct RelayParts {
+    pub outbox: String,
+    pub pool: PgPool,
+    pub kafka: KafkaSettings,
+    pub settings: RelaySettings,
+    pub leases: Arc<Leases>,
+    pub wake: Arc<Notify>,
+    pub metrics: OutboxMetrics,
 }
 
 /// Forwards one outbox to Kafka.
 pub struct OutboxRelay {
-    outbox: String,
-    pool: PgPool,
-    kafka: KafkaSettings,
-    producer: Producer,
-    settings: RelaySettings,
+    parts: RelayParts,
     assignment: watch::Receiver<Assignment>,
-    wake: Arc<Notify>,
-    metrics: OutboxMetrics,
+    /// `None` once broken (fatal error, abandoned batch) until the next pass builds a new one.
+    producer: Option<Producer>,
+    /// Aggregates refused along with others: each is sent alone next, to find the one Kafka will not take.
+    suspects: HashSet<Uuid>,
+    last_heartbeat: Option<Instant>,
 }
 
 impl std::fmt::Debug for OutboxRelay {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("OutboxRelay").field("outbox", &self.outbox).finish_non_exhaustive()
+        f.debug_struct("OutboxRelay").field("outbox", &self.parts.outbox).finish_non_exhaustive()
     }
 }
 
@@ -63,93 +113,373 @@ type Acknowledgement = (
     Result<rdkafka::producer::future_producer::OwnedDeliveryResult, futures::channel::oneshot::Canceled>,
 );
 
+/// What sending a batch left: the deliveries in flight, the aggregates held back, and how many rows were not
+/// sent.
+#[derive(Default)]
+struct Sent {
+    in_flight: FuturesUnordered<IndexedDelivery>,
+    parked: Vec<Parked>,
+    deferred: Vec<Parked>,
+    unsent: usize,
+}
+
+/// How waiting for acknowledgements ended.
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum WaitEnd {
+    Complete,
+    Abandoned(String),
+    Stopped,
+}
+
 impl OutboxRelay {
-    #[allow(clippy::too_many_arguments)]
-    pub fn new(
-        outbox: String,
-        pool: PgPool,
-        kafka: KafkaSettings,
-        settings: RelaySettings,
-        assignment: watch::Receiver<Assignment>,
-        wake: Arc<Notify>,
-        metrics: OutboxMetrics,
-    ) -> anyhow::Result<Self> {
-        let producer = kafka::create_producer(&kafka)?;
-        Ok(Self { outbox, pool, kafka, producer, settings, assignment, wake, metrics })
+    pub fn new(parts: RelayParts) -> anyhow::Result<Self> {
+        let producer = kafka::create_producer(&parts.kafka)?;
+        Ok(Self {
+            assignment: parts.leases.subscribe(),
+            parts,
+            producer: Some(producer),
+            suspects: HashSet::new(),
+            last_heartbeat: None,
+        })
     }
 
-    /// Publishes until `stop`; the batch in flight then gets the shutdown grace period to be acknowledged.
-    pub async fn run(mut self, stop: CancellationToken) {
-        let mut pause = Duration::ZERO;
+    /// Publishes until `stop`; the batch in flight then gets the shutdown grace period to be acknowledged. Reports
+    /// SERVING to `health` while it can publish.
+    pub async fn run(mut self, stop: CancellationToken, health: PartHealth) {
+        let mut backoff = Backoff::standard();
         while !stop.is_cancelled() {
             match self.publish_batch(&stop).await {
-                Ok(BatchOutcome::Published { full: true, retry: 0, .. }) => pause = Duration::ZERO,
+                Ok(BatchOutcome::Published { full: true, retry: 0, .. }) => {
+                    backoff.reset();
+                    health.serving();
+                    self.heartbeat_if_due().await;
+                }
                 Ok(
                     BatchOutcome::Published { retry: 0, .. } | BatchOutcome::Idle | BatchOutcome::NoShards,
                 ) => {
-                    pause = Duration::ZERO;
+                    backoff.reset();
+                    health.serving();
+                    self.heartbeat_if_due().await;
                     self.wait_for_work(&stop).await;
                 }
                 Ok(BatchOutcome::Published { .. }) => {
-                    pause = next_pause(pause);
-                    sleep_or_stop(pause, &stop).await;
+                    backoff.wait(&stop).await;
                 }
-                Ok(BatchOutcome::Abandoned) => break,
+                Ok(BatchOutcome::Abandoned(reason)) => {
+                    health.not_serving(format!("cannot publish: {reason}"));
+                    self.give_up(&reason, &stop).await;
+                }
+                Ok(BatchOutcome::Stopped) => break,
                 Err(error) => {
-                    pause = next_pause(pause);
+                    health.not_serving(format!("a batch failed: {error}"));
                     tracing::warn!(
-                        outbox = %self.outbox,
-                        retry_in_ms = pause.as_millis() as u64,
+                        outbox = %self.parts.outbox,
                         error.cause_chain = ?error,
                         error.message = %error,
                         "A batch failed; its rows stay in the outbox and will be sent again."
                     );
-                    sleep_or_stop(pause, &stop).await;
+                    backoff.wait(&stop).await;
                 }
             }
         }
-        tracing::info!(outbox = %self.outbox, "The relay loop stopped.");
+        if let Some(producer) = self.producer.take() {
+            kafka::retire(producer).await;
+        }
+        tracing::info!(outbox = %self.parts.outbox, "The relay loop stopped.");
     }
 
-    async fn wait_for_work(&self, stop: &CancellationToken) {
+    async fn wait_for_work(&mut self, stop: &CancellationToken) {
+        let poll = self.parts.settings.poll_interval();
+        let heartbeat = self.parts.settings.heartbeat_interval().unwrap_or(poll);
         tokio::select! {
             () = stop.cancelled() => {}
-            () = self.wake.notified() => {}
-            () = tokio::time::sleep(self.settings.poll_interval()) => {}
+            () = self.parts.wake.notified() => {}
+            // Shards to give back, or new ones to read.
+            _ = self.assignment.changed() => {}
+            () = tokio::time::sleep(poll.min(heartbeat)) => {}
         }
     }
 
-    /// One pass: read, send, await acknowledgements, record. Public so tests can drive the relay step by step.
-    #[tracing::instrument(name = "relay.batch", skip_all, fields(outbox = %self.outbox))]
+    /// After an abandoned batch: keeps the shards a fifth of the lease time more (bytes already on the wire land
+    /// meanwhile), gives them all up, and takes none until Kafka answers again.
+    async fn give_up(&mut self, reason: &str, stop: &CancellationToken) {
+        let outbox = &self.parts.outbox;
+        tracing::error!(
+            outbox = %outbox,
+            reason,
+            "Kafka did not acknowledge a batch within the lease time; giving the shards up to other instances until \
+             Kafka answers again. The batch's rows stay in the outbox."
+        );
+        self.parts.leases.set_accepting(false);
+        tokio::select! {
+            () = stop.cancelled() => return,
+            () = tokio::time::sleep(self.parts.settings.lease_ttl() / 5) => {}
+        }
+        if let Err(error) = self.parts.leases.release_all().await {
+            tracing::warn!(outbox = %outbox, error.message = %error, "Failed to give the shards up; they expire instead.");
+        }
+        let mut backoff = Backoff::new(Duration::from_millis(200), Duration::from_secs(5));
+        while !kafka::reachable(&self.parts.kafka).await {
+            if !backoff.wait(stop).await {
+                return;
+            }
+        }
+        tracing::info!(outbox = %outbox, "Kafka answers again; taking shards again.");
+        self.parts.leases.set_accepting(true);
+    }
+
+    /// One pass: give back shards another instance should have; send suspects alone; then read, send, await
+    /// acknowledgements, record. Public so tests can drive the relay step by step.
+    #[tracing::instrument(name = "relay.batch", skip_all, fields(outbox = %self.parts.outbox))]
     pub async fn publish_batch(&mut self, stop: &CancellationToken) -> anyhow::Result<BatchOutcome> {
-        let shards = self.assignment.borrow().usable_shards().to_vec();
-        self.metrics.owned_shards.set(shards.len() as i64);
+        if self.producer.is_none() {
+            self.producer = Some(kafka::create_producer(&self.parts.kafka)?);
+        }
+        self.release_requested().await?;
+        let assignment = self.assignment.borrow().clone();
+        let shards = assignment.usable_shards();
+        self.parts.metrics.owned_shards.set(shards.len() as i64);
         if shards.is_empty() {
             return Ok(BatchOutcome::NoShards);
         }
-        let limit = i64::from(self.settings.batch_size);
+        let deadline = Instant::now() + self.parts.settings.lease_ttl();
+        if let Some(ended) = self.isolate_suspects(&assignment, deadline, stop).await? {
+            return Ok(ended);
+        }
+
         let started = Instant::now();
-        let rows = store::unpublished(&self.pool, &shards, limit).await?;
+        let limit = i64::from(self.parts.settings.batch_size);
+        let rows = store::unpublished(&self.parts.pool, &shards, limit).await?;
         if rows.is_empty() {
             return Ok(BatchOutcome::Idle);
         }
         let read = started.elapsed();
+        let suspects = self.suspects.clone();
+        let sent = self.send(&rows, &suspects).await;
+        let unsent = sent.unsent;
+        self.parts.metrics.in_flight.set(sent.in_flight.len() as i64);
+        let (acknowledgements, ended) = self.await_acknowledgements(sent.in_flight, deadline, stop).await;
+        self.parts.metrics.in_flight.set(0);
+        let mut record = BatchRecord { parked: sent.parked, deferred: sent.deferred, ..Default::default() };
+        let retry = unsent + self.sort_acknowledgements(&rows, acknowledgements, &mut record);
+        let acknowledged = started.elapsed();
+        self.record(&assignment, &record).await?;
+        self.report(&rows, &record, retry, [read, acknowledged - read, started.elapsed() - acknowledged]);
 
-        let (in_flight, mut parked, unsent) = self.send(&rows).await;
-        let (acknowledgements, abandoned) = self.await_acknowledgements(in_flight, stop).await;
+        Ok(match ended {
+            WaitEnd::Complete => BatchOutcome::Published {
+                delivered: record.delivered.len(),
+                parked: record.parked.len(),
+                deferred: record.deferred.len(),
+                retry,
+                full: rows.len() as i64 == limit,
+            },
+            WaitEnd::Abandoned(reason) => BatchOutcome::Abandoned(reason),
+            WaitEnd::Stopped => BatchOutcome::Stopped,
+        })
+    }
 
-        let mut delivered = Vec::with_capacity(rows.len());
-        let mut retry = unsent;
-        let mut fatal = None;
-        let mut blocked: HashSet<Uuid> = parked.iter().map(|p| p.aggregate_id).collect();
+    /// Gives back the shards the lease task marked for another instance; nothing of this instance's is in flight.
+    async fn release_requested(&mut self) -> Result<(), sqlx::Error> {
+        let to_release = self.assignment.borrow().to_release().to_vec();
+        if !to_release.is_empty() {
+            self.parts.leases.release(&to_release).await?;
+        }
+        Ok(())
+    }
+
+    /// Sends the first row of each suspect aggregate alone, so a refusal can be pinned on its own record. Returns
+    /// how the pass ended if it could not go on.
+    async fn isolate_suspects(
+        &mut self,
+        assignment: &Assignment,
+        deadline: Instant,
+        stop: &CancellationToken,
+    ) -> anyhow::Result<Option<BatchOutcome>> {
+        let suspects: Vec<Uuid> = self
+            .suspects
+            .iter()
+            .copied()
+            .filter(|aggregate| assignment.holds(store::shard_of(*aggregate)))
+            .take(SUSPECTS_PER_PASS)
+            .collect();
+        for aggregate in suspects {
+            let Some(row) = store::first_unpublished(&self.parts.pool, aggregate).await? else {
+                self.suspects.remove(&aggregate);
+                continue;
+            };
+            let rows = [row];
+            let sent = self.send(&rows, &HashSet::new()).await;
+            let (acknowledgements, ended) = self.await_acknowledgements(sent.in_flight, deadline, stop).await;
+            let mut record =
+                BatchRecord { parked: sent.parked, deferred: sent.deferred, ..Default::default() };
+            for (index, acknowledgement) in acknowledgements {
+                match acknowledgement {
+                    Ok(Ok(_)) => record.delivered.push(&rows[index]),
+                    Ok(Err((error, _))) => match kafka::classify(&error) {
+                        // Sent alone: the refusal is this record's.
+                        Failure::Refused(reason) => record.parked.push(Parked::at(&rows[index], reason)),
+                        Failure::Unroutable(reason) => record.deferred.push(Parked::at(&rows[index], reason)),
+                        Failure::Fatal(reason) => self.break_producer(&reason),
+                        Failure::QueueFull | Failure::Transient(_) => {}
+                    },
+                    Err(_canceled) => {}
+                }
+            }
+            if !record.delivered.is_empty() || !record.parked.is_empty() || !record.deferred.is_empty() {
+                self.suspects.remove(&aggregate);
+            }
+            self.record(assignment, &record).await?;
+            match ended {
+                WaitEnd::Complete => {}
+                WaitEnd::Abandoned(reason) => return Ok(Some(BatchOutcome::Abandoned(reason))),
+                WaitEnd::Stopped => return Ok(Some(BatchOutcome::Stopped)),
+            }
+        }
+        Ok(None)
+    }
+
+    /// Hands every row to the producer, in outbox order, skipping the aggregates of `held_back` (suspects, sent
+    /// alone first). A refusal or a missing topic holds back the row's aggregate (its later rows are not sent); a
+    /// failure of the producer or the broker stops the batch there, so nothing is sent ahead of a row that will be
+    /// sent again.
+    async fn send(&mut self, rows: &[OutboxRow], held_back: &HashSet<Uuid>) -> Sent {
+        let mut sent = Sent::default();
+        let Some(producer) = self.producer.clone() else {
+            sent.unsent = rows.len();
+            return sent;
+        };
+        let mut blocked: HashSet<Uuid> = held_back.clone();
+        for (index, row) in rows.iter().enumerate() {
+            if blocked.contains(&row.aggregate_id) {
+                continue;
+            }
+            let (topic, key) = (self.parts.kafka.topic(&row.topic), row.aggregate_id.to_string());
+            let mut record = kafka::record(row, &topic, &key);
+            loop {
+                let error = match producer.send_result(record) {
+                    Ok(delivery) => {
+                        sent.in_flight.push(IndexedDelivery { index, delivery });
+                        break;
+                    }
+                    Err((error, returned)) => {
+                        record = returned;
+                        error
+                    }
+                };
+                let failure = kafka::classify(&error);
+                match failure {
+                    Failure::QueueFull => {
+                        // The producer drains its queue on its own thread; give it a moment.
+                        tokio::time::sleep(Duration::from_millis(5)).await;
+                    }
+                    Failure::Refused(reason) => {
+                        blocked.insert(row.aggregate_id);
+                        sent.parked.push(Parked::at(row, reason));
+                        break;
+                    }
+                    Failure::Unroutable(reason) => {
+                        blocked.insert(row.aggregate_id);
+                        sent.deferred.push(Parked::at(row, reason));
+                        break;
+                    }
+                    Failure::Fatal(ref reason) | Failure::Transient(ref reason) => {
+                        // A fatal state can surface on enqueue under another code; the client knows it is in one.
+                        if matches!(failure, Failure::Fatal(_)) || producer.client().fatal_error().is_some() {
+                            self.break_producer(reason);
+                        }
+                        tracing::warn!(outbox = %self.parts.outbox, reason, "Kafka would not take a record; the rest of the batch waits.");
+                        sent.unsent = rows.len() - index;
+                        return sent;
+                    }
+                }
+            }
+        }
+        sent
+    }
+
+    /// Waits for every acknowledgement, warning every [`SLOW_BATCH_WARNING`] while Kafka is slow or away. Gives
+    /// up — abandoning the rest and replacing the producer — when the lease can no longer be trusted or one lease
+    /// time has passed (`deadline`), or when stopping and the grace period ran out.
+    async fn await_acknowledgements(
+        &mut self,
+        mut in_flight: FuturesUnordered<IndexedDelivery>,
+        deadline: Instant,
+        stop: &CancellationToken,
+    ) -> (Vec<Acknowledgement>, WaitEnd) {
+        let mut acknowledgements = Vec::with_capacity(in_flight.len());
+        let waiting_since = Instant::now();
+        let mut next_warning = waiting_since + SLOW_BATCH_WARNING;
+        let mut stopping_at: Option<Instant> = None;
+        let mut check = tokio::time::interval(Duration::from_millis(100));
+        while !in_flight.is_empty() {
+            tokio::select! {
+                biased;
+                Some(acknowledgement) = in_flight.next() => {
+                    acknowledgements.push(acknowledgement);
+                    continue;
+                }
+                () = stop.cancelled(), if stopping_at.is_none() => {
+                    stopping_at = Some(Instant::now() + self.parts.settings.shutdown_grace());
+                    tracing::info!(outbox = %self.parts.outbox, in_flight = in_flight.len(), "Stopping: waiting for the batch in flight.");
+                }
+                _ = check.tick() => {}
+            }
+            let now = Instant::now();
+            let lease_lapsing = self.assignment.borrow().valid_until().is_none_or(|until| now >= until);
+            let end = if stopping_at.is_some_and(|at| now >= at) {
+                Some(WaitEnd::Stopped)
+            } else if now >= deadline || lease_lapsing {
+                let why = if lease_lapsing {
+                    "the shard leases could not be renewed"
+                } else {
+                    "no acknowledgement within the lease time"
+                };
+                Some(WaitEnd::Abandoned(why.to_owned()))
+            } else {
+                None
+            };
+            if let Some(end) = end {
+                tracing::warn!(
+                    outbox = %self.parts.outbox,
+                    unacknowledged = in_flight.len(),
+                    ?end,
+                    "Abandoned the rest of the batch; those rows stay in the outbox and will be sent again."
+                );
+                self.break_producer("a batch was abandoned");
+                return (acknowledgements, end);
+            }
+            if now >= next_warning {
+                tracing::warn!(
+                    outbox = %self.parts.outbox,
+                    unacknowledged = in_flight.len(),
+                    waiting_secs = waiting_since.elapsed().as_secs(),
+                    "Kafka has not acknowledged the batch yet; is the broker reachable? The rows stay in the outbox."
+                );
+                next_warning += SLOW_BATCH_WARNING;
+            }
+        }
+        (acknowledgements, if stopping_at.is_some() { WaitEnd::Stopped } else { WaitEnd::Complete })
+    }
+
+    /// Sorts the acknowledgements into `record`; returns how many rows are to be sent again.
+    fn sort_acknowledgements<'a>(
+        &mut self,
+        rows: &'a [OutboxRow],
+        acknowledgements: Vec<Acknowledgement>,
+        record: &mut BatchRecord<'a>,
+    ) -> usize {
         let now = chrono::Utc::now();
+        let mut retry = 0;
+        let mut held_back: HashSet<Uuid> =
+            record.parked.iter().chain(&record.deferred).map(|parked| parked.aggregate_id).collect();
         for (index, acknowledgement) in acknowledgements {
             let row = &rows[index];
             let error = match acknowledgement {
                 Ok(Ok(_)) => {
-                    delivered.push(row.position);
+                    record.delivered.push(row);
                     let latency = (now - row.occurred_at).to_std().unwrap_or_default();
-                    self.metrics.publish_latency.observe(latency.as_secs_f64());
+                    self.parts.metrics.publish_latency.observe(latency.as_secs_f64());
                     continue;
                 }
                 Ok(Err((error, _))) => error,
@@ -158,29 +488,60 @@ impl OutboxRelay {
                     continue;
                 }
             };
+            retry += 1;
             match kafka::classify(&error) {
-                Failure::Refused(reason) if blocked.insert(row.aggregate_id) => {
-                    parked.push(parked_row(row, reason))
+                // Reported for a record sent with others: perhaps the whole request's. Send it alone next.
+                Failure::Refused(_) => {
+                    self.suspects.insert(row.aggregate_id);
                 }
-                Failure::Refused(_) => {}
-                Failure::Fatal(reason) => {
-                    fatal = Some(reason);
-                    retry += 1;
+                Failure::Unroutable(reason) if held_back.insert(row.aggregate_id) => {
+                    record.deferred.push(Parked::at(row, reason));
                 }
-                Failure::QueueFull | Failure::Transient(_) => retry += 1,
+                Failure::Fatal(reason) => self.break_producer(&reason),
+                Failure::Unroutable(_) | Failure::QueueFull | Failure::Transient(_) => {}
             }
         }
+        retry
+    }
 
-        let acknowledged = started.elapsed();
-        store::record_batch(&self.pool, &delivered, &parked, self.settings.retention_secs > 0).await?;
+    /// Records the batch for the shards still held, and says which were lost.
+    async fn record(&self, assignment: &Assignment, record: &BatchRecord<'_>) -> Result<(), sqlx::Error> {
+        if record.delivered.is_empty() && record.parked.is_empty() && record.deferred.is_empty() {
+            return Ok(());
+        }
+        let lost = store::record_batch(
+            &self.parts.pool,
+            self.parts.leases.instance_id(),
+            assignment.leases(),
+            record,
+            self.parts.settings.retention_secs > 0,
+        )
+        .await?;
+        if !lost.is_empty() {
+            tracing::warn!(
+                outbox = %self.parts.outbox,
+                shards = ?lost,
+                "Shards moved to another instance during the batch; their rows are left to it (it sends them again)."
+            );
+        }
+        Ok(())
+    }
 
-        self.metrics.batches.inc();
-        self.metrics.published.inc_by(delivered.len() as u64);
-        self.metrics.parked_events.inc_by(parked.len() as u64);
-        self.metrics.failed_deliveries.inc_by(retry as u64);
-        for parked in &parked {
+    fn report(
+        &self,
+        rows: &[OutboxRow],
+        record: &BatchRecord<'_>,
+        retry: usize,
+        [read, kafka, bookkeeping]: [Duration; 3],
+    ) {
+        let metrics = &self.parts.metrics;
+        metrics.batches.inc();
+        metrics.published.inc_by(record.delivered.len() as u64);
+        metrics.parked_events.inc_by(record.parked.len() as u64);
+        metrics.failed_deliveries.inc_by(retry as u64);
+        for parked in &record.parked {
             tracing::error!(
-                outbox = %self.outbox,
+                outbox = %self.parts.outbox,
                 aggregate_id = %parked.aggregate_id,
                 position = parked.position,
                 reason = %parked.reason,
@@ -188,116 +549,90 @@ impl OutboxRelay {
                  deletes its outbox_parked entry. Other aggregates flow on."
             );
         }
+        for deferred in &record.deferred {
+            tracing::warn!(
+                outbox = %self.parts.outbox,
+                aggregate_id = %deferred.aggregate_id,
+                reason = %deferred.reason,
+                "Kafka cannot take an event now for its topic's sake; its aggregate waits and is tried again with \
+                 backoff. Other aggregates flow on."
+            );
+        }
         tracing::info!(
-            outbox = %self.outbox,
+            outbox = %self.parts.outbox,
             read = rows.len(),
-            delivered = delivered.len(),
-            parked = parked.len(),
+            delivered = record.delivered.len(),
+            parked = record.parked.len(),
+            deferred = record.deferred.len(),
             retry,
             read_ms = read.as_millis() as u64,
-            kafka_ms = (acknowledged - read).as_millis() as u64,
-            record_ms = (started.elapsed() - acknowledged).as_millis() as u64,
+            kafka_ms = kafka.as_millis() as u64,
+            record_ms = bookkeeping.as_millis() as u64,
             "Published a batch."
         );
-        if let Some(reason) = fatal {
-            tracing::warn!(outbox = %self.outbox, reason, "The Kafka producer stopped; starting a new one.");
-            self.producer = kafka::create_producer(&self.kafka)?;
-        }
-
-        Ok(if abandoned {
-            BatchOutcome::Abandoned
-        } else {
-            BatchOutcome::Published {
-                delivered: delivered.len(),
-                parked: parked.len(),
-                retry,
-                full: rows.len() as i64 == limit,
-            }
-        })
     }
 
-    /// Hands every row to the producer, in outbox order. A row Kafka refuses outright parks its aggregate, whose
-    /// later rows are then held back; any other refusal stops the batch there, so nothing is sent ahead of a row
-    /// that will be sent again. Returns what is in flight, what is parked, and how many rows were not sent.
-    async fn send(&self, rows: &[OutboxRow]) -> (FuturesUnordered<IndexedDelivery>, Vec<Parked>, usize) {
-        let keys: Vec<String> = rows.iter().map(|row| row.aggregate_id.to_string()).collect();
-        let topics: Vec<String> = rows.iter().map(|row| self.kafka.topic(&row.topic)).collect();
-        let in_flight = FuturesUnordered::new();
-        let mut parked = Vec::new();
-        let mut blocked = HashSet::new();
-        for (index, row) in rows.iter().enumerate() {
-            if blocked.contains(&row.aggregate_id) {
-                continue;
-            }
-            let mut record = kafka::record(row, &topics[index], &keys[index]);
-            loop {
-                match self.producer.send_result(record) {
-                    Ok(delivery) => {
-                        in_flight.push(IndexedDelivery { index, delivery });
-                        break;
-                    }
-                    Err((error, returned)) => match kafka::classify(&error) {
-                        Failure::QueueFull => {
-                            // The producer drains its queue on its own thread; give it a moment.
-                            record = returned;
-                            tokio::time::sleep(Duration::from_millis(5)).await;
-                        }
-                        Failure::Refused(reason) => {
-                            blocked.insert(row.aggregate_id);
-                            parked.push(parked_row(row, reason));
-                            break;
-                        }
-                        Failure::Fatal(reason) | Failure::Transient(reason) => {
-                            tracing::warn!(outbox = %self.outbox, reason, "Kafka would not take a record; the rest of the batch waits.");
-                            return (in_flight, parked, rows.len() - index);
-                        }
-                    },
-                }
-            }
+    /// Drops the producer (off the async workers) so the next pass builds a new one: after a fatal error, or to
+    /// purge an abandoned batch.
+    fn break_producer(&mut self, reason: &str) {
+        if let Some(producer) = self.producer.take() {
+            tracing::warn!(outbox = %self.parts.outbox, reason, "Replacing the Kafka producer.");
+            self.parts.metrics.producers_replaced.inc();
+            tokio::spawn(kafka::retire(producer));
         }
-        (in_flight, parked, 0)
     }
 
-    /// Waits for every acknowledgement. Warns every [`SLOW_BATCH_WARNING`] while Kafka is slow or away. On
-    /// shutdown, waits the grace period, then purges what is left (those rows stay unpublished).
-    async fn await_acknowledgements(
-        &self,
-        mut in_flight: FuturesUnordered<IndexedDelivery>,
-        stop: &CancellationToken,
-    ) -> (Vec<Acknowledgement>, bool) {
-        let mut acknowledgements = Vec::with_capacity(in_flight.len());
-        let waiting_since = Instant::now();
-        let mut next_warning = waiting_since + SLOW_BATCH_WARNING;
-        let mut give_up_at: Option<Instant> = None;
-        while !in_flight.is_empty() {
-            tokio::select! {
-                biased;
-                Some(acknowledgement) = in_flight.next() => acknowledgements.push(acknowledgement),
-                () = stop.cancelled(), if give_up_at.is_none() => {
-                    give_up_at = Some(Instant::now() + self.settings.shutdown_grace());
-                    tracing::info!(outbox = %self.outbox, in_flight = in_flight.len(), "Stopping: waiting for the batch in flight.");
-                }
-                () = tokio::time::sleep_until(give_up_at.map_or(next_warning, |at| at.min(next_warning))) => {
-                    if give_up_at.is_some_and(|at| Instant::now() >= at) {
-                        self.producer.purge(PurgeConfig::default().queue().inflight());
-                        tracing::warn!(
-                            outbox = %self.outbox,
-                            unacknowledged = in_flight.len(),
-                            "Abandoned the rest of the batch at shutdown; those rows stay in the outbox and will be sent again."
-                        );
-                        return (acknowledgements, true);
+    /// Publishes the outbox's heartbeat when it is due and this instance speaks for the outbox (it holds shard 0).
+    /// Runs between batches, so none of this instance's rows is in flight.
+    async fn heartbeat_if_due(&mut self) {
+        let Some(interval) = self.parts.settings.heartbeat_interval() else { return };
+        if self.last_heartbeat.is_some_and(|at| at.elapsed() < interval) || !self.assignment.borrow().holds(0)
+        {
+            return;
+        }
+        let Some(producer) = self.producer.clone() else { return };
+        self.last_heartbeat = Some(Instant::now());
+        let watermark = match store::watermark(&self.parts.pool).await {
+            Ok(watermark) => watermark,
+            Err(error) => {
+                tracing::warn!(outbox = %self.parts.outbox, error.message = %error, "Failed to compute the heartbeat.");
+                return;
+            }
+        };
+        let heartbeat = OutboxHeartbeat {
+            outbox: self.parts.outbox.clone(),
+            published_through: watermark.published_through,
+            topics: watermark.topics,
+        };
+        let payload = serde_json::to_string(&heartbeat).expect("a heartbeat serializes");
+        let topic = self.parts.kafka.topic(topics::HEARTBEATS);
+        let headers = heartbeat
+            .headers()
+            .into_iter()
+            .fold(rdkafka::message::OwnedHeaders::new(), |headers, (key, value)| {
+                headers.insert(rdkafka::message::Header { key, value: Some(&value) })
+            });
+        let record = FutureRecord::to(&topic).key(&heartbeat.outbox).payload(&payload).headers(headers);
+        // Never wait for it here: publishing goes on, and a heartbeat that does not arrive is superseded by the next.
+        match producer.send_result(record) {
+            Ok(delivery) => {
+                let (heartbeats, outbox) = (self.parts.metrics.heartbeats.clone(), self.parts.outbox.clone());
+                tokio::spawn(async move {
+                    match delivery.await {
+                        Ok(Ok(_)) => {
+                            heartbeats.inc();
+                        }
+                        Ok(Err((error, _))) => {
+                            tracing::debug!(%outbox, error.message = %error, "A heartbeat was not delivered.")
+                        }
+                        Err(_canceled) => {}
                     }
-                    tracing::warn!(
-                        outbox = %self.outbox,
-                        unacknowledged = in_flight.len(),
-                        waiting_secs = waiting_since.elapsed().as_secs(),
-                        "Kafka has not acknowledged the batch yet; is the broker reachable? The rows stay in the outbox."
-                    );
-                    next_warning += SLOW_BATCH_WARNING;
-                }
+                });
+            }
+            Err((error, _)) => {
+                tracing::debug!(outbox = %self.parts.outbox, error.message = %error, "A heartbeat could not be sent.")
             }
         }
-        (acknowledgements, give_up_at.is_some())
     }
 }
 
@@ -316,38 +651,5 @@ impl std::future::Future for IndexedDelivery {
     ) -> std::task::Poll<Self::Output> {
         let index = self.index;
         std::pin::Pin::new(&mut self.delivery).poll(cx).map(|result| (index, result))
-    }
-}
-
-fn parked_row(row: &OutboxRow, reason: String) -> Parked {
-    Parked { aggregate_id: row.aggregate_id, position: row.position, event_id: row.event_id, reason }
-}
-
-/// Exponential backoff from 100 ms to 10 s.
-fn next_pause(previous: Duration) -> Duration {
-    (previous * 2).clamp(Duration::from_millis(100), Duration::from_secs(10))
-}
-
-async fn sleep_or_stop(pause: Duration, stop: &CancellationToken) {
-    tokio::select! {
-        () = stop.cancelled() => {}
-        () = tokio::time::sleep(pause) => {}
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn pauses_grow_from_100_ms_to_10_s() {
-        let mut pause = Duration::ZERO;
-        let mut seen = Vec::new();
-        for _ in 0..10 {
-            pause = next_pause(pause);
-            seen.push(pause.as_millis());
-        }
-
-        assert_eq!(seen, [100, 200, 400, 800, 1_600, 3_200, 6_400, 10_000, 10_000, 10_000]);
     }
 }

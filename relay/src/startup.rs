@@ -1,20 +1,26 @@
 //! Building and running the relay: the same [`Application`] runs in production and in the tests.
 
-use std::{future::Future, net::SocketAddr, sync::Arc};
+use std::{collections::BTreeMap, future::Future, net::SocketAddr, sync::Arc};
 
 use anyhow::Context;
-use axum::{Router, http::header, response::IntoResponse, routing::get};
+use axum::{
+    Json, Router,
+    extract::State,
+    http::{StatusCode, header},
+    response::IntoResponse,
+    routing::get,
+};
 use prometheus_client::registry::Registry;
 use shop_events::topics;
-use shop_outbox as outbox;
-use shop_platform::postgres;
+use shop_platform::{
+    health::{Health, PartStatus},
+    postgres,
+    supervisor::Supervisor,
+};
 use tokio::{net::TcpListener, sync::Notify};
-use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
 
-use crate::{
-    config::Settings, kafka, leases::Leases, metrics::Metrics, relay::OutboxRelay, worker::OutboxWorker,
-};
+use crate::{config::Settings, kafka, leases::Leases, metrics::Metrics, worker::OutboxWorker};
 
 /// The relay, connected to every outbox and to Kafka, holding its first shards, with its metrics listener bound.
 #[derive(Debug)]
@@ -26,10 +32,12 @@ pub struct Application {
 }
 
 impl Application {
-    /// Connects to every outbox database (retrying while unreachable), brings its outbox schema up to date, makes
-    /// sure the topics exist, takes a first share of the shards and binds the metrics listener.
+    /// Refuses Kafka overrides that would void the relay's guarantees, connects to every outbox database (retrying
+    /// while unreachable), brings its outbox schema up to date, makes sure the topics exist, takes a first share of
+    /// the shards and binds the metrics listener.
     pub async fn build(settings: &Settings) -> anyhow::Result<Self> {
         anyhow::ensure!(!settings.database_urls.is_empty(), "No outbox database given (RELAY_DATABASE_URLS)");
+        kafka::check_overrides(&settings.kafka)?;
         let instance_id = Uuid::now_v7();
         let mut registry = Registry::default();
         let metrics = Metrics::register(&mut registry);
@@ -46,30 +54,19 @@ impl Application {
 
         let mut workers = Vec::with_capacity(settings.database_urls.len());
         for url in &settings.database_urls {
-            let name = url.database_name().unwrap_or("postgres").to_owned();
-            let pool = postgres::connect(url, &settings.database).await?;
-            outbox::migrate(&pool).await.with_context(|| format!("Failed to migrate the outbox of {url}"))?;
-            let leases = Leases::new(pool.clone(), name.clone(), instance_id, settings.relay.lease_ttl());
+            let outbox = url.database_name().unwrap_or("postgres").to_owned();
+            let pool =
+                postgres::connect_and_migrate(url, &settings.database, &[shop_outbox::migrator()]).await?;
+            let leases = Leases::new(pool.clone(), outbox.clone(), instance_id, settings.relay.lease_ttl());
             leases.refresh().await.with_context(|| format!("Failed to take shard leases on {url}"))?;
-            let wake = Arc::new(Notify::new());
-            let outbox_metrics = metrics.outbox(&name);
-            let relay = OutboxRelay::new(
-                name.clone(),
-                pool.clone(),
-                settings.kafka.clone(),
-                settings.relay.clone(),
-                leases.subscribe(),
-                wake.clone(),
-                outbox_metrics.clone(),
-            )?;
             workers.push(OutboxWorker {
-                outbox: name,
+                metrics: metrics.outbox(&outbox),
+                outbox,
                 pool,
-                leases,
-                relay,
-                wake,
-                metrics: outbox_metrics,
-                retention: settings.relay.retention(),
+                kafka: settings.kafka.clone(),
+                settings: settings.relay.clone(),
+                leases: Arc::new(leases),
+                wake: Arc::new(Notify::new()),
             });
         }
 
@@ -79,7 +76,7 @@ impl Application {
         Ok(Self { instance_id, workers, metrics_listener, registry: Arc::new(registry) })
     }
 
-    /// Where `/metrics` is served.
+    /// Where `/metrics` and the health checks are served.
     pub fn metrics_addr(&self) -> SocketAddr {
         self.metrics_listener.local_addr().expect("a bound listener has a local address")
     }
@@ -90,40 +87,41 @@ impl Application {
     }
 
     /// Relays until `shutdown` resolves; then every outbox finishes or abandons its batch and gives its shards
-    /// back.
+    /// back. Each outbox's relay is supervised (restarted with backoff should it fail) and reported in
+    /// `/health/ready`.
     pub async fn run_until_stopped(
         self,
         shutdown: impl Future<Output = ()> + Send + 'static,
     ) -> anyhow::Result<()> {
-        let stop = CancellationToken::new();
-        let registry = self.registry.clone();
-        let router = Router::new()
-            .route("/metrics", get(move || metrics(registry.clone())))
-            .route("/health", get(|| async { "ok" }));
-        let server = tokio::spawn(
-            axum::serve(self.metrics_listener, router)
-                .with_graceful_shutdown(stop.clone().cancelled_owned())
-                .into_future(),
-        );
-
-        let mut workers = tokio::task::JoinSet::new();
+        let health = Health::new();
+        let mut supervisor = Supervisor::new(&health);
         for worker in self.workers {
-            workers.spawn(worker.run(stop.clone()));
+            let worker = Arc::new(worker);
+            supervisor.restarting(worker.outbox.clone(), move |part| {
+                let worker = worker.clone();
+                async move { worker.run(part).await }
+            });
         }
+        let router = Router::new()
+            .route("/metrics", get(metrics).with_state(self.registry.clone()))
+            .route("/health", get(|| async { "ok" }))
+            .route("/health/ready", get(ready).with_state(health.clone()));
+        let stop = supervisor.stop_token();
+        let listener = self.metrics_listener;
+        supervisor.essential("the metrics server", async move {
+            axum::serve(listener, router)
+                .with_graceful_shutdown(stop.cancelled_owned())
+                .await
+                .map_err(Into::into)
+        });
         tracing::info!(instance_id = %self.instance_id, "Relaying.");
-
-        shutdown.await;
-        stop.cancel();
-        while let Some(result) = workers.join_next().await {
-            result.context("An outbox worker panicked")?;
-        }
-        server.await.context("The metrics server panicked")?.context("The metrics server failed")?;
+        supervisor.run_until(shutdown).await?;
         tracing::info!("The relay stopped.");
         Ok(())
     }
 }
 
-async fn metrics(registry: Arc<Registry>) -> impl IntoResponse {
+async fn metrics(State(registry): State<Arc<Registry>>) -> impl IntoResponse {
     let mut body = String::new();
     match prometheus_client::encoding::text::encode(&mut body, &registry) {
         Ok(()) => {
@@ -132,7 +130,25 @@ async fn metrics(registry: Arc<Registry>) -> impl IntoResponse {
         }
         Err(error) => {
             tracing::error!(error.message = %error, "Failed to encode the metrics.");
-            axum::http::StatusCode::INTERNAL_SERVER_ERROR.into_response()
+            StatusCode::INTERNAL_SERVER_ERROR.into_response()
         }
     }
+}
+
+/// Readiness: 200 while every outbox's relay can publish, 503 otherwise; the body says which cannot, and why.
+async fn ready(State(health): State<Health>) -> (StatusCode, Json<serde_json::Value>) {
+    let outboxes: BTreeMap<String, String> = health
+        .statuses()
+        .into_iter()
+        .map(|(outbox, status)| {
+            let status = match status {
+                PartStatus::Serving => "publishing".to_owned(),
+                PartStatus::NotServing(reason) => reason,
+            };
+            (outbox, status)
+        })
+        .collect();
+    let code = if health.is_serving() { StatusCode::OK } else { StatusCode::SERVICE_UNAVAILABLE };
+    let status = if health.is_serving() { "ok" } else { "degraded" };
+    (code, Json(serde_json::json!({ "status": status, "outboxes": outboxes })))
 }

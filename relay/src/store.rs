@@ -1,17 +1,22 @@
-//! The relay's SQL on one outbox database: reading unpublished rows of the shards it holds, recording what was
-//! published or parked, clean-up and backlog figures.
+//! The relay's SQL on one outbox database: reading the unpublished rows of the shards it holds, recording what a
+//! batch did (only for shards it still holds), the heartbeat's watermark, clean-up and backlog figures.
 
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 use shop_events::cloudevents::EventMetadata;
-use sqlx::PgPool;
+use sqlx::{PgPool, PgTransaction};
 use uuid::Uuid;
+
+/// The columns of an [`OutboxRow`].
+const ROW_COLUMNS: &str = "position, shard, event_id, aggregate_type, aggregate_id, aggregate_version, event_type, \
+                           topic, payload::text AS payload, occurred_at, traceparent, tracestate";
 
 /// One outbox row as the relay publishes it. The payload stays text: it goes to Kafka as it is.
 #[derive(Debug, Clone, sqlx::FromRow)]
 pub struct OutboxRow {
     pub position: i64,
+    pub shard: i16,
     pub event_id: Uuid,
     pub aggregate_type: String,
     pub aggregate_id: Uuid,
@@ -39,16 +44,44 @@ impl OutboxRow {
     }
 }
 
-/// A row Kafka refused for good, and why.
+/// An aggregate held back at one of its rows, and why: parked for good (Kafka refused the row), or deferred
+/// (the row's topic cannot be written now; it is tried again later).
 #[derive(Debug, Clone)]
 pub struct Parked {
     pub aggregate_id: Uuid,
     pub position: i64,
     pub event_id: Uuid,
+    pub shard: i16,
     pub reason: String,
 }
 
-/// The oldest unpublished rows of `shards`, in insertion order, leaving out parked aggregates.
+impl Parked {
+    pub fn at(row: &OutboxRow, reason: impl Into<String>) -> Self {
+        Self {
+            aggregate_id: row.aggregate_id,
+            position: row.position,
+            event_id: row.event_id,
+            shard: row.shard,
+            reason: reason.into(),
+        }
+    }
+}
+
+/// What one batch did, to be recorded.
+#[derive(Debug, Default)]
+pub struct BatchRecord<'a> {
+    /// Rows Kafka acknowledged.
+    pub delivered: Vec<&'a OutboxRow>,
+    /// Aggregates Kafka refused for good.
+    pub parked: Vec<Parked>,
+    /// Aggregates whose row could not be routed now.
+    pub deferred: Vec<Parked>,
+}
+
+/// The shards an instance holds, with the epoch of its lease on each.
+pub type Leases = [(i16, i64)];
+
+/// The oldest unpublished rows of `shards`, in insertion order, leaving out aggregates parked or deferred.
 ///
 /// There is no read cursor: every read starts again from the oldest unpublished row, so a row whose transaction
 /// committed late (after rows with higher positions were published) is simply read by a later batch. A row
@@ -63,16 +96,15 @@ pub struct Parked {
 pub async fn unpublished(pool: &PgPool, shards: &[i16], limit: i64) -> Result<Vec<OutboxRow>, sqlx::Error> {
     let mut transaction = pool.begin().await?;
     sqlx::query("SET LOCAL enable_sort = off").execute(&mut *transaction).await?;
-    let rows = sqlx::query_as(
-        "SELECT position, event_id, aggregate_type, aggregate_id, aggregate_version, event_type, topic,
-                payload::text AS payload, occurred_at, traceparent, tracestate
-         FROM outbox o
+    let rows = sqlx::query_as(sqlx::AssertSqlSafe(format!(
+        "SELECT {ROW_COLUMNS} FROM outbox o
          WHERE published_at IS NULL
            AND shard = ANY($1)
-           AND NOT EXISTS (SELECT 1 FROM outbox_parked p WHERE p.aggregate_id = o.aggregate_id)
+           AND NOT EXISTS (SELECT 1 FROM outbox_parked p
+                           WHERE p.aggregate_id = o.aggregate_id AND (p.retry_at IS NULL OR p.retry_at > now()))
          ORDER BY position
-         LIMIT $2",
-    )
+         LIMIT $2"
+    )))
     .bind(shards)
     .bind(limit)
     .fetch_all(&mut *transaction)
@@ -81,36 +113,157 @@ pub async fn unpublished(pool: &PgPool, shards: &[i16], limit: i64) -> Result<Ve
     Ok(rows)
 }
 
-/// Records, in one transaction, that `published` rows were acknowledged by Kafka (deleting them, or marking them
-/// for later deletion when a retention is kept) and that the `parked` aggregates are parked.
+/// The oldest unpublished row of `aggregate`, if any.
+pub async fn first_unpublished(pool: &PgPool, aggregate: Uuid) -> Result<Option<OutboxRow>, sqlx::Error> {
+    sqlx::query_as(sqlx::AssertSqlSafe(format!(
+        "SELECT {ROW_COLUMNS} FROM outbox
+         WHERE aggregate_id = $1 AND published_at IS NULL
+         ORDER BY position LIMIT 1"
+    )))
+    .bind(aggregate)
+    .fetch_optional(pool)
+    .await
+}
+
+/// Records `batch` in one transaction, for the rows of shards this instance still holds under the same lease
+/// epochs (`leases`); the rows of a shard that moved meanwhile are left to its new owner, who sends them again (a
+/// duplicate, never a loss). Delivered rows are deleted (or marked, when a retention is kept) and their
+/// aggregates' deferrals lifted; parked and deferred aggregates are noted. Returns the shards no longer held.
 pub async fn record_batch(
     pool: &PgPool,
-    published: &[i64],
-    parked: &[Parked],
+    instance_id: Uuid,
+    leases: &Leases,
+    batch: &BatchRecord<'_>,
+    keep_published: bool,
+) -> Result<Vec<i16>, sqlx::Error> {
+    let mut transaction = pool.begin().await?;
+    let held = lock_held_shards(&mut transaction, instance_id, leases).await?;
+    let delivered: Vec<&OutboxRow> =
+        batch.delivered.iter().copied().filter(|row| held.contains(&row.shard)).collect();
+    mark_published(&mut transaction, &delivered, keep_published).await?;
+    for parked in batch.parked.iter().filter(|parked| held.contains(&parked.shard)) {
+        park(&mut transaction, parked, Hold::ForGood).await?;
+    }
+    for deferred in batch.deferred.iter().filter(|deferred| held.contains(&deferred.shard)) {
+        park(&mut transaction, deferred, Hold::ForAWhile).await?;
+    }
+    transaction.commit().await?;
+    Ok(leases.iter().map(|(shard, _)| *shard).filter(|shard| !held.contains(shard)).collect())
+}
+
+/// The shards of `leases` this instance still holds at the same epoch, locked against a takeover until the
+/// transaction ends.
+async fn lock_held_shards(
+    transaction: &mut PgTransaction<'_>,
+    instance_id: Uuid,
+    leases: &Leases,
+) -> Result<Vec<i16>, sqlx::Error> {
+    let (shards, epochs): (Vec<i16>, Vec<i64>) = leases.iter().copied().unzip();
+    sqlx::query_scalar(
+        "SELECT shard FROM outbox_relay_shards
+         WHERE owner = $1 AND (shard, epoch) IN (SELECT * FROM UNNEST($2::smallint[], $3::bigint[]))
+         FOR SHARE",
+    )
+    .bind(instance_id)
+    .bind(&shards)
+    .bind(&epochs)
+    .fetch_all(&mut **transaction)
+    .await
+}
+
+/// Deletes (or marks) the delivered rows, lifts their aggregates' deferrals, and notes their topics.
+async fn mark_published(
+    transaction: &mut PgTransaction<'_>,
+    rows: &[&OutboxRow],
     keep_published: bool,
 ) -> Result<(), sqlx::Error> {
-    let mut transaction = pool.begin().await?;
-    if !published.is_empty() {
-        let statement = if keep_published {
-            "UPDATE outbox SET published_at = now() WHERE position = ANY($1)"
-        } else {
-            "DELETE FROM outbox WHERE position = ANY($1)"
-        };
-        sqlx::query(statement).bind(published).execute(&mut *transaction).await?;
+    if rows.is_empty() {
+        return Ok(());
     }
-    for parked in parked {
-        sqlx::query(
+    let positions: Vec<i64> = rows.iter().map(|row| row.position).collect();
+    let statement = if keep_published {
+        "UPDATE outbox SET published_at = now() WHERE position = ANY($1)"
+    } else {
+        "DELETE FROM outbox WHERE position = ANY($1)"
+    };
+    sqlx::query(statement).bind(&positions).execute(&mut **transaction).await?;
+
+    let aggregates: Vec<Uuid> = rows.iter().map(|row| row.aggregate_id).collect();
+    sqlx::query("DELETE FROM outbox_parked WHERE aggregate_id = ANY($1) AND retry_at IS NOT NULL")
+        .bind(&aggregates)
+        .execute(&mut **transaction)
+        .await?;
+    let mut topics: Vec<&str> = rows.iter().map(|row| row.topic.as_str()).collect();
+    topics.sort_unstable();
+    topics.dedup();
+    sqlx::query(
+        "INSERT INTO outbox_relay_topics (topic) SELECT * FROM UNNEST($1::text[]) ON CONFLICT DO NOTHING",
+    )
+    .bind(&topics)
+    .execute(&mut **transaction)
+    .await?;
+    Ok(())
+}
+
+/// How long an aggregate is held back.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Hold {
+    /// Until an operator fixes or removes the row and deletes the entry.
+    ForGood,
+    /// Until a retry time that backs off with every attempt: 2, 4, 8 … seconds, at most five minutes.
+    ForAWhile,
+}
+
+async fn park(transaction: &mut PgTransaction<'_>, parked: &Parked, hold: Hold) -> Result<(), sqlx::Error> {
+    let statement = match hold {
+        Hold::ForGood => {
+            // A deferred aggregate whose row is then refused for good becomes parked for good.
             "INSERT INTO outbox_parked (aggregate_id, position, event_id, reason) VALUES ($1, $2, $3, $4)
-             ON CONFLICT (aggregate_id) DO NOTHING",
-        )
+             ON CONFLICT (aggregate_id) DO UPDATE
+             SET position = EXCLUDED.position, event_id = EXCLUDED.event_id, reason = EXCLUDED.reason,
+                 retry_at = NULL, parked_at = now()"
+        }
+        Hold::ForAWhile => {
+            "INSERT INTO outbox_parked (aggregate_id, position, event_id, reason, retry_at)
+             VALUES ($1, $2, $3, $4, now() + interval '2 seconds')
+             ON CONFLICT (aggregate_id) DO UPDATE
+             SET reason = EXCLUDED.reason, attempts = outbox_parked.attempts + 1,
+                 retry_at = now() + make_interval(secs => least(power(2, outbox_parked.attempts + 1), 300))
+             WHERE outbox_parked.retry_at IS NOT NULL"
+        }
+    };
+    sqlx::query(statement)
         .bind(parked.aggregate_id)
         .bind(parked.position)
         .bind(parked.event_id)
         .bind(&parked.reason)
-        .execute(&mut *transaction)
+        .execute(&mut **transaction)
         .await?;
-    }
-    transaction.commit().await
+    Ok(())
+}
+
+/// What the relay can promise about one outbox now.
+#[derive(Debug, Clone, PartialEq, Eq, sqlx::FromRow)]
+pub struct Watermark {
+    /// Every row committed before this time has been acknowledged by Kafka: the oldest unpublished row (parked
+    /// aggregates aside) occurred no earlier, and any row committed before the snapshot is visible to it.
+    pub published_through: DateTime<Utc>,
+    /// The topics the outbox has published to.
+    pub topics: Vec<String>,
+}
+
+pub async fn watermark(pool: &PgPool) -> Result<Watermark, sqlx::Error> {
+    sqlx::query_as(
+        "SELECT LEAST(statement_timestamp(),
+                      (SELECT min(occurred_at) FROM outbox o
+                       WHERE published_at IS NULL
+                         AND NOT EXISTS (SELECT 1 FROM outbox_parked p
+                                         WHERE p.aggregate_id = o.aggregate_id AND p.retry_at IS NULL)))
+                   AS published_through,
+                ARRAY(SELECT topic FROM outbox_relay_topics ORDER BY topic) AS topics",
+    )
+    .fetch_one(pool)
+    .await
 }
 
 /// Deletes rows published more than `retention` ago, `batch` rows per statement so no statement holds many locks
@@ -144,8 +297,10 @@ pub struct Backlog {
     pub unpublished: i64,
     /// Age of the oldest unpublished row, in seconds; 0 when there is none.
     pub oldest_age_secs: f64,
-    /// Parked aggregates.
+    /// Aggregates parked for good.
     pub parked: i64,
+    /// Aggregates waiting to try again (their topic could not be written).
+    pub deferred: i64,
 }
 
 pub async fn backlog(pool: &PgPool) -> Result<Backlog, sqlx::Error> {
@@ -153,21 +308,43 @@ pub async fn backlog(pool: &PgPool) -> Result<Backlog, sqlx::Error> {
         "SELECT (SELECT count(*) FROM outbox WHERE published_at IS NULL) AS unpublished,
                 COALESCE((SELECT extract(epoch FROM now() - min(occurred_at))::float8
                           FROM outbox WHERE published_at IS NULL), 0) AS oldest_age_secs,
-                (SELECT count(*) FROM outbox_parked) AS parked",
+                (SELECT count(*) FROM outbox_parked WHERE retry_at IS NULL) AS parked,
+                (SELECT count(*) FROM outbox_parked WHERE retry_at IS NOT NULL) AS deferred",
     )
     .fetch_one(pool)
     .await
 }
 
-/// The parked aggregates, oldest first.
+/// The aggregates parked for good, oldest first.
 pub async fn parked(pool: &PgPool) -> Result<Vec<Parked>, sqlx::Error> {
-    let rows: Vec<(Uuid, i64, Uuid, String)> = sqlx::query_as(
-        "SELECT aggregate_id, position, event_id, reason FROM outbox_parked ORDER BY parked_at, aggregate_id",
-    )
+    held_back(pool, "retry_at IS NULL").await
+}
+
+/// The aggregates deferred for a while, oldest first.
+pub async fn deferred(pool: &PgPool) -> Result<Vec<Parked>, sqlx::Error> {
+    held_back(pool, "retry_at IS NOT NULL").await
+}
+
+async fn held_back(pool: &PgPool, which: &str) -> Result<Vec<Parked>, sqlx::Error> {
+    let rows: Vec<(Uuid, i64, Uuid, String)> = sqlx::query_as(sqlx::AssertSqlSafe(format!(
+        "SELECT aggregate_id, position, event_id, reason FROM outbox_parked WHERE {which}
+         ORDER BY parked_at, aggregate_id"
+    )))
     .fetch_all(pool)
     .await?;
     Ok(rows
         .into_iter()
-        .map(|(aggregate_id, position, event_id, reason)| Parked { aggregate_id, position, event_id, reason })
+        .map(|(aggregate_id, position, event_id, reason)| Parked {
+            shard: shard_of(aggregate_id),
+            aggregate_id,
+            position,
+            event_id,
+            reason,
+        })
         .collect())
+}
+
+/// The shard of an aggregate, as the outbox computes it.
+pub fn shard_of(aggregate_id: Uuid) -> i16 {
+    i16::from(aggregate_id.as_bytes()[15]) % shop_outbox::SHARD_COUNT
 }

@@ -4,38 +4,53 @@
 use std::{sync::Arc, time::Duration};
 
 use shop_outbox::NOTIFY_CHANNEL;
+use shop_platform::{backoff::Backoff, kafka::KafkaSettings, supervisor::Part};
 use sqlx::{PgPool, postgres::PgListener};
 use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 
-use crate::{leases::Leases, metrics::OutboxMetrics, relay::OutboxRelay, store};
+use crate::{
+    config::RelaySettings,
+    leases::Leases,
+    metrics::OutboxMetrics,
+    relay::{OutboxRelay, RelayParts},
+    store,
+};
 
 /// How often backlog figures are refreshed and old published rows deleted.
 const HOUSEKEEPING_INTERVAL: Duration = Duration::from_secs(5);
 /// Rows deleted per statement by the retention clean-up.
 const DELETE_BATCH: i64 = 10_000;
 
-/// One outbox's relay, ready to run.
-#[derive(Debug)]
+/// One outbox's relay, ready to run (and to run again, should it fail).
+#[derive(Debug, Clone)]
 pub struct OutboxWorker {
     pub(crate) outbox: String,
     pub(crate) pool: PgPool,
-    pub(crate) leases: Leases,
-    pub(crate) relay: OutboxRelay,
+    pub(crate) kafka: KafkaSettings,
+    pub(crate) settings: RelaySettings,
+    pub(crate) leases: Arc<Leases>,
     pub(crate) wake: Arc<Notify>,
     pub(crate) metrics: OutboxMetrics,
-    pub(crate) retention: Duration,
 }
 
 impl OutboxWorker {
-    /// Runs until `stop`: the publishing loop finishes (or abandons) its batch first, then the shards are given
-    /// back so other instances take over at once.
-    pub async fn run(self, stop: CancellationToken) {
-        let helpers = stop.child_token();
-        let leases = Arc::new(self.leases);
+    /// Runs until `part.stop`: the publishing loop finishes (or abandons) its batch first, then the shards are given
+    /// back so other instances take over at once. Each run starts a new producer.
+    pub async fn run(&self, part: Part) -> anyhow::Result<()> {
+        let relay = OutboxRelay::new(RelayParts {
+            outbox: self.outbox.clone(),
+            pool: self.pool.clone(),
+            kafka: self.kafka.clone(),
+            settings: self.settings.clone(),
+            leases: self.leases.clone(),
+            wake: self.wake.clone(),
+            metrics: self.metrics.clone(),
+        })?;
+        let helpers = part.stop.child_token();
         let mut tasks = tokio::task::JoinSet::new();
         tasks.spawn({
-            let (leases, stop) = (leases.clone(), helpers.clone());
+            let (leases, stop) = (self.leases.clone(), helpers.clone());
             async move { leases.run(stop).await }
         });
         tasks.spawn(listen_for_commits(
@@ -47,16 +62,16 @@ impl OutboxWorker {
         tasks.spawn(housekeeping(
             self.pool.clone(),
             self.outbox.clone(),
-            self.metrics,
-            self.retention,
+            self.metrics.clone(),
+            self.settings.retention(),
             helpers.clone(),
         ));
 
-        self.relay.run(stop).await;
+        relay.run(part.stop.clone(), part.health).await;
 
         helpers.cancel();
         while tasks.join_next().await.is_some() {}
-        match leases.release_all().await {
+        match self.leases.release_all().await {
             Ok(()) => tracing::info!(outbox = %self.outbox, "Gave the shards back."),
             Err(error) => tracing::warn!(
                 outbox = %self.outbox,
@@ -64,27 +79,24 @@ impl OutboxWorker {
                 "Failed to give the shards back; other instances take them when the leases expire."
             ),
         }
+        Ok(())
     }
 }
 
 /// Wakes the publishing loop on every committed outbox write. After a lost connection it reconnects and wakes
 /// the loop anyway, since notifications sent meanwhile are lost.
 async fn listen_for_commits(pool: PgPool, outbox: String, wake: Arc<Notify>, stop: CancellationToken) {
-    let mut pause = Duration::from_millis(100);
+    let mut backoff = Backoff::new(Duration::from_millis(100), Duration::from_secs(5));
     while !stop.is_cancelled() {
         let mut listener = match connect_listener(&pool).await {
             Ok(listener) => listener,
             Err(error) => {
                 tracing::warn!(%outbox, error.message = %error, "Failed to listen for outbox commits; polling meanwhile.");
-                tokio::select! {
-                    () = stop.cancelled() => return,
-                    () = tokio::time::sleep(pause) => {}
-                }
-                pause = (pause * 2).min(Duration::from_secs(5));
+                backoff.wait(&stop).await;
                 continue;
             }
         };
-        pause = Duration::from_millis(100);
+        backoff.reset();
         wake.notify_one();
         loop {
             tokio::select! {
@@ -129,6 +141,7 @@ async fn housekeeping(
                 metrics.backlog.set(backlog.unpublished);
                 metrics.oldest_age.set(backlog.oldest_age_secs);
                 metrics.parked_aggregates.set(backlog.parked);
+                metrics.deferred_aggregates.set(backlog.deferred);
             }
             Err(error) => {
                 tracing::warn!(%outbox, error.message = %error, "Failed to measure the outbox backlog.")

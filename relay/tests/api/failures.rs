@@ -1,5 +1,6 @@
 use std::time::Duration;
 
+use rdkafka::types::{RDKafkaApiKey, RDKafkaRespErr};
 use shop_platform::kafka::KafkaOption;
 use uuid::Uuid;
 
@@ -134,4 +135,156 @@ async fn an_unreachable_broker_stops_start_up_with_a_clear_error_after_the_start
     .unwrap_err();
 
     assert!(format!("{error:#}").contains("Failed to reach Kafka at 127.0.0.1:1"), "{error:#}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[cfg_attr(external_kafka, ignore = "injects errors into the embedded mock cluster")]
+async fn a_producer_broken_before_its_first_send_is_replaced_and_the_next_batches_are_delivered() {
+    // Arrange: the producer's id request fails in a way librdkafka makes fatal; every send then fails on enqueue.
+    let broker = Broker::start().await;
+    let mock = broker.mock().expect("the embedded mock cluster");
+    mock.request_errors(
+        RDKafkaApiKey::InitProducerId,
+        &[RDKafkaRespErr::RD_KAFKA_RESP_ERR_CLUSTER_AUTHORIZATION_FAILED],
+    );
+    let database = outbox_database().await;
+    let topic = broker.create_topic("test-relay", 3).await;
+    let relay = spawn_relay(&relay_settings(&database, &broker)).await;
+
+    // Act
+    let id = Uuid::now_v7();
+    for version in 1..=3 {
+        append(&database.pool, &[event(&topic, id, version, 16)]).await;
+    }
+
+    // Assert
+    let received = read_topic(&broker, &topic, 3, Duration::from_secs(30)).await;
+    verify(&received, &[(id, 3)].into_iter().collect());
+    assert!(relay.metric("shop_relay_producers_replaced_total", &database.name).await >= 1.0);
+    relay.server.stop().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[cfg_attr(external_kafka, ignore = "injects errors into the embedded mock cluster")]
+async fn a_producer_made_fatal_by_a_delivery_is_replaced_and_the_next_batches_are_delivered() {
+    let broker = Broker::start().await;
+    let mock = broker.mock().expect("the embedded mock cluster");
+    let database = outbox_database().await;
+    let topic = broker.create_topic("test-relay", 1).await;
+    let relay = spawn_relay(&relay_settings(&database, &broker)).await;
+    let id = Uuid::now_v7();
+    append(&database.pool, &[event(&topic, id, 1, 16)]).await;
+    read_topic(&broker, &topic, 1, Duration::from_secs(30)).await;
+
+    // The next produce request is answered with a sequence error: fatal for an idempotent producer.
+    mock.request_errors(
+        RDKafkaApiKey::Produce,
+        &[RDKafkaRespErr::RD_KAFKA_RESP_ERR_OUT_OF_ORDER_SEQUENCE_NUMBER],
+    );
+    for version in 2..=4 {
+        append(&database.pool, &[event(&topic, id, version, 16)]).await;
+    }
+
+    let received = read_topic(&broker, &topic, 4, Duration::from_secs(30)).await;
+    verify(&received, &[(id, 4)].into_iter().collect());
+    assert!(relay.metric("shop_relay_producers_replaced_total", &database.name).await >= 1.0);
+    relay.server.stop().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[cfg_attr(external_kafka, ignore = "injects errors into the embedded mock cluster")]
+async fn a_refusal_of_a_whole_request_is_retried_record_by_record_and_parks_nothing_that_kafka_takes() {
+    // Arrange: three aggregates' events go out in one request, which Kafka refuses as too large.
+    let broker = Broker::start().await;
+    let mock = broker.mock().expect("the embedded mock cluster");
+    let database = outbox_database().await;
+    let topic = broker.create_topic("test-relay", 1).await;
+    mock.request_errors(RDKafkaApiKey::Produce, &[RDKafkaRespErr::RD_KAFKA_RESP_ERR_MSG_SIZE_TOO_LARGE]);
+    let ids = [Uuid::now_v7(), Uuid::now_v7(), Uuid::now_v7()];
+
+    // Act
+    append(&database.pool, &ids.map(|id| event(&topic, id, 1, 16))).await;
+    let relay = spawn_relay(&relay_settings(&database, &broker)).await;
+
+    // Assert: sent again one by one, each is taken; nothing is parked.
+    let received = read_topic(&broker, &topic, 3, Duration::from_secs(30)).await;
+    verify(&received, &ids.iter().map(|id| (*id, 1)).collect());
+    assert!(shop_relay::store::parked(&database.pool).await.unwrap().is_empty());
+    relay.server.stop().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_row_for_a_missing_topic_holds_back_only_its_own_aggregate_until_the_topic_exists() {
+    // Arrange: librdkafka gives up on a missing topic after half a second rather than 30.
+    let broker = Broker::start().await;
+    let database = outbox_database().await;
+    let topic = broker.create_topic("test-relay", 3).await;
+    let missing = format!("test-missing-{}", Uuid::now_v7().simple());
+    let mut settings = relay_settings(&database, &broker);
+    settings.kafka.kafka_options.push("topic.metadata.propagation.max.ms=500".parse().unwrap());
+    let relay = spawn_relay(&settings).await;
+
+    // Act: a row for the missing topic, then rows for a real one behind it.
+    let stranded = Uuid::now_v7();
+    append(&database.pool, &[event(&missing, stranded, 1, 16)]).await;
+    eventually(Duration::from_secs(30), "the stranded aggregate to be deferred", || async {
+        !shop_relay::store::deferred(&database.pool).await.unwrap().is_empty()
+    })
+    .await;
+    let others = [Uuid::now_v7(), Uuid::now_v7()];
+    append(&database.pool, &others.map(|id| event(&topic, id, 1, 16))).await;
+    let received = read_topic(&broker, &topic, 2, Duration::from_secs(30)).await;
+
+    // Assert: the others flowed on; the stranded one waits, then goes once its topic exists.
+    verify(&received, &others.iter().map(|id| (*id, 1)).collect());
+    let deferred = shop_relay::store::deferred(&database.pool).await.unwrap();
+    assert_eq!(deferred.len(), 1);
+    assert_eq!(deferred[0].aggregate_id, stranded);
+    assert!(shop_relay::store::parked(&database.pool).await.unwrap().is_empty(), "deferred, not parked");
+    broker.create_named_topic(&missing, 1).await;
+    let late = read_topic(&broker, &missing, 1, Duration::from_secs(60)).await;
+    assert_eq!(late.len(), 1);
+    eventually(Duration::from_secs(10), "the deferral to be lifted", || async {
+        shop_relay::store::deferred(&database.pool).await.unwrap().is_empty()
+    })
+    .await;
+    relay.server.stop().await.unwrap();
+}
+
+#[tokio::test]
+async fn overrides_that_would_void_the_guarantees_stop_the_relay_at_start() {
+    let broker = Broker::start().await;
+    let database = outbox_database().await;
+    let mut settings = relay_settings(&database, &broker);
+    settings.kafka.kafka_options.push("enable.idempotence=false".parse().unwrap());
+
+    let error = shop_relay::startup::Application::build(&settings).await.unwrap_err();
+
+    assert!(error.to_string().contains("enable.idempotence=false"), "{error}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_relay_publishes_each_outboxs_heartbeat_naming_its_topics() {
+    let broker = Broker::start().await;
+    let database = outbox_database().await;
+    let topic = broker.create_topic("test-relay", 3).await;
+    let relay = spawn_relay(&relay_settings(&database, &broker)).await;
+    let before = chrono::Utc::now();
+    append(&database.pool, &[event(&topic, Uuid::now_v7(), 1, 16)]).await;
+    read_topic(&broker, &topic, 1, Duration::from_secs(30)).await;
+
+    let heartbeats = broker
+        .read_until(&broker.topic(shop_events::topics::HEARTBEATS), Duration::from_secs(30), {
+            let topic = topic.clone();
+            move |records| records.iter().any(|record| record.json()["topics"] == serde_json::json!([topic]))
+        })
+        .await;
+
+    let last = heartbeats.last().expect("a heartbeat");
+    assert_eq!(last.key, database.name);
+    assert_eq!(last.headers["ce_type"], "shop.outbox.heartbeat.v1");
+    let through: chrono::DateTime<chrono::Utc> =
+        last.json()["published_through"].as_str().unwrap().parse().unwrap();
+    assert!(through > before, "published through {through}, after the event was written");
+    relay.server.stop().await.unwrap();
 }

@@ -11,9 +11,9 @@ use shop_relay::{
     config::{RelaySettings, Settings},
     startup::Application,
 };
+pub(crate) use shop_testkit::eventually;
 use shop_testkit::{RunningServer, TestDatabase};
 use sqlx::PgPool;
-use tokio::time::Instant;
 use uuid::Uuid;
 
 pub(crate) use shop_testkit::kafka::TestBroker as Broker;
@@ -49,17 +49,44 @@ pub(crate) fn relay_settings(database: &TestDatabase, broker: &Broker) -> Settin
 /// A relay running in this process.
 pub(crate) struct RunningRelay {
     pub(crate) metrics_url: String,
+    pub(crate) ready_url: String,
+    pub(crate) instance_id: Uuid,
     pub(crate) server: RunningServer,
 }
 
 pub(crate) async fn spawn_relay(settings: &Settings) -> RunningRelay {
     let application = Application::build(settings).await.expect("Failed to build the relay");
     let metrics_url = format!("http://{}/metrics", application.metrics_addr());
+    let ready_url = format!("http://{}/health/ready", application.metrics_addr());
+    let instance_id = application.instance_id();
     let server = RunningServer::spawn(|shutdown| application.run_until_stopped(shutdown));
-    RunningRelay { metrics_url, server }
+    RunningRelay { metrics_url, ready_url, instance_id, server }
+}
+
+/// `settings` with Kafka reached through `proxy`.
+pub(crate) fn through(mut settings: Settings, proxy: &shop_testkit::proxy::KafkaProxy) -> Settings {
+    settings.kafka.kafka_brokers = proxy.bootstrap();
+    settings
+}
+
+/// How many shards `instance` holds under a live lease.
+pub(crate) async fn shards_held(pool: &PgPool, instance: Uuid) -> i64 {
+    sqlx::query_scalar(
+        "SELECT count(*) FROM outbox_relay_shards WHERE owner = $1 AND lease_expires_at > now()",
+    )
+    .bind(instance)
+    .fetch_one(pool)
+    .await
+    .unwrap()
 }
 
 impl RunningRelay {
+    /// The readiness check's status code and body.
+    pub(crate) async fn ready(&self) -> (u16, serde_json::Value) {
+        let response = reqwest::get(&self.ready_url).await.unwrap();
+        (response.status().as_u16(), response.json().await.unwrap())
+    }
+
     /// The value of metric `name` with `outbox="{outbox}"`, from `/metrics`.
     pub(crate) async fn metric(&self, name: &str, outbox: &str) -> f64 {
         let body = reqwest::get(&self.metrics_url).await.unwrap().text().await.unwrap();
@@ -219,17 +246,4 @@ pub(crate) async fn unpublished(pool: &PgPool) -> i64 {
         .fetch_one(pool)
         .await
         .unwrap()
-}
-
-/// Waits until `condition` holds, checking every 50 ms, for at most `timeout`.
-pub(crate) async fn eventually<F, Fut>(timeout: Duration, what: &str, mut condition: F)
-where
-    F: FnMut() -> Fut,
-    Fut: std::future::Future<Output = bool>,
-{
-    let deadline = Instant::now() + timeout;
-    while !condition().await {
-        assert!(Instant::now() < deadline, "timed out waiting for {what}");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
 }

@@ -4,6 +4,7 @@
 
 mod delivery;
 mod failures;
+mod handover;
 mod helpers;
 mod housekeeping;
 mod sharing;
