@@ -1,7 +1,7 @@
 //! The relay's heartbeat: for one outbox, the time before which every committed event is on Kafka.
 //!
-//! A consumer that has seen a heartbeat saying "published through T" for every outbox writing to a topic, and has
-//! then consumed that topic up to its end as it was after the heartbeat, holds every event committed before T.
+//! A consumer that has seen, from every outbox, a heartbeat vouching for a topic through T, and has then consumed
+//! that topic up to its end as it was after the heartbeat, holds every event committed before T.
 //! That is how the order service tells "this account does not exist" from "this account is not in my projection
 //! yet" (Debezium's heartbeats serve the same purpose). Heartbeats travel on a topic of their own, keyed by outbox,
 //! compacted, so the entity topics carry nothing but events.
@@ -21,14 +21,26 @@ pub const EVENT_TYPE: EventType = EventType { name: "shop.outbox.heartbeat", ver
 pub struct OutboxHeartbeat {
     /// The outbox (its database's name); also the record key.
     pub outbox: String,
-    /// Every event this outbox committed before this time has been acknowledged by Kafka. Parked aggregates
-    /// (refused for good, waiting for an operator) are left out.
+    /// When the relay looked, by the outbox database's clock.
+    pub as_of: DateTime<Utc>,
+    /// Every event this outbox committed before this time has been acknowledged by Kafka: the time of its oldest
+    /// event still waiting, or `as_of` when none waits. Parked aggregates (refused for good, waiting for an
+    /// operator) are left out.
     pub published_through: DateTime<Utc>,
-    /// The topics this outbox has published to: the promise covers them.
-    pub topics: Vec<String>,
+    /// The topics of the events still waiting. For any other topic, the outbox vouches through `as_of`.
+    pub pending_topics: Vec<String>,
 }
 
 impl OutboxHeartbeat {
+    /// Up to when this outbox vouches that every event it committed for `topic` is on Kafka.
+    pub fn complete_through(&self, topic: &str) -> DateTime<Utc> {
+        if self.pending_topics.iter().any(|pending| pending == topic) {
+            self.published_through
+        } else {
+            self.as_of
+        }
+    }
+
     /// The record headers it travels with (CloudEvents binary mode, like every event).
     pub fn headers(&self) -> Vec<(&'static str, String)> {
         vec![

@@ -18,6 +18,7 @@ pub const DEFAULT_DATABASE_URL: &str = "postgres://postgres@127.0.0.1:5432/shop_
 pub const DEFAULT_ACCOUNT_SERVICE_URL: &str = "http://127.0.0.1:50051";
 pub const DEFAULT_CATALOG_SERVICE_URL: &str = "http://127.0.0.1:50052";
 const DEFAULT_PROJECTION_WAIT_MS: u64 = 10_000;
+const DEFAULT_CLOCK_SKEW_MS: u64 = 1_000;
 const DEFAULT_VALIDATION_INTERVAL_MS: u64 = 1_000;
 const DEFAULT_DEPENDENCY_TIMEOUT_MS: u64 = 3_000;
 
@@ -52,10 +53,15 @@ pub struct Settings {
     /// How orders are validated.
     #[arg(long, env = "ORDER_VALIDATION", value_enum, default_value_t = ValidationMode::Grpc)]
     pub validation: ValidationMode,
-    /// How long a pending order may wait for the projection to learn of its account and products before it is
-    /// rejected (projection validation).
+    /// How long a pending order naming an account or product the projection does not hold waits before it may be
+    /// rejected; it is rejected only once the projection is also known to hold every event from before the order
+    /// (projection validation).
     #[arg(long, env = "ORDER_PROJECTION_WAIT_MS", default_value_t = DEFAULT_PROJECTION_WAIT_MS)]
     pub projection_wait_ms: u64,
+    /// How far the clocks of the order service and of the other services' databases may disagree; an order is
+    /// rejected only once the projection is complete this far past its placement (projection validation).
+    #[arg(long, env = "ORDER_CLOCK_SKEW_MS", default_value_t = DEFAULT_CLOCK_SKEW_MS)]
+    pub clock_skew_ms: u64,
     /// How often pending orders are looked at even without a wake-up (projection validation).
     #[arg(long, env = "ORDER_VALIDATION_INTERVAL_MS", default_value_t = DEFAULT_VALIDATION_INTERVAL_MS)]
     pub validation_interval_ms: u64,
@@ -99,11 +105,15 @@ impl Settings {
     /// How the validator of pending orders paces itself. In `grpc` mode the directory's answers are final, so
     /// leftover pending orders are decided at once.
     pub fn validation_settings(&self) -> ValidationSettings {
-        let max_wait = match self.validation {
+        let reject_after = match self.validation {
             ValidationMode::Grpc => Duration::ZERO,
             ValidationMode::Projection => Duration::from_millis(self.projection_wait_ms),
         };
-        ValidationSettings { max_wait, interval: Duration::from_millis(self.validation_interval_ms) }
+        ValidationSettings {
+            reject_after,
+            clock_skew: Duration::from_millis(self.clock_skew_ms),
+            interval: Duration::from_millis(self.validation_interval_ms),
+        }
     }
 
     /// Client settings for a dependency at `url`.
@@ -122,6 +132,7 @@ impl Default for Settings {
             database: PoolSettings::default(),
             validation: ValidationMode::Grpc,
             projection_wait_ms: DEFAULT_PROJECTION_WAIT_MS,
+            clock_skew_ms: DEFAULT_CLOCK_SKEW_MS,
             validation_interval_ms: DEFAULT_VALIDATION_INTERVAL_MS,
             kafka: KafkaSettings::default(),
             account_service_url: DEFAULT_ACCOUNT_SERVICE_URL.to_owned(),

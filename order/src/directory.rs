@@ -3,6 +3,7 @@
 
 use std::{collections::HashMap, future::Future};
 
+use chrono::{DateTime, Utc};
 use shop_events::TraceContext;
 use shop_platform::{ServiceError, grpc::traced_request};
 use shop_proto::{
@@ -30,6 +31,10 @@ pub trait Directory: Send + Sync + 'static {
         ids: &[Uuid],
         trace: &TraceContext,
     ) -> impl Future<Output = Result<HashMap<Uuid, PricedProduct>, ServiceError>> + Send;
+
+    /// The time before which the directory knows every account and product that was created: one created before
+    /// it and not found does not exist. `None` while that is not known.
+    fn known_through(&self) -> impl Future<Output = Result<Option<DateTime<Utc>>, ServiceError>> + Send;
 }
 
 /// Asks the account and catalog services over gRPC: one call for the account, one batch call for the products.
@@ -60,6 +65,11 @@ fn dependency_error(service: &str, status: Status) -> ServiceError {
 }
 
 impl Directory for GrpcDirectory {
+    /// The account and catalog services own the data: what they do not know does not exist.
+    async fn known_through(&self) -> Result<Option<DateTime<Utc>>, ServiceError> {
+        Ok(Some(Utc::now()))
+    }
+
     async fn account_exists(&self, id: Uuid, trace: &TraceContext) -> Result<bool, ServiceError> {
         let request = traced_request(GetAccountRequest { id: id.to_string() }, trace);
         match self.accounts.clone().get_account(request).await {

@@ -4,7 +4,7 @@ use std::{future::Future, net::SocketAddr, sync::Arc};
 
 use anyhow::Context;
 use shop_platform::{grpc::lazy_channel, health::Health, supervisor::Supervisor};
-use shop_projection::{ProjectionRunner, Source};
+use shop_projection::{Completeness, ProjectionRunner, Source};
 use sqlx::PgPool;
 use tokio::{net::TcpListener, sync::Notify};
 
@@ -46,8 +46,9 @@ impl Application {
     ///
     /// Beside the gRPC server runs the validator of pending orders and, in projection mode, the consumer that feeds
     /// the projection of accounts and products. Each is supervised: should one fail, it is restarted with backoff
-    /// and reported NOT_SERVING meanwhile, in gRPC health under its own name (`order.directory`,
-    /// `order.validator`) and in the server's overall status.
+    /// and reported NOT_SERVING meanwhile, in gRPC health under its own name (`order.directory`, the consumer;
+    /// `order.completeness`, the follower of the relay's heartbeats; `order.validator`) and in the server's overall
+    /// status.
     pub async fn run_until_stopped(self, shutdown: impl Future<Output = ()> + Send) -> anyhow::Result<()> {
         let health = Health::new();
         let mut supervisor = Supervisor::new(&health);
@@ -64,11 +65,12 @@ impl Application {
                 serve(&mut supervisor, &health, self.listener, service);
             }
             ValidationMode::Projection => {
+                let source = Source::from_settings(&self.settings.kafka);
                 let runner = Arc::new(
                     ProjectionRunner::new(
                         Arc::new(DirectoryProjection::live()),
                         self.pool.clone(),
-                        Source::from_settings(&self.settings.kafka),
+                        source.clone(),
                     )
                     .notify_on_applied(wake.clone()),
                 );
@@ -76,7 +78,16 @@ impl Application {
                     let runner = runner.clone();
                     async move { runner.run(part).await }
                 });
-                let directory = ProjectionDirectory::new(self.pool.clone());
+                let completeness =
+                    Completeness::new(source, DirectoryProjection::NAME, DirectoryProjection::TOPICS);
+                supervisor.restarting("order.completeness", {
+                    let completeness = completeness.clone();
+                    move |part| {
+                        let completeness = completeness.clone();
+                        async move { completeness.follow(part).await }
+                    }
+                });
+                let directory = ProjectionDirectory::with_completeness(self.pool.clone(), completeness);
                 supervise_validator(&mut supervisor, &self.pool, directory.clone(), validation, wake.clone());
                 let service = OrderService::new(self.pool.clone(), directory, Placement::Deferred(wake));
                 serve(&mut supervisor, &health, self.listener, service);

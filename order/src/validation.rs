@@ -1,19 +1,28 @@
-//! Asynchronous validation (the `projection` mode): the [`Validator`] takes pending orders and, from the order
-//! service's own projection of accounts and products, confirms them (priced from the projection) or rejects them
-//! with a reason, each transition recorded with its event in one transaction.
+//! Validation of pending orders: the [`Validator`] takes pending orders and, from its [`Directory`], confirms them
+//! (priced) or rejects them with a reason, each transition recorded with its event in one transaction. In
+//! `projection` mode the directory is the order service's own projection of accounts and products; in `grpc` mode
+//! it is the account and catalog services, for orders left pending by an earlier run in projection mode.
 //!
-//! An order naming something the projection does not know yet waits, up to a bounded time, for a lagging
-//! projection to catch up; then it is rejected. Pending orders are taken with `FOR UPDATE SKIP LOCKED`, so several
-//! replicas validate side by side and never the same order twice.
+//! "Not yet" is not "no". An order naming an account or product the directory does not hold is rejected only once
+//! the directory is known complete past the order's placement — every event committed before it, plus the clock
+//! skew allowed between machines, is in the projection (see [`Completeness`](shop_projection::Completeness)) —
+//! and no sooner than `ORDER_PROJECTION_WAIT_MS` after it. Until then it stays pending, however long the relay or
+//! the projection lags, and the validator says how far behind the directory is.
+//!
+//! Pending orders are taken with `FOR UPDATE SKIP LOCKED`, so several replicas validate side by side and never
+//! the same order twice.
 
-use std::{sync::Arc, time::Duration};
+use std::{
+    sync::{Arc, Mutex},
+    time::Duration,
+};
 
-use chrono::Utc;
+use chrono::{DateTime, Utc};
 use shop_events::{Envelope, TraceContext};
 use shop_outbox as outbox;
 use shop_platform::{ServiceError, supervisor::Part};
 use sqlx::PgPool;
-use tokio::sync::Notify;
+use tokio::{sync::Notify, time::Instant};
 use uuid::Uuid;
 
 use crate::{
@@ -25,11 +34,17 @@ use crate::{
 /// Pending orders taken per transaction.
 const BATCH: i64 = 100;
 
-/// How the validator paces itself.
+/// How often, at most, the validator says that orders wait for a lagging directory.
+const LAG_REPORT_INTERVAL: Duration = Duration::from_secs(10);
+
+/// How the validator decides and paces itself.
 #[derive(Debug, Clone, Copy)]
 pub struct ValidationSettings {
-    /// How long an order may wait for the directory to learn of its account and products.
-    pub max_wait: Duration,
+    /// How long an order naming something unknown waits before it may be rejected (it also takes the directory
+    /// being known complete past the order).
+    pub reject_after: Duration,
+    /// How far the clocks of the order service and of the databases whose events fill the directory may disagree.
+    pub clock_skew: Duration,
     /// How often to look even without a wake-up (orders of other replicas, waits running out).
     pub interval: Duration,
 }
@@ -41,11 +56,20 @@ pub struct Validator<D> {
     directory: D,
     settings: ValidationSettings,
     wake: Arc<Notify>,
+    last_lag_report: Mutex<Option<Instant>>,
+}
+
+/// What one pass knows of the directory.
+#[derive(Debug, Clone, Copy)]
+struct Knowledge {
+    /// Orders placed before this time may be rejected for naming something unknown.
+    rejectable_before: Option<DateTime<Utc>>,
+    now: DateTime<Utc>,
 }
 
 impl<D: Directory> Validator<D> {
     pub fn new(pool: PgPool, directory: D, settings: ValidationSettings, wake: Arc<Notify>) -> Self {
-        Self { pool, directory, settings, wake }
+        Self { pool, directory, settings, wake, last_lag_report: Mutex::new(None) }
     }
 
     /// Validates until `part.stop`, waking on `wake` (an order placed, the projection moved) or every interval. A
@@ -69,8 +93,9 @@ impl<D: Directory> Validator<D> {
 
     /// One pass over every pending order. Returns how many were confirmed or rejected.
     pub async fn validate_pending(&self) -> Result<usize, ServiceError> {
+        let knowledge = self.knowledge().await?;
         let mut after = Uuid::nil();
-        let mut decided = 0;
+        let (mut decided, mut held_up) = (0, 0);
         loop {
             let mut transaction = self.pool.begin().await?;
             let pending = repository::lock_pending_orders(&mut transaction, after, BATCH).await?;
@@ -78,8 +103,13 @@ impl<D: Directory> Validator<D> {
             after = last.id;
             for (mut order, trace) in pending {
                 let trace = trace.map(|trace| trace.child()).unwrap_or_else(TraceContext::new_root);
-                let Some(event) = self.decide(&mut order, &trace).await? else {
-                    continue;
+                let event = match self.decide(&mut order, &trace, knowledge).await? {
+                    Decision::Transition(event) => event,
+                    Decision::Wait => continue,
+                    Decision::HeldUp => {
+                        held_up += 1;
+                        continue;
+                    }
                 };
                 repository::update_order(&mut transaction, &order).await?;
                 outbox::append(&mut transaction, &event).await?;
@@ -93,21 +123,56 @@ impl<D: Directory> Validator<D> {
             }
             transaction.commit().await?;
         }
+        if held_up > 0 {
+            self.report_lag(held_up, knowledge);
+        }
         Ok(decided)
     }
 
-    /// The order's transition and its event, or `None` while it should wait.
+    /// How far the directory is known complete, as of now.
+    async fn knowledge(&self) -> Result<Knowledge, ServiceError> {
+        let skew = chrono::Duration::from_std(self.settings.clock_skew).unwrap_or_default();
+        let known_through = self.directory.known_through().await?;
+        Ok(Knowledge { rejectable_before: known_through.map(|through| through - skew), now: Utc::now() })
+    }
+
+    /// Says, at most every [`LAG_REPORT_INTERVAL`], that orders wait for a directory not known complete past them.
+    fn report_lag(&self, held_up: usize, knowledge: Knowledge) {
+        let mut last = self.last_lag_report.lock().expect("not poisoned");
+        if last.is_some_and(|at| at.elapsed() < LAG_REPORT_INTERVAL) {
+            return;
+        }
+        *last = Some(Instant::now());
+        let behind_secs = knowledge
+            .rejectable_before
+            .map(|before| (knowledge.now - before).num_milliseconds() as f64 / 1e3);
+        tracing::warn!(
+            orders = held_up,
+            known_complete_through = ?knowledge.rejectable_before,
+            behind_secs,
+            "Pending orders name accounts or products the projection does not hold, and it is not known complete \
+             past their placement (the relay or the projection lags, or no heartbeat has come): they stay pending \
+             rather than be rejected on a guess."
+        );
+    }
+
+    /// The order's transition and its event, or why it waits.
     async fn decide(
         &self,
         order: &mut Order,
         trace: &TraceContext,
-    ) -> Result<Option<Envelope>, ServiceError> {
+        knowledge: Knowledge,
+    ) -> Result<Decision, ServiceError> {
         let account_known = self.directory.account_exists(order.account_id, trace).await?;
         let product_ids: Vec<Uuid> = order.lines.iter().map(|line| line.product_id).collect();
         let catalog = self.directory.products(&product_ids, trace).await?;
-        let waited = (Utc::now() - order.created_at).to_std().unwrap_or_default();
-        let event = match order.verdict(account_known, &catalog, waited < self.settings.max_wait) {
-            Verdict::Wait => return Ok(None),
+        let waited = (knowledge.now - order.created_at).to_std().unwrap_or_default();
+        let complete_past_placement =
+            knowledge.rejectable_before.is_some_and(|before| order.created_at < before);
+        let may_reject = waited >= self.settings.reject_after && complete_past_placement;
+        let event = match order.verdict(account_known, &catalog, !may_reject) {
+            Verdict::Wait if waited >= self.settings.reject_after => return Ok(Decision::HeldUp),
+            Verdict::Wait => return Ok(Decision::Wait),
             Verdict::Confirm => match order.confirm(&catalog) {
                 Ok(confirmed) => Envelope::new(&confirmed, Some(trace)),
                 Err(OrderError::TotalTooLarge) => Envelope::new(
@@ -118,8 +183,18 @@ impl<D: Directory> Validator<D> {
             },
             Verdict::Reject(reason) => Envelope::new(&order.reject(reason).map_err(unexpected)?, Some(trace)),
         };
-        Ok(Some(event))
+        Ok(Decision::Transition(Box::new(event)))
     }
+}
+
+/// What becomes of a pending order in one pass.
+enum Decision {
+    /// Confirmed or rejected, with the event that says so.
+    Transition(Box<Envelope>),
+    /// Something is unknown and the order has not waited long enough to be rejected.
+    Wait,
+    /// Something is unknown, the order has waited long enough, but the directory is not known complete past it.
+    HeldUp,
 }
 
 fn unexpected(error: OrderError) -> ServiceError {

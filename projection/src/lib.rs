@@ -8,6 +8,8 @@
 //!   the position moves on.
 //! - [`positions`]: judging a stored position against the log (a recreated topic, a replaced broker or cluster,
 //!   records deleted before they were applied) before consuming from it.
+//! - [`Completeness`]: how far a projection is known to be complete, from the relay's heartbeats: what lets a
+//!   consumer tell "does not exist" from "not here yet".
 //! - [`rebuild`]: replays the topics from offset 0 into fresh storage and swaps it in atomically, within a
 //!   deadline, while the live runner goes on; the live runner then continues from where the rebuild stopped.
 //! - [`apply_batch`] and the stored positions, for tools and tests.
@@ -16,15 +18,19 @@
 //! Projections should also guard every entity write by aggregate version (apply only if newer): a replay, or an
 //! older event published again after a newer one, then changes nothing.
 
+mod completeness;
 mod offsets;
 pub mod positions;
 mod rebuild;
 mod record;
 mod runner;
 
-use std::{collections::HashMap, future::Future, time::Duration};
+use std::{collections::HashMap, future::Future, sync::Arc, time::Duration};
 
-use rdkafka::ClientConfig;
+use rdkafka::{
+    ClientConfig,
+    consumer::{BaseConsumer, Consumer, ConsumerContext},
+};
 use shop_platform::kafka::KafkaSettings;
 use shop_platform::kafka::TracingContext;
 use sqlx::{
@@ -33,6 +39,7 @@ use sqlx::{
 };
 
 pub use self::{
+    completeness::Completeness,
     offsets::{
         BatchOptions, BatchSummary, Partition, StoredPosition, apply_batch, move_position, stored_offsets,
         stored_positions,
@@ -107,14 +114,23 @@ impl Source {
         record
     }
 
-    /// The (low, high) watermarks of every partition of `topics`, under their plain names.
+    /// The (low, high) watermarks of every partition of `topics`, under their plain names, read with a client of
+    /// its own.
     pub(crate) async fn watermarks(&self, topics: &[&'static str]) -> anyhow::Result<Watermarks> {
-        let (config, topics): (ClientConfig, Vec<String>) =
-            (self.config.clone(), topics.iter().map(|topic| self.topic(topic)).collect());
+        let consumer: Arc<BaseConsumer> = Arc::new(self.config.create()?);
+        self.watermarks_with(&consumer, topics).await
+    }
+
+    /// The same, read with `consumer` (any consumer on this source).
+    pub(crate) async fn watermarks_with<C: Consumer<X> + Send + Sync + 'static, X: ConsumerContext>(
+        &self,
+        consumer: &Arc<C>,
+        topics: &[&'static str],
+    ) -> anyhow::Result<Watermarks> {
+        let (consumer, topics) =
+            (consumer.clone(), topics.iter().map(|topic| self.topic(topic)).collect::<Vec<_>>());
         // Metadata calls block; keep them off the async workers.
         let marks = tokio::task::spawn_blocking(move || {
-            use rdkafka::consumer::Consumer as _;
-            let consumer: rdkafka::consumer::BaseConsumer = config.create()?;
             let mut marks = Vec::new();
             for topic in &topics {
                 let metadata = consumer.fetch_metadata(Some(topic), Duration::from_secs(10))?;

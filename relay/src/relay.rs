@@ -601,8 +601,9 @@ impl OutboxRelay {
         };
         let heartbeat = OutboxHeartbeat {
             outbox: self.parts.outbox.clone(),
+            as_of: watermark.as_of,
             published_through: watermark.published_through,
-            topics: watermark.topics,
+            pending_topics: watermark.pending_topics,
         };
         let payload = serde_json::to_string(&heartbeat).expect("a heartbeat serializes");
         let topic = self.parts.kafka.topic(topics::HEARTBEATS);

@@ -171,7 +171,7 @@ async fn lock_held_shards(
     .await
 }
 
-/// Deletes (or marks) the delivered rows, lifts their aggregates' deferrals, and notes their topics.
+/// Deletes (or marks) the delivered rows and lifts their aggregates' deferrals.
 async fn mark_published(
     transaction: &mut PgTransaction<'_>,
     rows: &[&OutboxRow],
@@ -193,15 +193,6 @@ async fn mark_published(
         .bind(&aggregates)
         .execute(&mut **transaction)
         .await?;
-    let mut topics: Vec<&str> = rows.iter().map(|row| row.topic.as_str()).collect();
-    topics.sort_unstable();
-    topics.dedup();
-    sqlx::query(
-        "INSERT INTO outbox_relay_topics (topic) SELECT * FROM UNNEST($1::text[]) ON CONFLICT DO NOTHING",
-    )
-    .bind(&topics)
-    .execute(&mut **transaction)
-    .await?;
     Ok(())
 }
 
@@ -245,22 +236,25 @@ async fn park(transaction: &mut PgTransaction<'_>, parked: &Parked, hold: Hold) 
 /// What the relay can promise about one outbox now.
 #[derive(Debug, Clone, PartialEq, Eq, sqlx::FromRow)]
 pub struct Watermark {
-    /// Every row committed before this time has been acknowledged by Kafka: the oldest unpublished row (parked
-    /// aggregates aside) occurred no earlier, and any row committed before the snapshot is visible to it.
+    /// When the snapshot was taken (the database's clock).
+    pub as_of: DateTime<Utc>,
+    /// Every row committed before this time has been acknowledged by Kafka: the oldest waiting row (parked
+    /// aggregates aside) occurred no earlier, and every row committed before the snapshot is visible to it.
     pub published_through: DateTime<Utc>,
-    /// The topics the outbox has published to.
-    pub topics: Vec<String>,
+    /// The topics of the waiting rows.
+    pub pending_topics: Vec<String>,
 }
 
 pub async fn watermark(pool: &PgPool) -> Result<Watermark, sqlx::Error> {
     sqlx::query_as(
-        "SELECT LEAST(statement_timestamp(),
-                      (SELECT min(occurred_at) FROM outbox o
-                       WHERE published_at IS NULL
-                         AND NOT EXISTS (SELECT 1 FROM outbox_parked p
-                                         WHERE p.aggregate_id = o.aggregate_id AND p.retry_at IS NULL)))
-                   AS published_through,
-                ARRAY(SELECT topic FROM outbox_relay_topics ORDER BY topic) AS topics",
+        "WITH waiting AS (
+             SELECT occurred_at, topic FROM outbox o
+             WHERE published_at IS NULL
+               AND NOT EXISTS (SELECT 1 FROM outbox_parked p
+                               WHERE p.aggregate_id = o.aggregate_id AND p.retry_at IS NULL))
+         SELECT statement_timestamp() AS as_of,
+                LEAST(statement_timestamp(), (SELECT min(occurred_at) FROM waiting)) AS published_through,
+                ARRAY(SELECT DISTINCT topic FROM waiting ORDER BY topic) AS pending_topics",
     )
     .fetch_one(pool)
     .await

@@ -5,7 +5,8 @@
 //! - [`kafka`]: a Kafka-protocol broker per test (the embedded mock cluster, or `KAFKA_BROKERS`), topics, and
 //!   reading a topic back.
 //! - [`proxy`]: a Kafka proxy the test can cut, heal and point at another cluster.
-//! - [`RunningServer`]: a server task started with a shutdown future the test controls.
+//! - [`RunningServer`]: a server task started with a shutdown future the test controls; [`spawn_service!`] starts
+//!   one of the shop's services on port 0.
 //! - [`eventually`]: waits for a condition, the one polling loop of every test.
 //! - [`init_test_logging`]: logs to stdout when `TEST_LOG` is set, nothing otherwise.
 //!
@@ -146,6 +147,23 @@ where
         assert!(tokio::time::Instant::now() < deadline, "timed out after {timeout:?} waiting for {what}");
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
+}
+
+/// Builds and spawns one of the shop's gRPC services the way its binary runs it: its `config::Settings` with port 0
+/// and the database at `$database.url` (other settings at their defaults), then `startup::Application::build` and
+/// `run_until_stopped`. Evaluates to the service's URL and its [`RunningServer`].
+#[macro_export]
+macro_rules! spawn_service {
+    ($service:ident, $database:expr) => {{
+        let settings = $service::config::Settings {
+            listen_addr: "127.0.0.1:0".parse().unwrap(),
+            database_url: $database.url.parse().unwrap(),
+            ..Default::default()
+        };
+        let application = $service::startup::Application::build(&settings).await.unwrap();
+        let url = format!("http://{}", application.local_addr());
+        (url, $crate::RunningServer::spawn(|shutdown| application.run_until_stopped(shutdown)))
+    }};
 }
 
 /// A server spawned on the test's runtime, stopped by the test as SIGTERM would stop it in production.

@@ -1,25 +1,42 @@
 use std::collections::HashMap;
 
+use chrono::{DateTime, Utc};
 use shop_events::TraceContext;
 use shop_platform::ServiceError;
+use shop_projection::Completeness;
 use sqlx::PgPool;
 use uuid::Uuid;
 
 use crate::{directory::Directory, domain::PricedProduct};
 
-/// Looks accounts and products up in the order service's own projection: no call to another service.
+/// Looks accounts and products up in the order service's own projection: no call to another service. How far the
+/// projection is complete comes from the relay's heartbeats ([`Completeness`]).
 #[derive(Debug, Clone)]
 pub struct ProjectionDirectory {
     pool: PgPool,
+    completeness: Option<Completeness>,
 }
 
 impl ProjectionDirectory {
+    /// A directory that never knows itself complete: it confirms what it finds and rejects nothing.
     pub fn new(pool: PgPool) -> Self {
-        Self { pool }
+        Self { pool, completeness: None }
+    }
+
+    /// A directory whose completeness `completeness` follows.
+    pub fn with_completeness(pool: PgPool, completeness: Completeness) -> Self {
+        Self { pool, completeness: Some(completeness) }
     }
 }
 
 impl Directory for ProjectionDirectory {
+    async fn known_through(&self) -> Result<Option<DateTime<Utc>>, ServiceError> {
+        match &self.completeness {
+            Some(completeness) => Ok(completeness.complete_through(&self.pool).await?),
+            None => Ok(None),
+        }
+    }
+
     async fn account_exists(&self, id: Uuid, _trace: &TraceContext) -> Result<bool, ServiceError> {
         Ok(sqlx::query_scalar("SELECT EXISTS (SELECT 1 FROM account_projection WHERE id = $1)")
             .bind(id)

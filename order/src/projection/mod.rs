@@ -22,7 +22,8 @@ pub struct DirectoryProjection {
 impl DirectoryProjection {
     /// The projection's name: its consumer group and its key in `projection_offsets`.
     pub const NAME: &'static str = "order.directory";
-    const TOPICS: &'static [&'static str] = &[topics::ACCOUNTS, topics::PRODUCTS];
+    /// The topics it reads.
+    pub const TOPICS: &'static [&'static str] = &[topics::ACCOUNTS, topics::PRODUCTS];
 
     /// The live projection, in `account_projection` and `product_projection`.
     pub fn live() -> Self {

@@ -1,3 +1,5 @@
+use std::time::Duration;
+
 use shop_account::grpc::client::AccountClient;
 use shop_catalog::grpc::client::CatalogClient;
 use shop_order::{
@@ -5,7 +7,10 @@ use shop_order::{
     grpc::client::OrderClient,
     startup::Application,
 };
-use shop_testkit::{RunningServer, TestDatabase, init_test_logging, kafka::TestBroker};
+use shop_testkit::{RunningServer, TestDatabase, eventually, init_test_logging, kafka::TestBroker};
+use tonic_health::pb::{
+    HealthCheckRequest, health_check_response::ServingStatus, health_client::HealthClient,
+};
 
 /// A running order service, and the account and catalog services it validates orders against.
 pub(crate) struct TestApp {
@@ -67,18 +72,27 @@ pub(crate) async fn spawn_app() -> TestApp {
 pub(crate) struct ProjectionApp {
     pub(crate) database: TestDatabase,
     pub(crate) client: OrderClient,
+    pub(crate) url: String,
     pub(crate) server: RunningServer,
 }
 
-fn projection_settings(database: &TestDatabase, broker: &TestBroker, wait_ms: u64) -> Settings {
+/// Projection mode on `broker`, reached at `bootstrap` (the broker itself, or a proxy in front of it).
+pub(crate) fn projection_settings(
+    database: &TestDatabase,
+    broker: &TestBroker,
+    bootstrap: &str,
+    wait_ms: u64,
+) -> Settings {
     Settings {
         listen_addr: "127.0.0.1:0".parse().unwrap(),
         database_url: database.url.parse().unwrap(),
         validation: ValidationMode::Projection,
         projection_wait_ms: wait_ms,
+        // One machine: its clocks agree.
+        clock_skew_ms: 0,
         validation_interval_ms: 100,
         kafka: shop_platform::kafka::KafkaSettings {
-            kafka_brokers: broker.bootstrap.clone(),
+            kafka_brokers: bootstrap.to_owned(),
             kafka_options: vec!["session.timeout.ms=6000".parse().unwrap()],
             kafka_topic_prefix: broker.topic_prefix.clone(),
         },
@@ -93,14 +107,56 @@ fn projection_settings(database: &TestDatabase, broker: &TestBroker, wait_ms: u6
 pub(crate) async fn spawn_projection_app(broker: &TestBroker, wait_ms: u64) -> ProjectionApp {
     init_test_logging();
     let database = TestDatabase::create().await;
-    let application = Application::build(&projection_settings(&database, broker, wait_ms)).await.unwrap();
+    let settings = projection_settings(&database, broker, &broker.bootstrap, wait_ms);
+    spawn_order_service(database, &settings).await
+}
+
+/// The order service with `settings`, on `database`.
+pub(crate) async fn spawn_order_service(database: TestDatabase, settings: &Settings) -> ProjectionApp {
+    let application = Application::build(settings).await.unwrap();
     let address = application.local_addr();
     let server = RunningServer::spawn(|shutdown| application.run_until_stopped(shutdown));
     ProjectionApp {
         database,
         client: OrderClient::connect(format!("http://{address}")).await.unwrap(),
+        url: format!("http://{address}"),
         server,
     }
+}
+
+/// Publishes a heartbeat as the relay would: outbox `outbox` has published everything committed before `through`.
+pub(crate) async fn publish_heartbeat(
+    broker: &TestBroker,
+    outbox: &str,
+    through: chrono::DateTime<chrono::Utc>,
+) {
+    let heartbeat = shop_events::heartbeat::OutboxHeartbeat {
+        outbox: outbox.to_owned(),
+        as_of: through,
+        published_through: through,
+        pending_topics: Vec::new(),
+    };
+    let payload = serde_json::to_vec(&heartbeat).unwrap();
+    broker
+        .produce(&broker.topic(shop_events::topics::HEARTBEATS), outbox, &heartbeat.headers(), &payload)
+        .await;
+}
+
+/// The order as it is once it leaves PENDING.
+pub(crate) async fn settled(client: &OrderClient, id: &str) -> shop_proto::order::v1::Order {
+    eventually(Duration::from_secs(30), "the order to leave PENDING", || async {
+        client.get_order(id).await.unwrap().status() != shop_proto::order::v1::OrderStatus::Pending
+    })
+    .await;
+    // A settled order never goes back to pending.
+    client.get_order(id).await.unwrap()
+}
+
+/// The gRPC health status of `service` (a part's name, or empty for the whole server).
+pub(crate) async fn health(url: &str, service: &str) -> ServingStatus {
+    let channel = tonic::transport::Channel::from_shared(url.to_owned()).unwrap().connect().await.unwrap();
+    let request = HealthCheckRequest { service: service.to_owned() };
+    HealthClient::new(channel).check(request).await.unwrap().into_inner().status()
 }
 
 /// Publishes `event` as the relay would (key, CloudEvents headers, payload).

@@ -264,27 +264,50 @@ async fn overrides_that_would_void_the_guarantees_stop_the_relay_at_start() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn the_relay_publishes_each_outboxs_heartbeat_naming_its_topics() {
+async fn the_relay_heartbeat_vouches_for_what_is_published_and_names_the_topics_still_waiting() {
+    // Arrange
     let broker = Broker::start().await;
     let database = outbox_database().await;
     let topic = broker.create_topic("test-relay", 3).await;
-    let relay = spawn_relay(&relay_settings(&database, &broker)).await;
-    let before = chrono::Utc::now();
+    let missing = format!("test-missing-{}", Uuid::now_v7().simple());
+    let mut settings = relay_settings(&database, &broker);
+    settings.kafka.kafka_options.push("topic.metadata.propagation.max.ms=500".parse().unwrap());
+    let relay = spawn_relay(&settings).await;
+    let heartbeat_topic = broker.topic(shop_events::topics::HEARTBEATS);
+    let as_of = |record: &shop_testkit::kafka::ReadRecord| -> chrono::DateTime<chrono::Utc> {
+        record.json()["as_of"].as_str().unwrap().parse().unwrap()
+    };
+
+    // Act: a delivered event, then one stuck on a missing topic.
     append(&database.pool, &[event(&topic, Uuid::now_v7(), 1, 16)]).await;
     read_topic(&broker, &topic, 1, Duration::from_secs(30)).await;
-
-    let heartbeats = broker
-        .read_until(&broker.topic(shop_events::topics::HEARTBEATS), Duration::from_secs(30), {
-            let topic = topic.clone();
-            move |records| records.iter().any(|record| record.json()["topics"] == serde_json::json!([topic]))
+    let all_delivered = chrono::Utc::now();
+    let caught_up = broker
+        .read_until(&heartbeat_topic, Duration::from_secs(30), move |records| {
+            records.iter().any(|record| as_of(record) > all_delivered)
+        })
+        .await;
+    let stuck = event(&missing, Uuid::now_v7(), 1, 16);
+    append(&database.pool, std::slice::from_ref(&stuck)).await;
+    let waiting = broker
+        .read_until(&heartbeat_topic, Duration::from_secs(30), {
+            let missing = missing.clone();
+            move |records| {
+                records.iter().any(|record| record.json()["pending_topics"] == serde_json::json!([missing]))
+            }
         })
         .await;
 
-    let last = heartbeats.last().expect("a heartbeat");
-    assert_eq!(last.key, database.name);
-    assert_eq!(last.headers["ce_type"], "shop.outbox.heartbeat.v1");
+    // Assert: with nothing waiting, the outbox vouches through the moment it looked; then it is held at the event
+    // that waits, and names its topic.
+    let caught_up = caught_up.last().unwrap().json();
+    assert_eq!(caught_up["published_through"], caught_up["as_of"]);
+    assert_eq!(caught_up["pending_topics"], serde_json::json!([]));
+    let waiting = waiting.last().unwrap();
+    assert_eq!(waiting.key, database.name);
+    assert_eq!(waiting.headers["ce_type"], "shop.outbox.heartbeat.v1");
     let through: chrono::DateTime<chrono::Utc> =
-        last.json()["published_through"].as_str().unwrap().parse().unwrap();
-    assert!(through > before, "published through {through}, after the event was written");
+        waiting.json()["published_through"].as_str().unwrap().parse().unwrap();
+    assert!(through <= stuck.occurred_at, "held at the waiting event: {through} vs {}", stuck.occurred_at);
     relay.server.stop().await.unwrap();
 }

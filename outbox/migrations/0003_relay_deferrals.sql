@@ -2,10 +2,3 @@
 -- back only its own aggregate, for a while: the aggregate is parked with a time to try again, and every other
 -- aggregate flows on. retry_at NULL keeps the old meaning: parked for good, until an operator acts.
 ALTER TABLE outbox_parked ADD COLUMN retry_at timestamptz, ADD COLUMN attempts integer NOT NULL DEFAULT 1;
-
--- The topics this outbox has published to. The relay's heartbeat names them: a consumer of a topic trusts a
--- heartbeat only from an outbox known to write to it.
-CREATE TABLE outbox_relay_topics (
-    topic      text        PRIMARY KEY,
-    first_seen timestamptz NOT NULL DEFAULT now()
-);
