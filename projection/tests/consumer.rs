@@ -410,9 +410,7 @@ fn start_runner(
     bootstrap: &str,
     stop: &CancellationToken,
 ) -> (Arc<consumer::ProjectionStats>, Health, JoinHandle<anyhow::Result<()>>) {
-    let mut config = rdkafka::ClientConfig::new();
-    config.set("bootstrap.servers", bootstrap).set("topic.metadata.refresh.interval.ms", "1000");
-    let runner = ProjectionRunner::new(widgets.clone(), pool.clone(), config.into_source());
+    let runner = ProjectionRunner::new(widgets.clone(), pool.clone(), source_for(bootstrap));
     let (stats, health) = (runner.stats(), Health::new());
     let part = Part { stop: stop.clone(), health: health.part("widgets") };
     (stats, health, tokio::spawn(async move { runner.run(part).await }))
@@ -574,4 +572,80 @@ async fn a_consumer_started_while_kafka_is_unreachable_waits_says_so_and_then_co
         .await;
     stop.cancel();
     running.await.unwrap().unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[cfg_attr(external_kafka, ignore = "creates a topic mid-rebuild on the embedded mock cluster")]
+async fn a_rebuild_during_which_partitions_appear_finishes_and_the_live_projection_goes_on() {
+    // Arrange: a projection over two topics, the second not created yet; the live runner has applied the first.
+    let broker = TestBroker::start().await;
+    let mock = broker.mock().expect("the embedded mock cluster");
+    let database = database().await;
+    let (first, second) =
+        (broker.create_topic("test-widgets", 2).await, format!("test-later-{}", Uuid::now_v7().simple()));
+    let mut widgets = Widgets::create(&database.pool, &first, "widgets").await;
+    widgets.topics.push(Box::leak(second.clone().into_boxed_str()));
+    let widgets = Arc::new(widgets);
+    let producer: FutureProducer = broker.client_config().create().unwrap();
+    for i in 0..300 {
+        publish(&producer, &first, &widget_event(Uuid::now_v7(), 1, &format!("first {i}"))).await;
+    }
+    let stop = CancellationToken::new();
+    let (stats, _, live) = start_runner(&widgets, &database.pool, &broker.bootstrap, &stop);
+    eventually(Duration::from_secs(30), "the first topic applied", || async { stats.applied() == 300 }).await;
+
+    // Act: the rebuild pauses after its first batch; meanwhile the second topic appears and the live projection
+    // applies it.
+    let (reached, wait_for_go) = (std::sync::mpsc::channel::<()>(), std::sync::mpsc::channel::<()>());
+    let (reached_tx, go_rx) = (reached.0, std::sync::Mutex::new(wait_for_go.1));
+    let rebuilding = tokio::spawn({
+        let (widgets, pool, source) = (widgets.clone(), database.pool.clone(), source_for(&broker.bootstrap));
+        let settings = consumer::RebuildSettings { swap_deadline_ms: 1_000 };
+        async move {
+            let mut first_batch = true;
+            rebuild(&*widgets, &pool, &source, &settings, move |_| {
+                if std::mem::take(&mut first_batch) {
+                    reached_tx.send(()).unwrap();
+                    go_rx.lock().unwrap().recv().unwrap();
+                }
+            })
+            .await
+        }
+    });
+    reached.1.recv_timeout(Duration::from_secs(30)).unwrap();
+    mock.create_topic(&second, 2, 1).unwrap();
+    for i in 0..10 {
+        publish(&producer, &second, &widget_event(Uuid::now_v7(), 1, &format!("second {i}"))).await;
+    }
+    eventually(Duration::from_secs(30), "the live projection to apply the new topic", || async {
+        stats.applied() == 310
+    })
+    .await;
+    wait_for_go.0.send(()).unwrap();
+    let report = tokio::time::timeout(Duration::from_secs(60), rebuilding)
+        .await
+        .expect("the rebuild finishes")
+        .unwrap()
+        .unwrap();
+
+    // Assert: the rebuilt projection holds both topics, and the live runner goes on applying after the swap.
+    assert_eq!(widgets.rows(&database.pool).await.len(), 310);
+    publish(&producer, &second, &widget_event(Uuid::now_v7(), 1, "after the rebuild")).await;
+    eventually(Duration::from_secs(30), "the live projection to go on", || async {
+        widgets.rows(&database.pool).await.len() == 311
+    })
+    .await;
+    println!(
+        "Rebuilt from {} records; {} swap attempts missed their deadline",
+        report.consumed, report.retried_swaps
+    );
+    stop.cancel();
+    live.await.unwrap().unwrap();
+}
+
+/// A source on the broker at `bootstrap` that notices new topics within a second.
+fn source_for(bootstrap: &str) -> consumer::Source {
+    let mut config = rdkafka::ClientConfig::new();
+    config.set("bootstrap.servers", bootstrap).set("topic.metadata.refresh.interval.ms", "1000");
+    config.into_source()
 }
