@@ -4,7 +4,13 @@
 
 use chrono::{DateTime, Utc};
 use serde_json::{Value, json};
-use shop_events::{EventType, account::AccountEvent, catalog::ProductEvent, order::OrderEvent};
+use shop_events::{
+    EventType,
+    account::AccountEvent,
+    catalog::ProductEvent,
+    heartbeat::{self, OutboxHeartbeat},
+    order::OrderEvent,
+};
 
 const DOC: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../docs/events.md");
 
@@ -55,6 +61,12 @@ fn example(event_type: &EventType) -> Option<Value> {
         "shop.order.placed.v1" => order("pending", 1),
         "shop.order.confirmed.v1" => order("confirmed", 2),
         "shop.order.rejected.v1" => order("rejected", 2),
+        "shop.outbox.heartbeat.v1" => json!({
+            "outbox": "shop_account",
+            "as_of": at("2026-11-21T12:00:01.250Z"),
+            "published_through": at("2026-11-21T12:00:00.980Z"),
+            "pending_topics": ["shop.accounts.v1"],
+        }),
         _ => return None,
     })
 }
@@ -73,8 +85,12 @@ fn the_event_catalog_matches_the_rust_types() {
     let update = std::env::var_os("UPDATE_DOCS").is_some();
     let mut drifted = Vec::new();
 
-    let schemas =
-        AccountEvent::schemas().into_iter().chain(ProductEvent::schemas()).chain(OrderEvent::schemas());
+    let heartbeat = (heartbeat::EVENT_TYPE, schemars::schema_for!(OutboxHeartbeat));
+    let schemas = AccountEvent::schemas()
+        .into_iter()
+        .chain(ProductEvent::schemas())
+        .chain(OrderEvent::schemas())
+        .chain([heartbeat]);
     for (event_type, schema) in schemas {
         let example = example(&event_type).unwrap_or_else(|| panic!("write an example for {event_type}"));
         // The example must be a valid instance of its own type.
@@ -85,6 +101,9 @@ fn the_event_catalog_matches_the_rust_types() {
             Some("product") => {
                 ProductEvent::decode(&event_type.to_string(), example.to_string().as_bytes()).map(drop)
             }
+            Some("outbox") => serde_json::from_value::<OutboxHeartbeat>(example.clone())
+                .map(drop)
+                .map_err(shop_events::DecodeError::Payload),
             _ => OrderEvent::decode(&event_type.to_string(), example.to_string().as_bytes()).map(drop),
         };
         decoded.unwrap_or_else(|error| panic!("the example of {event_type} does not decode: {error}"));

@@ -4,12 +4,12 @@
 //! - [`config`]: the settings, from flags and environment variables.
 //! - [`startup`]: [`Application`](startup::Application) (the axum server: GraphQL, playground, health) built the
 //!   same way by `main` and by the tests.
-//! - [`clients`]: the gRPC clients and the one place a `tonic::Status` becomes a GraphQL error with an
-//!   `extensions.code`.
-//! - [`schema`]: the GraphQL schema (queries, mutations, types, input validation, batched loading); it knows
-//!   nothing about HTTP.
+//! - [`services`]: the call layer over the services' gRPC clients — typed methods that build requests, carry the
+//!   trace, and turn a `tonic::Status` into a [`CallError`](services::CallError), the error every face reports.
+//! - [`schema`]: the GraphQL schema (queries, mutations, types, input validation, batched loading), over
+//!   `services`; it knows nothing about HTTP.
 
-pub mod clients;
 pub mod config;
 pub mod schema;
+pub mod services;
 pub mod startup;

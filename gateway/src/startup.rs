@@ -19,13 +19,12 @@ use axum::{
 };
 use shop_events::TraceContext;
 use tokio::net::TcpListener;
-use tonic_health::pb::{HealthCheckRequest, health_check_response::ServingStatus};
 use tower_http::{timeout::TimeoutLayer, trace::TraceLayer};
 
 use crate::{
-    clients::Services,
     config::Settings,
     schema::{self, GatewaySchema, errors::ErrorCode},
+    services::{ServiceHealth, Services},
 };
 
 /// The gateway, with its listener bound.
@@ -82,17 +81,8 @@ impl Application {
     }
 }
 
-/// The caller's trace, continued; or a new one.
-fn trace_context(headers: &HeaderMap) -> TraceContext {
-    let header = |name| headers.get(name).and_then(|value| value.to_str().ok());
-    header(TraceContext::TRACEPARENT)
-        .and_then(|traceparent| TraceContext::parse(traceparent, header(TraceContext::TRACESTATE)).ok())
-        .map(|trace| trace.child())
-        .unwrap_or_else(TraceContext::new_root)
-}
-
 async fn execute(state: &AppState, headers: &HeaderMap, request: async_graphql::Request) -> GraphQLResponse {
-    let trace = trace_context(headers);
+    let trace = TraceContext::continue_from(|name| headers.get(name).and_then(|value| value.to_str().ok()));
     let span =
         tracing::info_span!("graphql", trace_id = trace.trace_id(), operation = request.operation_name);
     let request = schema::prepare(request, &state.services, trace);
@@ -133,18 +123,20 @@ async fn live() -> Json<serde_json::Value> {
 
 /// Readiness: every service behind the gateway answers its gRPC health check with SERVING.
 async fn ready(State(state): State<AppState>) -> (StatusCode, Json<serde_json::Value>) {
-    let checks = state.services.health.iter().map(|(name, service, client)| {
-        let mut client = client.clone();
-        async move {
-            let status = match client.check(HealthCheckRequest { service: (*service).to_owned() }).await {
-                Ok(response) if response.get_ref().status() == ServingStatus::Serving => "serving",
-                Ok(_) => "not_serving",
-                Err(_) => "unreachable",
+    let statuses: Vec<(&str, &str)> = state
+        .services
+        .health()
+        .await
+        .into_iter()
+        .map(|(name, health)| {
+            let status = match health {
+                ServiceHealth::Serving => "serving",
+                ServiceHealth::NotServing => "not_serving",
+                ServiceHealth::Unreachable => "unreachable",
             };
-            (*name, status)
-        }
-    });
-    let statuses = futures::future::join_all(checks).await;
+            (name, status)
+        })
+        .collect();
     let all_serving = statuses.iter().all(|(_, status)| *status == "serving");
     let body = serde_json::json!({
         "status": if all_serving { "ok" } else { "degraded" },

@@ -152,7 +152,6 @@ impl Shop {
     }
 
     async fn start_parts(&mut self, settings: &Settings) -> anyhow::Result<()> {
-        let url = |addr: SocketAddr| format!("http://{addr}");
         self.start_kafka(settings)?;
         let kafka = KafkaSettings {
             kafka_topic_prefix: settings.kafka_topic_prefix.clone(),
@@ -171,7 +170,18 @@ impl Shop {
             )
             .await?;
         }
+        let (account, catalog) = self.start_account_and_catalog(settings, &kafka).await?;
+        let order = self.start_order(settings, &kafka, account, catalog).await?;
+        self.start_relay(settings, kafka).await?;
+        self.start_gateway(settings, [account, catalog, order]).await
+    }
 
+    /// The account and catalog services, built side by side; returns where they listen.
+    async fn start_account_and_catalog(
+        &mut self,
+        settings: &Settings,
+        kafka: &KafkaSettings,
+    ) -> anyhow::Result<(SocketAddr, SocketAddr)> {
         let account_settings = shop_account::config::Settings {
             listen_addr: settings.account_listen_addr,
             database_url: settings.database_url("account"),
@@ -192,22 +202,27 @@ impl Shop {
         )?;
         let (account_addr, catalog_addr) = (account.local_addr(), catalog.local_addr());
         let search = format!("{:?}", settings.search.search_backend).to_lowercase();
-        self.spawn(
-            "account",
-            format!("gRPC {}   database {}", url(account_addr), account_settings.database_url),
-            |stop| account.run_until_stopped(stop),
+        let account_status =
+            format!("gRPC {}   database {}", url(account_addr), account_settings.database_url);
+        self.spawn("account", account_status, |stop| account.run_until_stopped(stop));
+        let catalog_status = format!(
+            "gRPC {}   database {}, search: {search}",
+            url(catalog_addr),
+            catalog_settings.database_url
         );
-        self.spawn(
-            "catalog",
-            format!(
-                "gRPC {}   database {}, search: {search}",
-                url(catalog_addr),
-                catalog_settings.database_url
-            ),
-            |stop| catalog.run_until_stopped(stop),
-        );
+        self.spawn("catalog", catalog_status, |stop| catalog.run_until_stopped(stop));
         self.service_addrs.extend([("account", account_addr), ("catalog", catalog_addr)]);
+        Ok((account_addr, catalog_addr))
+    }
 
+    /// The order service, validating against the account and catalog services or its projection.
+    async fn start_order(
+        &mut self,
+        settings: &Settings,
+        kafka: &KafkaSettings,
+        account: SocketAddr,
+        catalog: SocketAddr,
+    ) -> anyhow::Result<SocketAddr> {
         let order_settings = shop_order::config::Settings {
             listen_addr: settings.order_listen_addr,
             database_url: settings.database_url("order"),
@@ -215,31 +230,28 @@ impl Shop {
             validation: settings.order_validation,
             projection_wait_ms: settings.order_projection_wait_ms,
             kafka: kafka.clone(),
-            account_service_url: url(account_addr),
-            catalog_service_url: url(catalog_addr),
+            account_service_url: url(account),
+            catalog_service_url: url(catalog),
             telemetry: settings.telemetry.clone(),
             ..Default::default()
         };
         let order = shop_order::startup::Application::build(&order_settings).await.context("order")?;
         let order_addr = order.local_addr();
         let validation = format!("{:?}", settings.order_validation).to_lowercase();
-        self.spawn(
-            "order",
-            format!(
-                "gRPC {}   database {}, validation: {validation}",
-                url(order_addr),
-                order_settings.database_url
-            ),
-            |stop| order.run_until_stopped(stop),
+        let status = format!(
+            "gRPC {}   database {}, validation: {validation}",
+            url(order_addr),
+            order_settings.database_url
         );
+        self.spawn("order", status, |stop| order.run_until_stopped(stop));
         self.service_addrs.insert("order", order_addr);
+        Ok(order_addr)
+    }
 
+    /// The relay of the three services' outboxes.
+    async fn start_relay(&mut self, settings: &Settings, kafka: KafkaSettings) -> anyhow::Result<()> {
         let relay_settings = shop_relay::config::Settings {
-            database_urls: vec![
-                account_settings.database_url.clone(),
-                catalog_settings.database_url.clone(),
-                order_settings.database_url.clone(),
-            ],
+            database_urls: ["account", "catalog", "order"].map(|name| settings.database_url(name)).to_vec(),
             database: settings.database.clone(),
             kafka,
             relay: settings.relay.clone(),
@@ -248,29 +260,33 @@ impl Shop {
         };
         let relay = shop_relay::startup::Application::build(&relay_settings).await.context("relay")?;
         self.relay_metrics_addr = relay.metrics_addr();
-        self.spawn(
-            "relay",
-            format!(
-                "3 outboxes → {}   metrics http://{}/metrics",
-                self.kafka_brokers, self.relay_metrics_addr
-            ),
-            |stop| relay.run_until_stopped(stop),
+        let status = format!(
+            "3 outboxes → {}   metrics http://{}/metrics",
+            self.kafka_brokers, self.relay_metrics_addr
         );
+        self.spawn("relay", status, |stop| relay.run_until_stopped(stop));
+        Ok(())
+    }
 
+    /// The gateway in front of the account, catalog and order services.
+    async fn start_gateway(
+        &mut self,
+        settings: &Settings,
+        [account, catalog, order]: [SocketAddr; 3],
+    ) -> anyhow::Result<()> {
         let gateway_settings = shop_gateway::config::Settings {
             listen_addr: settings.http_listen_addr,
-            account_service_url: url(account_addr),
-            catalog_service_url: url(catalog_addr),
-            order_service_url: url(order_addr),
+            account_service_url: url(account),
+            catalog_service_url: url(catalog),
+            order_service_url: url(order),
             telemetry: settings.telemetry.clone(),
             ..Default::default()
         };
         let gateway =
             shop_gateway::startup::Application::build(&gateway_settings).await.context("gateway")?;
         self.gateway_addr = gateway.local_addr();
-        self.spawn("gateway", format!("GraphQL {}/graphql", url(self.gateway_addr)), |stop| {
-            gateway.run_until_stopped(stop)
-        });
+        let status = format!("GraphQL {}/graphql", url(self.gateway_addr));
+        self.spawn("gateway", status, |stop| gateway.run_until_stopped(stop));
         Ok(())
     }
 
@@ -361,4 +377,9 @@ impl Shop {
         self.embedded_kafka.take();
         result
     }
+}
+
+/// The URL of a gRPC or HTTP server listening at `addr`.
+fn url(addr: SocketAddr) -> String {
+    format!("http://{addr}")
 }

@@ -113,3 +113,53 @@ impl Directory for GrpcDirectory {
             .collect()
     }
 }
+
+/// An in-memory directory for unit tests: what it was given exists, everything else does not, and it is complete
+/// through whatever time the test says.
+#[cfg(test)]
+pub(crate) mod fake {
+    use std::sync::Mutex;
+
+    use super::*;
+
+    #[derive(Debug, Default)]
+    pub(crate) struct InMemoryDirectory {
+        accounts: Mutex<Vec<Uuid>>,
+        products: Mutex<HashMap<Uuid, PricedProduct>>,
+        pub(crate) known_through: Mutex<Option<DateTime<Utc>>>,
+    }
+
+    impl InMemoryDirectory {
+        pub(crate) fn add_account(&self) -> Uuid {
+            let id = Uuid::now_v7();
+            self.accounts.lock().unwrap().push(id);
+            id
+        }
+
+        pub(crate) fn add_product(&self, name: &str, unit_price_cents: i64) -> Uuid {
+            let id = Uuid::now_v7();
+            let product = PricedProduct { name: name.into(), description: String::new(), unit_price_cents };
+            self.products.lock().unwrap().insert(id, product);
+            id
+        }
+    }
+
+    impl Directory for InMemoryDirectory {
+        async fn account_exists(&self, id: Uuid, _trace: &TraceContext) -> Result<bool, ServiceError> {
+            Ok(self.accounts.lock().unwrap().contains(&id))
+        }
+
+        async fn products(
+            &self,
+            ids: &[Uuid],
+            _trace: &TraceContext,
+        ) -> Result<HashMap<Uuid, PricedProduct>, ServiceError> {
+            let products = self.products.lock().unwrap();
+            Ok(ids.iter().filter_map(|id| products.get(id).map(|product| (*id, product.clone()))).collect())
+        }
+
+        async fn known_through(&self) -> Result<Option<DateTime<Utc>>, ServiceError> {
+            Ok(*self.known_through.lock().unwrap())
+        }
+    }
+}

@@ -200,3 +200,72 @@ enum Decision {
 fn unexpected(error: OrderError) -> ServiceError {
     ServiceError::Unexpected(anyhow::Error::new(error))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::{
+        directory::fake::InMemoryDirectory,
+        domain::{NewOrder, OrderStatus},
+    };
+
+    const WAIT: Duration = Duration::from_secs(10);
+
+    fn validator(directory: InMemoryDirectory) -> Validator<InMemoryDirectory> {
+        // Deciding touches only the directory; the pool never connects.
+        let pool = PgPool::connect_lazy("postgres://nobody@127.0.0.1:1/none").expect("a valid URL");
+        let settings = ValidationSettings { reject_after: WAIT, clock_skew: Duration::ZERO, interval: WAIT };
+        Validator::new(pool, directory, settings, Arc::default())
+    }
+
+    fn pending(account: Uuid, product: Uuid, placed_ago: Duration) -> Order {
+        let (mut order, _) =
+            Order::place(NewOrder::parse(&account.to_string(), [(&*product.to_string(), 1)]).unwrap());
+        order.created_at -= chrono::Duration::from_std(placed_ago).unwrap();
+        order
+    }
+
+    async fn decide(validator: &Validator<InMemoryDirectory>, order: &mut Order) -> Decision {
+        let knowledge = validator.knowledge().await.unwrap();
+        validator.decide(order, &TraceContext::new_root(), knowledge).await.unwrap()
+    }
+
+    #[tokio::test]
+    async fn an_order_whose_names_are_all_known_is_confirmed_at_once() {
+        let directory = InMemoryDirectory::default();
+        let (account, kettle) = (directory.add_account(), directory.add_product("Kettle", 2_499));
+        let validator = validator(directory);
+        let mut order = pending(account, kettle, Duration::ZERO);
+
+        let decision = decide(&validator, &mut order).await;
+
+        assert!(matches!(decision, Decision::Transition(_)));
+        assert_eq!(order.status, OrderStatus::Confirmed);
+    }
+
+    #[tokio::test]
+    async fn an_unknown_name_waits_until_the_wait_is_over_and_the_directory_is_complete_past_the_order() {
+        // Given: an account the directory does not hold.
+        let directory = InMemoryDirectory::default();
+        let kettle = directory.add_product("Kettle", 2_499);
+        let validator = validator(directory);
+        let ghost = Uuid::now_v7();
+
+        // When / Then: too early to conclude.
+        let mut fresh = pending(ghost, kettle, Duration::ZERO);
+        assert!(matches!(decide(&validator, &mut fresh).await, Decision::Wait));
+
+        // Waited long enough, but the directory is not known complete: held up, not rejected.
+        let mut waited = pending(ghost, kettle, WAIT * 2);
+        assert!(matches!(decide(&validator, &mut waited).await, Decision::HeldUp));
+        *validator.directory.known_through.lock().unwrap() =
+            Some(waited.created_at - chrono::Duration::seconds(1));
+        assert!(matches!(decide(&validator, &mut waited).await, Decision::HeldUp), "complete only before it");
+
+        // Complete past the order: rejected, with the reason.
+        *validator.directory.known_through.lock().unwrap() = Some(Utc::now());
+        assert!(matches!(decide(&validator, &mut waited).await, Decision::Transition(_)));
+        assert_eq!(waited.status, OrderStatus::Rejected);
+        assert_eq!(waited.rejection_reason, Some(format!("unknown account {ghost}")));
+    }
+}

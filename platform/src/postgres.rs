@@ -10,6 +10,8 @@ use sqlx::{
 };
 use tokio::time::Instant;
 
+use crate::backoff::Backoff;
+
 /// A `postgres://` URL. Its `Debug` and `Display` hide the password, so settings can be logged whole.
 #[derive(Clone, PartialEq, Eq)]
 pub struct DatabaseUrl(url::Url);
@@ -62,17 +64,21 @@ impl fmt::Debug for DatabaseUrl {
     }
 }
 
+const DEFAULT_MAX_CONNECTIONS: u32 = 10;
+const DEFAULT_ACQUIRE_TIMEOUT_MS: u64 = 5_000;
+const DEFAULT_STARTUP_TIMEOUT_SECS: u64 = 60;
+
 /// Connection pool and start-up settings, flattened into every service's settings.
 #[derive(Debug, Clone, clap::Args)]
 pub struct PoolSettings {
     /// Most connections the process keeps open to its database.
-    #[arg(long, env = "DATABASE_MAX_CONNECTIONS", default_value_t = 10)]
+    #[arg(long, env = "DATABASE_MAX_CONNECTIONS", default_value_t = DEFAULT_MAX_CONNECTIONS)]
     pub database_max_connections: u32,
     /// How long a query waits for a free connection before the call fails as UNAVAILABLE.
-    #[arg(long, env = "DATABASE_ACQUIRE_TIMEOUT_MS", default_value_t = 5_000)]
+    #[arg(long, env = "DATABASE_ACQUIRE_TIMEOUT_MS", default_value_t = DEFAULT_ACQUIRE_TIMEOUT_MS)]
     pub database_acquire_timeout_ms: u64,
     /// How long to keep retrying at start while Postgres cannot be reached.
-    #[arg(long, env = "DATABASE_STARTUP_TIMEOUT_SECS", default_value_t = 60)]
+    #[arg(long, env = "DATABASE_STARTUP_TIMEOUT_SECS", default_value_t = DEFAULT_STARTUP_TIMEOUT_SECS)]
     pub database_startup_timeout_secs: u64,
     /// Create the database at start if it does not exist (needs the CREATEDB privilege).
     #[arg(long, env = "DATABASE_CREATE_IF_MISSING", default_value_t = true, action = clap::ArgAction::Set)]
@@ -82,9 +88,9 @@ pub struct PoolSettings {
 impl Default for PoolSettings {
     fn default() -> Self {
         Self {
-            database_max_connections: 10,
-            database_acquire_timeout_ms: 5_000,
-            database_startup_timeout_secs: 60,
+            database_max_connections: DEFAULT_MAX_CONNECTIONS,
+            database_acquire_timeout_ms: DEFAULT_ACQUIRE_TIMEOUT_MS,
+            database_startup_timeout_secs: DEFAULT_STARTUP_TIMEOUT_SECS,
             database_create_if_missing: true,
         }
     }
@@ -100,7 +106,7 @@ pub async fn connect(url: &DatabaseUrl, settings: &PoolSettings) -> anyhow::Resu
         .max_connections(settings.database_max_connections)
         .acquire_timeout(Duration::from_millis(settings.database_acquire_timeout_ms));
     let deadline = Instant::now() + Duration::from_secs(settings.database_startup_timeout_secs);
-    let mut backoff = Duration::from_millis(100);
+    let mut backoff = Backoff::new(Duration::from_millis(100), Duration::from_secs(5));
     let mut attempt = 1_u32;
     loop {
         let error = match pool_options.clone().connect_with(options.clone()).await {
@@ -111,18 +117,18 @@ pub async fn connect(url: &DatabaseUrl, settings: &PoolSettings) -> anyhow::Resu
             create_database(&options).await?;
             continue;
         }
-        if !is_transient(&error) || Instant::now() + backoff > deadline {
+        let pause = backoff.next_pause();
+        if !is_transient(&error) || Instant::now() + pause > deadline {
             return Err(error).with_context(|| format!("Failed to connect to Postgres at {url}"));
         }
         tracing::warn!(
             attempt,
-            retry_in_ms = backoff.as_millis() as u64,
+            retry_in_ms = pause.as_millis() as u64,
             database = %url,
             error.message = %error,
             "Postgres is not reachable yet; retrying."
         );
-        tokio::time::sleep(backoff).await;
-        backoff = (backoff * 2).min(Duration::from_secs(5));
+        tokio::time::sleep(pause).await;
         attempt += 1;
     }
 }

@@ -11,6 +11,8 @@ pub enum LogFormat {
     Json,
 }
 
+const DEFAULT_LOG_FILTER: &str = "info";
+
 /// Logging settings, flattened into every binary's settings.
 #[derive(Debug, Clone, clap::Args)]
 pub struct TelemetrySettings {
@@ -18,13 +20,13 @@ pub struct TelemetrySettings {
     #[arg(long, env = "LOG_FORMAT", value_enum, default_value_t = LogFormat::Text)]
     pub log_format: LogFormat,
     /// Which logs to keep, in `tracing` filter syntax (for example `info,sqlx=warn`).
-    #[arg(long, env = "RUST_LOG", default_value = "info")]
+    #[arg(long, env = "RUST_LOG", default_value = DEFAULT_LOG_FILTER)]
     pub log_filter: String,
 }
 
 impl Default for TelemetrySettings {
     fn default() -> Self {
-        Self { log_format: LogFormat::Text, log_filter: "info".to_owned() }
+        Self { log_format: LogFormat::Text, log_filter: DEFAULT_LOG_FILTER.to_owned() }
     }
 }
 

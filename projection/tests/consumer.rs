@@ -238,7 +238,10 @@ async fn the_runner_skips_and_counts_a_poison_record_and_keeps_going() {
     let stats = runner.stats();
     let stop = CancellationToken::new();
     let running = spawn_runner(runner, &stop);
-    wait_for(|| stats.applied() == 2 && stats.skipped() == 1).await;
+    eventually(Duration::from_secs(30), "the records applied", || async {
+        stats.applied() == 2 && stats.skipped() == 1
+    })
+    .await;
     stop.cancel();
     running.await.unwrap().unwrap();
 
@@ -336,24 +339,11 @@ fn spawn_runner(
     tokio::spawn(async move { runner.run_until_stopped(stop).await })
 }
 
-async fn wait_for(condition: impl Fn() -> bool) {
-    for _ in 0..600 {
-        if condition() {
-            return;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    panic!("timed out");
-}
-
 async fn wait_for_rows(widgets: &Widgets, pool: &PgPool, expected: &[(Uuid, String, i64)]) {
-    for _ in 0..600 {
-        if widgets.rows(pool).await == expected {
-            return;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    assert_eq!(widgets.rows(pool).await, expected, "{} never caught up", widgets.name);
+    eventually(Duration::from_secs(30), &format!("{} to catch up", widgets.name), || async {
+        widgets.rows(pool).await == expected
+    })
+    .await;
 }
 
 trait ConsumerDefaults {
@@ -392,7 +382,7 @@ async fn a_topic_that_restarted_from_zero_is_consumed_again_rather_than_skipped(
     let stats = runner.stats();
     let stop = CancellationToken::new();
     let running = spawn_runner(runner, &stop);
-    wait_for(|| stats.applied() == 1).await;
+    eventually(Duration::from_secs(30), "the record applied", || async { stats.applied() == 1 }).await;
     stop.cancel();
     running.await.unwrap().unwrap();
 

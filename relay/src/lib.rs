@@ -9,15 +9,22 @@
 //! - **At least once.** A crash between the acknowledgement and the bookkeeping sends rows again; consumers
 //!   deduplicate by `(aggregate id, version)` or `ce_id`.
 //! - **Several instances at once.** Aggregates are spread over 64 shards, leased to the live instances in fair
-//!   shares; a dead instance's shards move within the lease time.
+//!   shares; a dead instance's shards move within the lease time. A shard changes hands only behind a barrier, so
+//!   a stale version can never land after a newer one (see [`relay`]).
+//! - **It heals.** A broken producer is replaced; an instance that cannot publish within its lease gives its
+//!   shards to the others and says so in `/health/ready`; a record that concerns one aggregate (refused, or bound
+//!   for a missing topic) holds back that aggregate only.
 //! - **Low latency.** Every committing outbox write sends a `NOTIFY`; the relay listens, and polls slowly as a
 //!   fallback. Under load it reads and sends full batches back to back.
+//! - **Heartbeats.** Each outbox's watermark (every event committed before it is on Kafka) goes to
+//!   `shop.outbox-heartbeats.v1`, so consumers can tell "does not exist" from "not here yet".
 //!
 //! Layout:
 //! - [`config`]: the settings.
-//! - [`startup`]: [`Application`](startup::Application): one worker per outbox, and the `/metrics` server.
+//! - [`startup`]: [`Application`](startup::Application): one supervised worker per outbox, and the server of
+//!   `/metrics`, `/health` and `/health/ready`.
 //! - [`worker`]: one outbox's tasks: the loop, the leases, the commit listener, housekeeping.
-//! - [`relay`]: the publishing loop: read, send, await acknowledgements, record.
+//! - [`relay`]: the publishing loop: read, send, await acknowledgements (within the lease), record; heartbeats.
 //! - [`leases`]: sharing an outbox between instances.
 //! - [`store`]: the relay's SQL.
 //! - [`kafka`]: the producer, record headers, topic creation, error classification.

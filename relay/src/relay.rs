@@ -229,9 +229,9 @@ impl OutboxRelay {
     }
 
     /// One pass: give back shards another instance should have; send suspects alone; then read, send, await
-    /// acknowledgements, record. Public so tests can drive the relay step by step.
+    /// acknowledgements, record.
     #[tracing::instrument(name = "relay.batch", skip_all, fields(outbox = %self.parts.outbox))]
-    pub async fn publish_batch(&mut self, stop: &CancellationToken) -> anyhow::Result<BatchOutcome> {
+    async fn publish_batch(&mut self, stop: &CancellationToken) -> anyhow::Result<BatchOutcome> {
         if self.producer.is_none() {
             self.producer = Some(kafka::create_producer(&self.parts.kafka)?);
         }

@@ -5,6 +5,7 @@
 //! - [`kafka`]: a Kafka-protocol broker per test (the embedded mock cluster, or `KAFKA_BROKERS`), topics, and
 //!   reading a topic back.
 //! - [`proxy`]: a Kafka proxy the test can cut, heal and point at another cluster.
+//! - [`graphql`]: a GraphQL client of the gateway, over real HTTP.
 //! - [`RunningServer`]: a server task started with a shutdown future the test controls; [`spawn_service!`] starts
 //!   one of the shop's services on port 0.
 //! - [`eventually`]: waits for a condition, the one polling loop of every test.
@@ -13,6 +14,7 @@
 //! Tests reach Postgres at `TEST_POSTGRES_URL` (default `postgres://postgres@127.0.0.1:5432`); the user must be
 //! allowed to create databases.
 
+pub mod graphql;
 pub mod kafka;
 pub mod proxy;
 

@@ -1,16 +1,16 @@
-use std::net::SocketAddr;
-
-use shop_account::{config::Settings, grpc::client::AccountClient, startup::Application};
-use shop_testkit::{RunningServer, TestDatabase, init_test_logging};
+use shop_account::{config::Settings, grpc::client::AccountClient};
+use shop_testkit::{RunningServer, TestDatabase, init_test_logging, spawn_service};
 
 /// A running account service with its own database.
 pub(crate) struct TestApp {
-    pub(crate) address: SocketAddr,
+    /// `http://127.0.0.1:{port}`.
+    pub(crate) url: String,
     pub(crate) database: TestDatabase,
     pub(crate) client: AccountClient,
     pub(crate) server: RunningServer,
 }
 
+/// The settings `spawn_app` uses: port 0, the test's database.
 pub(crate) fn settings(database: &TestDatabase) -> Settings {
     Settings {
         listen_addr: "127.0.0.1:0".parse().unwrap(),
@@ -22,10 +22,7 @@ pub(crate) fn settings(database: &TestDatabase) -> Settings {
 pub(crate) async fn spawn_app() -> TestApp {
     init_test_logging();
     let database = TestDatabase::create().await;
-    let application =
-        Application::build(&settings(&database)).await.expect("Failed to build the application");
-    let address = application.local_addr();
-    let server = RunningServer::spawn(|shutdown| application.run_until_stopped(shutdown));
-    let client = AccountClient::connect(format!("http://{address}")).await.expect("Failed to connect");
-    TestApp { address, database, client, server }
+    let (url, server) = spawn_service!(shop_account, database);
+    let client = AccountClient::connect(url.clone()).await.expect("Failed to connect");
+    TestApp { url, database, client, server }
 }

@@ -10,14 +10,14 @@ use tonic_reflection::pb::v1::{
 
 use crate::helpers::{settings, spawn_app};
 
-async fn channel(address: std::net::SocketAddr) -> tonic::transport::Channel {
-    tonic::transport::Endpoint::from_shared(format!("http://{address}")).unwrap().connect().await.unwrap()
+async fn channel(url: &str) -> tonic::transport::Channel {
+    tonic::transport::Endpoint::from_shared(url.to_owned()).unwrap().connect().await.unwrap()
 }
 
 #[tokio::test]
 async fn the_server_reports_itself_serving_over_grpc_health() {
     let app = spawn_app().await;
-    let mut health = HealthClient::new(channel(app.address).await);
+    let mut health = HealthClient::new(channel(&app.url).await);
 
     let response =
         health.check(HealthCheckRequest { service: "shop.account.v1.AccountService".into() }).await.unwrap();
@@ -28,7 +28,7 @@ async fn the_server_reports_itself_serving_over_grpc_health() {
 #[tokio::test]
 async fn the_server_lists_its_services_over_reflection() {
     let app = spawn_app().await;
-    let mut reflection = ServerReflectionClient::new(channel(app.address).await);
+    let mut reflection = ServerReflectionClient::new(channel(&app.url).await);
     let request = ServerReflectionRequest {
         host: String::new(),
         message_request: Some(MessageRequest::ListServices(String::new())),
@@ -45,6 +45,31 @@ async fn the_server_lists_its_services_over_reflection() {
     let names: Vec<_> = list.service.into_iter().map(|s| s.name).collect();
     assert!(names.contains(&"shop.account.v1.AccountService".to_owned()), "{names:?}");
     assert!(names.contains(&"grpc.health.v1.Health".to_owned()), "{names:?}");
+}
+
+#[tokio::test]
+async fn older_clients_find_the_services_over_reflection_v1alpha_too() {
+    use tonic_reflection::pb::v1alpha::{
+        ServerReflectionRequest, server_reflection_client::ServerReflectionClient,
+        server_reflection_request::MessageRequest, server_reflection_response::MessageResponse,
+    };
+    let app = spawn_app().await;
+    let mut reflection = ServerReflectionClient::new(channel(&app.url).await);
+    let request = ServerReflectionRequest {
+        host: String::new(),
+        message_request: Some(MessageRequest::ListServices(String::new())),
+    };
+
+    let mut responses =
+        reflection.server_reflection_info(tokio_stream::iter([request])).await.unwrap().into_inner();
+
+    let Some(MessageResponse::ListServicesResponse(list)) =
+        responses.message().await.unwrap().unwrap().message_response
+    else {
+        panic!("expected a list of services");
+    };
+    let names: Vec<_> = list.service.into_iter().map(|s| s.name).collect();
+    assert!(names.contains(&"shop.account.v1.AccountService".to_owned()), "{names:?}");
 }
 
 #[tokio::test]

@@ -20,6 +20,9 @@ pub enum SearchBackend {
     Elasticsearch,
 }
 
+const DEFAULT_ELASTICSEARCH_URL: &str = "http://127.0.0.1:9200";
+const DEFAULT_ELASTICSEARCH_INDEX: &str = "shop-products";
+
 /// Search settings, flattened into the catalog's settings.
 #[derive(Debug, Clone, clap::Args)]
 pub struct SearchSettings {
@@ -27,10 +30,10 @@ pub struct SearchSettings {
     #[arg(long, env = "CATALOG_SEARCH", value_enum, default_value_t = SearchBackend::Postgres)]
     pub search_backend: SearchBackend,
     /// Elasticsearch (elasticsearch backend).
-    #[arg(long, env = "ELASTICSEARCH_URL", default_value = "http://127.0.0.1:9200")]
+    #[arg(long, env = "ELASTICSEARCH_URL", default_value = DEFAULT_ELASTICSEARCH_URL)]
     pub elasticsearch_url: String,
     /// The alias the product index is reached through (elasticsearch backend).
-    #[arg(long, env = "ELASTICSEARCH_INDEX", default_value = "shop-products")]
+    #[arg(long, env = "ELASTICSEARCH_INDEX", default_value = DEFAULT_ELASTICSEARCH_INDEX)]
     pub elasticsearch_index: String,
 }
 
@@ -38,8 +41,8 @@ impl Default for SearchSettings {
     fn default() -> Self {
         Self {
             search_backend: SearchBackend::Postgres,
-            elasticsearch_url: "http://127.0.0.1:9200".into(),
-            elasticsearch_index: "shop-products".into(),
+            elasticsearch_url: DEFAULT_ELASTICSEARCH_URL.into(),
+            elasticsearch_index: DEFAULT_ELASTICSEARCH_INDEX.into(),
         }
     }
 }

@@ -14,7 +14,7 @@ use shop_events::{catalog::Product, cloudevents::EventMetadata, envelope::now};
 use shop_platform::kafka::KafkaSettings;
 use shop_projection as consumer;
 use shop_proto::catalog::v1::GetProductsRequest;
-use shop_testkit::{RunningServer, TestDatabase, kafka::TestBroker, outbox_rows};
+use shop_testkit::{RunningServer, TestDatabase, eventually, kafka::TestBroker, outbox_rows};
 use uuid::Uuid;
 
 fn elasticsearch_url() -> String {
@@ -82,17 +82,16 @@ async fn relay_outbox(app: &EsApp, broker: &TestBroker) {
 }
 
 async fn search(app: &EsApp, text: &str, expected: usize) -> Vec<String> {
-    for _ in 0..100 {
+    let found = || async {
         app.index.refresh().await.unwrap();
         let request = GetProductsRequest { query: text.into(), ..Default::default() };
-        let names: Vec<String> =
-            app.client.get_products(request).await.unwrap().into_iter().map(|p| p.name).collect();
-        if names.len() >= expected {
-            return names;
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-    panic!("the search for {text:?} never found {expected} products");
+        app.client.get_products(request).await.unwrap().into_iter().map(|p| p.name).collect::<Vec<String>>()
+    };
+    eventually(Duration::from_secs(10), "the search to find the products", || async {
+        found().await.len() >= expected
+    })
+    .await;
+    found().await
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -1,31 +1,19 @@
-use std::net::SocketAddr;
-
-use shop_catalog::{config::Settings, grpc::client::CatalogClient, startup::Application};
-use shop_testkit::{RunningServer, TestDatabase, init_test_logging};
+use shop_catalog::grpc::client::CatalogClient;
+use shop_testkit::{RunningServer, TestDatabase, init_test_logging, spawn_service};
 
 /// A running catalog service with its own database.
 pub(crate) struct TestApp {
-    pub(crate) address: SocketAddr,
+    /// `http://127.0.0.1:{port}`.
+    pub(crate) url: String,
     pub(crate) database: TestDatabase,
     pub(crate) client: CatalogClient,
     pub(crate) server: RunningServer,
 }
 
-pub(crate) fn settings(database: &TestDatabase) -> Settings {
-    Settings {
-        listen_addr: "127.0.0.1:0".parse().unwrap(),
-        database_url: database.url.parse().unwrap(),
-        ..Default::default()
-    }
-}
-
 pub(crate) async fn spawn_app() -> TestApp {
     init_test_logging();
     let database = TestDatabase::create().await;
-    let application =
-        Application::build(&settings(&database)).await.expect("Failed to build the application");
-    let address = application.local_addr();
-    let server = RunningServer::spawn(|shutdown| application.run_until_stopped(shutdown));
-    let client = CatalogClient::connect(format!("http://{address}")).await.expect("Failed to connect");
-    TestApp { address, database, client, server }
+    let (url, server) = spawn_service!(shop_catalog, database);
+    let client = CatalogClient::connect(url.clone()).await.expect("Failed to connect");
+    TestApp { url, database, client, server }
 }

@@ -7,11 +7,7 @@ use crate::helpers::spawn_app;
 #[tokio::test]
 async fn the_server_reports_itself_serving_then_stops_cleanly() {
     let app = spawn_app().await;
-    let channel = tonic::transport::Endpoint::from_shared(format!("http://{}", app.address))
-        .unwrap()
-        .connect()
-        .await
-        .unwrap();
+    let channel = tonic::transport::Endpoint::from_shared(app.url.clone()).unwrap().connect().await.unwrap();
 
     let status = HealthClient::new(channel)
         .check(HealthCheckRequest { service: "shop.catalog.v1.CatalogService".into() })

@@ -10,6 +10,8 @@ use async_graphql::{
     parser::types::ExecutableDocument,
 };
 
+use crate::services::CallError;
+
 /// The value of `extensions.code`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ErrorCode {
@@ -46,6 +48,37 @@ impl ErrorCode {
     /// An error with this code.
     pub fn error(self, message: impl Into<String>) -> async_graphql::Error {
         async_graphql::Error::new(message).extend_with(|_, e| e.set("code", self.as_str()))
+    }
+}
+
+impl ErrorExtensions for CallError {
+    /// A failed service call as GraphQL clients see it: its code in `extensions.code`, and for invalid input the
+    /// service's per-field violations in `extensions.fields`.
+    fn extend(&self) -> async_graphql::Error {
+        let message = self.message();
+        match self {
+            CallError::Invalid { fields, .. } => {
+                ErrorCode::BadUserInput.error(message).extend_with(|_, e| {
+                    if !fields.is_empty() {
+                        let fields: Vec<async_graphql::Value> = fields
+                            .iter()
+                            .map(|violation| {
+                                async_graphql::Value::from_json(serde_json::json!({
+                                    "field": violation.field,
+                                    "description": violation.description,
+                                }))
+                                .unwrap_or_default()
+                            })
+                            .collect();
+                        e.set("fields", fields);
+                    }
+                })
+            }
+            CallError::NotFound(_) => ErrorCode::NotFound.error(message),
+            CallError::Conflict(_) => ErrorCode::Conflict.error(message),
+            CallError::Unavailable { .. } => ErrorCode::Unavailable.error(message),
+            CallError::Internal => ErrorCode::Internal.error(message),
+        }
     }
 }
 

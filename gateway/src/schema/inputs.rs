@@ -7,6 +7,7 @@ use shop_platform::pagination::Page;
 use uuid::Uuid;
 
 use super::errors::bad_input;
+use crate::services::{self, ProductFields};
 
 /// Which slice of a list to return.
 #[derive(Debug, Clone, Copy, InputObject)]
@@ -20,17 +21,17 @@ pub struct PaginationInput {
 }
 
 impl PaginationInput {
-    /// `(skip, take)` for a gRPC list call.
-    pub fn validate(pagination: Option<Self>) -> Result<(u64, u32)> {
+    /// The page to ask the service for.
+    pub fn validate(pagination: Option<Self>) -> Result<services::Page> {
         let Some(Self { skip, take }) = pagination else {
-            return Ok((0, Page::DEFAULT_TAKE));
+            return Ok(services::Page { skip: 0, take: Page::DEFAULT_TAKE });
         };
         let skip = u64::try_from(skip).map_err(|_| bad_input("pagination.skip", "must be zero or more"))?;
         let take =
             u32::try_from(take).ok().filter(|take| (1..=Page::MAX_TAKE).contains(take)).ok_or_else(|| {
                 bad_input("pagination.take", &format!("must be between 1 and {}", Page::MAX_TAKE))
             })?;
-        Ok((skip, take))
+        Ok(services::Page { skip, take })
     }
 }
 
@@ -49,6 +50,12 @@ pub struct ProductInput {
 }
 
 impl ProductInput {
+    /// The product's fields, with the price in cents.
+    pub fn into_fields(self) -> Result<ProductFields> {
+        let price_cents = self.price_cents()?;
+        Ok(ProductFields { name: self.name, description: self.description, price_cents })
+    }
+
     /// The price in cents.
     pub fn price_cents(&self) -> Result<i64> {
         let field = "product.price";
@@ -137,10 +144,10 @@ mod tests {
     fn pages_are_bounded() {
         let page = |skip, take| PaginationInput::validate(Some(PaginationInput { skip, take }));
 
-        assert_eq!(page(0, 100).unwrap(), (0, 100));
+        assert_eq!(page(0, 100).unwrap(), services::Page { skip: 0, take: 100 });
         assert!(page(0, 101).is_err());
         assert!(page(0, 0).is_err());
         assert!(page(-1, 10).is_err());
-        assert_eq!(PaginationInput::validate(None).unwrap(), (0, 20));
+        assert_eq!(PaginationInput::validate(None).unwrap(), services::Page { skip: 0, take: 20 });
     }
 }

@@ -2,13 +2,11 @@
 
 use std::collections::HashMap;
 
-use async_graphql::dataloader::Loader;
+use async_graphql::{ResultExt, dataloader::Loader};
 use shop_events::TraceContext;
-use shop_proto::order::v1::{GetOrdersForAccountsRequest, order_service_client::OrderServiceClient};
-use tonic::transport::Channel;
 
 use super::types::Order;
-use crate::clients::{graphql_error, request};
+use crate::services::Services;
 
 /// The most account ids one batch sends (the order service's limit).
 pub const MAX_ACCOUNTS_PER_BATCH: usize = 1_000;
@@ -17,13 +15,13 @@ pub const MAX_ACCOUNTS_PER_BATCH: usize = 1_000;
 /// nothing is cached across requests.
 #[derive(Debug)]
 pub struct OrdersByAccount {
-    orders: OrderServiceClient<Channel>,
+    services: Services,
     trace: TraceContext,
 }
 
 impl OrdersByAccount {
-    pub fn new(orders: OrderServiceClient<Channel>, trace: TraceContext) -> Self {
-        Self { orders, trace }
+    pub fn new(services: Services, trace: TraceContext) -> Self {
+        Self { services, trace }
     }
 }
 
@@ -32,15 +30,7 @@ impl Loader<String> for OrdersByAccount {
     type Error = async_graphql::Error;
 
     async fn load(&self, account_ids: &[String]) -> Result<HashMap<String, Vec<Order>>, Self::Error> {
-        let message = GetOrdersForAccountsRequest { account_ids: account_ids.to_vec() };
-        let orders = self
-            .orders
-            .clone()
-            .get_orders_for_accounts(request(message, &self.trace))
-            .await
-            .map_err(|status| graphql_error("order", status))?
-            .into_inner()
-            .orders;
+        let orders = self.services.orders_for_accounts(account_ids.to_vec(), &self.trace).await.extend()?;
         let mut by_account: HashMap<String, Vec<Order>> = HashMap::with_capacity(account_ids.len());
         for order in orders {
             by_account.entry(order.account_id.clone()).or_default().push(order.try_into()?);

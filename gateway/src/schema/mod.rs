@@ -11,7 +11,7 @@ use async_graphql::{EmptySubscription, Schema, dataloader::DataLoader};
 use shop_events::TraceContext;
 
 use self::{errors::ErrorCodes, loaders::OrdersByAccount, mutation::Mutation, query::Query};
-use crate::clients::Services;
+use crate::services::Services;
 
 /// The gateway's schema.
 pub type GatewaySchema = Schema<Query, Mutation, EmptySubscription>;
@@ -38,7 +38,7 @@ pub fn prepare(
     services: &Services,
     trace: TraceContext,
 ) -> async_graphql::Request {
-    let orders = DataLoader::new(OrdersByAccount::new(services.orders.clone(), trace.clone()), tokio::spawn)
+    let orders = DataLoader::new(OrdersByAccount::new(services.clone(), trace.clone()), tokio::spawn)
         .max_batch_size(loaders::MAX_ACCOUNTS_PER_BATCH);
     request.data(trace).data(orders)
 }

@@ -1,19 +1,13 @@
 //! The read side of the schema.
 
-use async_graphql::{Context, ID, Object, Result};
+use async_graphql::{Context, ID, Object, Result, ResultExt};
 use shop_events::TraceContext;
-use shop_proto::{
-    account::v1::{GetAccountRequest, GetAccountsRequest},
-    catalog::v1::{GetProductRequest, GetProductsRequest},
-    order::v1::GetOrderRequest,
-};
-use tonic::Code;
 
 use super::{
     inputs::{PaginationInput, uuid},
     types::{Account, Order, Product},
 };
-use crate::clients::{Services, graphql_error, request};
+use crate::services::Services;
 
 /// Queries.
 #[derive(Debug, Default)]
@@ -30,22 +24,11 @@ impl Query {
     ) -> Result<Vec<Account>> {
         let (services, trace) = (ctx.data::<Services>()?, ctx.data::<TraceContext>()?);
         if let Some(id) = id {
-            let message = GetAccountRequest { id: uuid("id", &id)? };
-            return match services.accounts.clone().get_account(request(message, trace)).await {
-                Ok(response) => response.into_inner().account.map(Account::try_from).into_iter().collect(),
-                Err(status) if status.code() == Code::NotFound => Ok(Vec::new()),
-                Err(status) => Err(graphql_error("account", status)),
-            };
+            let account = services.account(&uuid("id", &id)?, trace).await.extend()?;
+            return account.map(Account::try_from).into_iter().collect();
         }
-        let (skip, take) = PaginationInput::validate(pagination)?;
-        let message = GetAccountsRequest { skip, take };
-        let response = services
-            .accounts
-            .clone()
-            .get_accounts(request(message, trace))
-            .await
-            .map_err(|status| graphql_error("account", status))?;
-        response.into_inner().accounts.into_iter().map(Account::try_from).collect()
+        let page = PaginationInput::validate(pagination)?;
+        services.accounts(page, trace).await.extend()?.into_iter().map(Account::try_from).collect()
     }
 
     /// Products: all of them (oldest first), those matching a full-text `query` over name and description (best
@@ -59,32 +42,16 @@ impl Query {
     ) -> Result<Vec<Product>> {
         let (services, trace) = (ctx.data::<Services>()?, ctx.data::<TraceContext>()?);
         if let Some(id) = id {
-            let message = GetProductRequest { id: uuid("id", &id)? };
-            return match services.catalog.clone().get_product(request(message, trace)).await {
-                Ok(response) => response.into_inner().product.map(Product::try_from).into_iter().collect(),
-                Err(status) if status.code() == Code::NotFound => Ok(Vec::new()),
-                Err(status) => Err(graphql_error("catalog", status)),
-            };
+            let product = services.product(&uuid("id", &id)?, trace).await.extend()?;
+            return product.map(Product::try_from).into_iter().collect();
         }
-        let (skip, take) = PaginationInput::validate(pagination)?;
-        let message = GetProductsRequest { skip, take, query: query.unwrap_or_default(), ids: Vec::new() };
-        let response = services
-            .catalog
-            .clone()
-            .get_products(request(message, trace))
-            .await
-            .map_err(|status| graphql_error("catalog", status))?;
-        response.into_inner().products.into_iter().map(Product::try_from).collect()
+        let page = PaginationInput::validate(pagination)?;
+        services.products(page, query, trace).await.extend()?.into_iter().map(Product::try_from).collect()
     }
 
     /// The order with `id`, or null when there is none.
     async fn order(&self, ctx: &Context<'_>, id: ID) -> Result<Option<Order>> {
         let (services, trace) = (ctx.data::<Services>()?, ctx.data::<TraceContext>()?);
-        let message = GetOrderRequest { id: uuid("id", &id)? };
-        match services.orders.clone().get_order(request(message, trace)).await {
-            Ok(response) => response.into_inner().order.map(Order::try_from).transpose(),
-            Err(status) if status.code() == Code::NotFound => Ok(None),
-            Err(status) => Err(graphql_error("order", status)),
-        }
+        services.order(&uuid("id", &id)?, trace).await.extend()?.map(Order::try_from).transpose()
     }
 }

@@ -3,16 +3,17 @@ use std::sync::{
     atomic::{AtomicUsize, Ordering},
 };
 
-use serde_json::{Value, json};
+use serde_json::Value;
 use shop_gateway::{config::Settings, startup::Application};
 use shop_proto::order::v1::{self as order, order_service_client::OrderServiceClient, order_service_server};
-use shop_testkit::{RunningServer, TestDatabase, init_test_logging};
+use shop_testkit::{RunningServer, TestDatabase, graphql::GraphqlClient, init_test_logging, spawn_service};
 use tonic::{Request, Response, Status, transport::Channel};
 
 /// The gateway and the three services behind it.
 pub(crate) struct TestApp {
     pub(crate) base_url: String,
     pub(crate) http: reqwest::Client,
+    pub(crate) client: GraphqlClient,
     /// The order service's database.
     pub(crate) orders_database: TestDatabase,
     /// `GetOrdersForAccount(s)` calls the gateway made.
@@ -20,19 +21,6 @@ pub(crate) struct TestApp {
     catalog_server: Option<RunningServer>,
     _servers: Vec<RunningServer>,
     _databases: Vec<TestDatabase>,
-}
-
-macro_rules! spawn_service {
-    ($crate_name:ident, $database:expr) => {{
-        let settings = $crate_name::config::Settings {
-            listen_addr: "127.0.0.1:0".parse().unwrap(),
-            database_url: $database.url.parse().unwrap(),
-            ..Default::default()
-        };
-        let application = $crate_name::startup::Application::build(&settings).await.unwrap();
-        let url = format!("http://{}", application.local_addr());
-        (url, RunningServer::spawn(|shutdown| application.run_until_stopped(shutdown)))
-    }};
 }
 
 pub(crate) async fn spawn_app() -> TestApp {
@@ -70,6 +58,7 @@ pub(crate) async fn spawn_app() -> TestApp {
     let gateway_server = RunningServer::spawn(|shutdown| gateway.run_until_stopped(shutdown));
 
     TestApp {
+        client: GraphqlClient::new(&base_url),
         base_url,
         http: reqwest::Client::new(),
         orders_database,
@@ -81,54 +70,6 @@ pub(crate) async fn spawn_app() -> TestApp {
 }
 
 impl TestApp {
-    /// POSTs a GraphQL request and returns the whole response body (`data` and `errors`).
-    pub(crate) async fn graphql(&self, query: &str, variables: Value) -> Value {
-        self.http
-            .post(format!("{}/graphql", self.base_url))
-            .json(&json!({ "query": query, "variables": variables }))
-            .send()
-            .await
-            .expect("Failed to reach the gateway")
-            .json()
-            .await
-            .expect("The gateway answered something that is not JSON")
-    }
-
-    /// Like [`graphql`](Self::graphql), but fails the test on any GraphQL error and returns `data`.
-    pub(crate) async fn data(&self, query: &str, variables: Value) -> Value {
-        let response = self.graphql(query, variables).await;
-        assert!(response.get("errors").is_none(), "unexpected errors: {response:#}");
-        response["data"].clone()
-    }
-
-    pub(crate) async fn create_account(&self, name: &str) -> String {
-        let data = self
-            .data(
-                "mutation($name: String!) { createAccount(account: {name: $name}) { id } }",
-                json!({ "name": name }),
-            )
-            .await;
-        data["createAccount"]["id"].as_str().unwrap().to_owned()
-    }
-
-    pub(crate) async fn create_product(&self, name: &str, description: &str, price: f64) -> String {
-        let query = "mutation($product: ProductInput!) { createProduct(product: $product) { id } }";
-        let product = json!({ "name": name, "description": description, "price": price });
-        let data = self.data(query, json!({ "product": product })).await;
-        data["createProduct"]["id"].as_str().unwrap().to_owned()
-    }
-
-    pub(crate) async fn create_order(&self, account_id: &str, products: &[(&str, i32)]) -> Value {
-        let query = "mutation($order: OrderInput!) {
-            createOrder(order: $order) { id status totalPrice products { id name price quantity } }
-        }";
-        let products: Vec<_> =
-            products.iter().map(|(id, quantity)| json!({ "id": id, "quantity": quantity })).collect();
-        let data =
-            self.data(query, json!({ "order": { "accountId": account_id, "products": products } })).await;
-        data["createOrder"].clone()
-    }
-
     /// Stops the catalog service, as an outage would.
     pub(crate) async fn stop_catalog_service(&mut self) {
         self.catalog_server.take().expect("running").stop().await.unwrap();

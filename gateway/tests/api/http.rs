@@ -7,7 +7,7 @@ use crate::helpers::{error_codes, spawn_app};
 #[tokio::test]
 async fn queries_can_be_sent_with_get() {
     let app = spawn_app().await;
-    app.create_account("Ada").await;
+    app.client.create_account("Ada").await;
 
     let response: Value = app
         .http
@@ -38,7 +38,7 @@ async fn mutations_cannot_be_sent_with_get() {
     assert_eq!(response.status(), reqwest::StatusCode::METHOD_NOT_ALLOWED);
     let body: Value = response.json().await.unwrap();
     assert_eq!(error_codes(&body), ["BAD_USER_INPUT"]);
-    let accounts = app.data("{ accounts { id } }", json!({})).await;
+    let accounts = app.client.data("{ accounts { id } }", json!({})).await;
     assert_eq!(accounts["accounts"], json!([]));
 }
 

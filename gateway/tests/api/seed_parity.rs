@@ -15,10 +15,12 @@ async fn create_account_product_and_order_then_read_the_account_with_its_orders(
 
     // Act: the three mutations.
     let account = app
+        .client
         .data(r#"mutation { createAccount(account: {name: "Ada Lovelace"}) { id name } }"#, json!({}))
         .await["createAccount"]
         .clone();
     let kettle = app
+        .client
         .data(
             r#"mutation { createProduct(product: {name: "Kettle", description: "Boils water.", price: 24.99}) {
                 id name description price
@@ -27,10 +29,11 @@ async fn create_account_product_and_order_then_read_the_account_with_its_orders(
         )
         .await["createProduct"]
         .clone();
-    let mug = app.create_product("Mug", "Holds tea.", 8.5).await;
+    let mug = app.client.create_product("Mug", "Holds tea.", 8.5).await;
     let account_id = account["id"].as_str().unwrap();
     let kettle_id = kettle["id"].as_str().unwrap();
     let order = app
+        .client
         .data(
             "mutation($order: OrderInput!) { createOrder(order: $order) {
                 id createdAt totalPrice status accountId
@@ -62,6 +65,7 @@ async fn create_account_product_and_order_then_read_the_account_with_its_orders(
 
     // Assert: the account with its orders, as the original's clients read it.
     let accounts = app
+        .client
         .data(
             "query($id: String) { accounts(id: $id) { id name orders { id totalPrice products { name quantity } } } }",
             json!({ "id": account_id }),
@@ -79,15 +83,17 @@ async fn create_account_product_and_order_then_read_the_account_with_its_orders(
 #[tokio::test]
 async fn products_are_listed_paged_searched_and_found_by_id() {
     let app = spawn_app().await;
-    let kettle = app.create_product("Kettle", "Stainless steel electric kettle.", 24.99).await;
-    app.create_product("Teapot", "Porcelain; pairs well with a kettle.", 19.99).await;
-    app.create_product("Mug", "For tea or coffee.", 8.99).await;
+    let kettle = app.client.create_product("Kettle", "Stainless steel electric kettle.", 24.99).await;
+    app.client.create_product("Teapot", "Porcelain; pairs well with a kettle.", 19.99).await;
+    app.client.create_product("Mug", "For tea or coffee.", 8.99).await;
 
-    let all = app.data("{ products { name } }", json!({})).await;
-    let page = app.data("{ products(pagination: {skip: 1, take: 1}) { name } }", json!({})).await;
-    let search = app.data(r#"{ products(query: "kettle") { name price } }"#, json!({})).await;
-    let by_id = app.data("query($id: ID) { products(id: $id) { name } }", json!({ "id": kettle })).await;
+    let all = app.client.data("{ products { name } }", json!({})).await;
+    let page = app.client.data("{ products(pagination: {skip: 1, take: 1}) { name } }", json!({})).await;
+    let search = app.client.data(r#"{ products(query: "kettle") { name price } }"#, json!({})).await;
+    let by_id =
+        app.client.data("query($id: ID) { products(id: $id) { name } }", json!({ "id": kettle })).await;
     let unknown = app
+        .client
         .data("query($id: ID) { products(id: $id) { name } }", json!({ "id": uuid::Uuid::now_v7() }))
         .await;
 
@@ -105,16 +111,16 @@ async fn products_are_listed_paged_searched_and_found_by_id() {
 async fn account_orders_are_loaded_in_one_call_for_every_account() {
     // Arrange
     let app = spawn_app().await;
-    let kettle = app.create_product("Kettle", "", 24.99).await;
+    let kettle = app.client.create_product("Kettle", "", 24.99).await;
     for name in ["Ada", "Grace", "Edsger", "Barbara"] {
-        let account = app.create_account(name).await;
-        app.create_order(&account, &[(&kettle, 1)]).await;
-        app.create_order(&account, &[(&kettle, 2)]).await;
+        let account = app.client.create_account(name).await;
+        app.client.create_order(&account, &[(&kettle, 1)]).await;
+        app.client.create_order(&account, &[(&kettle, 2)]).await;
     }
     let calls_before = app.order_list_calls.load(Ordering::SeqCst);
 
     // Act
-    let data = app.data("{ accounts { name orders { totalPrice } } }", json!({})).await;
+    let data = app.client.data("{ accounts { name orders { totalPrice } } }", json!({})).await;
 
     // Assert
     let accounts = data["accounts"].as_array().unwrap();
@@ -128,18 +134,21 @@ async fn account_orders_are_loaded_in_one_call_for_every_account() {
 #[tokio::test]
 async fn an_order_can_be_read_by_id_and_an_unknown_one_is_null() {
     let app = spawn_app().await;
-    let account = app.create_account("Ada").await;
-    let kettle = app.create_product("Kettle", "", 24.99).await;
-    let placed = app.create_order(&account, &[(&kettle, 1)]).await;
+    let account = app.client.create_account("Ada").await;
+    let kettle = app.client.create_product("Kettle", "", 24.99).await;
+    let placed = app.client.create_order(&account, &[(&kettle, 1)]).await;
 
     let read = app
+        .client
         .data(
             "query($id: ID!) { order(id: $id) { id status totalPrice accountId } }",
             json!({ "id": placed["id"] }),
         )
         .await;
-    let unknown =
-        app.data("query($id: ID!) { order(id: $id) { id } }", json!({ "id": uuid::Uuid::now_v7() })).await;
+    let unknown = app
+        .client
+        .data("query($id: ID!) { order(id: $id) { id } }", json!({ "id": uuid::Uuid::now_v7() }))
+        .await;
 
     assert_eq!(read["order"]["status"], "CONFIRMED");
     assert_eq!(read["order"]["accountId"], account);
@@ -149,13 +158,13 @@ async fn an_order_can_be_read_by_id_and_an_unknown_one_is_null() {
 #[tokio::test]
 async fn a_product_update_is_visible_and_checked_against_the_expected_version() {
     let app = spawn_app().await;
-    let kettle = app.create_product("Kettle", "", 24.99).await;
+    let kettle = app.client.create_product("Kettle", "", 24.99).await;
     let update = "mutation($id: ID!, $version: Int) {
         updateProduct(id: $id, product: {name: \"Kettle\", price: 19.99}, expectedVersion: $version) { price version }
     }";
 
-    let updated = app.data(update, json!({ "id": kettle, "version": 1 })).await;
-    let stale = app.graphql(update, json!({ "id": kettle, "version": 1 })).await;
+    let updated = app.client.data(update, json!({ "id": kettle, "version": 1 })).await;
+    let stale = app.client.graphql(update, json!({ "id": kettle, "version": 1 })).await;
 
     assert_eq!(updated["updateProduct"], json!({ "price": 19.99, "version": 2 }));
     assert_eq!(crate::helpers::error_codes(&stale), ["CONFLICT"]);
@@ -164,8 +173,8 @@ async fn a_product_update_is_visible_and_checked_against_the_expected_version() 
 #[tokio::test]
 async fn the_callers_traceparent_reaches_the_order_events() {
     let app = spawn_app().await;
-    let account = app.create_account("Ada").await;
-    let kettle = app.create_product("Kettle", "", 24.99).await;
+    let account = app.client.create_account("Ada").await;
+    let kettle = app.client.create_product("Kettle", "", 24.99).await;
     let trace = TraceContext::new_root();
 
     app.http

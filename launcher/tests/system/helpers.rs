@@ -3,7 +3,7 @@ use std::time::Duration;
 use serde_json::{Value, json};
 use shop::{Settings, Shop};
 use shop_order::config::ValidationMode;
-use shop_testkit::{TestDatabase, kafka::TestBroker};
+use shop_testkit::{TestDatabase, eventually, graphql::GraphqlClient, kafka::TestBroker};
 use uuid::Uuid;
 
 /// A running shop with its own databases and broker.
@@ -11,6 +11,7 @@ pub(crate) struct TestShop {
     pub(crate) shop: Shop,
     pub(crate) settings: Settings,
     pub(crate) http: reqwest::Client,
+    pub(crate) client: GraphqlClient,
     /// Kept alive for as long as the shop runs.
     pub(crate) broker: TestBroker,
     /// Dropped (so the databases are dropped) after the shop stopped.
@@ -47,7 +48,8 @@ pub(crate) async fn start_shop() -> TestShop {
         .iter()
         .map(|name| TestDatabase::adopt(&format!("{}{name}", settings.database_prefix)))
         .collect();
-    TestShop { shop, settings, http: reqwest::Client::new(), broker, databases }
+    let client = GraphqlClient::new(&format!("http://{}", shop.gateway_addr));
+    TestShop { shop, settings, http: reqwest::Client::new(), client, broker, databases }
 }
 
 impl TestShop {
@@ -56,66 +58,16 @@ impl TestShop {
         self.shop.run_until_stopped(async {}).await.expect("a clean stop");
     }
 
-    pub(crate) async fn graphql(&self, query: &str, variables: Value) -> Value {
-        self.http
-            .post(format!("http://{}/graphql", self.shop.gateway_addr))
-            .json(&json!({ "query": query, "variables": variables }))
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap()
-    }
-
-    pub(crate) async fn data(&self, query: &str, variables: Value) -> Value {
-        let response = self.graphql(query, variables).await;
-        assert!(response.get("errors").is_none(), "unexpected errors: {response:#}");
-        response["data"].clone()
-    }
-
-    pub(crate) async fn create_account(&self, name: &str) -> String {
-        let data = self
-            .data(
-                "mutation($name: String!) { createAccount(account: {name: $name}) { id } }",
-                json!({ "name": name }),
-            )
-            .await;
-        data["createAccount"]["id"].as_str().unwrap().to_owned()
-    }
-
-    pub(crate) async fn create_product(&self, name: &str, price: f64) -> String {
-        let query = "mutation($p: ProductInput!) { createProduct(product: $p) { id } }";
-        let data = self
-            .data(
-                query,
-                json!({ "p": { "name": name, "description": format!("A {name}."), "price": price } }),
-            )
-            .await;
-        data["createProduct"]["id"].as_str().unwrap().to_owned()
-    }
-
-    /// Places an order and returns it as `createOrder` answered.
-    pub(crate) async fn create_order(&self, account: &str, products: &[(&str, i32)]) -> Value {
-        let query = "mutation($o: OrderInput!) { createOrder(order: $o) { id status totalPrice } }";
-        let products: Vec<_> =
-            products.iter().map(|(id, quantity)| json!({ "id": id, "quantity": quantity })).collect();
-        self.data(query, json!({ "o": { "accountId": account, "products": products } })).await["createOrder"]
-            .clone()
-    }
-
     /// Polls the order until it is no longer PENDING.
     pub(crate) async fn settled_order(&self, id: &str) -> Value {
         let query = "query($id: ID!) { order(id: $id) {
             id status totalPrice rejectionReason products { id name price quantity } } }";
-        for _ in 0..600 {
-            let order = self.data(query, json!({ "id": id })).await["order"].clone();
-            if order["status"] != "PENDING" {
-                return order;
-            }
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
-        panic!("order {id} stayed PENDING");
+        let order = || async { self.client.data(query, json!({ "id": id })).await["order"].clone() };
+        eventually(Duration::from_secs(30), "the order to leave PENDING", || async {
+            order().await["status"] != "PENDING"
+        })
+        .await;
+        order().await
     }
 
     pub(crate) fn database(&self, name: &str) -> &TestDatabase {

@@ -1,4 +1,5 @@
 use serde_json::json;
+use shop_testkit::eventually;
 use uuid::Uuid;
 
 use crate::helpers::start_shop;
@@ -7,12 +8,12 @@ use crate::helpers::start_shop;
 async fn an_order_is_confirmed_from_the_projection_with_the_catalogs_prices() {
     // Arrange
     let shop = start_shop().await;
-    let ada = shop.create_account("Ada").await;
-    let kettle = shop.create_product("Kettle", 24.99).await;
-    let mug = shop.create_product("Mug", 8.5).await;
+    let ada = shop.client.create_account("Ada").await;
+    let kettle = shop.client.create_product("Kettle", "", 24.99).await;
+    let mug = shop.client.create_product("Mug", "", 8.5).await;
 
     // Act
-    let placed = shop.create_order(&ada, &[(&kettle, 2), (&mug, 1)]).await;
+    let placed = shop.client.create_order(&ada, &[(&kettle, 2), (&mug, 1)]).await;
     let order = shop.settled_order(placed["id"].as_str().unwrap()).await;
 
     // Assert
@@ -34,14 +35,14 @@ async fn an_unknown_product_gets_the_order_rejected_with_its_reason() {
     // Arrange: a projection that is up (an order went through), so the rejection comes after the wait, not
     // because the consumer was still joining its group.
     let shop = start_shop().await;
-    let ada = shop.create_account("Ada").await;
-    let kettle = shop.create_product("Kettle", 24.99).await;
-    let first = shop.create_order(&ada, &[(&kettle, 1)]).await;
+    let ada = shop.client.create_account("Ada").await;
+    let kettle = shop.client.create_product("Kettle", "", 24.99).await;
+    let first = shop.client.create_order(&ada, &[(&kettle, 1)]).await;
     assert_eq!(shop.settled_order(first["id"].as_str().unwrap()).await["status"], "CONFIRMED");
     let ghost = Uuid::now_v7().to_string();
 
     // Act
-    let placed = shop.create_order(&ada, &[(&kettle, 1), (&ghost, 1)]).await;
+    let placed = shop.client.create_order(&ada, &[(&kettle, 1), (&ghost, 1)]).await;
     let order = shop.settled_order(placed["id"].as_str().unwrap()).await;
 
     // Assert
@@ -55,24 +56,22 @@ async fn an_unknown_product_gets_the_order_rejected_with_its_reason() {
 async fn orders_are_still_confirmed_while_the_account_and_catalog_services_are_down() {
     // Arrange: the projection has learnt of the account and the product (an order went through).
     let mut shop = start_shop().await;
-    let ada = shop.create_account("Ada").await;
-    let kettle = shop.create_product("Kettle", 24.99).await;
-    let first = shop.create_order(&ada, &[(&kettle, 1)]).await;
+    let ada = shop.client.create_account("Ada").await;
+    let kettle = shop.client.create_product("Kettle", "", 24.99).await;
+    let first = shop.client.create_order(&ada, &[(&kettle, 1)]).await;
     assert_eq!(shop.settled_order(first["id"].as_str().unwrap()).await["status"], "CONFIRMED");
 
     // Act: both services go down; orders keep coming.
     shop.shop.stop_part("account");
     shop.shop.stop_part("catalog");
-    let mut accounts_down = json!({});
-    for _ in 0..100 {
-        // The servers drain their in-flight calls first; wait until the gateway sees them gone.
-        accounts_down = shop.graphql("{ accounts { id } }", json!({})).await;
-        if accounts_down["errors"][0]["extensions"]["code"] == "UNAVAILABLE" {
-            break;
-        }
-        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
-    }
-    let placed = shop.create_order(&ada, &[(&kettle, 3)]).await;
+    // The servers drain their in-flight calls first; wait until the gateway sees them gone.
+    let accounts = || async { shop.client.graphql("{ accounts { id } }", json!({})).await };
+    eventually(std::time::Duration::from_secs(5), "the gateway to see the account service gone", || async {
+        accounts().await["errors"][0]["extensions"]["code"] == "UNAVAILABLE"
+    })
+    .await;
+    let accounts_down = accounts().await;
+    let placed = shop.client.create_order(&ada, &[(&kettle, 3)]).await;
     let order = shop.settled_order(placed["id"].as_str().unwrap()).await;
 
     // Assert

@@ -11,6 +11,8 @@ use shop_platform::kafka::KafkaSettings;
 use sqlx::PgPool;
 use uuid::Uuid;
 
+use shop_testkit::eventually;
+
 use crate::helpers::start_shop;
 
 type AccountRow = (Uuid, String, i64);
@@ -37,8 +39,8 @@ async fn a_rebuild_while_writes_continue_equals_the_source_row_by_row() {
     // Arrange: a shop with some history, and a writer that keeps creating and changing things.
     let shop = start_shop().await;
     for i in 0..10 {
-        shop.create_account(&format!("customer {i}")).await;
-        shop.create_product(&format!("product {i}"), 1.0 + f64::from(i)).await;
+        shop.client.create_account(&format!("customer {i}")).await;
+        shop.client.create_product(&format!("product {i}"), "", 1.0 + f64::from(i)).await;
     }
     let writing = Arc::new(AtomicBool::new(true));
     let writer = tokio::spawn({
@@ -104,17 +106,14 @@ async fn a_rebuild_while_writes_continue_equals_the_source_row_by_row() {
     let projection = shop.database("order").pool.clone();
     let expected =
         (accounts(&source_accounts, "accounts").await, products(&source_products, "products").await);
-    let mut actual = Default::default();
-    for _ in 0..200 {
-        actual = (
-            accounts(&projection, "account_projection").await,
-            products(&projection, "product_projection").await,
-        );
-        if actual == expected {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    let actual = || async {
+        (accounts(&projection, "account_projection").await, products(&projection, "product_projection").await)
+    };
+    eventually(Duration::from_secs(20), "the projection to match the services' tables", || async {
+        actual().await == expected
+    })
+    .await;
+    let actual = actual().await;
     println!(
         "Rebuilt from {} events ({} applied, {} caught up before the swap) while {written_during} rounds of writes went on",
         report.consumed, report.applied, report.caught_up

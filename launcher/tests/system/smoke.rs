@@ -8,7 +8,7 @@ use std::{
 };
 
 use serde_json::{Value, json};
-use shop_testkit::{TestDatabase, kafka::TestBroker};
+use shop_testkit::{TestDatabase, eventually, kafka::TestBroker};
 use uuid::Uuid;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -80,15 +80,14 @@ async fn the_one_command_run_serves_a_newcomer_and_stops_cleanly_on_sigterm() {
     )
     .await;
     let order_id = order["createOrder"]["id"].as_str().unwrap().to_owned();
-    let mut confirmed = Value::Null;
-    for _ in 0..300 {
-        let data = post("{ accounts { name orders { id status totalPrice } } }", json!({})).await;
-        confirmed = data["accounts"][0].clone();
-        if confirmed["orders"][0]["status"] == "CONFIRMED" {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    let account = || async {
+        post("{ accounts { name orders { id status totalPrice } } }", json!({})).await["accounts"][0].clone()
+    };
+    eventually(Duration::from_secs(15), "the order to be confirmed", || async {
+        account().await["orders"][0]["status"] == "CONFIRMED"
+    })
+    .await;
+    let confirmed = account().await;
     let brokers = brokers.expect("the banner names the broker");
     let events = TestBroker::at(brokers, topic_prefix.as_str())
         .read_topic(&format!("{topic_prefix}shop.orders.v1"), 2, Duration::from_secs(30))

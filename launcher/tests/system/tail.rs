@@ -24,9 +24,9 @@ fn tail(brokers: &str, topic: &str, records: usize) -> Vec<Value> {
 async fn tail_prints_the_order_and_account_events_with_their_cloudevents_headers() {
     // Arrange: an account and a confirmed order, published by the relay.
     let shop = start_shop().await;
-    let ada = shop.create_account("Ada").await;
-    let kettle = shop.create_product("Kettle", 24.99).await;
-    let placed = shop.create_order(&ada, &[(&kettle, 1)]).await;
+    let ada = shop.client.create_account("Ada").await;
+    let kettle = shop.client.create_product("Kettle", "", 24.99).await;
+    let placed = shop.client.create_order(&ada, &[(&kettle, 1)]).await;
     let order_id = placed["id"].as_str().unwrap().to_owned();
     shop.settled_order(&order_id).await;
     let brokers = shop.shop.kafka_brokers.clone();

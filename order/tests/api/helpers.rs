@@ -7,7 +7,9 @@ use shop_order::{
     grpc::client::OrderClient,
     startup::Application,
 };
-use shop_testkit::{RunningServer, TestDatabase, eventually, init_test_logging, kafka::TestBroker};
+use shop_testkit::{
+    RunningServer, TestDatabase, eventually, init_test_logging, kafka::TestBroker, spawn_service,
+};
 use tonic_health::pb::{
     HealthCheckRequest, health_check_response::ServingStatus, health_client::HealthClient,
 };
@@ -22,19 +24,6 @@ pub(crate) struct TestApp {
     _catalog_server: RunningServer,
     _order_server: RunningServer,
     _dependency_databases: [TestDatabase; 2],
-}
-
-macro_rules! spawn_service {
-    ($crate_name:ident, $database:expr) => {{
-        let settings = $crate_name::config::Settings {
-            listen_addr: "127.0.0.1:0".parse().unwrap(),
-            database_url: $database.url.parse().unwrap(),
-            ..Default::default()
-        };
-        let application = $crate_name::startup::Application::build(&settings).await.unwrap();
-        let url = format!("http://{}", application.local_addr());
-        (url, RunningServer::spawn(|shutdown| application.run_until_stopped(shutdown)))
-    }};
 }
 
 pub(crate) async fn spawn_app() -> TestApp {

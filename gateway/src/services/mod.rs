@@ -1,0 +1,252 @@
+//! The services behind the gateway, and the one layer every face of the gateway calls them through: typed
+//! methods that build the request (with the caller's trace context), make the call, and turn a failure into a
+//! [`CallError`] — "not found" becoming `None` where a look-up may find nothing.
+
+mod error;
+
+use shop_events::TraceContext;
+use shop_platform::grpc::{lazy_channel, traced_request};
+use shop_proto::{
+    account::v1::{
+        self as account, GetAccountRequest, GetAccountsRequest, PostAccountRequest,
+        account_service_client::AccountServiceClient,
+    },
+    catalog::v1::{
+        self as catalog, GetProductRequest, GetProductsRequest, PostProductRequest, UpdateProductRequest,
+        catalog_service_client::CatalogServiceClient,
+    },
+    order::v1::{
+        self as order, GetOrderRequest, GetOrdersForAccountsRequest, LineItem, PostOrderRequest,
+        order_service_client::OrderServiceClient,
+    },
+};
+use tonic::{Code, Status, transport::Channel};
+use tonic_health::pb::{
+    HealthCheckRequest, health_check_response::ServingStatus, health_client::HealthClient,
+};
+
+pub use self::error::CallError;
+use crate::config::Settings;
+
+const ACCOUNT: &str = "account";
+const CATALOG: &str = "catalog";
+const ORDER: &str = "order";
+
+/// A page of a list: how many to skip, how many to take.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Page {
+    pub skip: u64,
+    pub take: u32,
+}
+
+/// A product's fields as a caller gives them.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ProductFields {
+    pub name: String,
+    pub description: String,
+    pub price_cents: i64,
+}
+
+/// How a service answered its health check.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ServiceHealth {
+    Serving,
+    NotServing,
+    Unreachable,
+}
+
+/// The services behind the gateway. Channels connect lazily: the gateway starts, and answers UNAVAILABLE for what
+/// needs them, while a service is down. Cloning is cheap.
+#[derive(Debug, Clone)]
+pub struct Services {
+    accounts: AccountServiceClient<Channel>,
+    catalog: CatalogServiceClient<Channel>,
+    orders: OrderServiceClient<Channel>,
+    /// Each service's name, gRPC service name and health client, for the readiness check.
+    health: [(&'static str, &'static str, HealthClient<Channel>); 3],
+}
+
+impl Services {
+    pub fn new(settings: &Settings) -> anyhow::Result<Self> {
+        let accounts = lazy_channel(&settings.service(&settings.account_service_url))?;
+        let catalog = lazy_channel(&settings.service(&settings.catalog_service_url))?;
+        let orders = lazy_channel(&settings.service(&settings.order_service_url))?;
+        Ok(Self {
+            health: [
+                (ACCOUNT, "shop.account.v1.AccountService", HealthClient::new(accounts.clone())),
+                (CATALOG, "shop.catalog.v1.CatalogService", HealthClient::new(catalog.clone())),
+                (ORDER, "shop.order.v1.OrderService", HealthClient::new(orders.clone())),
+            ],
+            accounts: AccountServiceClient::new(accounts),
+            catalog: CatalogServiceClient::new(catalog),
+            orders: OrderServiceClient::new(orders),
+        })
+    }
+
+    /// The account with `id`, if there is one.
+    pub async fn account(
+        &self,
+        id: &str,
+        trace: &TraceContext,
+    ) -> Result<Option<account::Account>, CallError> {
+        let request = traced_request(GetAccountRequest { id: id.to_owned() }, trace);
+        let response = self.accounts.clone().get_account(request).await;
+        found(ACCOUNT, response).map(|response| response.and_then(|r| r.account))
+    }
+
+    /// A page of accounts, oldest first.
+    pub async fn accounts(
+        &self,
+        page: Page,
+        trace: &TraceContext,
+    ) -> Result<Vec<account::Account>, CallError> {
+        let request = traced_request(GetAccountsRequest { skip: page.skip, take: page.take }, trace);
+        let response = self.accounts.clone().get_accounts(request).await;
+        Ok(answered(ACCOUNT, response)?.accounts)
+    }
+
+    /// Opens an account.
+    pub async fn create_account(
+        &self,
+        name: String,
+        trace: &TraceContext,
+    ) -> Result<account::Account, CallError> {
+        let request = traced_request(PostAccountRequest { name }, trace);
+        let response = self.accounts.clone().post_account(request).await;
+        answered(ACCOUNT, response)?
+            .account
+            .ok_or_else(|| CallError::malformed(ACCOUNT, "the created account"))
+    }
+
+    /// The product with `id`, if there is one.
+    pub async fn product(
+        &self,
+        id: &str,
+        trace: &TraceContext,
+    ) -> Result<Option<catalog::Product>, CallError> {
+        let request = traced_request(GetProductRequest { id: id.to_owned() }, trace);
+        let response = self.catalog.clone().get_product(request).await;
+        found(CATALOG, response).map(|response| response.and_then(|r| r.product))
+    }
+
+    /// A page of products: all of them (oldest first), or those matching a full-text `query` (best first).
+    pub async fn products(
+        &self,
+        page: Page,
+        query: Option<String>,
+        trace: &TraceContext,
+    ) -> Result<Vec<catalog::Product>, CallError> {
+        let message = GetProductsRequest {
+            skip: page.skip,
+            take: page.take,
+            query: query.unwrap_or_default(),
+            ids: Vec::new(),
+        };
+        let response = self.catalog.clone().get_products(traced_request(message, trace)).await;
+        Ok(answered(CATALOG, response)?.products)
+    }
+
+    /// Adds a product to the catalog.
+    pub async fn create_product(
+        &self,
+        fields: ProductFields,
+        trace: &TraceContext,
+    ) -> Result<catalog::Product, CallError> {
+        let message = PostProductRequest {
+            name: fields.name,
+            description: fields.description,
+            price_cents: fields.price_cents,
+        };
+        let response = self.catalog.clone().post_product(traced_request(message, trace)).await;
+        answered(CATALOG, response)?
+            .product
+            .ok_or_else(|| CallError::malformed(CATALOG, "the created product"))
+    }
+
+    /// Replaces a product's fields; with `expected_version`, only if it is still at that version.
+    pub async fn update_product(
+        &self,
+        id: &str,
+        fields: ProductFields,
+        expected_version: Option<i64>,
+        trace: &TraceContext,
+    ) -> Result<catalog::Product, CallError> {
+        let message = UpdateProductRequest {
+            id: id.to_owned(),
+            name: fields.name,
+            description: fields.description,
+            price_cents: fields.price_cents,
+            expected_version,
+        };
+        let response = self.catalog.clone().update_product(traced_request(message, trace)).await;
+        answered(CATALOG, response)?
+            .product
+            .ok_or_else(|| CallError::malformed(CATALOG, "the updated product"))
+    }
+
+    /// The order with `id`, if there is one.
+    pub async fn order(&self, id: &str, trace: &TraceContext) -> Result<Option<order::Order>, CallError> {
+        let request = traced_request(GetOrderRequest { id: id.to_owned() }, trace);
+        let response = self.orders.clone().get_order(request).await;
+        found(ORDER, response).map(|response| response.and_then(|r| r.order))
+    }
+
+    /// Every order of the given accounts, newest first, in one call.
+    pub async fn orders_for_accounts(
+        &self,
+        account_ids: Vec<String>,
+        trace: &TraceContext,
+    ) -> Result<Vec<order::Order>, CallError> {
+        let request = traced_request(GetOrdersForAccountsRequest { account_ids }, trace);
+        let response = self.orders.clone().get_orders_for_accounts(request).await;
+        Ok(answered(ORDER, response)?.orders)
+    }
+
+    /// Places an order of `lines` (product id, quantity) for `account_id`.
+    pub async fn place_order(
+        &self,
+        account_id: String,
+        lines: Vec<(String, u32)>,
+        trace: &TraceContext,
+    ) -> Result<order::Order, CallError> {
+        let lines =
+            lines.into_iter().map(|(product_id, quantity)| LineItem { product_id, quantity }).collect();
+        let request = traced_request(PostOrderRequest { account_id, lines }, trace);
+        let response = self.orders.clone().post_order(request).await;
+        answered(ORDER, response)?.order.ok_or_else(|| CallError::malformed(ORDER, "the placed order"))
+    }
+
+    /// Each service's name and how it answers its gRPC health check, all asked at once.
+    pub async fn health(&self) -> Vec<(&'static str, ServiceHealth)> {
+        let checks = self.health.iter().map(|(name, service, client)| {
+            let mut client = client.clone();
+            async move {
+                let health = match client.check(HealthCheckRequest { service: (*service).to_owned() }).await {
+                    Ok(response) if response.get_ref().status() == ServingStatus::Serving => {
+                        ServiceHealth::Serving
+                    }
+                    Ok(_) => ServiceHealth::NotServing,
+                    Err(_) => ServiceHealth::Unreachable,
+                };
+                (*name, health)
+            }
+        });
+        futures::future::join_all(checks).await
+    }
+}
+
+/// The response's message, or the call's failure as a [`CallError`].
+fn answered<T>(service: &'static str, response: Result<tonic::Response<T>, Status>) -> Result<T, CallError> {
+    response.map(tonic::Response::into_inner).map_err(|status| CallError::from_status(service, status))
+}
+
+/// Like [`answered`], with "not found" as `None`: a look-up that finds nothing is an answer, not an error.
+fn found<T>(
+    service: &'static str,
+    response: Result<tonic::Response<T>, Status>,
+) -> Result<Option<T>, CallError> {
+    match response {
+        Err(status) if status.code() == Code::NotFound => Ok(None),
+        response => answered(service, response).map(Some),
+    }
+}

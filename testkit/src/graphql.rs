@@ -1,0 +1,64 @@
+//! A GraphQL client for tests that speak to the gateway over real HTTP: the gateway's own tests and the system
+//! tests of the whole shop.
+
+use serde_json::{Value, json};
+
+/// Sends GraphQL requests to one gateway.
+#[derive(Debug, Clone)]
+pub struct GraphqlClient {
+    http: reqwest::Client,
+    endpoint: String,
+}
+
+impl GraphqlClient {
+    /// A client of the gateway at `base_url` (`http://host:port`).
+    pub fn new(base_url: &str) -> Self {
+        Self { http: reqwest::Client::new(), endpoint: format!("{base_url}/graphql") }
+    }
+
+    /// POSTs a GraphQL request and returns the whole response body (`data` and `errors`).
+    pub async fn graphql(&self, query: &str, variables: Value) -> Value {
+        self.http
+            .post(&self.endpoint)
+            .json(&json!({ "query": query, "variables": variables }))
+            .send()
+            .await
+            .expect("Failed to reach the gateway")
+            .json()
+            .await
+            .expect("The gateway answered something that is not JSON")
+    }
+
+    /// Like [`graphql`](Self::graphql), but fails the test on any GraphQL error and returns `data`.
+    pub async fn data(&self, query: &str, variables: Value) -> Value {
+        let response = self.graphql(query, variables).await;
+        assert!(response.get("errors").is_none(), "unexpected errors: {response:#}");
+        response["data"].clone()
+    }
+
+    /// Opens an account; returns its id.
+    pub async fn create_account(&self, name: &str) -> String {
+        let query = "mutation($name: String!) { createAccount(account: {name: $name}) { id } }";
+        let data = self.data(query, json!({ "name": name })).await;
+        data["createAccount"]["id"].as_str().expect("an account id").to_owned()
+    }
+
+    /// Adds a product; returns its id.
+    pub async fn create_product(&self, name: &str, description: &str, price: f64) -> String {
+        let query = "mutation($product: ProductInput!) { createProduct(product: $product) { id } }";
+        let product = json!({ "name": name, "description": description, "price": price });
+        let data = self.data(query, json!({ "product": product })).await;
+        data["createProduct"]["id"].as_str().expect("a product id").to_owned()
+    }
+
+    /// Places an order of `products` (id, quantity); returns it as `createOrder` answered.
+    pub async fn create_order(&self, account_id: &str, products: &[(&str, i32)]) -> Value {
+        let query = "mutation($order: OrderInput!) {
+            createOrder(order: $order) { id status totalPrice products { id name price quantity } }
+        }";
+        let products: Vec<Value> =
+            products.iter().map(|(id, quantity)| json!({ "id": id, "quantity": quantity })).collect();
+        let order = json!({ "accountId": account_id, "products": products });
+        self.data(query, json!({ "order": order })).await["createOrder"].clone()
+    }
+}
