@@ -15,6 +15,7 @@ use rdkafka::{
     Message, Offset, TopicPartitionList,
     consumer::{BaseConsumer, Consumer},
     message::Headers,
+    producer::Producer as _,
 };
 use shop_events::{Envelope, envelope::now};
 use shop_outbox as outbox;
@@ -30,14 +31,20 @@ use crate::{
     stats::{Latencies, per_second},
 };
 
-/// Relay throughput next to a bare producer sending the same records.
+/// Relay throughput next to a bare producer sending the same records, idempotent (the relay's) and transactional
+/// (what broker-side fencing of a previous shard owner would take).
 #[derive(Debug)]
 pub struct Throughput {
     pub events: usize,
     pub baseline_per_second: f64,
+    /// The same records through a transactional producer, one transaction per relay batch.
+    pub transactional_per_second: f64,
     pub relay_per_second: f64,
     pub relay_peak_rss_mib: Option<f64>,
 }
+
+/// Records per transaction in the transactional baseline: the relay's default batch.
+const TRANSACTION: usize = 1_000;
 
 /// Commit-to-Kafka latency, measured at a consumer, with commit notifications and with the fallback poll only.
 #[derive(Debug)]
@@ -114,6 +121,7 @@ pub async fn throughput(broker: &TestBroker, aggregates: usize, versions: i64) -
     )
     .await?;
     let baseline_per_second = per_second(events, started.elapsed());
+    let transactional_per_second = transactional(broker, &rows, &keys).await?;
 
     // The relay, warmed up the same way (it has published one event), from the commit of the prefill to the
     // moment the outbox is empty.
@@ -133,7 +141,46 @@ pub async fn throughput(broker: &TestBroker, aggregates: usize, versions: i64) -
     let relay_peak_rss_mib = relay.peak_rss_mib();
     relay.stop()?;
 
-    Ok(Throughput { events, baseline_per_second, relay_per_second, relay_peak_rss_mib })
+    Ok(Throughput {
+        events,
+        baseline_per_second,
+        transactional_per_second,
+        relay_per_second,
+        relay_peak_rss_mib,
+    })
+}
+
+/// The same records through a transactional producer (the relay's settings plus a `transactional.id`), committing
+/// every [`TRANSACTION`] records: the cost of fencing a previous owner at the broker instead of the relay's barrier.
+/// The embedded broker commits a transaction without writing markers, so on real Kafka the gap is wider.
+async fn transactional(
+    broker: &TestBroker,
+    rows: &[store::OutboxRow],
+    keys: &[String],
+) -> anyhow::Result<f64> {
+    let topic = broker.create_topic("bench-transactional", 6).await;
+    let mut settings = KafkaSettings::new(broker.bootstrap.clone());
+    settings
+        .kafka_options
+        .push(format!("transactional.id=bench-{}", Uuid::now_v7()).parse().map_err(anyhow::Error::msg)?);
+    let producer = kafka::create_producer(&settings)?;
+    let timeout = Duration::from_secs(30);
+    let blocking =
+        |producer: kafka::Producer,
+         step: fn(&kafka::Producer, Duration) -> rdkafka::error::KafkaResult<()>| {
+            tokio::task::spawn_blocking(move || step(&producer, timeout))
+        };
+    blocking(producer.clone(), |p, t| p.init_transactions(t)).await??;
+    let started = Instant::now();
+    for (rows, keys) in rows.chunks(TRANSACTION).zip(keys.chunks(TRANSACTION)) {
+        producer.begin_transaction()?;
+        produce::send_all(&producer, rows.iter().zip(keys).map(|(row, key)| kafka::record(row, &topic, key)))
+            .await?;
+        blocking(producer.clone(), |p, t| p.commit_transaction(t)).await??;
+    }
+    let per_second = per_second(rows.len(), started.elapsed());
+    kafka::retire(producer).await;
+    Ok(per_second)
 }
 
 /// Commits events one per transaction at `rate` per second for `duration`, each the next version of one of 100

@@ -45,9 +45,12 @@ impl Report {
             "### Relay throughput ({} events over their aggregates, prefilled)\n\n\
              | way | events/s | ratio |\n|---|---|---|\n\
              | bare rdkafka producer (same records, same settings) | {:.0} | 1.00 |\n\
-             | relay (read, send, acknowledge, delete) | {:.0} | {:.2}× the producer's time |\n\n",
+             | bare transactional producer (a transaction per 1 000, the fencing alternative) | {:.0} | {:.2}× the producer's time |\n\
+             | relay (read, send, acknowledge, delete; barrier handover) | {:.0} | {:.2}× the producer's time |\n\n",
             t.events,
             t.baseline_per_second,
+            t.transactional_per_second,
+            t.baseline_per_second / t.transactional_per_second,
             t.relay_per_second,
             t.baseline_per_second / t.relay_per_second
         );
