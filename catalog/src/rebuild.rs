@@ -1,6 +1,6 @@
 //! `catalog rebuild-search-index`: rebuilds the search index the configured backend answers from.
 
-use shop_platform::progress::{Progress, rate};
+use shop_platform::progress::Progress;
 use shop_projection::{RebuildReport, RebuildSettings, Source};
 
 use crate::{
@@ -38,16 +38,8 @@ pub async fn rebuild_search_index(
             .await?;
     progress.finish();
     println!(
-        "Rebuilt {} from {} events in {:.1?} ({:.0} events/s): {} indexed, {} ignored (older or repeated versions), \
-         {} skipped (undecodable), {} caught up before the swap; the alias {} now points at the new index.",
+        "Rebuilt {} {report}; the alias {} now points at the new index.",
         SearchIndexProjection::NAME,
-        report.consumed,
-        report.elapsed,
-        rate(report.consumed, report.elapsed),
-        report.applied,
-        report.ignored,
-        report.skipped,
-        report.caught_up,
         settings.search.elasticsearch_index,
     );
     Ok(Some(report))

@@ -97,6 +97,19 @@ pub struct RebuildReport {
     pub elapsed: Duration,
 }
 
+impl std::fmt::Display for RebuildReport {
+    /// `from N events in 1.2s (800 events/s): A applied, I ignored (…), S skipped (…), C caught up before the swap`.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let per_second = shop_platform::progress::rate(self.consumed, self.elapsed);
+        write!(
+            f,
+            "from {} events in {:.1?} ({per_second:.0} events/s): {} applied, {} ignored (older or repeated \
+             versions), {} skipped (undecodable), {} caught up before the swap",
+            self.consumed, self.elapsed, self.applied, self.ignored, self.skipped, self.caught_up
+        )
+    }
+}
+
 impl RebuildReport {
     fn add(&mut self, records: usize, summary: &BatchSummary) {
         self.consumed += records as u64;

@@ -478,10 +478,18 @@ async fn two_logs() -> TwoLogs {
     TwoLogs { first, second, topic, on_second }
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[cfg_attr(external_kafka, ignore = "switches between two embedded clusters through the proxy")]
-async fn a_log_replaced_under_a_running_consumer_is_read_again_from_its_beginning() {
-    // Arrange: the runner has applied the first log.
+/// A runner reading the first of [`two_logs`] through a proxy, once it has applied it.
+struct OnTheFirstLog {
+    logs: TwoLogs,
+    database: TestDatabase,
+    widgets: Arc<Widgets>,
+    proxy: KafkaProxy,
+    stop: CancellationToken,
+    stats: Arc<consumer::ProjectionStats>,
+    running: JoinHandle<anyhow::Result<()>>,
+}
+
+async fn on_the_first_log() -> OnTheFirstLog {
     let logs = two_logs().await;
     let database = database().await;
     let widgets = Arc::new(Widgets::create(&database.pool, &logs.topic, "widgets").await);
@@ -489,6 +497,14 @@ async fn a_log_replaced_under_a_running_consumer_is_read_again_from_its_beginnin
     let stop = CancellationToken::new();
     let (stats, _, running) = start_runner(&widgets, &database.pool, &proxy.bootstrap(), &stop);
     eventually(Duration::from_secs(30), "the first log applied", || async { stats.applied() == 3 }).await;
+    OnTheFirstLog { logs, database, widgets, proxy, stop, stats, running }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[cfg_attr(external_kafka, ignore = "switches between two embedded clusters through the proxy")]
+async fn a_log_replaced_under_a_running_consumer_is_read_again_from_its_beginning() {
+    // Arrange: the runner has applied the first log.
+    let OnTheFirstLog { logs, database, widgets, proxy, stop, stats, running } = on_the_first_log().await;
 
     // Act: the topic now lives on the second cluster.
     proxy.redirect(&logs.second.bootstrap);
@@ -511,13 +527,7 @@ async fn a_log_replaced_under_a_running_consumer_is_read_again_from_its_beginnin
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 #[cfg_attr(external_kafka, ignore = "switches between two embedded clusters through the proxy")]
 async fn a_log_replaced_while_the_consumer_was_stopped_is_read_from_its_beginning() {
-    let logs = two_logs().await;
-    let database = database().await;
-    let widgets = Arc::new(Widgets::create(&database.pool, &logs.topic, "widgets").await);
-    let proxy = KafkaProxy::start(&logs.first.bootstrap).await;
-    let stop = CancellationToken::new();
-    let (stats, _, running) = start_runner(&widgets, &database.pool, &proxy.bootstrap(), &stop);
-    eventually(Duration::from_secs(30), "the first log applied", || async { stats.applied() == 3 }).await;
+    let OnTheFirstLog { logs, database, widgets, proxy, stop, running, .. } = on_the_first_log().await;
     stop.cancel();
     running.await.unwrap().unwrap();
 
@@ -638,4 +648,45 @@ fn source_for(bootstrap: &str) -> consumer::Source {
     let mut config = rdkafka::ClientConfig::new();
     config.set("bootstrap.servers", bootstrap).set("topic.metadata.refresh.interval.ms", "1000");
     config.into_source()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[cfg_attr(
+    external_kafka,
+    ignore = "relies on the embedded broker keeping only the last 5 MiB of a partition"
+)]
+async fn records_deleted_before_they_were_applied_are_reported_and_the_consumer_goes_on_from_what_is_left() {
+    // Arrange: a widget applied, then the runner stopped while 6 MiB arrive: the broker drops the oldest.
+    let broker = TestBroker::start().await;
+    let database = database().await;
+    let topic = broker.create_topic("test-widgets", 1).await;
+    let widgets = Arc::new(Widgets::create(&database.pool, &topic, "widgets").await);
+    let producer: FutureProducer = broker.client_config().create().unwrap();
+    publish(&producer, &topic, &widget_event(Uuid::now_v7(), 1, "before")).await;
+    let stop = CancellationToken::new();
+    let (stats, _, running) = start_runner(&widgets, &database.pool, &broker.bootstrap, &stop);
+    eventually(Duration::from_secs(30), "the first widget applied", || async { stats.applied() == 1 }).await;
+    stop.cancel();
+    running.await.unwrap().unwrap();
+    let big_name = "x".repeat(100_000);
+    for _ in 0..60 {
+        publish(&producer, &topic, &widget_event(Uuid::now_v7(), 1, &big_name)).await;
+    }
+    let last = widget_event(Uuid::now_v7(), 1, "after");
+    publish(&producer, &topic, &last).await;
+
+    // Act
+    let stop = CancellationToken::new();
+    let (stats, _, running) = start_runner(&widgets, &database.pool, &broker.bootstrap, &stop);
+
+    // Assert: the gap is reported, and what is left is applied.
+    eventually(Duration::from_secs(60), "the last widget applied", || async {
+        widgets.rows(&database.pool).await.iter().any(|(id, _, _)| *id == last.aggregate_id)
+    })
+    .await;
+    assert_eq!(stats.truncations(), 1);
+    assert_eq!(stats.resets(), 0, "the same log, shortened: not a replaced one");
+    assert!(stats.applied() < 61, "the records dropped by the broker were not applied: {}", stats.applied());
+    stop.cancel();
+    running.await.unwrap().unwrap();
 }

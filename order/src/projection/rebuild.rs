@@ -1,4 +1,4 @@
-use shop_platform::progress::{Progress, rate};
+use shop_platform::progress::Progress;
 use shop_projection::{RebuildReport, RebuildSettings, Source};
 
 use super::DirectoryProjection;
@@ -22,18 +22,7 @@ pub async fn rebuild(settings: &Settings, rebuild: &RebuildSettings) -> anyhow::
     )
     .fetch_one(&pool)
     .await?;
-    println!(
-        "Rebuilt {} from {} events in {:.1?} ({:.0} events/s): {} applied, {} ignored (older or repeated versions), \
-         {} skipped (undecodable), {} caught up before the swap.",
-        DirectoryProjection::NAME,
-        report.consumed,
-        report.elapsed,
-        rate(report.consumed, report.elapsed),
-        report.applied,
-        report.ignored,
-        report.skipped,
-        report.caught_up,
-    );
+    println!("Rebuilt {} {report}.", DirectoryProjection::NAME);
     println!(
         "The projection now holds {accounts} accounts and {products} products; consumers continue from here."
     );

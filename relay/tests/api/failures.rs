@@ -151,17 +151,28 @@ async fn a_producer_broken_before_its_first_send_is_replaced_and_the_next_batche
     let topic = broker.create_topic("test-relay", 3).await;
     let relay = spawn_relay(&relay_settings(&database, &broker)).await;
 
-    // Act
-    let id = Uuid::now_v7();
-    for version in 1..=3 {
-        append(&database.pool, &[event(&topic, id, version, 16)]).await;
-    }
-
-    // Assert
-    let received = read_topic(&broker, &topic, 3, Duration::from_secs(30)).await;
-    verify(&received, &[(id, 3)].into_iter().collect());
-    assert!(relay.metric("shop_relay_producers_replaced_total", &database.name).await >= 1.0);
+    // Act / Assert
+    delivered_by_a_new_producer(&broker, &database, &relay, &topic, Uuid::now_v7(), 1..=3).await;
     relay.server.stop().await.unwrap();
+}
+
+/// Appends `versions` of aggregate `id` and checks that they all arrive, in order, and that the relay replaced its
+/// producer on the way.
+async fn delivered_by_a_new_producer(
+    broker: &Broker,
+    database: &shop_testkit::TestDatabase,
+    relay: &crate::helpers::RunningRelay,
+    topic: &str,
+    id: Uuid,
+    versions: std::ops::RangeInclusive<i64>,
+) {
+    let last = *versions.end();
+    for version in versions {
+        append(&database.pool, &[event(topic, id, version, 16)]).await;
+    }
+    let received = read_topic(broker, topic, last as usize, Duration::from_secs(30)).await;
+    verify(&received, &[(id, last)].into_iter().collect());
+    assert!(relay.metric("shop_relay_producers_replaced_total", &database.name).await >= 1.0);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -181,13 +192,7 @@ async fn a_producer_made_fatal_by_a_delivery_is_replaced_and_the_next_batches_ar
         RDKafkaApiKey::Produce,
         &[RDKafkaRespErr::RD_KAFKA_RESP_ERR_OUT_OF_ORDER_SEQUENCE_NUMBER],
     );
-    for version in 2..=4 {
-        append(&database.pool, &[event(&topic, id, version, 16)]).await;
-    }
-
-    let received = read_topic(&broker, &topic, 4, Duration::from_secs(30)).await;
-    verify(&received, &[(id, 4)].into_iter().collect());
-    assert!(relay.metric("shop_relay_producers_replaced_total", &database.name).await >= 1.0);
+    delivered_by_a_new_producer(&broker, &database, &relay, &topic, id, 2..=4).await;
     relay.server.stop().await.unwrap();
 }
 
