@@ -24,13 +24,15 @@
 //! - [`startup`]: [`Application`](startup::Application): one supervised worker per outbox, and the server of
 //!   `/metrics`, `/health` and `/health/ready`.
 //! - [`worker`]: one outbox's tasks: the loop, the leases, the commit listener, housekeeping.
-//! - [`relay`]: the publishing loop: read, send, await acknowledgements (within the lease), record; heartbeats.
+//! - [`relay`]: the publishing loop: read, send, await acknowledgements (within the lease), record.
+//! - `heartbeat`: the outbox's heartbeat, published between batches.
 //! - [`leases`]: sharing an outbox between instances.
 //! - [`store`]: the relay's SQL.
 //! - [`kafka`]: the producer, record headers, topic creation, error classification.
 //! - [`metrics`]: Prometheus metrics.
 
 pub mod config;
+mod heartbeat;
 pub mod kafka;
 pub mod leases;
 pub mod metrics;

@@ -38,8 +38,7 @@
 use std::{collections::HashSet, sync::Arc, time::Duration};
 
 use futures::{StreamExt, stream::FuturesUnordered};
-use rdkafka::producer::{DeliveryFuture, FutureRecord, Producer as _};
-use shop_events::{heartbeat::OutboxHeartbeat, topics};
+use rdkafka::producer::{DeliveryFuture, Producer as _};
 use shop_platform::{backoff::Backoff, health::PartHealth, kafka::KafkaSettings};
 use sqlx::PgPool;
 use tokio::{
@@ -51,6 +50,7 @@ use uuid::Uuid;
 
 use crate::{
     config::RelaySettings,
+    heartbeat,
     kafka::{self, Failure, Producer},
     leases::{Assignment, Leases},
     metrics::OutboxMetrics,
@@ -592,48 +592,7 @@ impl OutboxRelay {
         }
         let Some(producer) = self.producer.clone() else { return };
         self.last_heartbeat = Some(Instant::now());
-        let watermark = match store::watermark(&self.parts.pool).await {
-            Ok(watermark) => watermark,
-            Err(error) => {
-                tracing::warn!(outbox = %self.parts.outbox, error.message = %error, "Failed to compute the heartbeat.");
-                return;
-            }
-        };
-        let heartbeat = OutboxHeartbeat {
-            outbox: self.parts.outbox.clone(),
-            as_of: watermark.as_of,
-            published_through: watermark.published_through,
-            pending_topics: watermark.pending_topics,
-        };
-        let payload = serde_json::to_string(&heartbeat).expect("a heartbeat serializes");
-        let topic = self.parts.kafka.topic(topics::HEARTBEATS);
-        let headers = heartbeat
-            .headers()
-            .into_iter()
-            .fold(rdkafka::message::OwnedHeaders::new(), |headers, (key, value)| {
-                headers.insert(rdkafka::message::Header { key, value: Some(&value) })
-            });
-        let record = FutureRecord::to(&topic).key(&heartbeat.outbox).payload(&payload).headers(headers);
-        // Never wait for it here: publishing goes on, and a heartbeat that does not arrive is superseded by the next.
-        match producer.send_result(record) {
-            Ok(delivery) => {
-                let (heartbeats, outbox) = (self.parts.metrics.heartbeats.clone(), self.parts.outbox.clone());
-                tokio::spawn(async move {
-                    match delivery.await {
-                        Ok(Ok(_)) => {
-                            heartbeats.inc();
-                        }
-                        Ok(Err((error, _))) => {
-                            tracing::debug!(%outbox, error.message = %error, "A heartbeat was not delivered.")
-                        }
-                        Err(_canceled) => {}
-                    }
-                });
-            }
-            Err((error, _)) => {
-                tracing::debug!(outbox = %self.parts.outbox, error.message = %error, "A heartbeat could not be sent.")
-            }
-        }
+        heartbeat::publish(&self.parts, &producer).await;
     }
 }
 

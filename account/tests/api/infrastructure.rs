@@ -3,10 +3,6 @@ use shop_testkit::TestDatabase;
 use tonic_health::pb::{
     HealthCheckRequest, health_check_response::ServingStatus, health_client::HealthClient,
 };
-use tonic_reflection::pb::v1::{
-    ServerReflectionRequest, server_reflection_client::ServerReflectionClient,
-    server_reflection_request::MessageRequest, server_reflection_response::MessageResponse,
-};
 
 use crate::helpers::{settings, spawn_app};
 
@@ -25,50 +21,45 @@ async fn the_server_reports_itself_serving_over_grpc_health() {
     assert_eq!(response.into_inner().status(), ServingStatus::Serving);
 }
 
+/// The services the server lists over reflection, asked through `$version`'s generated client.
+macro_rules! listed_services {
+    ($version:ident, $url:expr) => {{
+        use tonic_reflection::pb::$version::{
+            ServerReflectionRequest, server_reflection_client::ServerReflectionClient,
+            server_reflection_request::MessageRequest, server_reflection_response::MessageResponse,
+        };
+        let mut reflection = ServerReflectionClient::new(channel($url).await);
+        let request = ServerReflectionRequest {
+            host: String::new(),
+            message_request: Some(MessageRequest::ListServices(String::new())),
+        };
+        let mut responses =
+            reflection.server_reflection_info(tokio_stream::iter([request])).await.unwrap().into_inner();
+        let Some(MessageResponse::ListServicesResponse(list)) =
+            responses.message().await.unwrap().unwrap().message_response
+        else {
+            panic!("expected a list of services");
+        };
+        list.service.into_iter().map(|s| s.name).collect::<Vec<_>>()
+    }};
+}
+
 #[tokio::test]
 async fn the_server_lists_its_services_over_reflection() {
     let app = spawn_app().await;
-    let mut reflection = ServerReflectionClient::new(channel(&app.url).await);
-    let request = ServerReflectionRequest {
-        host: String::new(),
-        message_request: Some(MessageRequest::ListServices(String::new())),
-    };
 
-    let mut responses =
-        reflection.server_reflection_info(tokio_stream::iter([request])).await.unwrap().into_inner();
+    let names = listed_services!(v1, &app.url);
 
-    let Some(MessageResponse::ListServicesResponse(list)) =
-        responses.message().await.unwrap().unwrap().message_response
-    else {
-        panic!("expected a list of services");
-    };
-    let names: Vec<_> = list.service.into_iter().map(|s| s.name).collect();
     assert!(names.contains(&"shop.account.v1.AccountService".to_owned()), "{names:?}");
     assert!(names.contains(&"grpc.health.v1.Health".to_owned()), "{names:?}");
 }
 
 #[tokio::test]
 async fn older_clients_find_the_services_over_reflection_v1alpha_too() {
-    use tonic_reflection::pb::v1alpha::{
-        ServerReflectionRequest, server_reflection_client::ServerReflectionClient,
-        server_reflection_request::MessageRequest, server_reflection_response::MessageResponse,
-    };
     let app = spawn_app().await;
-    let mut reflection = ServerReflectionClient::new(channel(&app.url).await);
-    let request = ServerReflectionRequest {
-        host: String::new(),
-        message_request: Some(MessageRequest::ListServices(String::new())),
-    };
 
-    let mut responses =
-        reflection.server_reflection_info(tokio_stream::iter([request])).await.unwrap().into_inner();
+    let names = listed_services!(v1alpha, &app.url);
 
-    let Some(MessageResponse::ListServicesResponse(list)) =
-        responses.message().await.unwrap().unwrap().message_response
-    else {
-        panic!("expected a list of services");
-    };
-    let names: Vec<_> = list.service.into_iter().map(|s| s.name).collect();
     assert!(names.contains(&"shop.account.v1.AccountService".to_owned()), "{names:?}");
 }
 

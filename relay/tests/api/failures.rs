@@ -218,16 +218,31 @@ async fn a_refusal_of_a_whole_request_is_retried_record_by_record_and_parks_noth
     relay.server.stop().await.unwrap();
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_row_for_a_missing_topic_holds_back_only_its_own_aggregate_until_the_topic_exists() {
-    // Arrange: librdkafka gives up on a missing topic after half a second rather than 30.
+/// A relay, a topic, and the name of a topic that does not exist.
+struct WithAMissingTopic {
+    broker: Broker,
+    database: shop_testkit::TestDatabase,
+    topic: String,
+    missing: String,
+    relay: crate::helpers::RunningRelay,
+}
+
+async fn with_a_missing_topic() -> WithAMissingTopic {
     let broker = Broker::start().await;
     let database = outbox_database().await;
     let topic = broker.create_topic("test-relay", 3).await;
     let missing = format!("test-missing-{}", Uuid::now_v7().simple());
     let mut settings = relay_settings(&database, &broker);
+    // librdkafka gives up on a missing topic after half a second rather than 30.
     settings.kafka.kafka_options.push("topic.metadata.propagation.max.ms=500".parse().unwrap());
     let relay = spawn_relay(&settings).await;
+    WithAMissingTopic { broker, database, topic, missing, relay }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_row_for_a_missing_topic_holds_back_only_its_own_aggregate_until_the_topic_exists() {
+    // Arrange
+    let WithAMissingTopic { broker, database, topic, missing, relay } = with_a_missing_topic().await;
 
     // Act: a row for the missing topic, then rows for a real one behind it.
     let stranded = Uuid::now_v7();
@@ -271,13 +286,7 @@ async fn overrides_that_would_void_the_guarantees_stop_the_relay_at_start() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_relay_heartbeat_vouches_for_what_is_published_and_names_the_topics_still_waiting() {
     // Arrange
-    let broker = Broker::start().await;
-    let database = outbox_database().await;
-    let topic = broker.create_topic("test-relay", 3).await;
-    let missing = format!("test-missing-{}", Uuid::now_v7().simple());
-    let mut settings = relay_settings(&database, &broker);
-    settings.kafka.kafka_options.push("topic.metadata.propagation.max.ms=500".parse().unwrap());
-    let relay = spawn_relay(&settings).await;
+    let WithAMissingTopic { broker, database, topic, missing, relay } = with_a_missing_topic().await;
     let heartbeat_topic = broker.topic(shop_events::topics::HEARTBEATS);
     let as_of = |record: &shop_testkit::kafka::ReadRecord| -> chrono::DateTime<chrono::Utc> {
         record.json()["as_of"].as_str().unwrap().parse().unwrap()
