@@ -54,10 +54,11 @@ pub const MIGRATIONS_TABLE: &str = "_shop_consumer_migrations";
 
 /// librdkafka settings every projection consumer needs; pass them as defaults when building its `ClientConfig`.
 pub const CONSUMER_DEFAULTS: &[(&str, &str)] = &[
-    // Postgres holds the true position; Kafka's committed offsets only say where to resume reading, and are
-    // stored after the Postgres commit.
+    // Postgres holds the true position and the runner seeks to it on every assignment. The group's committed
+    // offsets are stored after each Postgres commit, for lag monitoring only.
     ("enable.auto.commit", "true"),
     ("enable.auto.offset.store", "false"),
+    // Where a position that fell out of the log goes before the runner positions it again: the beginning.
     ("auto.offset.reset", "earliest"),
     ("session.timeout.ms", "10000"),
     ("fetch.wait.max.ms", "100"),
