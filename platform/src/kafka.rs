@@ -11,6 +11,8 @@ use rdkafka::{
     error::{KafkaError, RDKafkaErrorCode},
 };
 
+use crate::redact;
+
 /// One librdkafka property given by the operator, `key=value`.
 #[derive(Clone, PartialEq, Eq)]
 pub struct KafkaOption {
@@ -22,20 +24,24 @@ impl FromStr for KafkaOption {
     type Err = String;
 
     fn from_str(s: &str) -> Result<Self, Self::Err> {
-        let (key, value) = s.split_once('=').ok_or_else(|| format!("expected key=value, got {s:?}"))?;
+        // A mistyped credential (`sasl.password:x`, `=x`) must not come back whole in the error either.
+        let shown =
+            || if redact::is_secret_name(s) || s.trim_start().starts_with('=') { redact::MASK } else { s };
+        let (key, value) =
+            s.split_once('=').ok_or_else(|| format!("expected key=value, got {:?}", shown()))?;
         let key = key.trim();
         if key.is_empty() {
-            return Err(format!("empty key in {s:?}"));
+            return Err(format!("empty key in {:?}", shown()));
         }
         Ok(Self { key: key.to_owned(), value: value.trim().to_owned() })
     }
 }
 
 impl fmt::Debug for KafkaOption {
-    // Credentials (sasl.password, ssl.key.password, …) never reach a log line.
+    // Credentials (sasl.password, ssl.key.pem, sasl.oauthbearer.config, …) never reach a log line: the shared
+    // rule decides, and a value that is a URL loses its userinfo password and secret parameters as well.
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let secret = ["password", "secret", "token"].iter().any(|word| self.key.contains(word));
-        write!(f, "{}={}", self.key, if secret { "********" } else { &self.value })
+        write!(f, "{}={}", self.key, redact::url(redact::option(&self.key, &self.value)))
     }
 }
 
@@ -158,5 +164,33 @@ mod tests {
         assert_eq!((option.key.as_str(), option.value.as_str()), ("sasl.password", "hunter2"));
         assert_eq!(format!("{option:?}"), "sasl.password=********");
         assert!("no-equals-sign".parse::<KafkaOption>().is_err());
+        let mistyped = "sasl.password:hunter2".parse::<KafkaOption>().unwrap_err();
+        assert!(!mistyped.contains("hunter2"), "{mistyped}");
+        assert!(!"=hunter2".parse::<KafkaOption>().unwrap_err().contains("hunter2"));
+    }
+
+    #[test]
+    fn every_kind_of_kafka_credential_is_hidden_when_settings_are_logged() {
+        let planted = [
+            "sasl.password=planted-1",
+            "ssl.key.pem=-----BEGIN PRIVATE KEY-----planted-2",
+            "ssl.key.password=planted-3",
+            "sasl.oauthbearer.config=principal=shop clientSecret=planted-4",
+            "sasl.oauthbearer.client.secret=planted-5",
+            "ssl.keystore.password=planted-6",
+            "sasl.oauthbearer.token.endpoint.url=https://idp/token?client_secret=planted-7",
+            "schema.registry.url=https://user:planted-8@registry",
+        ];
+        let settings = KafkaSettings {
+            kafka_options: planted.iter().map(|option| option.parse().unwrap()).collect(),
+            ..KafkaSettings::new("kafka:9092")
+        };
+
+        let logged = format!("{settings:?}");
+
+        for i in 1..=planted.len() {
+            assert!(!logged.contains(&format!("planted-{i}")), "planted-{i} in {logged}");
+        }
+        assert!(logged.contains("sasl.oauthbearer.config=********"), "{logged}");
     }
 }

@@ -13,6 +13,8 @@
 //!   channels; reading the caller's trace context.
 //! - [`error`]: [`ServiceError`], the error every service returns, and its one mapping to `tonic::Status`.
 //! - [`ids`]: parsing ids and converting timestamps at the gRPC edge.
+//! - [`redact`]: the one rule that keeps passwords, tokens and keys in URLs and client options out of logs and
+//!   errors.
 //! - [`progress`]: progress of long work (a bar with events/s on a terminal, plain lines otherwise).
 //! - [`pagination`]: `skip`/`take` validation with a default and a maximum page size.
 
@@ -27,6 +29,7 @@ pub mod pagination;
 #[cfg(feature = "postgres")]
 pub mod postgres;
 pub mod progress;
+pub mod redact;
 pub mod shutdown;
 pub mod supervisor;
 pub mod telemetry;

@@ -10,9 +10,10 @@ use sqlx::{
 };
 use tokio::time::Instant;
 
-use crate::backoff::Backoff;
+use crate::{backoff::Backoff, redact};
 
-/// A `postgres://` URL. Its `Debug` and `Display` hide the password, so settings can be logged whole.
+/// A `postgres://` URL. Its `Debug` and `Display` hide the password (in the userinfo or as a query parameter), so
+/// settings can be logged whole.
 #[derive(Clone, PartialEq, Eq)]
 pub struct DatabaseUrl(url::Url);
 
@@ -48,13 +49,9 @@ impl FromStr for DatabaseUrl {
 }
 
 impl fmt::Display for DatabaseUrl {
+    /// The URL through [`redact::url`]: no userinfo password, no `?password=` (libpq and sqlx accept both).
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let mut redacted = self.0.clone();
-        if redacted.password().is_some() {
-            // Only fails for URLs that cannot have credentials, which a postgres:// URL always can.
-            let _ = redacted.set_password(Some("********"));
-        }
-        f.write_str(redacted.as_str())
+        f.write_str(&redact::url(self.0.as_str()))
     }
 }
 
@@ -190,6 +187,20 @@ mod tests {
         assert_eq!(format!("{url:?}"), "\"postgres://shop:********@db:5432/shop_account\"");
         assert_eq!(url.expose(), "postgres://shop:s3cret@db:5432/shop_account");
         assert_eq!(url.database_name(), Some("shop_account"));
+    }
+
+    #[test]
+    fn a_password_given_as_a_query_parameter_is_hidden_too() {
+        let url: DatabaseUrl =
+            "postgres://shop@db/shop_order?sslmode=require&password=s3cret&sslpassword=k3y".parse().unwrap();
+
+        assert_eq!(
+            url.to_string(),
+            "postgres://shop@db/shop_order?sslmode=require&password=********&sslpassword=********"
+        );
+        assert!(!format!("{url:?}").contains("s3cret"));
+        assert_eq!(url.with_database("other").database_name(), Some("other"));
+        assert!(url.with_database("other").expose().contains("password=s3cret"));
     }
 
     #[test]
