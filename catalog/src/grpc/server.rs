@@ -3,7 +3,7 @@
 use shop_platform::{
     FieldViolation, ServiceError,
     grpc::trace_context,
-    ids::{parse_id, to_timestamp},
+    ids::{parse_id, parse_ids, to_timestamp},
     pagination::Page,
 };
 use shop_proto::catalog::v1::{
@@ -52,15 +52,9 @@ impl TryFrom<proto::GetProductsRequest> for ProductQuery {
 
     fn try_from(request: proto::GetProductsRequest) -> Result<Self, Self::Error> {
         let mut violations = Vec::new();
-        if request.ids.len() > MAX_IDS_PER_CALL {
-            violations.push(FieldViolation::new("ids", format!("must hold at most {MAX_IDS_PER_CALL} ids")));
-        }
-        let ids: Vec<_> = request
-            .ids
-            .iter()
-            .enumerate()
-            .filter_map(|(i, id)| parse_id(&format!("ids[{i}]"), id).map_err(|v| violations.push(v)).ok())
-            .collect();
+        let ids = parse_ids("ids", &request.ids, MAX_IDS_PER_CALL)
+            .map_err(|problems| violations.extend(problems))
+            .unwrap_or_default();
         let text = Some(request.query.trim()).filter(|text| !text.is_empty()).map(str::to_owned);
         if text.as_ref().is_some_and(|text| text.chars().count() > MAX_QUERY_CHARS) {
             violations
