@@ -4,5 +4,6 @@
 mod completeness;
 mod get_orders;
 mod helpers;
+mod hostile_input;
 mod post_order;
 mod projection_mode;
