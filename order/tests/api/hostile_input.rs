@@ -168,3 +168,35 @@ async fn long_lists_of_bad_ids_give_short_errors() {
         assert!(status.message().contains("must hold at most 1000 ids"), "{}", status.message());
     }
 }
+
+#[tokio::test]
+async fn a_huge_tracestate_and_a_later_traceparent_version_are_stored_bounded() {
+    // Arrange: a version this service does not know, with a field appended, and 1 000 tracestate members (~7 KB)
+    let app = spawn_app().await;
+    let (account, kettle, _) = app.seed().await;
+    let members: Vec<String> = (0..1_000).map(|i| format!("v{i}=x")).collect();
+    let mut request = tonic::Request::new(PostOrderRequest {
+        account_id: account,
+        lines: vec![LineItem { product_id: kettle, quantity: 1 }],
+    });
+    let traceparent = "cc-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01-appended";
+    request.metadata_mut().insert("traceparent", traceparent.parse().unwrap());
+    request.metadata_mut().insert("tracestate", members.join(",").parse().unwrap());
+
+    // Act
+    app.client.raw().post_order(request).await.unwrap();
+
+    // Assert: the same trace, continued as version 00 with the flags of the fourth field; 32 members kept
+    let rows: Vec<(Option<String>, Option<String>)> =
+        sqlx::query_as("SELECT traceparent, tracestate FROM outbox")
+            .fetch_all(&app.database.pool)
+            .await
+            .unwrap();
+    assert_eq!(rows.len(), 2);
+    for (traceparent, tracestate) in rows {
+        let traceparent = traceparent.unwrap();
+        assert!(traceparent.starts_with("00-4bf92f3577b34da6a3ce929d0e0e4736-"), "{traceparent}");
+        assert!(traceparent.ends_with("-01") && traceparent.len() == 55, "{traceparent}");
+        assert_eq!(tracestate.as_deref(), Some(members[..32].join(",").as_str()));
+    }
+}
