@@ -2,7 +2,10 @@
 
 use std::{collections::BTreeMap, convert::Infallible, future::Future, time::Duration};
 
-use crate::health::{Health, PartStatus};
+use crate::{
+    health::{Health, PartStatus},
+    overload::{self, InFlightLimitLayer},
+};
 use anyhow::Context;
 use shop_events::TraceContext;
 use tokio::{net::TcpListener, sync::watch};
@@ -17,6 +20,17 @@ use tonic_health::{ServingStatus, server::HealthReporter};
 
 /// How long a request may run on the server before it is cancelled with `CANCELLED`/`DEADLINE_EXCEEDED`.
 const REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
+/// Most calls one server runs at once, over all its connections; past it calls are refused with `UNAVAILABLE`
+/// (see [`overload`](crate::overload)). Each call holds at most one database connection, so this is far above any
+/// pool: it bounds memory and tasks, and the pools' own timeouts shed what waits for a connection.
+const MAX_IN_FLIGHT: usize = 1_024;
+/// Most calls one HTTP/2 connection may have open at once; the client is told in its SETTINGS and holds back the
+/// rest (one caller cannot take the whole in-flight budget on one connection).
+const MAX_STREAMS_PER_CONNECTION: u32 = 100;
+/// How often an idle connection is pinged, and how long the answer may take before the connection is dropped: a
+/// peer that vanished without closing does not keep its connection for ever.
+const KEEPALIVE_INTERVAL: Duration = Duration::from_secs(30);
+const KEEPALIVE_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// Serves `service` on `listener` next to the standard gRPC health service (`grpc.health.v1`) and the reflection
 /// service (`grpc.reflection.v1` and `v1alpha`, for grpcurl and similar tools), until `shutdown` resolves; then
@@ -68,6 +82,11 @@ where
 
     Server::builder()
         .timeout(REQUEST_TIMEOUT)
+        .max_concurrent_streams(MAX_STREAMS_PER_CONNECTION)
+        .http2_keepalive_interval(Some(KEEPALIVE_INTERVAL))
+        .http2_keepalive_timeout(Some(KEEPALIVE_TIMEOUT))
+        .tcp_keepalive(Some(KEEPALIVE_INTERVAL))
+        .layer(InFlightLimitLayer::new(MAX_IN_FLIGHT, overload::grpc_refusal))
         .trace_fn(|request| {
             let trace_id = TraceContext::from_headers(|name| {
                 request.headers().get(name).and_then(|value| value.to_str().ok())

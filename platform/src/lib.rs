@@ -16,6 +16,7 @@
 //! - [`redact`]: the one rule that keeps passwords, tokens and keys in URLs and client options out of logs and
 //!   errors.
 //! - [`progress`]: progress of long work (a bar with events/s on a terminal, plain lines otherwise).
+//! - [`overload`]: load shedding, a cap on the requests a process serves at once.
 //! - [`pagination`]: `skip`/`take` validation with a default and a maximum page size.
 
 pub mod backoff;
@@ -25,6 +26,7 @@ pub mod health;
 pub mod ids;
 #[cfg(feature = "kafka")]
 pub mod kafka;
+pub mod overload;
 pub mod pagination;
 #[cfg(feature = "postgres")]
 pub mod postgres;

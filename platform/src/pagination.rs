@@ -16,10 +16,17 @@ impl Page {
     pub const DEFAULT_TAKE: u32 = 20;
     /// The largest page a caller may ask for.
     pub const MAX_TAKE: u32 = 100;
+    /// The most rows a caller may skip. Skipping is paid for: the database (or the search index) walks every
+    /// skipped row, so deep pages are refused rather than served slowly; with the largest page, `skip + take` stays
+    /// within 10 000, the deepest Elasticsearch pages by default (`index.max_result_window`).
+    pub const MAX_SKIP: u64 = 10_000 - Self::MAX_TAKE as u64;
 
     /// Validates `skip` and `take` as they arrive in a request; `take = 0` means the default page size.
     pub fn parse(skip: u64, take: u32) -> Result<Self, FieldViolation> {
-        let skip = i64::try_from(skip).map_err(|_| FieldViolation::new("skip", "is too large"))?;
+        if skip > Self::MAX_SKIP {
+            return Err(FieldViolation::new("skip", format!("must be at most {}", Self::MAX_SKIP)));
+        }
+        let skip = i64::try_from(skip).expect("MAX_SKIP fits an i64");
         let take = match take {
             0 => Self::DEFAULT_TAKE,
             take if take > Self::MAX_TAKE => {
@@ -47,7 +54,9 @@ mod tests {
     }
 
     #[test]
-    fn skip_beyond_an_sql_offset_is_rejected() {
+    fn skip_beyond_the_maximum_is_rejected() {
+        assert_eq!(Page::parse(Page::MAX_SKIP, 100), Ok(Page { skip: 9_900, take: 100 }));
+        assert_eq!(Page::parse(Page::MAX_SKIP + 1, 10).unwrap_err().field, "skip");
         assert_eq!(Page::parse(u64::MAX, 10).unwrap_err().field, "skip");
     }
 }
