@@ -5,6 +5,7 @@ use std::collections::HashMap;
 
 use chrono::{DateTime, Utc};
 use shop_events::TraceContext;
+use shop_platform::pagination::Page;
 use sqlx::PgConnection;
 use uuid::Uuid;
 
@@ -135,15 +136,24 @@ pub async fn find_order(connection: &mut PgConnection, id: Uuid) -> Result<Optio
     Ok(orders.pop().map(|(order, _)| order))
 }
 
-/// Every order of the given accounts, newest first, in two queries whatever the number of accounts.
+/// One page of each given account's orders, newest first, in two queries whatever the number of accounts. Each
+/// account's page is read from the `(account_id, id DESC)` index, never its whole history.
 pub async fn orders_for_accounts(
     connection: &mut PgConnection,
     account_ids: &[Uuid],
+    page: Page,
 ) -> Result<Vec<Order>, sqlx::Error> {
     let rows: Vec<OrderRow> = sqlx::query_as(sqlx::AssertSqlSafe(format!(
-        "SELECT {ORDER_COLUMNS} FROM orders WHERE account_id = ANY($1) ORDER BY id DESC"
+        "SELECT page.* FROM UNNEST($1::uuid[]) AS account (id)
+         CROSS JOIN LATERAL (
+             SELECT {ORDER_COLUMNS} FROM orders WHERE account_id = account.id
+             ORDER BY id DESC OFFSET $2 LIMIT $3
+         ) AS page
+         ORDER BY page.id DESC"
     )))
     .bind(account_ids)
+    .bind(page.skip)
+    .bind(page.take)
     .fetch_all(&mut *connection)
     .await?;
     Ok(with_lines(connection, rows).await?.into_iter().map(|(order, _)| order).collect())

@@ -5,7 +5,7 @@ use std::sync::Arc;
 
 use shop_events::{Envelope, TraceContext};
 use shop_outbox as outbox;
-use shop_platform::ServiceError;
+use shop_platform::{ServiceError, pagination::Page};
 use sqlx::PgPool;
 use tokio::sync::Notify;
 use uuid::Uuid;
@@ -99,16 +99,23 @@ impl<D: Directory> OrderService<D> {
             .ok_or_else(|| ServiceError::NotFound(format!("order {id} does not exist")))
     }
 
-    /// Every order of the given accounts, newest first.
-    pub async fn orders_for_accounts(&self, account_ids: &[Uuid]) -> Result<Vec<Order>, ServiceError> {
+    /// A page of each given account's orders, newest first.
+    pub async fn orders_for_accounts(
+        &self,
+        account_ids: &[Uuid],
+        page: Page,
+    ) -> Result<Vec<Order>, ServiceError> {
         if account_ids.len() > MAX_ACCOUNTS_PER_CALL {
             return Err(ServiceError::invalid(
                 "account_ids",
                 format!("must hold at most {MAX_ACCOUNTS_PER_CALL} ids"),
             ));
         }
+        let mut account_ids = account_ids.to_vec();
+        account_ids.sort_unstable();
+        account_ids.dedup();
         let mut connection = self.pool.acquire().await?;
-        Ok(repository::orders_for_accounts(&mut connection, account_ids).await?)
+        Ok(repository::orders_for_accounts(&mut connection, &account_ids, page).await?)
     }
 }
 

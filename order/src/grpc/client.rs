@@ -38,13 +38,15 @@ impl OrderClient {
     }
 
     pub async fn get_orders_for_account(&self, account_id: &str) -> Result<Vec<proto::Order>, Status> {
-        let request = proto::GetOrdersForAccountRequest { account_id: account_id.to_owned() };
+        let request =
+            proto::GetOrdersForAccountRequest { account_id: account_id.to_owned(), ..Default::default() };
         Ok(self.inner.clone().get_orders_for_account(request).await?.into_inner().orders)
     }
 
     pub async fn get_orders_for_accounts(&self, account_ids: &[&str]) -> Result<Vec<proto::Order>, Status> {
         let request = proto::GetOrdersForAccountsRequest {
             account_ids: account_ids.iter().map(|id| (*id).to_owned()).collect(),
+            ..Default::default()
         };
         Ok(self.inner.clone().get_orders_for_accounts(request).await?.into_inner().orders)
     }

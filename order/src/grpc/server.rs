@@ -1,9 +1,11 @@
 //! `shop.order.v1.OrderService` over [`OrderService`]: protobuf in, domain types through, protobuf out.
 
+use prost::Message;
 use shop_platform::{
     ServiceError,
     grpc::trace_context,
     ids::{parse_id, parse_ids, to_timestamp},
+    pagination::Page,
 };
 use shop_proto::order::v1::{
     self as proto,
@@ -68,8 +70,25 @@ impl From<Order> for proto::Order {
     }
 }
 
-fn orders_response<T>(orders: Vec<Order>, wrap: impl FnOnce(Vec<proto::Order>) -> T) -> Response<T> {
-    Response::new(wrap(orders.into_iter().map(Into::into).collect()))
+/// Most bytes of orders one list response carries: below the 4 MiB every gRPC client accepts by default, so a
+/// caller never meets a decode error it cannot act on. One order is at most about 2 MiB (100 lines with the
+/// longest names and descriptions), so a list that fits at all always holds at least one.
+const MAX_LIST_RESPONSE_BYTES: usize = 3 * 1024 * 1024;
+
+/// The orders in a list response, or RESOURCE_EXHAUSTED when they exceed [`MAX_LIST_RESPONSE_BYTES`].
+fn orders_response<T>(
+    orders: Vec<Order>,
+    wrap: impl FnOnce(Vec<proto::Order>) -> T,
+) -> Result<Response<T>, Status> {
+    let orders: Vec<proto::Order> = orders.into_iter().map(Into::into).collect();
+    let bytes: usize = orders.iter().map(|order| order.encoded_len() + 4).sum();
+    if bytes > MAX_LIST_RESPONSE_BYTES {
+        return Err(Status::resource_exhausted(format!(
+            "the orders asked for take {bytes} bytes, more than the {MAX_LIST_RESPONSE_BYTES} one answer may \
+             carry; ask for fewer accounts or a smaller page"
+        )));
+    }
+    Ok(Response::new(wrap(orders)))
 }
 
 #[tonic::async_trait]
@@ -99,9 +118,11 @@ impl<D: Directory + Clone> order_service_server::OrderService for OrderGrpc<D> {
         &self,
         request: Request<proto::GetOrdersForAccountRequest>,
     ) -> Result<Response<proto::GetOrdersForAccountResponse>, Status> {
-        let account_id = parse_id("account_id", &request.get_ref().account_id).map_err(ServiceError::from)?;
-        let orders = self.service.orders_for_accounts(&[account_id]).await?;
-        Ok(orders_response(orders, |orders| proto::GetOrdersForAccountResponse { orders }))
+        let request = request.into_inner();
+        let account_id = parse_id("account_id", &request.account_id).map_err(ServiceError::from)?;
+        let page = Page::parse(request.skip, request.take).map_err(ServiceError::from)?;
+        let orders = self.service.orders_for_accounts(&[account_id], page).await?;
+        orders_response(orders, |orders| proto::GetOrdersForAccountResponse { orders })
     }
 
     async fn get_orders_for_accounts(
@@ -111,7 +132,9 @@ impl<D: Directory + Clone> order_service_server::OrderService for OrderGrpc<D> {
         // Counted before parsing: 4 MiB of empty ids would otherwise make two million violations.
         let ids = parse_ids("account_ids", &request.get_ref().account_ids, MAX_ACCOUNTS_PER_CALL)
             .map_err(ServiceError::from)?;
-        let orders = self.service.orders_for_accounts(&ids).await?;
-        Ok(orders_response(orders, |orders| proto::GetOrdersForAccountsResponse { orders }))
+        let request = request.get_ref();
+        let page = Page::parse(request.skip, request.take).map_err(ServiceError::from)?;
+        let orders = self.service.orders_for_accounts(&ids, page).await?;
+        orders_response(orders, |orders| proto::GetOrdersForAccountsResponse { orders })
     }
 }
