@@ -11,6 +11,11 @@ pub const DEFAULT_CATALOG_SERVICE_URL: &str = "http://127.0.0.1:50052";
 pub const DEFAULT_ORDER_SERVICE_URL: &str = "http://127.0.0.1:50053";
 const DEFAULT_SERVICE_TIMEOUT_MS: u64 = 5_000;
 const DEFAULT_HTTP_REQUEST_TIMEOUT_MS: u64 = 30_000;
+const DEFAULT_HTTP_HEADER_READ_TIMEOUT_MS: u64 = 10_000;
+const DEFAULT_HTTP_MAX_BODY_BYTES: usize = 1024 * 1024;
+const DEFAULT_HTTP_MAX_IN_FLIGHT: usize = 512;
+const DEFAULT_HTTP2_MAX_STREAMS_PER_CONNECTION: u32 = 100;
+const DEFAULT_GRAPHQL_MAX_RESPONSE_BYTES: usize = 8 * 1024 * 1024;
 
 /// Everything the gateway can be told at start. `gateway --help` lists it all.
 #[derive(Debug, Clone, clap::Parser)]
@@ -34,6 +39,26 @@ pub struct Settings {
     /// How long one HTTP request may take in all.
     #[arg(long, env = "HTTP_REQUEST_TIMEOUT_MS", default_value_t = DEFAULT_HTTP_REQUEST_TIMEOUT_MS)]
     pub http_request_timeout_ms: u64,
+    /// How long a client may take to send a request's headers; also how long an idle HTTP/1 connection stays
+    /// open. Slow senders (slowloris) are cut off after it.
+    #[arg(long, env = "HTTP_HEADER_READ_TIMEOUT_MS", default_value_t = DEFAULT_HTTP_HEADER_READ_TIMEOUT_MS)]
+    pub http_header_read_timeout_ms: u64,
+    /// Largest request body accepted, in bytes; larger ones are answered 413 without being read whole.
+    #[arg(long, env = "HTTP_MAX_BODY_BYTES", default_value_t = DEFAULT_HTTP_MAX_BODY_BYTES)]
+    pub http_max_body_bytes: usize,
+    /// Most requests served at once; past it, requests are answered 503 with `Retry-After` at once.
+    #[arg(long, env = "HTTP_MAX_IN_FLIGHT", default_value_t = DEFAULT_HTTP_MAX_IN_FLIGHT)]
+    pub http_max_in_flight: usize,
+    /// Most requests one HTTP/2 connection may have open at once.
+    #[arg(long, env = "HTTP2_MAX_STREAMS_PER_CONNECTION", default_value_t = DEFAULT_HTTP2_MAX_STREAMS_PER_CONNECTION)]
+    pub http2_max_streams_per_connection: u32,
+    /// Largest GraphQL response, in bytes; a larger answer is replaced by an error asking for fewer items.
+    #[arg(long, env = "GRAPHQL_MAX_RESPONSE_BYTES", default_value_t = DEFAULT_GRAPHQL_MAX_RESPONSE_BYTES)]
+    pub graphql_max_response_bytes: usize,
+    /// Origins allowed to call the gateway from a browser page (CORS), comma-separated, or `*`. None by default:
+    /// browsers then refuse cross-origin calls.
+    #[arg(long, env = "CORS_ALLOWED_ORIGINS", value_delimiter = ',')]
+    pub cors_allowed_origins: Vec<String>,
     #[command(flatten)]
     pub telemetry: TelemetrySettings,
 }
@@ -59,6 +84,12 @@ impl Default for Settings {
             order_service_url: DEFAULT_ORDER_SERVICE_URL.to_owned(),
             service_timeout_ms: DEFAULT_SERVICE_TIMEOUT_MS,
             http_request_timeout_ms: DEFAULT_HTTP_REQUEST_TIMEOUT_MS,
+            http_header_read_timeout_ms: DEFAULT_HTTP_HEADER_READ_TIMEOUT_MS,
+            http_max_body_bytes: DEFAULT_HTTP_MAX_BODY_BYTES,
+            http_max_in_flight: DEFAULT_HTTP_MAX_IN_FLIGHT,
+            http2_max_streams_per_connection: DEFAULT_HTTP2_MAX_STREAMS_PER_CONNECTION,
+            graphql_max_response_bytes: DEFAULT_GRAPHQL_MAX_RESPONSE_BYTES,
+            cors_allowed_origins: Vec::new(),
             telemetry: TelemetrySettings::default(),
         }
     }

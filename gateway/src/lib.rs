@@ -4,12 +4,15 @@
 //! - [`config`]: the settings, from flags and environment variables.
 //! - [`startup`]: [`Application`](startup::Application) (the axum server: GraphQL, playground, health) built the
 //!   same way by `main` and by the tests.
+//! - `http`: the HTTP face around the schema — GraphQL over HTTP, playground, health — and every limit a request
+//!   meets first (body size, media type, nesting, in-flight cap, timeouts, CORS).
 //! - [`services`]: the call layer over the services' gRPC clients — typed methods that build requests, carry the
 //!   trace, and turn a `tonic::Status` into a [`CallError`](services::CallError), the error every face reports.
 //! - [`schema`]: the GraphQL schema (queries, mutations, types, input validation, batched loading), over
 //!   `services`; it knows nothing about HTTP.
 
 pub mod config;
+mod http;
 pub mod schema;
 pub mod services;
 pub mod startup;

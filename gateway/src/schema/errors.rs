@@ -26,8 +26,12 @@ pub enum ErrorCode {
     NotFound,
     /// A concurrent change won; read again and retry.
     Conflict,
-    /// A service behind the gateway cannot be reached; retry later.
+    /// A service behind the gateway cannot be reached, or the gateway is overloaded; retry later.
     Unavailable,
+    /// The request body is larger than the gateway accepts (HTTP 413).
+    PayloadTooLarge,
+    /// The request body is not `application/json` (HTTP 415).
+    UnsupportedMediaType,
     /// A bug; the details are in the gateway's or the service's log, never in the response.
     Internal,
 }
@@ -41,6 +45,8 @@ impl ErrorCode {
             Self::NotFound => "NOT_FOUND",
             Self::Conflict => "CONFLICT",
             Self::Unavailable => "UNAVAILABLE",
+            Self::PayloadTooLarge => "PAYLOAD_TOO_LARGE",
+            Self::UnsupportedMediaType => "UNSUPPORTED_MEDIA_TYPE",
             Self::Internal => "INTERNAL",
         }
     }

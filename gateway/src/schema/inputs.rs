@@ -3,7 +3,7 @@
 //! (name lengths, price limits) stay in the services, whose messages the gateway passes on.
 
 use async_graphql::{ID, InputObject, Result};
-use shop_platform::pagination::Page;
+use shop_platform::{error::echo, pagination::Page};
 use uuid::Uuid;
 
 use super::errors::bad_input;
@@ -12,7 +12,7 @@ use crate::services::{self, ProductFields};
 /// Which slice of a list to return.
 #[derive(Debug, Clone, Copy, InputObject)]
 pub struct PaginationInput {
-    /// How many items to skip.
+    /// How many items to skip, at most 9 900 (deep pages are refused: every skipped item is read).
     #[graphql(default = 0)]
     pub skip: i32,
     /// How many items to return, from 1 to 100.
@@ -27,6 +27,9 @@ impl PaginationInput {
             return Ok(services::Page { skip: 0, take: Page::DEFAULT_TAKE });
         };
         let skip = u64::try_from(skip).map_err(|_| bad_input("pagination.skip", "must be zero or more"))?;
+        if skip > Page::MAX_SKIP {
+            return Err(bad_input("pagination.skip", &format!("must be at most {}", Page::MAX_SKIP)));
+        }
         let take =
             u32::try_from(take).ok().filter(|take| (1..=Page::MAX_TAKE).contains(take)).ok_or_else(|| {
                 bad_input("pagination.take", &format!("must be between 1 and {}", Page::MAX_TAKE))
@@ -115,7 +118,7 @@ impl OrderInput {
 pub fn uuid(field: &str, id: &ID) -> Result<String> {
     Uuid::try_parse(id.trim())
         .map(|id| id.to_string())
-        .map_err(|_| bad_input(field, &format!("`{}` is not a valid id", id.as_str())))
+        .map_err(|_| bad_input(field, &format!("`{}` is not a valid id", echo(id.as_str()))))
 }
 
 #[cfg(test)]
@@ -141,6 +144,14 @@ mod tests {
     }
 
     #[test]
+    fn a_bad_id_is_echoed_cut_short() {
+        let error = uuid("id", &ID::from("é".repeat(1_000_000))).unwrap_err();
+
+        assert!(error.message.len() < 200, "{}", error.message);
+        assert!(uuid("id", &ID::from("nope")).unwrap_err().message.contains("`nope`"));
+    }
+
+    #[test]
     fn pages_are_bounded() {
         let page = |skip, take| PaginationInput::validate(Some(PaginationInput { skip, take }));
 
@@ -148,6 +159,7 @@ mod tests {
         assert!(page(0, 101).is_err());
         assert!(page(0, 0).is_err());
         assert!(page(-1, 10).is_err());
+        assert!(page(9_901, 10).is_err());
         assert_eq!(PaginationInput::validate(None).unwrap(), services::Page { skip: 0, take: 20 });
     }
 }

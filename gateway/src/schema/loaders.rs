@@ -6,13 +6,20 @@ use async_graphql::{ResultExt, dataloader::Loader};
 use shop_events::TraceContext;
 
 use super::types::Order;
-use crate::services::Services;
+use crate::services::{Page, Services};
 
 /// The most account ids one batch sends (the order service's limit).
 pub const MAX_ACCOUNTS_PER_BATCH: usize = 1_000;
 
-/// Loads the orders of every account a response needs in one `GetOrdersForAccounts` call. One per request, so
-/// nothing is cached across requests.
+/// One account's page of orders.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct AccountOrders {
+    pub account_id: String,
+    pub page: Page,
+}
+
+/// Loads the orders of every account a response needs in one `GetOrdersForAccounts` call per distinct page (a
+/// query usually asks one page of every account). One per request, so nothing is cached across requests.
 #[derive(Debug)]
 pub struct OrdersByAccount {
     services: Services,
@@ -25,16 +32,23 @@ impl OrdersByAccount {
     }
 }
 
-impl Loader<String> for OrdersByAccount {
+impl Loader<AccountOrders> for OrdersByAccount {
     type Value = Vec<Order>;
     type Error = async_graphql::Error;
 
-    async fn load(&self, account_ids: &[String]) -> Result<HashMap<String, Vec<Order>>, Self::Error> {
-        let orders = self.services.orders_for_accounts(account_ids.to_vec(), &self.trace).await.extend()?;
-        let mut by_account: HashMap<String, Vec<Order>> = HashMap::with_capacity(account_ids.len());
-        for order in orders {
-            by_account.entry(order.account_id.clone()).or_default().push(order.try_into()?);
+    async fn load(&self, keys: &[AccountOrders]) -> Result<HashMap<AccountOrders, Vec<Order>>, Self::Error> {
+        let mut pages: HashMap<Page, Vec<String>> = HashMap::new();
+        for key in keys {
+            pages.entry(key.page).or_default().push(key.account_id.clone());
         }
-        Ok(by_account)
+        let mut loaded: HashMap<AccountOrders, Vec<Order>> = HashMap::with_capacity(keys.len());
+        for (page, account_ids) in pages {
+            let orders = self.services.orders_for_accounts(account_ids, page, &self.trace).await.extend()?;
+            for order in orders {
+                let key = AccountOrders { account_id: order.account_id.clone(), page };
+                loaded.entry(key).or_default().push(order.try_into()?);
+            }
+        }
+        Ok(loaded)
     }
 }

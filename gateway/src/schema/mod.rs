@@ -2,6 +2,7 @@
 
 pub mod errors;
 pub mod inputs;
+pub mod limits;
 pub mod loaders;
 pub mod mutation;
 pub mod query;
@@ -10,24 +11,27 @@ pub mod types;
 use async_graphql::{EmptySubscription, Schema, dataloader::DataLoader};
 use shop_events::TraceContext;
 
-use self::{errors::ErrorCodes, loaders::OrdersByAccount, mutation::Mutation, query::Query};
+use self::{
+    errors::ErrorCodes,
+    limits::{MAX_COMPLEXITY, MAX_DEPTH, MAX_DIRECTIVES, RootFieldLimit},
+    loaders::OrdersByAccount,
+    mutation::Mutation,
+    query::Query,
+};
 use crate::services::Services;
 
 /// The gateway's schema.
 pub type GatewaySchema = Schema<Query, Mutation, EmptySubscription>;
 
-/// Deepest query accepted (`accounts { orders { products { … } } }` is 4).
-const MAX_DEPTH: usize = 10;
-/// Most fields one query may select, counting list items once.
-const MAX_COMPLEXITY: usize = 500;
-
-/// The schema over `services`, with query depth and complexity limits.
+/// The schema over `services`, with the query limits of [`limits`].
 pub fn build(services: Services) -> GatewaySchema {
     Schema::build(Query, Mutation, EmptySubscription)
         .data(services)
         .extension(ErrorCodes)
+        .extension(RootFieldLimit)
         .limit_depth(MAX_DEPTH)
         .limit_complexity(MAX_COMPLEXITY)
+        .limit_directives(MAX_DIRECTIVES)
         .finish()
 }
 

@@ -5,6 +5,7 @@ use shop_events::TraceContext;
 
 use super::{
     inputs::{PaginationInput, uuid},
+    limits,
     types::{Account, Order, Product},
 };
 use crate::services::Services;
@@ -15,7 +16,9 @@ pub struct Query;
 
 #[Object]
 impl Query {
-    /// Accounts, oldest first; or the one with `id` (an empty list when there is none).
+    /// Accounts, oldest first; or the one with `id` (an empty list when there is none). Costs `take` (20 by
+    /// default) times the cost of one account.
+    #[graphql(complexity = "limits::list_cost(pagination.as_ref(), id.is_some(), child_complexity)")]
     async fn accounts(
         &self,
         ctx: &Context<'_>,
@@ -32,7 +35,9 @@ impl Query {
     }
 
     /// Products: all of them (oldest first), those matching a full-text `query` over name and description (best
-    /// match first), or the one with `id` (an empty list when there is none).
+    /// match first), or the one with `id` (an empty list when there is none). Costs `take` (20 by default) times
+    /// the cost of one product.
+    #[graphql(complexity = "limits::list_cost(pagination.as_ref(), id.is_some(), child_complexity)")]
     async fn products(
         &self,
         ctx: &Context<'_>,

@@ -6,7 +6,12 @@ use chrono::{DateTime, Utc};
 use shop_platform::ids::from_timestamp;
 use shop_proto::{account::v1 as account, catalog::v1 as catalog, order::v1 as order};
 
-use super::{errors::ErrorCode, loaders::OrdersByAccount};
+use super::{
+    errors::ErrorCode,
+    inputs::PaginationInput,
+    limits,
+    loaders::{AccountOrders, OrdersByAccount},
+};
 
 /// Cents as currency units.
 fn units(cents: i64) -> f64 {
@@ -31,10 +36,14 @@ pub struct Account {
 
 #[ComplexObject]
 impl Account {
-    /// The account's orders, newest first. Loaded in one call for every account in the response.
-    async fn orders(&self, ctx: &Context<'_>) -> Result<Vec<Order>> {
+    /// A page of the account's orders, newest first (20 unless `pagination` says otherwise). Loaded in one call
+    /// for every account in the response. Costs `take` times the cost of one order.
+    #[graphql(complexity = "limits::list_cost(pagination.as_ref(), false, child_complexity)")]
+    async fn orders(&self, ctx: &Context<'_>, pagination: Option<PaginationInput>) -> Result<Vec<Order>> {
+        let page = PaginationInput::validate(pagination)?;
         let loader = ctx.data::<DataLoader<OrdersByAccount>>()?;
-        Ok(loader.load_one(self.id.to_string()).await?.unwrap_or_default())
+        let key = AccountOrders { account_id: self.id.to_string(), page };
+        Ok(loader.load_one(key).await?.unwrap_or_default())
     }
 }
 
@@ -102,6 +111,7 @@ pub struct Order {
     pub total_price: Option<f64>,
     /// Why the order was rejected; null unless it was.
     pub rejection_reason: Option<String>,
+    /// The order's lines (at most 100). They come with the order, so they cost as one item.
     pub products: Vec<OrderedProduct>,
 }
 

@@ -41,7 +41,8 @@ impl CallError {
     /// generic one, with the details logged.
     pub fn from_status(service: &'static str, status: Status) -> Self {
         match status.code() {
-            Code::InvalidArgument | Code::OutOfRange => {
+            // RESOURCE_EXHAUSTED: the services' "you asked for more than one answer may carry".
+            Code::InvalidArgument | Code::ResourceExhausted => {
                 let details = status.get_error_details();
                 let fields = details
                     .bad_request()
@@ -59,10 +60,12 @@ impl CallError {
             Code::Aborted | Code::AlreadyExists | Code::FailedPrecondition => {
                 Self::Conflict(status.message().to_owned())
             }
-            Code::Unavailable | Code::DeadlineExceeded | Code::ResourceExhausted | Code::Cancelled => {
+            Code::Unavailable | Code::DeadlineExceeded | Code::Cancelled => {
                 tracing::warn!(service, code = ?status.code(), error.message = status.message(), "A service is unavailable.");
                 Self::Unavailable { service }
             }
+            // Includes OUT_OF_RANGE, which is how tonic reports a message above its decoding limit: the services
+            // bound their answers so that it cannot happen, so it is a bug, never the caller's fault.
             code => {
                 tracing::error!(
                     service,
@@ -114,6 +117,13 @@ mod tests {
 
         assert_eq!(error, CallError::Internal);
         assert_eq!(error.message(), "internal error");
+    }
+
+    #[test]
+    fn a_message_above_the_decoding_limit_is_internal_not_the_callers_fault() {
+        let status = Status::out_of_range("Error, decoded message length too large: found 5000000 bytes");
+
+        assert_eq!(CallError::from_status("order", status), CallError::Internal);
     }
 
     #[test]

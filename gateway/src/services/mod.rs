@@ -33,7 +33,7 @@ const CATALOG: &str = "catalog";
 const ORDER: &str = "order";
 
 /// A page of a list: how many to skip, how many to take.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub struct Page {
     pub skip: u64,
     pub take: u32,
@@ -191,13 +191,15 @@ impl Services {
         found(ORDER, response).map(|response| response.and_then(|r| r.order))
     }
 
-    /// Every order of the given accounts, newest first, in one call.
+    /// The same page of each given account's orders, newest first, in one call.
     pub async fn orders_for_accounts(
         &self,
         account_ids: Vec<String>,
+        page: Page,
         trace: &TraceContext,
     ) -> Result<Vec<order::Order>, CallError> {
-        let request = traced_request(GetOrdersForAccountsRequest { account_ids }, trace);
+        let message = GetOrdersForAccountsRequest { account_ids, skip: page.skip, take: page.take };
+        let request = traced_request(message, trace);
         let response = self.orders.clone().get_orders_for_accounts(request).await;
         Ok(answered(ORDER, response)?.orders)
     }

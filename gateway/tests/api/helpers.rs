@@ -24,6 +24,11 @@ pub(crate) struct TestApp {
 }
 
 pub(crate) async fn spawn_app() -> TestApp {
+    spawn_app_with(|_| {}).await
+}
+
+/// The same, with the gateway's settings changed by `configure`.
+pub(crate) async fn spawn_app_with(configure: impl FnOnce(&mut Settings)) -> TestApp {
     init_test_logging();
     let databases =
         [TestDatabase::create().await, TestDatabase::create().await, TestDatabase::create().await];
@@ -44,7 +49,7 @@ pub(crate) async fn spawn_app() -> TestApp {
     let order_server = RunningServer::spawn(|shutdown| order.run_until_stopped(shutdown));
     let (counting_url, counting_server, order_list_calls) = spawn_counting_proxy(&order_url).await;
 
-    let settings = Settings {
+    let mut settings = Settings {
         listen_addr: "127.0.0.1:0".parse().unwrap(),
         account_service_url: account_url,
         catalog_service_url: catalog_url,
@@ -53,6 +58,7 @@ pub(crate) async fn spawn_app() -> TestApp {
         http_request_timeout_ms: 10_000,
         ..Default::default()
     };
+    configure(&mut settings);
     let gateway = Application::build(&settings).await.unwrap();
     let base_url = format!("http://{}", gateway.local_addr());
     let gateway_server = RunningServer::spawn(|shutdown| gateway.run_until_stopped(shutdown));

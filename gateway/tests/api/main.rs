@@ -3,5 +3,6 @@
 
 mod errors;
 mod helpers;
+mod hostile;
 mod http;
 mod seed_parity;

@@ -1,0 +1,92 @@
+//! The limits every route shares.
+
+use std::time::Duration;
+
+use anyhow::Context;
+use axum::{
+    Router,
+    extract::{Request, State},
+    http::{HeaderName, HeaderValue, Method, StatusCode, header},
+    middleware::{self, Next},
+    response::Response,
+};
+use shop_events::TraceContext;
+use shop_platform::overload::InFlightLimitLayer;
+use tower_http::{
+    cors::{AllowOrigin, CorsLayer},
+    timeout::TimeoutLayer,
+    trace::TraceLayer,
+};
+
+use super::refusal;
+
+/// The limits, as configured.
+#[derive(Debug)]
+pub(super) struct Layers<'a> {
+    pub(super) max_body_bytes: usize,
+    pub(super) max_in_flight: usize,
+    pub(super) request_timeout: Duration,
+    pub(super) cors_allowed_origins: &'a [String],
+}
+
+/// Wraps `routes` in the limits, outermost first: the request span; CORS (answering preflights even under load);
+/// the in-flight cap; the declared body size; the whole-request timeout.
+pub(super) fn apply(routes: Router, layers: &Layers<'_>) -> anyhow::Result<Router> {
+    let mut router = routes
+        .layer(TimeoutLayer::with_status_code(StatusCode::REQUEST_TIMEOUT, layers.request_timeout))
+        .layer(middleware::from_fn_with_state(layers.max_body_bytes, refuse_declared_oversize))
+        .layer(InFlightLimitLayer::new(layers.max_in_flight, refusal::overloaded));
+    if let Some(cors) = cors(layers.cors_allowed_origins)? {
+        router = router.layer(cors);
+    }
+    Ok(router.layer(TraceLayer::new_for_http()))
+}
+
+/// 413 for a body whose declared length is above the limit, before a byte of it is read. Bodies sent without a
+/// length (chunked) are counted as they are read, by the only handler that reads one (see `graphql`).
+async fn refuse_declared_oversize(
+    State(max_body_bytes): State<usize>,
+    request: Request,
+    next: Next,
+) -> Response {
+    let declared = request
+        .headers()
+        .get(header::CONTENT_LENGTH)
+        .and_then(|value| value.to_str().ok())
+        .and_then(|value| value.parse::<u64>().ok());
+    match declared {
+        Some(length) if length > max_body_bytes as u64 => refusal::payload_too_large(max_body_bytes),
+        _ => next.run(request).await,
+    }
+}
+
+/// CORS for the configured origins; none (browsers then refuse cross-origin reads and preflighted requests) when
+/// the list is empty, which is the default.
+fn cors(origins: &[String]) -> anyhow::Result<Option<CorsLayer>> {
+    if origins.is_empty() {
+        return Ok(None);
+    }
+    let allow_origin = if origins.iter().any(|origin| origin == "*") {
+        AllowOrigin::any()
+    } else {
+        let origins = origins
+            .iter()
+            .map(|origin| {
+                HeaderValue::from_str(origin).with_context(|| format!("Invalid CORS origin {origin:?}"))
+            })
+            .collect::<anyhow::Result<Vec<_>>>()?;
+        AllowOrigin::list(origins)
+    };
+    Ok(Some(
+        CorsLayer::new()
+            .allow_origin(allow_origin)
+            .allow_methods([Method::GET, Method::POST])
+            .allow_headers([
+                header::CONTENT_TYPE,
+                header::AUTHORIZATION,
+                HeaderName::from_static(TraceContext::TRACEPARENT),
+                HeaderName::from_static(TraceContext::TRACESTATE),
+            ])
+            .max_age(Duration::from_secs(600)),
+    ))
+}

@@ -1,0 +1,102 @@
+//! The gateway's HTTP face: the routes, and the limits every request meets before the schema sees it.
+//!
+//! - [`graphql`]: GraphQL over HTTP — JSON bodies only (no CSRF through forms), bounded bodies, bounded nesting,
+//!   bounded answers.
+//! - [`limits`]: what applies to every route: a body-size check, a cap on requests in flight (503 with
+//!   `Retry-After` past it), CORS (closed unless origins are configured), a whole-request timeout.
+//! - [`server`]: the connection loop, with header-read and idle timeouts and HTTP/2 stream limits.
+//! - [`refusal`]: the JSON answer every refusal carries, shaped like a GraphQL error so clients show it.
+
+mod graphql;
+mod limits;
+mod refusal;
+pub(crate) mod server;
+
+use std::{sync::Arc, time::Duration};
+
+use async_graphql::http::GraphiQLSource;
+use axum::{Json, Router, extract::State, http::StatusCode, response::Html, routing::get};
+
+use crate::{
+    config::Settings,
+    schema::GatewaySchema,
+    services::{ServiceHealth, Services},
+};
+
+/// What every handler shares.
+#[derive(Clone)]
+pub(crate) struct AppState {
+    pub(crate) schema: GatewaySchema,
+    pub(crate) services: Services,
+    pub(crate) limits: Arc<RequestLimits>,
+}
+
+/// The per-request limits, from the settings.
+#[derive(Debug, Clone)]
+pub(crate) struct RequestLimits {
+    /// Largest request body, in bytes.
+    pub(crate) max_body_bytes: usize,
+    /// Largest GraphQL response body, in bytes.
+    pub(crate) max_response_bytes: usize,
+}
+
+/// The routes, with every limit in place.
+pub(crate) fn router(
+    settings: &Settings,
+    schema: GatewaySchema,
+    services: Services,
+) -> anyhow::Result<Router> {
+    let limits = Arc::new(RequestLimits {
+        max_body_bytes: settings.http_max_body_bytes,
+        max_response_bytes: settings.graphql_max_response_bytes,
+    });
+    let state = AppState { schema, services, limits: limits.clone() };
+    let routes = Router::new()
+        .route("/graphql", get(graphql::get).post(graphql::post))
+        .route("/playground", get(playground))
+        .route("/health", get(live))
+        .route("/health/ready", get(ready))
+        .with_state(state);
+    limits::apply(
+        routes,
+        &limits::Layers {
+            max_body_bytes: settings.http_max_body_bytes,
+            max_in_flight: settings.http_max_in_flight,
+            request_timeout: Duration::from_millis(settings.http_request_timeout_ms),
+            cors_allowed_origins: &settings.cors_allowed_origins,
+        },
+    )
+}
+
+async fn playground() -> Html<String> {
+    Html(GraphiQLSource::build().endpoint("/graphql").title("Shop GraphQL playground").finish())
+}
+
+/// Liveness: the process serves HTTP.
+async fn live() -> Json<serde_json::Value> {
+    Json(serde_json::json!({ "status": "ok" }))
+}
+
+/// Readiness: every service behind the gateway answers its gRPC health check with SERVING.
+async fn ready(State(state): State<AppState>) -> (StatusCode, Json<serde_json::Value>) {
+    let statuses: Vec<(&str, &str)> = state
+        .services
+        .health()
+        .await
+        .into_iter()
+        .map(|(name, health)| {
+            let status = match health {
+                ServiceHealth::Serving => "serving",
+                ServiceHealth::NotServing => "not_serving",
+                ServiceHealth::Unreachable => "unreachable",
+            };
+            (name, status)
+        })
+        .collect();
+    let all_serving = statuses.iter().all(|(_, status)| *status == "serving");
+    let body = serde_json::json!({
+        "status": if all_serving { "ok" } else { "degraded" },
+        "services": statuses.into_iter().collect::<std::collections::BTreeMap<_, _>>(),
+    });
+    (if all_serving { StatusCode::OK } else { StatusCode::SERVICE_UNAVAILABLE }, Json(body))
+}
