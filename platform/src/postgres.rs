@@ -34,7 +34,49 @@ impl DatabaseUrl {
         url.set_path(name);
         Self(url)
     }
+
+    /// The URL to hand to sqlx, and the names of the parameters left out: those sqlx does not know and whose names
+    /// look secret (`sslpassword`, `api_token`). sqlx ignores a parameter it does not know, logging its value at
+    /// WARN; leaving these out changes nothing but that log line.
+    fn for_sqlx(&self) -> (url::Url, Vec<String>) {
+        let (kept, left_out): (Vec<_>, Vec<_>) = self.0.query_pairs().into_owned().partition(|(name, _)| {
+            SQLX_PARAMETERS.contains(&name.as_str())
+                || name.starts_with("options[")
+                || !redact::is_secret_name(name)
+        });
+        if left_out.is_empty() {
+            return (self.0.clone(), Vec::new());
+        }
+        let mut url = self.0.clone();
+        url.query_pairs_mut().clear().extend_pairs(kept);
+        if url.query() == Some("") {
+            url.set_query(None);
+        }
+        (url, left_out.into_iter().map(|(name, _)| name).collect())
+    }
 }
+
+/// The connect parameters sqlx 0.9 reads from a URL (`sqlx-postgres` `options/parse.rs`).
+const SQLX_PARAMETERS: &[&str] = &[
+    "sslmode",
+    "ssl-mode",
+    "sslrootcert",
+    "ssl-root-cert",
+    "ssl-ca",
+    "sslcert",
+    "ssl-cert",
+    "sslkey",
+    "ssl-key",
+    "statement-cache-capacity",
+    "host",
+    "hostaddr",
+    "port",
+    "dbname",
+    "user",
+    "password",
+    "application_name",
+    "options",
+];
 
 impl FromStr for DatabaseUrl {
     type Err = String;
@@ -97,8 +139,12 @@ impl Default for PoolSettings {
 /// creating the database first if it is missing and `settings` allow it. Fails at once on errors no retry can fix,
 /// such as bad credentials.
 pub async fn connect(url: &DatabaseUrl, settings: &PoolSettings) -> anyhow::Result<PgPool> {
-    let options =
-        PgConnectOptions::from_str(url.expose()).with_context(|| format!("Invalid database URL {url}"))?;
+    let (for_sqlx, left_out) = url.for_sqlx();
+    for parameter in left_out {
+        tracing::warn!(%parameter, "Ignoring a database URL parameter that sqlx does not support; its value is not logged.");
+    }
+    let options = PgConnectOptions::from_str(for_sqlx.as_str())
+        .with_context(|| format!("Invalid database URL {url}"))?;
     let pool_options = PgPoolOptions::new()
         .max_connections(settings.database_max_connections)
         .acquire_timeout(Duration::from_millis(settings.database_acquire_timeout_ms));
@@ -201,6 +247,24 @@ mod tests {
         assert!(!format!("{url:?}").contains("s3cret"));
         assert_eq!(url.with_database("other").database_name(), Some("other"));
         assert!(url.with_database("other").expose().contains("password=s3cret"));
+    }
+
+    #[test]
+    fn parameters_sqlx_would_ignore_and_log_are_left_out_when_their_names_look_secret() {
+        let url: DatabaseUrl =
+            "postgres://u:pw@db/shop?sslmode=disable&sslpassword=k3y&password=pw2&api_token=t0k&connect_timeout=5"
+                .parse()
+                .unwrap();
+        let plain: DatabaseUrl = "postgres://u@db/shop?sslmode=disable".parse().unwrap();
+
+        let (for_sqlx, left_out) = url.for_sqlx();
+
+        assert_eq!(
+            for_sqlx.as_str(),
+            "postgres://u:pw@db/shop?sslmode=disable&password=pw2&connect_timeout=5"
+        );
+        assert_eq!(left_out, ["sslpassword", "api_token"]);
+        assert_eq!(plain.for_sqlx(), (plain.0.clone(), Vec::new()));
     }
 
     #[test]
