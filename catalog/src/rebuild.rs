@@ -28,7 +28,8 @@ pub async fn rebuild_search_index(
         return Ok(None);
     }
 
-    let index = ProductIndex::new(&settings.search.elasticsearch_url, &settings.search.elasticsearch_index)?;
+    let index =
+        ProductIndex::new(settings.search.elasticsearch_url.expose(), &settings.search.elasticsearch_index)?;
     index.ensure_exists().await?;
     let live = SearchIndexProjection::live(index);
     let source = Source::from_settings(&settings.kafka);

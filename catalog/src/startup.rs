@@ -34,7 +34,7 @@ impl Application {
             SearchBackend::Postgres => None,
             SearchBackend::Elasticsearch => {
                 let index = ProductIndex::new(
-                    &settings.search.elasticsearch_url,
+                    settings.search.elasticsearch_url.expose(),
                     &settings.search.elasticsearch_index,
                 )?;
                 index.ensure_exists().await?;

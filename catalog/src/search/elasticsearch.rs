@@ -9,7 +9,7 @@ use elasticsearch::{
 };
 use serde_json::{Value, json};
 use shop_events::catalog::Product;
-use shop_platform::ServiceError;
+use shop_platform::{ServiceError, redact};
 use shop_projection::Outcome;
 use uuid::Uuid;
 
@@ -25,8 +25,8 @@ pub struct ProductIndex {
 impl ProductIndex {
     /// A client for the cluster at `url`, using the index behind `alias`.
     pub fn new(url: &str, alias: &str) -> anyhow::Result<Self> {
-        let transport =
-            Transport::single_node(url).with_context(|| format!("Invalid Elasticsearch URL {url}"))?;
+        let transport = Transport::single_node(url)
+            .with_context(|| format!("Invalid Elasticsearch URL {}", redact::url(url)))?;
         Ok(Self { client: Elasticsearch::new(transport), alias: alias.to_owned() })
     }
 

@@ -5,6 +5,8 @@
 //!   ([`SearchIndexProjection`]), searched with `multi_match`, rebuildable by replay. Searches return ids; the
 //!   products themselves are always read from Postgres, the system of record.
 
+use shop_platform::redact::SensitiveUrl;
+
 pub mod documents;
 pub mod elasticsearch;
 mod projection;
@@ -30,8 +32,8 @@ pub struct SearchSettings {
     #[arg(long, env = "CATALOG_SEARCH", value_enum, default_value_t = SearchBackend::Postgres)]
     pub search_backend: SearchBackend,
     /// Elasticsearch (elasticsearch backend).
-    #[arg(long, env = "ELASTICSEARCH_URL", default_value = DEFAULT_ELASTICSEARCH_URL)]
-    pub elasticsearch_url: String,
+    #[arg(long, env = "ELASTICSEARCH_URL", default_value = DEFAULT_ELASTICSEARCH_URL, hide_env_values = true)]
+    pub elasticsearch_url: SensitiveUrl,
     /// The alias the product index is reached through (elasticsearch backend).
     #[arg(long, env = "ELASTICSEARCH_INDEX", default_value = DEFAULT_ELASTICSEARCH_INDEX)]
     pub elasticsearch_index: String,

@@ -43,7 +43,7 @@ async fn spawn_es_app(url: &str, broker: &TestBroker) -> EsApp {
         database_url: database.url.parse().unwrap(),
         search: SearchSettings {
             search_backend: SearchBackend::Elasticsearch,
-            elasticsearch_url: url.to_owned(),
+            elasticsearch_url: url.into(),
             elasticsearch_index: alias.clone(),
         },
         kafka: kafka(broker),
