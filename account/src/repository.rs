@@ -51,11 +51,14 @@ pub async fn find_account(connection: &mut PgConnection, id: Uuid) -> Result<Opt
 
 /// One page of accounts, oldest first.
 pub async fn list_accounts(connection: &mut PgConnection, page: Page) -> Result<Vec<Account>, sqlx::Error> {
-    let rows: Vec<AccountRow> =
-        sqlx::query_as("SELECT id, name, version, created_at FROM accounts ORDER BY id OFFSET $1 LIMIT $2")
-            .bind(page.skip)
-            .bind(page.take)
-            .fetch_all(connection)
-            .await?;
+    let rows: Vec<AccountRow> = sqlx::query_as(
+        "SELECT id, name, version, created_at FROM accounts WHERE $3::uuid IS NULL OR id > $3
+         ORDER BY id OFFSET $1 LIMIT $2",
+    )
+    .bind(page.skip)
+    .bind(page.take)
+    .bind(page.after)
+    .fetch_all(connection)
+    .await?;
     rows.into_iter().map(Account::try_from).collect()
 }

@@ -45,6 +45,8 @@ pub struct ProductFilter<'a> {
     pub ids: Option<&'a [Uuid]>,
     /// Only products matching this web-search query, best match first.
     pub query: Option<&'a str>,
+    /// Only products after this id (listings in id order only).
+    pub after: Option<Uuid>,
 }
 
 #[tracing::instrument(skip_all, fields(product_id = %product.id), err)]
@@ -119,6 +121,9 @@ pub async fn list_products(
     sql.push(" WHERE true");
     if let Some(ids) = filter.ids {
         sql.push(" AND id = ANY(").push_bind(ids).push(")");
+    }
+    if let Some(after) = filter.after {
+        sql.push(" AND id > ").push_bind(after);
     }
     if filter.query.is_some() {
         sql.push(" AND search @@ query ORDER BY ts_rank(search, query) DESC, id");

@@ -104,14 +104,18 @@ impl CatalogService {
         };
         if let (Some(index), Some(text)) = (&self.index, &query.text) {
             let ranked = index.search(text, query.ids.as_deref(), skip, limit).await?;
-            let filter = ProductFilter { ids: Some(&ranked), query: None };
+            let filter = ProductFilter { ids: Some(&ranked), ..ProductFilter::default() };
             let mut connection = self.pool.acquire().await?;
             let mut products =
                 repository::list_products(&mut connection, filter, 0, ranked.len() as i64).await?;
             products.sort_by_key(|product| ranked.iter().position(|id| *id == product.id));
             return Ok(products);
         }
-        let filter = ProductFilter { ids: query.ids.as_deref(), query: query.text.as_deref() };
+        let filter = ProductFilter {
+            ids: query.ids.as_deref(),
+            query: query.text.as_deref(),
+            after: query.page.and_then(|page| page.after),
+        };
         let mut connection = self.pool.acquire().await?;
         Ok(repository::list_products(&mut connection, filter, skip, limit).await?)
     }

@@ -146,7 +146,7 @@ pub async fn orders_for_accounts(
     let rows: Vec<OrderRow> = sqlx::query_as(sqlx::AssertSqlSafe(format!(
         "SELECT page.* FROM UNNEST($1::uuid[]) AS account (id)
          CROSS JOIN LATERAL (
-             SELECT {ORDER_COLUMNS} FROM orders WHERE account_id = account.id
+             SELECT {ORDER_COLUMNS} FROM orders WHERE account_id = account.id AND ($4::uuid IS NULL OR id < $4)
              ORDER BY id DESC OFFSET $2 LIMIT $3
          ) AS page
          ORDER BY page.id DESC"
@@ -154,6 +154,7 @@ pub async fn orders_for_accounts(
     .bind(account_ids)
     .bind(page.skip)
     .bind(page.take)
+    .bind(page.after)
     .fetch_all(&mut *connection)
     .await?;
     Ok(with_lines(connection, rows).await?.into_iter().map(|(order, _)| order).collect())

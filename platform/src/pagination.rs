@@ -1,6 +1,8 @@
-//! `skip`/`take` pagination shared by every list call.
+//! `skip`/`take` pagination shared by every list call, with an `after` cursor for pages deeper than `skip` may go.
 
-use crate::FieldViolation;
+use uuid::Uuid;
+
+use crate::{FieldViolation, ids::parse_id};
 
 /// A validated page request.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -9,6 +11,9 @@ pub struct Page {
     pub skip: i64,
     /// Rows to return, between 1 and [`Page::MAX_TAKE`].
     pub take: i64,
+    /// Only rows after this id in the listing's order (the last id of the previous page): a cursor reads any
+    /// depth from the index, where `skip` walks every skipped row.
+    pub after: Option<Uuid>,
 }
 
 impl Page {
@@ -34,7 +39,18 @@ impl Page {
             }
             take => take,
         };
-        Ok(Self { skip, take: take.into() })
+        Ok(Self { skip, take: take.into(), after: None })
+    }
+
+    /// Like [`parse`](Self::parse), with a cursor: `after` is an id, or empty for none.
+    pub fn parse_after(skip: u64, take: u32, after: &str) -> Result<Self, Vec<FieldViolation>> {
+        let page = Self::parse(skip, take);
+        let after =
+            Some(after.trim()).filter(|after| !after.is_empty()).map(|after| parse_id("after", after));
+        match (page, after.transpose()) {
+            (Ok(page), Ok(after)) => Ok(Self { after, ..page }),
+            (page, after) => Err(page.err().into_iter().chain(after.err()).collect()),
+        }
     }
 }
 
@@ -43,19 +59,29 @@ mod tests {
     use super::*;
 
     #[test]
+    fn a_cursor_is_an_id_or_nothing() {
+        let id = Uuid::now_v7();
+
+        assert_eq!(Page::parse_after(0, 10, &id.to_string()).unwrap().after, Some(id));
+        assert_eq!(Page::parse_after(0, 10, " ").unwrap().after, None);
+        let problems = Page::parse_after(0, 101, "nope").unwrap_err();
+        assert_eq!(problems.iter().map(|p| p.field.as_str()).collect::<Vec<_>>(), ["take", "after"]);
+    }
+
+    #[test]
     fn zero_take_means_the_default_page_size() {
-        assert_eq!(Page::parse(5, 0), Ok(Page { skip: 5, take: 20 }));
+        assert_eq!(Page::parse(5, 0), Ok(Page { skip: 5, take: 20, after: None }));
     }
 
     #[test]
     fn take_above_the_maximum_is_rejected() {
-        assert_eq!(Page::parse(0, 100), Ok(Page { skip: 0, take: 100 }));
+        assert_eq!(Page::parse(0, 100), Ok(Page { skip: 0, take: 100, after: None }));
         assert_eq!(Page::parse(0, 101).unwrap_err().field, "take");
     }
 
     #[test]
     fn skip_beyond_the_maximum_is_rejected() {
-        assert_eq!(Page::parse(Page::MAX_SKIP, 100), Ok(Page { skip: 9_900, take: 100 }));
+        assert_eq!(Page::parse(Page::MAX_SKIP, 100), Ok(Page { skip: 9_900, take: 100, after: None }));
         assert_eq!(Page::parse(Page::MAX_SKIP + 1, 10).unwrap_err().field, "skip");
         assert_eq!(Page::parse(u64::MAX, 10).unwrap_err().field, "skip");
     }

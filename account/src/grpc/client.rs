@@ -32,7 +32,7 @@ impl AccountClient {
     }
 
     pub async fn get_accounts(&self, skip: u64, take: u32) -> Result<Vec<proto::Account>, Status> {
-        let request = proto::GetAccountsRequest { skip, take };
+        let request = proto::GetAccountsRequest { skip, take, ..Default::default() };
         Ok(self.inner.clone().get_accounts(request).await?.into_inner().accounts)
     }
 

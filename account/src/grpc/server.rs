@@ -67,7 +67,8 @@ impl account_service_server::AccountService for AccountGrpc {
         request: Request<proto::GetAccountsRequest>,
     ) -> Result<Response<proto::GetAccountsResponse>, Status> {
         let request = request.into_inner();
-        let page = Page::parse(request.skip, request.take).map_err(ServiceError::from)?;
+        let page =
+            Page::parse_after(request.skip, request.take, &request.after).map_err(ServiceError::from)?;
         let accounts = self.service.accounts(page).await?;
         Ok(Response::new(proto::GetAccountsResponse {
             accounts: accounts.into_iter().map(Into::into).collect(),

@@ -64,8 +64,15 @@ impl TryFrom<proto::GetProductsRequest> for ProductQuery {
         let page = if !ids.is_empty() && request.skip == 0 && request.take == 0 {
             None
         } else {
-            Page::parse(request.skip, request.take).map_err(|v| violations.push(v)).ok()
+            Page::parse_after(request.skip, request.take, &request.after)
+                .map_err(|problems| violations.extend(problems))
+                .ok()
         };
+        if text.is_some() && !request.after.trim().is_empty() {
+            // A search is ordered by relevance, not by id: there is no "after" in it.
+            violations
+                .push(FieldViolation::new("after", "cannot be used with `query`; page a search with `skip`"));
+        }
         if !violations.is_empty() {
             return Err(ServiceError::Invalid(violations));
         }

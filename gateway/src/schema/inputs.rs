@@ -9,8 +9,9 @@ use uuid::Uuid;
 use super::errors::bad_input;
 use crate::services::{self, ProductFields};
 
-/// Which slice of a list to return.
-#[derive(Debug, Clone, Copy, InputObject)]
+/// Which slice of a list to return. `skip` reaches 9 900 items deep; `after` (the last id of the previous page)
+/// reaches any depth, at the same cost for every page.
+#[derive(Debug, Clone, InputObject)]
 pub struct PaginationInput {
     /// How many items to skip, at most 9 900 (deep pages are refused: every skipped item is read).
     #[graphql(default = 0)]
@@ -18,13 +19,16 @@ pub struct PaginationInput {
     /// How many items to return, from 1 to 100.
     #[graphql(default = 20)]
     pub take: i32,
+    /// Only items after this one, in the list's order: the id of the last item of the previous page. Not with a
+    /// text `query` (a search is ordered by relevance).
+    pub after: Option<ID>,
 }
 
 impl PaginationInput {
     /// The page to ask the service for.
     pub fn validate(pagination: Option<Self>) -> Result<services::Page> {
-        let Some(Self { skip, take }) = pagination else {
-            return Ok(services::Page { skip: 0, take: Page::DEFAULT_TAKE });
+        let Some(Self { skip, take, after }) = pagination else {
+            return Ok(services::Page { take: Page::DEFAULT_TAKE, ..Default::default() });
         };
         let skip = u64::try_from(skip).map_err(|_| bad_input("pagination.skip", "must be zero or more"))?;
         if skip > Page::MAX_SKIP {
@@ -34,7 +38,8 @@ impl PaginationInput {
             u32::try_from(take).ok().filter(|take| (1..=Page::MAX_TAKE).contains(take)).ok_or_else(|| {
                 bad_input("pagination.take", &format!("must be between 1 and {}", Page::MAX_TAKE))
             })?;
-        Ok(services::Page { skip, take })
+        let after = after.map(|after| uuid("pagination.after", &after)).transpose()?;
+        Ok(services::Page { skip, take, after })
     }
 }
 
@@ -153,13 +158,16 @@ mod tests {
 
     #[test]
     fn pages_are_bounded() {
-        let page = |skip, take| PaginationInput::validate(Some(PaginationInput { skip, take }));
+        let page = |skip, take| PaginationInput::validate(Some(PaginationInput { skip, take, after: None }));
 
-        assert_eq!(page(0, 100).unwrap(), services::Page { skip: 0, take: 100 });
+        assert_eq!(page(0, 100).unwrap(), services::Page { skip: 0, take: 100, after: None });
         assert!(page(0, 101).is_err());
         assert!(page(0, 0).is_err());
         assert!(page(-1, 10).is_err());
         assert!(page(9_901, 10).is_err());
-        assert_eq!(PaginationInput::validate(None).unwrap(), services::Page { skip: 0, take: 20 });
+        assert_eq!(
+            PaginationInput::validate(None).unwrap(),
+            services::Page { skip: 0, take: 20, after: None }
+        );
     }
 }

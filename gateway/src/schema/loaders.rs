@@ -39,13 +39,14 @@ impl Loader<AccountOrders> for OrdersByAccount {
     async fn load(&self, keys: &[AccountOrders]) -> Result<HashMap<AccountOrders, Vec<Order>>, Self::Error> {
         let mut pages: HashMap<Page, Vec<String>> = HashMap::new();
         for key in keys {
-            pages.entry(key.page).or_default().push(key.account_id.clone());
+            pages.entry(key.page.clone()).or_default().push(key.account_id.clone());
         }
         let mut loaded: HashMap<AccountOrders, Vec<Order>> = HashMap::with_capacity(keys.len());
         for (page, account_ids) in pages {
-            let orders = self.services.orders_for_accounts(account_ids, page, &self.trace).await.extend()?;
+            let orders =
+                self.services.orders_for_accounts(account_ids, page.clone(), &self.trace).await.extend()?;
             for order in orders {
-                let key = AccountOrders { account_id: order.account_id.clone(), page };
+                let key = AccountOrders { account_id: order.account_id.clone(), page: page.clone() };
                 loaded.entry(key).or_default().push(order.try_into()?);
             }
         }

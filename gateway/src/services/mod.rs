@@ -32,11 +32,12 @@ const ACCOUNT: &str = "account";
 const CATALOG: &str = "catalog";
 const ORDER: &str = "order";
 
-/// A page of a list: how many to skip, how many to take.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+/// A page of a list: how many to skip, how many to take, and after which item (an id), if any.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Hash)]
 pub struct Page {
     pub skip: u64,
     pub take: u32,
+    pub after: Option<String>,
 }
 
 /// A product's fields as a caller gives them.
@@ -100,7 +101,9 @@ impl Services {
         page: Page,
         trace: &TraceContext,
     ) -> Result<Vec<account::Account>, CallError> {
-        let request = traced_request(GetAccountsRequest { skip: page.skip, take: page.take }, trace);
+        let message =
+            GetAccountsRequest { skip: page.skip, take: page.take, after: page.after.unwrap_or_default() };
+        let request = traced_request(message, trace);
         let response = self.accounts.clone().get_accounts(request).await;
         Ok(answered(ACCOUNT, response)?.accounts)
     }
@@ -139,6 +142,7 @@ impl Services {
         let message = GetProductsRequest {
             skip: page.skip,
             take: page.take,
+            after: page.after.unwrap_or_default(),
             query: query.unwrap_or_default(),
             ids: Vec::new(),
         };
@@ -198,7 +202,12 @@ impl Services {
         page: Page,
         trace: &TraceContext,
     ) -> Result<Vec<order::Order>, CallError> {
-        let message = GetOrdersForAccountsRequest { account_ids, skip: page.skip, take: page.take };
+        let message = GetOrdersForAccountsRequest {
+            account_ids,
+            skip: page.skip,
+            take: page.take,
+            after: page.after.unwrap_or_default(),
+        };
         let request = traced_request(message, trace);
         let response = self.orders.clone().get_orders_for_accounts(request).await;
         Ok(answered(ORDER, response)?.orders)

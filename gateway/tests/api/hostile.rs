@@ -157,6 +157,36 @@ async fn skipping_past_the_maximum_is_bad_user_input() {
 }
 
 #[tokio::test]
+async fn pages_of_any_depth_are_read_with_a_cursor() {
+    let app = spawn_app().await;
+    let mut created = Vec::new();
+    for name in ["Ada", "Grace", "Edsger", "Barbara", "Donald"] {
+        created.push(app.client.create_account(name).await);
+    }
+    let query = "query($after: ID) { accounts(pagination: {take: 2, after: $after}) { id } }";
+
+    let mut read = Vec::new();
+    let mut after = Value::Null;
+    loop {
+        let page = app.client.data(query, json!({ "after": after })).await;
+        let ids: Vec<Value> = page["accounts"].as_array().unwrap().iter().map(|a| a["id"].clone()).collect();
+        let Some(last) = ids.last().cloned() else { break };
+        read.extend(ids);
+        after = last;
+    }
+    let search = app
+        .client
+        .graphql(
+            "query($after: ID) { products(query: \"kettle\", pagination: {after: $after}) { id } }",
+            json!({ "after": created[0] }),
+        )
+        .await;
+
+    assert_eq!(read, created.iter().map(|id| json!(id)).collect::<Vec<_>>());
+    assert_eq!(error_codes(&search), ["BAD_USER_INPUT"], "{search:#}");
+}
+
+#[tokio::test]
 async fn an_answer_above_the_response_limit_is_replaced_by_an_error() {
     let app = spawn_app_with(|settings| settings.graphql_max_response_bytes = 2_000).await;
     let long = "x".repeat(1_000);
@@ -391,6 +421,24 @@ async fn an_account_with_10_000_large_orders_is_read_page_by_page() {
     );
 
     assert_eq!(first["accounts"][0]["orders"].as_array().unwrap().len(), 20);
+    let last_of_first = first["accounts"][0]["orders"][19]["id"].clone();
+    let after = app
+        .client
+        .data(
+            "query($id: ID, $after: ID) { accounts(id: $id) { orders(pagination: {after: $after}) { id } } }",
+            json!({ "id": account_id, "after": last_of_first }),
+        )
+        .await;
+    let second_by_skip = page(20, 20).await;
+    assert_eq!(
+        after["accounts"][0]["orders"],
+        second_by_skip["data"]["accounts"][0]["orders"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|o| json!({ "id": o["id"] }))
+            .collect::<Value>()
+    );
     assert!(deep["errors"].is_null(), "{deep:#}");
     assert_eq!(deep["data"]["accounts"][0]["orders"].as_array().unwrap().len(), 100);
 }

@@ -120,7 +120,8 @@ impl<D: Directory + Clone> order_service_server::OrderService for OrderGrpc<D> {
     ) -> Result<Response<proto::GetOrdersForAccountResponse>, Status> {
         let request = request.into_inner();
         let account_id = parse_id("account_id", &request.account_id).map_err(ServiceError::from)?;
-        let page = Page::parse(request.skip, request.take).map_err(ServiceError::from)?;
+        let page =
+            Page::parse_after(request.skip, request.take, &request.after).map_err(ServiceError::from)?;
         let orders = self.service.orders_for_accounts(&[account_id], page).await?;
         orders_response(orders, |orders| proto::GetOrdersForAccountResponse { orders })
     }
@@ -133,7 +134,8 @@ impl<D: Directory + Clone> order_service_server::OrderService for OrderGrpc<D> {
         let ids = parse_ids("account_ids", &request.get_ref().account_ids, MAX_ACCOUNTS_PER_CALL)
             .map_err(ServiceError::from)?;
         let request = request.get_ref();
-        let page = Page::parse(request.skip, request.take).map_err(ServiceError::from)?;
+        let page =
+            Page::parse_after(request.skip, request.take, &request.after).map_err(ServiceError::from)?;
         let orders = self.service.orders_for_accounts(&ids, page).await?;
         orders_response(orders, |orders| proto::GetOrdersForAccountsResponse { orders })
     }
