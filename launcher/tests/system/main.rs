@@ -4,5 +4,6 @@
 mod helpers;
 mod projection_mode;
 mod rebuild;
+mod secrets;
 mod smoke;
 mod tail;
