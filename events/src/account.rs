@@ -5,7 +5,7 @@ use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
-use crate::envelope::{AggregateType, domain_event, event_family};
+use crate::envelope::{AggregateType, domain_event, event_family, invariants};
 
 /// An account's full state as events carry it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
@@ -14,6 +14,14 @@ pub struct Account {
     pub name: String,
     pub version: i64,
     pub created_at: DateTime<Utc>,
+}
+
+impl Account {
+    /// The account service's rules: a name of 1–100 characters, a version of 1 or more.
+    pub fn check_invariants(&self) -> Result<(), String> {
+        invariants::positive("account.version", self.version)?;
+        invariants::text("account.name", &self.name, 100, true)
+    }
 }
 
 /// `shop.account.created.v1`: an account was opened.

@@ -5,7 +5,7 @@ use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
-use crate::envelope::{AggregateType, domain_event, event_family};
+use crate::envelope::{AggregateType, domain_event, event_family, invariants};
 
 /// A product's full state as events carry it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
@@ -18,6 +18,17 @@ pub struct Product {
     pub version: i64,
     pub created_at: DateTime<Utc>,
     pub updated_at: DateTime<Utc>,
+}
+
+impl Product {
+    /// The catalog's rules for a product: a name of 1–200 characters, a description of at most 5 000, a price of
+    /// zero or more, a version of 1 or more.
+    pub fn check_invariants(&self) -> Result<(), String> {
+        invariants::positive("product.version", self.version)?;
+        invariants::money("product.price_cents", self.price_cents)?;
+        invariants::text("product.name", &self.name, 200, true)?;
+        invariants::text("product.description", &self.description, 5_000, false)
+    }
 }
 
 /// `shop.product.created.v1`: a product was added to the catalog.
@@ -116,5 +127,36 @@ mod tests {
         let error = ProductEvent::decode("shop.product.created.v1", br#"{"product": 3}"#).unwrap_err();
 
         assert!(matches!(error, crate::DecodeError::Payload(_)));
+    }
+}
+
+#[cfg(test)]
+mod invariant_tests {
+    use super::*;
+    use crate::DecodeError;
+
+    fn payload(price_cents: i64, name: &str) -> Vec<u8> {
+        let at = Utc::now();
+        let product = Product {
+            id: Uuid::now_v7(),
+            name: name.into(),
+            description: String::new(),
+            price_cents,
+            version: 1,
+            created_at: at,
+            updated_at: at,
+        };
+        serde_json::to_vec(&ProductCreated { product }).unwrap()
+    }
+
+    #[test]
+    fn a_product_event_no_catalog_could_write_is_refused_at_decode_time() {
+        let event_type = "shop.product.created.v1";
+
+        assert!(ProductEvent::decode(event_type, &payload(100, "Kettle")).is_ok());
+        for (price, name) in [(-1, "Kettle"), (100, " "), (100, "Ket\0tle")] {
+            let error = ProductEvent::decode(event_type, &payload(price, name)).unwrap_err();
+            assert!(matches!(error, DecodeError::Invalid(_)), "{price} {name:?}: {error}");
+        }
     }
 }

@@ -59,6 +59,10 @@ pub trait DomainEvent: Serialize + DeserializeOwned {
     /// The aggregate's version after this event: 1 for the first event, then one more per event. Consumers apply
     /// an event only if its version is newer than the one they hold.
     fn aggregate_version(&self) -> i64;
+
+    /// Checks the rules the producing service keeps for the state the event carries, so that a consumer never
+    /// applies a record that no producer of ours could have written (forged, corrupted, or from a buggy tool).
+    fn check_invariants(&self) -> Result<(), String>;
 }
 
 /// One event with its metadata: one outbox row, one Kafka record.
@@ -126,6 +130,10 @@ pub enum DecodeError {
     UnexpectedType { expected: String, found: String },
     #[error("the payload does not match its event type: {0}")]
     Payload(#[source] serde_json::Error),
+    /// The payload decodes but breaks a rule its producer always keeps (a negative price, a blank name…): a
+    /// consumer must not apply it.
+    #[error("the event breaks its invariants: {0}")]
+    Invalid(String),
 }
 
 /// Declares the enum of every event one aggregate type can emit, with a `decode` by event type for consumers.
@@ -147,9 +155,10 @@ macro_rules! event_family {
             pub fn decode(event_type: &str, payload: &[u8]) -> Result<Self, $crate::DecodeError> {
                 $(
                     if <$event as $crate::DomainEvent>::EVENT_TYPE.matches(event_type) {
-                        return serde_json::from_slice(payload)
-                            .map(Self::$variant)
-                            .map_err($crate::DecodeError::Payload);
+                        let event: $event =
+                            serde_json::from_slice(payload).map_err($crate::DecodeError::Payload)?;
+                        $crate::DomainEvent::check_invariants(&event).map_err($crate::DecodeError::Invalid)?;
+                        return Ok(Self::$variant(event));
                     }
                 )+
                 Err($crate::DecodeError::UnknownType(event_type.to_owned()))
@@ -188,10 +197,42 @@ macro_rules! domain_event {
             fn aggregate_version(&self) -> i64 {
                 self.$state.version
             }
+
+            fn check_invariants(&self) -> Result<(), String> {
+                self.$state.check_invariants()
+            }
         }
     };
 }
 pub(crate) use domain_event;
+
+/// Shared checks for [`DomainEvent::check_invariants`].
+pub(crate) mod invariants {
+    /// `value` is 1 or more (an aggregate's version, a quantity).
+    pub(crate) fn positive(field: &str, value: i64) -> Result<(), String> {
+        if value < 1 { Err(format!("{field} must be at least 1, not {value}")) } else { Ok(()) }
+    }
+
+    /// `cents` is zero or more.
+    pub(crate) fn money(field: &str, cents: i64) -> Result<(), String> {
+        if cents < 0 { Err(format!("{field} must not be negative, not {cents}")) } else { Ok(()) }
+    }
+
+    /// `text` has at most `max_chars` characters and no NUL (which no Postgres text column can hold); with
+    /// `required`, it is not blank.
+    pub(crate) fn text(field: &str, text: &str, max_chars: usize, required: bool) -> Result<(), String> {
+        if required && text.trim().is_empty() {
+            return Err(format!("{field} must not be blank"));
+        }
+        if text.contains('\0') {
+            return Err(format!("{field} contains a NUL character"));
+        }
+        if text.chars().count() > max_chars {
+            return Err(format!("{field} is longer than {max_chars} characters"));
+        }
+        Ok(())
+    }
+}
 
 #[cfg(test)]
 mod tests {

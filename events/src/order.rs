@@ -6,7 +6,7 @@ use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
-use crate::envelope::{AggregateType, domain_event, event_family};
+use crate::envelope::{AggregateType, domain_event, event_family, invariants};
 
 /// Where an order is in its life: placed orders wait as `pending` until validated, then become `confirmed`
 /// (priced) or `rejected` (with a reason).
@@ -50,6 +50,27 @@ pub struct PricedProduct {
     pub name: String,
     pub description: String,
     pub unit_price_cents: i64,
+}
+
+impl Order {
+    /// The order service's rules: 1–100 lines of quantity 1 or more, prices and total of zero or more, a version
+    /// of 1 or more.
+    pub fn check_invariants(&self) -> Result<(), String> {
+        invariants::positive("order.version", self.version)?;
+        if self.lines.is_empty() || self.lines.len() > 100 {
+            return Err(format!("order.lines must hold 1 to 100 lines, not {}", self.lines.len()));
+        }
+        for line in &self.lines {
+            invariants::positive("order.lines.quantity", line.quantity.into())?;
+            if let Some(product) = &line.product {
+                invariants::money("order.lines.product.unit_price_cents", product.unit_price_cents)?;
+            }
+        }
+        if let Some(total) = self.total_price_cents {
+            invariants::money("order.total_price_cents", total)?;
+        }
+        Ok(())
+    }
 }
 
 /// `shop.order.placed.v1`: an order was placed; its status is `pending`.

@@ -4,8 +4,9 @@
 //! - [`ProjectionRunner`]: consumes the projection's topics in a consumer group and applies records in batches;
 //!   each batch and the projection's positions commit in one transaction, so a record is applied once even when
 //!   Kafka delivers it again. On every assignment it starts each partition where Postgres says, not where the
-//!   group's offsets say. Records that cannot be decoded are logged, counted and kept in `projection_skipped`, and
-//!   the position moves on.
+//!   group's offsets say. Records that cannot be decoded or break their event's invariants are logged, counted and
+//!   kept in `projection_skipped`, and the position moves on; so is a record that keeps failing with a data error
+//!   (the batch is applied record by record to find it): no record can stop a partition.
 //! - [`positions`]: judging a stored position against the log (a recreated topic, a replaced broker or cluster,
 //!   records deleted before they were applied) before consuming from it.
 //! - [`Completeness`]: how far a projection is known to be complete, from the relay's heartbeats: what lets a
@@ -41,12 +42,12 @@ use sqlx::{
 pub use self::{
     completeness::Completeness,
     offsets::{
-        BatchOptions, BatchSummary, Partition, StoredPosition, apply_batch, move_position, stored_offsets,
-        stored_positions,
+        BatchOptions, BatchSummary, Partition, StoredPosition, apply_batch, dead_letter, move_position,
+        stored_offsets, stored_positions,
     },
     rebuild::{Progress, RebuildReport, RebuildSettings, Rebuildable, rebuild},
     record::Record,
-    runner::{ProjectionRunner, ProjectionStats, RunnerSettings},
+    runner::{MAX_RECORD_ATTEMPTS, ProjectionRunner, ProjectionStats, RunnerSettings},
 };
 
 /// The table that records which consumer migrations a database has applied.
@@ -161,17 +162,35 @@ pub enum Outcome {
     Applied,
     /// Nothing to do: an older or repeated version, or an event the projection does not use.
     Ignored,
-    /// The record cannot be decoded; it is recorded in `projection_skipped` and passed over.
+    /// The record cannot be decoded or breaks its event's invariants; it is recorded in `projection_skipped` and
+    /// passed over.
     Skipped(String),
 }
 
-/// Why a batch could not be applied. The batch is retried; nothing is skipped for these.
+/// Why a batch could not be applied. The batch is retried; a record that keeps failing with an error it causes
+/// itself ([`is_caused_by_a_record`](Self::is_caused_by_a_record)) is passed over into the dead-letter table.
 #[derive(Debug, thiserror::Error)]
 pub enum ProjectionError {
     #[error("the database failed: {0}")]
     Database(#[from] sqlx::Error),
     #[error(transparent)]
     Other(#[from] anyhow::Error),
+}
+
+impl ProjectionError {
+    /// Whether a record's content, rather than the database's or a dependency's state, makes this fail: Postgres
+    /// data exceptions (class 22: a value it cannot store) and integrity violations (class 23: a CHECK, a key).
+    /// Retrying those never helps; anything else (connections, timeouts, an index that is down) may pass, and is
+    /// retried for as long as it takes.
+    pub fn is_caused_by_a_record(&self) -> bool {
+        match self {
+            Self::Database(sqlx::Error::Database(error)) => {
+                error.code().is_some_and(|code| code.starts_with("22") || code.starts_with("23"))
+            }
+            Self::Database(sqlx::Error::Encode(_)) => true,
+            _ => false,
+        }
+    }
 }
 
 /// A read model fed from Kafka.

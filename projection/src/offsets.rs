@@ -18,7 +18,24 @@ pub struct BatchSummary {
     pub skipped: u64,
     /// Records at offsets the projection had already applied (Kafka delivered them again).
     pub already_applied: u64,
+    /// Records whose application kept failing, passed over into the dead-letter table.
+    pub dead_lettered: u64,
 }
+
+impl std::ops::AddAssign for BatchSummary {
+    fn add_assign(&mut self, other: Self) {
+        self.applied += other.applied;
+        self.ignored += other.ignored;
+        self.skipped += other.skipped;
+        self.already_applied += other.already_applied;
+        self.dead_lettered += other.dead_lettered;
+    }
+}
+
+/// Most characters of an event type kept in `projection_skipped`.
+const MAX_EVENT_TYPE_CHARS: usize = 256;
+/// Most characters of a reason kept in `projection_skipped`.
+const MAX_REASON_CHARS: usize = 2_048;
 
 /// Where a projection stands in one partition, and which log that position was taken on.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -204,21 +221,69 @@ async fn record_outcomes(
             reason,
             "Skipped a record that cannot be decoded; it is kept in projection_skipped."
         );
-        sqlx::query(
-            r#"INSERT INTO projection_skipped (projection, topic, partition, "offset", event_type, reason, payload)
-               VALUES ($1, $2, $3, $4, $5, $6, $7) ON CONFLICT DO NOTHING"#,
-        )
-        .bind(projection)
-        .bind(&record.topic)
-        .bind(record.partition)
-        .bind(record.offset)
-        .bind(record.event_type())
-        .bind(reason)
-        .bind(&record.payload)
-        .execute(&mut **transaction)
-        .await?;
+        keep_skipped(transaction, projection, record, reason, 0).await?;
     }
     Ok(summary)
+}
+
+/// Keeps `record` in `projection_skipped`, its texts made storable: whatever a record carries, writing it down
+/// must not fail, or the record would stop its partition.
+async fn keep_skipped(
+    transaction: &mut PgTransaction<'_>,
+    projection: &str,
+    record: &Record,
+    reason: &str,
+    attempts: i32,
+) -> Result<(), sqlx::Error> {
+    sqlx::query(
+        r#"INSERT INTO projection_skipped
+               (projection, topic, partition, "offset", event_type, reason, payload, key, attempts)
+           VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9) ON CONFLICT DO NOTHING"#,
+    )
+    .bind(projection)
+    .bind(storable(&record.topic, MAX_EVENT_TYPE_CHARS))
+    .bind(record.partition)
+    .bind(record.offset)
+    .bind(record.event_type().map(|event_type| storable(event_type, MAX_EVENT_TYPE_CHARS)))
+    .bind(storable(reason, MAX_REASON_CHARS))
+    .bind(&record.payload)
+    .bind(&record.key)
+    .bind(attempts)
+    .execute(&mut **transaction)
+    .await?;
+    Ok(())
+}
+
+/// `text` as a Postgres `text` column can hold it: NUL (which it cannot) replaced by U+FFFD, and cut after
+/// `max_chars` characters.
+pub(crate) fn storable(text: &str, max_chars: usize) -> String {
+    let mut stored: String =
+        text.chars().take(max_chars).map(|c| if c == '\0' { '\u{FFFD}' } else { c }).collect();
+    if text.chars().nth(max_chars).is_some() {
+        stored.push('…');
+    }
+    stored
+}
+
+/// Passes `record` over into the dead-letter table (`projection_skipped`, with the `attempts` made) and moves the
+/// position past it, in one transaction. Returns `false`, changing nothing, if the position is already past it.
+pub async fn dead_letter(
+    pool: &PgPool,
+    projection: &str,
+    record: &Record,
+    reason: &str,
+    attempts: i32,
+    cluster_id: Option<&str>,
+) -> Result<bool, sqlx::Error> {
+    let mut transaction = pool.begin().await?;
+    let stored = lock_positions(&mut transaction, projection, std::slice::from_ref(record)).await?;
+    if record.offset < stored.get(&record.partition_key()).copied().unwrap_or(0) {
+        return Ok(false);
+    }
+    keep_skipped(&mut transaction, projection, record, reason, attempts).await?;
+    advance(&mut transaction, projection, std::slice::from_ref(record), cluster_id).await?;
+    transaction.commit().await?;
+    Ok(true)
 }
 
 /// Moves each partition's position past its last record in `records`, remembering that record's id.
@@ -261,4 +326,16 @@ async fn advance(
     .execute(&mut **transaction)
     .await?;
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn what_is_kept_of_a_record_can_always_be_stored() {
+        assert_eq!(storable("shop.product\0.created.v1", 100), "shop.product\u{FFFD}.created.v1");
+        assert_eq!(storable(&"é".repeat(10_000), 5), "ééééé…");
+        assert_eq!(storable("short", 5), "short");
+    }
 }

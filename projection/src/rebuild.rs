@@ -263,12 +263,45 @@ impl<'a, P: Rebuildable> Replay<'a, P> {
             let batch = self.gather().await?;
             if !batch.is_empty() {
                 let summary =
-                    offsets::apply_batch(self.pool, self.shadow, &batch, BatchOptions::default()).await?;
+                    match offsets::apply_batch(self.pool, self.shadow, &batch, BatchOptions::default()).await
+                    {
+                        Ok(summary) => summary,
+                        Err(error) if error.is_caused_by_a_record() => self.apply_each(&batch).await?,
+                        Err(error) => return Err(error.into()),
+                    };
                 self.report.add(batch.len(), &summary);
                 on_batch(&self.report);
             }
         }
         Ok(true)
+    }
+
+    /// Applies `batch` record by record, passing over into the dead-letter table each record whose own content
+    /// makes it fail (a rebuild runs once: there is no later attempt to wait for).
+    async fn apply_each(&self, batch: &[Record]) -> anyhow::Result<BatchSummary> {
+        let mut total = BatchSummary::default();
+        for record in batch {
+            let one = std::slice::from_ref(record);
+            total += match offsets::apply_batch(self.pool, self.shadow, one, BatchOptions::default()).await {
+                Ok(summary) => summary,
+                Err(error) if error.is_caused_by_a_record() => {
+                    let reason = format!("failed during a rebuild: {error}");
+                    tracing::error!(
+                        projection = self.shadow.name(),
+                        topic = %record.topic,
+                        partition = record.partition,
+                        offset = record.offset,
+                        reason,
+                        "A record cannot be applied; it is passed over into projection_skipped."
+                    );
+                    let moved =
+                        offsets::dead_letter(self.pool, self.shadow.name(), record, &reason, 1, None).await?;
+                    BatchSummary { dead_lettered: u64::from(moved), ..BatchSummary::default() }
+                }
+                Err(error) => return Err(error.into()),
+            };
+        }
+        Ok(total)
     }
 
     fn reached(&self, goal: &Positions) -> bool {

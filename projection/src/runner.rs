@@ -32,10 +32,13 @@ use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 
 use super::{
-    BatchSummary, Projection, Record, Source, TracingContext,
+    BatchSummary, Projection, ProjectionError, Record, Source, TracingContext,
     offsets::{self, BatchOptions, Partition},
     positions::{self, Verdict},
 };
+
+/// How many times a record whose content makes it fail is tried before it is passed over.
+pub const MAX_RECORD_ATTEMPTS: u32 = 3;
 
 /// How records are grouped into transactions.
 #[derive(Debug, Clone)]
@@ -58,6 +61,7 @@ pub struct ProjectionStats {
     applied: AtomicU64,
     ignored: AtomicU64,
     skipped: AtomicU64,
+    dead_lettered: AtomicU64,
     redelivered: AtomicU64,
     batches: AtomicU64,
     resets: AtomicU64,
@@ -73,9 +77,14 @@ impl ProjectionStats {
         self.ignored.load(Ordering::Relaxed)
     }
 
-    /// Records that could not be decoded.
+    /// Records that could not be decoded or broke their event's invariants.
     pub fn skipped(&self) -> u64 {
         self.skipped.load(Ordering::Relaxed)
+    }
+
+    /// Records passed over into the dead-letter table after failing to apply again and again.
+    pub fn dead_lettered(&self) -> u64 {
+        self.dead_lettered.load(Ordering::Relaxed)
     }
 
     /// Records Kafka delivered again after they were applied.
@@ -101,6 +110,7 @@ impl ProjectionStats {
         self.applied.fetch_add(summary.applied, Ordering::Relaxed);
         self.ignored.fetch_add(summary.ignored, Ordering::Relaxed);
         self.skipped.fetch_add(summary.skipped, Ordering::Relaxed);
+        self.dead_lettered.fetch_add(summary.dead_lettered, Ordering::Relaxed);
         self.redelivered.fetch_add(summary.already_applied, Ordering::Relaxed);
         self.batches.fetch_add(1, Ordering::Relaxed);
     }
@@ -500,29 +510,128 @@ impl<P: Projection> ProjectionRunner<P> {
         }
     }
 
+    /// Applies `batch`, retrying what may pass later (the database is away) for as long as it takes. When a
+    /// record's own content makes the batch fail, the batch is applied record by record, so that only that record
+    /// is tried again, and passed over into the dead-letter table after [`MAX_RECORD_ATTEMPTS`]. Returns `None`
+    /// when stopped meanwhile.
     async fn apply_with_retry(
         &self,
         batch: &[Record],
         cluster_id: Option<&str>,
         stop: &CancellationToken,
     ) -> Option<BatchSummary> {
+        let error = match self.apply_until_done_or_record_fails(batch, cluster_id, stop).await? {
+            Ok(summary) => return Some(summary),
+            Err(error) => error,
+        };
+        if batch.len() == 1 {
+            return self.retry_record(&batch[0], error, cluster_id, stop).await;
+        }
+        tracing::warn!(
+            projection = self.projection.name(),
+            records = batch.len(),
+            error.message = %error,
+            "A record of the batch cannot be applied; applying the batch record by record."
+        );
+        let mut total = BatchSummary::default();
+        for record in batch {
+            let one = std::slice::from_ref(record);
+            total += match self.apply_until_done_or_record_fails(one, cluster_id, stop).await? {
+                Ok(summary) => summary,
+                Err(error) => self.retry_record(record, error, cluster_id, stop).await?,
+            };
+        }
+        Some(total)
+    }
+
+    /// Applies `records`, retrying with backoff while the failure is not the records' doing. Returns the error a
+    /// record causes, or `None` when stopped meanwhile.
+    async fn apply_until_done_or_record_fails(
+        &self,
+        records: &[Record],
+        cluster_id: Option<&str>,
+        stop: &CancellationToken,
+    ) -> Option<Result<BatchSummary, ProjectionError>> {
         let name = self.projection.name();
         let options = BatchOptions { live_lock: Some(name), cluster_id };
         let mut backoff = Backoff::standard();
         loop {
-            match offsets::apply_batch(&self.pool, &*self.projection, batch, options).await {
+            match offsets::apply_batch(&self.pool, &*self.projection, records, options).await {
+                Ok(summary) => return Some(Ok(summary)),
+                Err(error) if error.is_caused_by_a_record() => return Some(Err(error)),
+                Err(error) => tracing::warn!(
+                    projection = name,
+                    records = records.len(),
+                    error.message = %error,
+                    "Failed to apply a batch; retrying it."
+                ),
+            }
+            if !backoff.wait(stop).await {
+                return None;
+            }
+        }
+    }
+
+    /// Tries `record` again, `first_error` being its first failure; after [`MAX_RECORD_ATTEMPTS`] failures it is
+    /// passed over into the dead-letter table. Returns `None` when stopped meanwhile.
+    async fn retry_record(
+        &self,
+        record: &Record,
+        first_error: ProjectionError,
+        cluster_id: Option<&str>,
+        stop: &CancellationToken,
+    ) -> Option<BatchSummary> {
+        let mut error = first_error;
+        let mut backoff = Backoff::standard();
+        for _ in 1..MAX_RECORD_ATTEMPTS {
+            if !backoff.wait(stop).await {
+                return None;
+            }
+            match self
+                .apply_until_done_or_record_fails(std::slice::from_ref(record), cluster_id, stop)
+                .await?
+            {
                 Ok(summary) => return Some(summary),
-                Err(error) => {
-                    tracing::warn!(
-                        projection = name,
-                        records = batch.len(),
-                        error.message = %error,
-                        "Failed to apply a batch; retrying it."
-                    );
-                    if !backoff.wait(stop).await {
-                        return None;
-                    }
+                Err(again) => error = again,
+            }
+        }
+        self.dead_letter(record, &error, cluster_id, stop).await
+    }
+
+    /// Passes `record` over into the dead-letter table, retrying the write until it is done.
+    async fn dead_letter(
+        &self,
+        record: &Record,
+        error: &ProjectionError,
+        cluster_id: Option<&str>,
+        stop: &CancellationToken,
+    ) -> Option<BatchSummary> {
+        let name = self.projection.name();
+        let reason = format!("failed {MAX_RECORD_ATTEMPTS} times: {error}");
+        tracing::error!(
+            projection = name,
+            topic = %record.topic,
+            partition = record.partition,
+            offset = record.offset,
+            event_type = record.event_type(),
+            reason,
+            "A record cannot be applied; it is passed over into projection_skipped (the dead-letter table)."
+        );
+        let attempts = i32::try_from(MAX_RECORD_ATTEMPTS).unwrap_or(i32::MAX);
+        let mut backoff = Backoff::standard();
+        loop {
+            match offsets::dead_letter(&self.pool, name, record, &reason, attempts, cluster_id).await {
+                Ok(moved) => {
+                    return Some(BatchSummary { dead_lettered: u64::from(moved), ..BatchSummary::default() });
                 }
+                Err(error) => tracing::warn!(
+                    projection = name,
+                    error.message = %error,
+                    "Failed to dead-letter a record; retrying."
+                ),
+            }
+            if !backoff.wait(stop).await {
+                return None;
             }
         }
     }

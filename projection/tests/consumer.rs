@@ -331,6 +331,55 @@ async fn a_rebuild_while_writes_continue_equals_the_live_projection_row_by_row()
 }
 
 /// Runs `runner` until `stop`, as a supervisor would.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_record_the_database_refuses_is_dead_lettered_and_the_partition_goes_on() {
+    // Arrange: a name with a NUL, which no Postgres text column can hold, between two good records.
+    let broker = TestBroker::start().await;
+    let database = database().await;
+    let topic = broker.create_topic("test-widgets", 1).await;
+    let widgets = Arc::new(Widgets::create(&database.pool, &topic, "widgets").await);
+    let poison = widget_event(Uuid::now_v7(), 1, "bad\0name");
+    let (first, second) =
+        (widget_event(Uuid::now_v7(), 1, "first"), widget_event(Uuid::now_v7(), 1, "second"));
+    let producer: FutureProducer = broker.client_config().create().unwrap();
+    for event in [&first, &poison, &second] {
+        publish(&producer, &topic, event).await;
+    }
+
+    // Act
+    let runner =
+        ProjectionRunner::new(widgets.clone(), database.pool.clone(), broker.client_config().into_source());
+    let stats = runner.stats();
+    let stop = CancellationToken::new();
+    let running = spawn_runner(runner, &stop);
+    eventually(
+        Duration::from_secs(60),
+        "the good records applied and the poison one dead-lettered",
+        || async { stats.applied() == 2 && stats.dead_lettered() == 1 },
+    )
+    .await;
+    stop.cancel();
+    running.await.unwrap().unwrap();
+
+    // Assert
+    assert_eq!(widgets.rows(&database.pool).await.len(), 2);
+    let dead: Vec<(i64, Option<Vec<u8>>, i32, String)> = sqlx::query_as(
+        r#"SELECT "offset", key, attempts, reason FROM projection_skipped WHERE projection = 'widgets'"#,
+    )
+    .fetch_all(&database.pool)
+    .await
+    .unwrap();
+    assert_eq!(dead.len(), 1);
+    let (offset, key, attempts, reason) = &dead[0];
+    assert_eq!(*offset, 1);
+    assert_eq!(key.as_deref(), Some(poison.aggregate_id.to_string().as_bytes()));
+    assert_eq!(*attempts, consumer::MAX_RECORD_ATTEMPTS as i32);
+    assert!(reason.contains("22021") || reason.contains("invalid byte sequence"), "{reason}");
+    let offsets =
+        consumer::stored_offsets(&mut database.pool.acquire().await.unwrap(), "widgets").await.unwrap();
+    assert_eq!(offsets[&(topic, 0)], 3);
+}
+
 fn spawn_runner(
     runner: ProjectionRunner<Widgets>,
     stop: &CancellationToken,
