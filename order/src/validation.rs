@@ -111,8 +111,24 @@ impl<D: Directory> Validator<D> {
                         continue;
                     }
                 };
-                repository::update_order(&mut transaction, &order).await?;
-                outbox::append(&mut transaction, &event).await?;
+                // Each order under a savepoint: one whose change the database refuses stays pending, and the
+                // others of the pass are decided all the same.
+                let mut savepoint = sqlx::Acquire::begin(&mut *transaction).await?;
+                let written = async {
+                    repository::update_order(&mut savepoint, &order).await?;
+                    outbox::append(&mut savepoint, &event).await
+                }
+                .await;
+                if let Err(error) = written {
+                    savepoint.rollback().await?;
+                    tracing::error!(
+                        order_id = %order.id,
+                        error.message = %error,
+                        "The database refused an order's validation; the order stays pending."
+                    );
+                    continue;
+                }
+                savepoint.commit().await?;
                 decided += 1;
                 tracing::info!(
                     order_id = %order.id,

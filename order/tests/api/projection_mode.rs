@@ -236,3 +236,46 @@ async fn several_validators_never_validate_the_same_order_twice() {
             .unwrap();
     assert_eq!(transitions, 200, "each order confirmed exactly once");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn poison_records_on_the_products_topic_are_passed_over_and_later_orders_are_confirmed() {
+    // Arrange: a record whose ce_type holds a NUL, then a well-formed product event with a negative price.
+    let broker = TestBroker::start().await;
+    let app = spawn_projection_app(&broker, 10_000).await;
+    let forged = shop_events::Envelope::new(
+        &ProductCreated { product: product(Uuid::now_v7(), 1, "Forged", 100) },
+        None,
+    );
+    let mut headers = forged.metadata().headers();
+    for (name, value) in &mut headers {
+        if *name == shop_events::cloudevents::TYPE {
+            *value = "shop.product.created\0.v1".into();
+        }
+    }
+    let payload = serde_json::to_vec(&forged.payload).unwrap();
+    broker.produce(&broker.topic(&forged.topic), &forged.aggregate_id.to_string(), &headers, &payload).await;
+    publish(&broker, &ProductCreated { product: product(Uuid::now_v7(), 1, "Negative", -500) }).await;
+    // Created afterwards.
+    let (ada, kettle) = (Uuid::now_v7(), Uuid::now_v7());
+    publish(&broker, &account(ada, 1, "Ada")).await;
+    publish(&broker, &ProductCreated { product: product(kettle, 1, "Kettle", 2_499) }).await;
+
+    // Act
+    let placed = app.client.post_order(&ada.to_string(), &[(&kettle.to_string(), 1)]).await.unwrap();
+    let order = settled(&app.client, &placed.id).await;
+
+    // Assert
+    assert_eq!(order.status(), OrderStatus::Confirmed);
+    let mut skipped: Vec<(Option<String>, String)> = sqlx::query_as(
+        "SELECT event_type, reason FROM projection_skipped WHERE projection = 'order.directory'",
+    )
+    .fetch_all(&app.database.pool)
+    .await
+    .unwrap();
+    skipped.sort();
+    assert_eq!(skipped.len(), 2, "{skipped:?}");
+    assert_eq!(skipped[0].0.as_deref(), Some("shop.product.created.v1"));
+    assert!(skipped[0].1.contains("price_cents must not be negative"), "{}", skipped[0].1);
+    assert_eq!(skipped[1].0.as_deref(), Some("shop.product.created\u{FFFD}.v1"));
+    assert_eq!(count_rows(&app.database.pool, "product_projection").await, 1);
+}
