@@ -178,18 +178,29 @@ pub enum ProjectionError {
 }
 
 impl ProjectionError {
-    /// Whether a record's content, rather than the database's or a dependency's state, makes this fail: Postgres
-    /// data exceptions (class 22: a value it cannot store) and integrity violations (class 23: a CHECK, a key).
-    /// Retrying those never helps; anything else (connections, timeouts, an index that is down) may pass, and is
-    /// retried for as long as it takes.
+    /// Whether a record's content, rather than the database's or a dependency's state, makes this fail (see
+    /// [`is_refused_for_its_data`]). Retrying those never helps; anything else (connections, timeouts, an index
+    /// that is down, a projection's own error) may pass, and is retried for as long as it takes.
     pub fn is_caused_by_a_record(&self) -> bool {
         match self {
-            Self::Database(sqlx::Error::Database(error)) => {
-                error.code().is_some_and(|code| code.starts_with("22") || code.starts_with("23"))
-            }
-            Self::Database(sqlx::Error::Encode(_)) => true,
-            _ => false,
+            Self::Database(error) => is_refused_for_its_data(error),
+            Self::Other(_) => false,
         }
+    }
+}
+
+/// Whether Postgres refused a statement for the values it carries, which no retry changes: a data exception
+/// (SQLSTATE class 22: a value it cannot store, such as a NUL in text), an integrity violation (class 23: a CHECK,
+/// a key) or a program limit (class 54: a value too large to index), or a value that could not even be encoded.
+/// Connection, pool, I/O, timeout and serialisation failures are not: they may pass.
+pub fn is_refused_for_its_data(error: &sqlx::Error) -> bool {
+    const CLASSES: [&str; 3] = ["22", "23", "54"];
+    match error {
+        sqlx::Error::Database(error) => {
+            error.code().is_some_and(|code| CLASSES.iter().any(|class| code.starts_with(class)))
+        }
+        sqlx::Error::Encode(_) => true,
+        _ => false,
     }
 }
 

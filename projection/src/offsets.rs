@@ -305,7 +305,7 @@ async fn advance(
         topics.push(topic);
         partitions.push(partition);
         offsets.push(record.offset + 1);
-        ids.push(record.header(shop_events::cloudevents::ID).map(str::to_owned));
+        ids.push(record.record_id());
     }
     sqlx::query(
         "INSERT INTO projection_offsets (projection, topic, partition, next_offset, last_record_id, cluster_id)
@@ -335,7 +335,19 @@ mod tests {
     #[test]
     fn what_is_kept_of_a_record_can_always_be_stored() {
         assert_eq!(storable("shop.product\0.created.v1", 100), "shop.product\u{FFFD}.created.v1");
+        assert_eq!(storable("\0\0", 100), "\u{FFFD}\u{FFFD}");
         assert_eq!(storable(&"é".repeat(10_000), 5), "ééééé…");
         assert_eq!(storable("short", 5), "short");
+        assert_eq!(storable("", 5), "");
+    }
+
+    #[test]
+    fn a_cut_text_ends_on_a_whole_character_and_says_it_was_cut() {
+        // Four-byte characters: a byte-based cut would split one.
+        let text = "🦀".repeat(3);
+
+        assert_eq!(storable(&text, 3), text, "exactly the limit is kept whole");
+        assert_eq!(storable(&text, 2), "🦀🦀…");
+        assert_eq!(storable(&format!("ab{}", "\0".repeat(1_000_000)), 3), "ab\u{FFFD}…");
     }
 }

@@ -22,7 +22,6 @@ use rdkafka::{
     consumer::{BaseConsumer, Consumer},
     error::KafkaResult,
 };
-use shop_events::cloudevents;
 use uuid::Uuid;
 
 use crate::offsets::StoredPosition;
@@ -128,7 +127,7 @@ pub fn probe(config: &ClientConfig, partitions: &[(String, i32, Option<i64>)]) -
         };
         if states[index].last.is_none() {
             let record = crate::Record::from_message(&message);
-            states[index].last = Some((message.offset(), record.header(cloudevents::ID).map(str::to_owned)));
+            states[index].last = Some((message.offset(), record.record_id()));
             missing -= 1;
         }
     }

@@ -3,7 +3,10 @@
 use rdkafka::message::{Headers, Message};
 use shop_events::cloudevents::{self, InvalidHeaders, ReceivedMetadata};
 
-use crate::offsets::Partition;
+use crate::offsets::{Partition, storable};
+
+/// Most characters of a record's id (`ce_id`) kept with a position: ours are UUIDs (36), anything longer is not.
+const MAX_RECORD_ID_CHARS: usize = 64;
 
 /// A consumed Kafka record, owned, so a batch can outlive the consumer's buffers and be retried.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -48,6 +51,13 @@ impl Record {
             .and_then(|(_, value)| std::str::from_utf8(value).ok())
     }
 
+    /// The record's id (`ce_id`) as it is kept with a position and compared when the position is checked: made
+    /// storable (NUL replaced, length bounded), since a header nobody validated must never make the position
+    /// unwritable.
+    pub fn record_id(&self) -> Option<String> {
+        self.header(cloudevents::ID).map(|id| storable(id, MAX_RECORD_ID_CHARS))
+    }
+
     /// The event type (`ce_type`).
     pub fn event_type(&self) -> Option<&str> {
         self.header(cloudevents::TYPE)
@@ -63,5 +73,31 @@ impl Record {
     /// The payload, or an empty slice for a tombstone.
     pub fn payload(&self) -> &[u8] {
         self.payload.as_deref().unwrap_or_default()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn with_id(id: &str) -> Record {
+        Record {
+            topic: "widgets".into(),
+            partition: 0,
+            offset: 0,
+            key: None,
+            headers: vec![(cloudevents::ID.into(), id.as_bytes().to_vec())],
+            payload: None,
+        }
+    }
+
+    #[test]
+    fn a_record_id_is_kept_storable_and_bounded() {
+        let ours = uuid::Uuid::now_v7().to_string();
+
+        assert_eq!(with_id(&ours).record_id(), Some(ours));
+        assert_eq!(with_id("a\0b").record_id().as_deref(), Some("a\u{FFFD}b"));
+        let long = with_id(&"x".repeat(1_000_000)).record_id().unwrap();
+        assert_eq!(long.chars().count(), MAX_RECORD_ID_CHARS + 1);
     }
 }

@@ -14,7 +14,7 @@ use rdkafka::{
     message::{Header, OwnedHeaders},
     producer::{FutureProducer, FutureRecord},
 };
-use shop_events::{Envelope, envelope::now};
+use shop_events::{Envelope, cloudevents, envelope::now};
 use shop_platform::{health::Health, supervisor::Part};
 use shop_projection::{
     self as consumer, BatchOptions, Outcome, Projection, ProjectionError, ProjectionRunner, Rebuildable,
@@ -330,7 +330,6 @@ async fn a_rebuild_while_writes_continue_equals_the_live_projection_row_by_row()
     assert_eq!(live.rows(&database.pool).await, reference.rows(&database.pool).await);
 }
 
-/// Runs `runner` until `stop`, as a supervisor would.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_record_the_database_refuses_is_dead_lettered_and_the_partition_goes_on() {
     // Arrange: a name with a NUL, which no Postgres text column can hold, between two good records.
@@ -380,6 +379,79 @@ async fn a_record_the_database_refuses_is_dead_lettered_and_the_partition_goes_o
     assert_eq!(offsets[&(topic, 0)], 3);
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_record_whose_headers_no_text_column_can_hold_is_skipped_and_the_partition_goes_on() {
+    // Arrange: a record whose ce_id (kept with the position, as the last of its batch) and ce_type (kept with the
+    // skipped record) hold a NUL and run to 100 000 characters. Nothing is produced after it until it is handled,
+    // so that it ends its batch.
+    let broker = TestBroker::start().await;
+    let database = database().await;
+    let topic = broker.create_topic("test-widgets", 1).await;
+    let widgets = Arc::new(Widgets::create(&database.pool, &topic, "widgets").await);
+    let (first, second) =
+        (widget_event(Uuid::now_v7(), 1, "first"), widget_event(Uuid::now_v7(), 1, "second"));
+    let producer: FutureProducer = broker.client_config().create().unwrap();
+    publish(&producer, &topic, &first).await;
+    let poison = widget_event(Uuid::now_v7(), 1, "poison");
+    let mut headers: Vec<(&str, String)> = poison.metadata().headers();
+    for (name, value) in &mut headers {
+        if [cloudevents::ID, cloudevents::TYPE].contains(name) {
+            *value = format!("{value}\0{}", "x".repeat(100_000));
+        }
+    }
+    let payload = serde_json::to_vec(&poison.payload).unwrap();
+    broker.produce(&topic, &poison.aggregate_id.to_string(), &headers, &payload).await;
+    let start = || {
+        let runner = ProjectionRunner::new(
+            widgets.clone(),
+            database.pool.clone(),
+            broker.client_config().into_source(),
+        );
+        let stats = runner.stats();
+        let stop = CancellationToken::new();
+        (stats, spawn_runner(runner, &stop), stop)
+    };
+
+    // Act: the poison record is handled, the runner restarts (judging its position by that record's id), and a
+    // record after it comes.
+    let (stats, running, stop) = start();
+    eventually(Duration::from_secs(60), "the first record applied and the poison one skipped", || async {
+        stats.applied() == 1 && stats.skipped() == 1
+    })
+    .await;
+    stop.cancel();
+    running.await.unwrap().unwrap();
+    let positions =
+        consumer::stored_positions(&mut database.pool.acquire().await.unwrap(), "widgets").await.unwrap();
+    let kept_id = positions[&(topic.clone(), 0)].last_record_id.clone().unwrap();
+    let (stats, running, stop) = start();
+    publish(&producer, &topic, &second).await;
+    eventually(Duration::from_secs(30), "the record after the poison one applied", || async {
+        stats.applied() == 1
+    })
+    .await;
+    stop.cancel();
+    running.await.unwrap().unwrap();
+
+    // Assert
+    assert!(kept_id.starts_with(&format!("{}\u{FFFD}xxx", poison.event_id)), "{kept_id:.60}");
+    assert!(kept_id.chars().count() <= 65, "bounded, not {} characters", kept_id.chars().count());
+    assert_eq!(stats.resets(), 0, "the restarted runner recognised the record at its position");
+    assert_eq!(widgets.rows(&database.pool).await.len(), 2);
+    let (offset, event_type): (i64, String) =
+        sqlx::query_as(r#"SELECT "offset", event_type FROM projection_skipped WHERE projection = 'widgets'"#)
+            .fetch_one(&database.pool)
+            .await
+            .unwrap();
+    assert_eq!(offset, 1);
+    assert!(event_type.starts_with("shop.widget.renamed.v1\u{FFFD}xxx"), "{event_type:.40}");
+    assert!(event_type.chars().count() <= 257, "bounded, not {} characters", event_type.chars().count());
+    let offsets =
+        consumer::stored_offsets(&mut database.pool.acquire().await.unwrap(), "widgets").await.unwrap();
+    assert_eq!(offsets[&(topic, 0)], 3);
+}
+
+/// Runs `runner` until `stop`, as a supervisor would.
 fn spawn_runner(
     runner: ProjectionRunner<Widgets>,
     stop: &CancellationToken,
