@@ -10,7 +10,9 @@
 //! the projection lags, and the validator says how far behind the directory is.
 //!
 //! Pending orders are taken with `FOR UPDATE SKIP LOCKED`, so several replicas validate side by side and never
-//! the same order twice.
+//! the same order twice. Each order's transition is written under its own savepoint: an order whose decision the
+//! database refuses for the data it carries (a price no catalog would hold, stored before the projection checked
+//! it) is rejected with [`REFUSED_REASON`], and never keeps the other orders of the pass from being decided.
 
 use std::{
     sync::{Arc, Mutex},
@@ -21,7 +23,7 @@ use chrono::{DateTime, Utc};
 use shop_events::{Envelope, TraceContext};
 use shop_outbox as outbox;
 use shop_platform::{ServiceError, supervisor::Part};
-use sqlx::PgPool;
+use sqlx::{PgPool, PgTransaction};
 use tokio::{sync::Notify, time::Instant};
 use uuid::Uuid;
 
@@ -101,8 +103,9 @@ impl<D: Directory> Validator<D> {
             let pending = repository::lock_pending_orders(&mut transaction, after, BATCH).await?;
             let Some((last, _)) = pending.last() else { break };
             after = last.id;
-            for (mut order, trace) in pending {
+            for (pending_order, trace) in pending {
                 let trace = trace.map(|trace| trace.child()).unwrap_or_else(TraceContext::new_root);
+                let mut order = pending_order.clone();
                 let event = match self.decide(&mut order, &trace, knowledge).await? {
                     Decision::Transition(event) => event,
                     Decision::Wait => continue,
@@ -111,24 +114,11 @@ impl<D: Directory> Validator<D> {
                         continue;
                     }
                 };
-                // Each order under a savepoint: one whose change the database refuses stays pending, and the
-                // others of the pass are decided all the same.
-                let mut savepoint = sqlx::Acquire::begin(&mut *transaction).await?;
-                let written = async {
-                    repository::update_order(&mut savepoint, &order).await?;
-                    outbox::append(&mut savepoint, &event).await
-                }
-                .await;
-                if let Err(error) = written {
-                    savepoint.rollback().await?;
-                    tracing::error!(
-                        order_id = %order.id,
-                        error.message = %error,
-                        "The database refused an order's validation; the order stays pending."
-                    );
-                    continue;
-                }
-                savepoint.commit().await?;
+                let settled = match write_isolated(&mut transaction, &order, &event).await? {
+                    Ok(()) => Some(order),
+                    Err(refused) => refuse(&mut transaction, pending_order, &refused, &trace).await?,
+                };
+                let Some(order) = settled else { continue };
                 decided += 1;
                 tracing::info!(
                     order_id = %order.id,
@@ -200,6 +190,61 @@ impl<D: Directory> Validator<D> {
             Verdict::Reject(reason) => Envelope::new(&order.reject(reason).map_err(unexpected)?, Some(trace)),
         };
         Ok(Decision::Transition(Box::new(event)))
+    }
+}
+
+/// Why an order is rejected when the database refuses its confirmation or rejection for the data it carries.
+pub const REFUSED_REASON: &str = "the order cannot be priced from the products' current data";
+
+/// Writes `order` and its `event` under a savepoint of `transaction`, so that one order the database refuses
+/// for the data it carries (a CHECK, a value it cannot store) leaves the others of the pass to be decided. Returns
+/// that refusal, the savepoint rolled back; any other failure (the database is away) ends the pass.
+async fn write_isolated(
+    transaction: &mut PgTransaction<'_>,
+    order: &Order,
+    event: &Envelope,
+) -> Result<Result<(), sqlx::Error>, sqlx::Error> {
+    let mut savepoint = sqlx::Acquire::begin(&mut **transaction).await?;
+    let written = async {
+        repository::update_order(&mut savepoint, order).await?;
+        outbox::append(&mut savepoint, event).await
+    }
+    .await;
+    match written {
+        Ok(()) => savepoint.commit().await.map(Ok),
+        Err(error) if shop_projection::is_refused_for_its_data(&error) => {
+            savepoint.rollback().await?;
+            Ok(Err(error))
+        }
+        Err(error) => Err(error),
+    }
+}
+
+/// Rejects `order` (as it was, pending) with [`REFUSED_REASON`] after the database `refused` its decision: no
+/// retry would change the data, and an order left pending would be refused again on every pass, never settled.
+/// Returns the rejected order, or `None` if that is refused too (then it stays pending, and someone must look).
+async fn refuse(
+    transaction: &mut PgTransaction<'_>,
+    mut order: Order,
+    refused: &sqlx::Error,
+    trace: &TraceContext,
+) -> Result<Option<Order>, ServiceError> {
+    tracing::warn!(
+        order_id = %order.id,
+        error.message = %refused,
+        "The database refused an order's validation for the data it carries; rejecting the order."
+    );
+    let event = Envelope::new(&order.reject(REFUSED_REASON).map_err(unexpected)?, Some(trace));
+    match write_isolated(transaction, &order, &event).await? {
+        Ok(()) => Ok(Some(order)),
+        Err(error) => {
+            tracing::error!(
+                order_id = %order.id,
+                error.message = %error,
+                "The database refused an order's rejection too; the order stays pending."
+            );
+            Ok(None)
+        }
     }
 }
 

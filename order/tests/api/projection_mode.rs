@@ -266,8 +266,19 @@ async fn poison_records_on_the_products_topic_are_passed_over_and_later_orders_a
 
     // Assert
     assert_eq!(order.status(), OrderStatus::Confirmed);
-    let mut skipped: Vec<(Option<String>, String)> = sqlx::query_as(
-        "SELECT event_type, reason FROM projection_skipped WHERE projection = 'order.directory'",
+    eventually(Duration::from_secs(10), "the position past all three product records", || async {
+        let next: Option<i64> = sqlx::query_scalar(
+            "SELECT sum(next_offset)::bigint FROM projection_offsets
+             WHERE projection = 'order.directory' AND topic = 'shop.products.v1'",
+        )
+        .fetch_one(&app.database.pool)
+        .await
+        .unwrap();
+        next == Some(3)
+    })
+    .await;
+    let mut skipped: Vec<(Option<String>, String, Option<Vec<u8>>)> = sqlx::query_as(
+        "SELECT event_type, reason, key FROM projection_skipped WHERE projection = 'order.directory'",
     )
     .fetch_all(&app.database.pool)
     .await
@@ -277,5 +288,88 @@ async fn poison_records_on_the_products_topic_are_passed_over_and_later_orders_a
     assert_eq!(skipped[0].0.as_deref(), Some("shop.product.created.v1"));
     assert!(skipped[0].1.contains("price_cents must not be negative"), "{}", skipped[0].1);
     assert_eq!(skipped[1].0.as_deref(), Some("shop.product.created\u{FFFD}.v1"));
+    assert_eq!(skipped[1].2.as_deref(), Some(forged.aggregate_id.to_string().as_bytes()));
     assert_eq!(count_rows(&app.database.pool, "product_projection").await, 1);
+    app.server.stop().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_order_the_database_refuses_is_rejected_and_the_other_orders_of_the_pass_are_confirmed() {
+    // Arrange: a negative price in the projection, as stored before the projection checked prices (the CHECK is
+    // dropped to put it there), and an order for it placed before an order for a sound product.
+    let broker = TestBroker::start().await;
+    let app = spawn_projection_app(&broker, 60_000).await;
+    app.server.stop().await.unwrap();
+    let pool = app.database.pool.clone();
+    let (ada, broken, kettle) = (Uuid::now_v7(), Uuid::now_v7(), Uuid::now_v7());
+    sqlx::query("ALTER TABLE product_projection DROP CONSTRAINT product_projection_price_cents")
+        .execute(&pool)
+        .await
+        .unwrap();
+    sqlx::query("INSERT INTO account_projection VALUES ($1, 'Ada', 1, now())")
+        .bind(ada)
+        .execute(&pool)
+        .await
+        .unwrap();
+    for (id, name, price) in [(broken, "Broken", -500_i64), (kettle, "Kettle", 2_499)] {
+        sqlx::query("INSERT INTO product_projection VALUES ($1, $2, '', $3, 1, now())")
+            .bind(id)
+            .bind(name)
+            .bind(price)
+            .execute(&pool)
+            .await
+            .unwrap();
+    }
+    let service = shop_order::service::OrderService::new(
+        pool.clone(),
+        ProjectionDirectory::new(pool.clone()),
+        shop_order::service::Placement::Deferred(Arc::default()),
+    );
+    let trace = shop_events::TraceContext::new_root();
+    let mut placed = Vec::new();
+    for product in [broken, kettle] {
+        let new_order =
+            shop_order::domain::NewOrder::parse(&ada.to_string(), [(&*product.to_string(), 1)]).unwrap();
+        placed.push(service.place_order(new_order, &trace).await.unwrap().id);
+    }
+    let validator = Validator::new(
+        pool.clone(),
+        ProjectionDirectory::new(pool.clone()),
+        ValidationSettings {
+            reject_after: Duration::from_secs(60),
+            clock_skew: Duration::ZERO,
+            interval: Duration::from_secs(1),
+        },
+        Arc::default(),
+    );
+
+    // Act
+    let decided = validator.validate_pending().await;
+
+    // Assert
+    assert_eq!(decided.unwrap(), 2);
+    let statuses: Vec<(Uuid, String, Option<String>, Option<i64>)> = sqlx::query_as(
+        "SELECT id, status, rejection_reason, total_price_cents FROM orders WHERE id = ANY($1) ORDER BY id",
+    )
+    .bind(&placed)
+    .fetch_all(&pool)
+    .await
+    .unwrap();
+    assert_eq!(
+        statuses,
+        [
+            (placed[0], "rejected".into(), Some(shop_order::validation::REFUSED_REASON.into()), None),
+            (placed[1], "confirmed".into(), None, Some(2_499)),
+        ]
+    );
+    let events: Vec<(Uuid, String)> = outbox_rows(&pool)
+        .await
+        .into_iter()
+        .filter(|row| row.event_type != "shop.order.placed.v1")
+        .map(|row| (row.aggregate_id, row.event_type))
+        .collect();
+    assert_eq!(
+        events,
+        [(placed[0], "shop.order.rejected.v1".into()), (placed[1], "shop.order.confirmed.v1".into())]
+    );
 }
