@@ -17,10 +17,12 @@ pub struct Account {
 }
 
 impl Account {
-    /// The account service's rules: a name of 1–100 characters, a version of 1 or more.
+    /// The account service's rules: an id, a name of 1–100 characters without control characters, a version of
+    /// 1 or more.
     pub fn check_invariants(&self) -> Result<(), String> {
+        invariants::id("account.id", self.id)?;
         invariants::positive("account.version", self.version)?;
-        invariants::text("account.name", &self.name, 100, true)
+        invariants::text("account.name", &self.name, 100, true, &[])
     }
 }
 
@@ -62,5 +64,32 @@ mod tests {
         assert_eq!((read.aggregate_id, read.aggregate_version), (event.account.id, 1));
         let payload = serde_json::to_vec(&read.payload).unwrap();
         assert_eq!(AccountEvent::decode(&read.event_type, &payload).unwrap(), AccountEvent::Created(event));
+    }
+
+    #[test]
+    fn an_account_event_no_account_service_could_write_is_refused_at_decode_time() {
+        let account = |id: Uuid, name: &str, version: i64| AccountCreated {
+            account: Account { id, name: name.into(), version, created_at: now() },
+        };
+        let forged = [
+            account(Uuid::nil(), "Ada", 1),
+            account(Uuid::now_v7(), "", 1),
+            account(Uuid::now_v7(), &"a".repeat(101), 1),
+            account(Uuid::now_v7(), "A\0da", 1),
+            account(Uuid::now_v7(), "Ada", 0),
+        ];
+
+        assert!(
+            AccountEvent::decode(
+                "shop.account.created.v1",
+                &serde_json::to_vec(&account(Uuid::now_v7(), "Ada", 1)).unwrap()
+            )
+            .is_ok()
+        );
+        for event in forged {
+            let payload = serde_json::to_vec(&event).unwrap();
+            let error = AccountEvent::decode("shop.account.created.v1", &payload).unwrap_err();
+            assert!(matches!(error, crate::DecodeError::Invalid(_)), "{event:?}: {error}");
+        }
     }
 }

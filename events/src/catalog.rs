@@ -21,14 +21,26 @@ pub struct Product {
 }
 
 impl Product {
-    /// The catalog's rules for a product: a name of 1–200 characters, a description of at most 5 000, a price of
-    /// zero or more, a version of 1 or more.
+    /// The catalog's rules for a product: an id, a name of 1–200 characters without control characters, a
+    /// description of at most 5 000 (line breaks and tabs allowed), a price of zero or more, a version of 1 or more.
     pub fn check_invariants(&self) -> Result<(), String> {
+        invariants::id("product.id", self.id)?;
         invariants::positive("product.version", self.version)?;
         invariants::money("product.price_cents", self.price_cents)?;
-        invariants::text("product.name", &self.name, 200, true)?;
-        invariants::text("product.description", &self.description, 5_000, false)
+        check_details("product", &self.name, &self.description)
     }
+}
+
+/// The catalog's rules for a product's name and description, wherever they are carried (`field` says where).
+pub(crate) fn check_details(field: &str, name: &str, description: &str) -> Result<(), String> {
+    invariants::text(&format!("{field}.name"), name, 200, true, &[])?;
+    invariants::text(
+        &format!("{field}.description"),
+        description,
+        5_000,
+        false,
+        invariants::LINE_BREAKS_AND_TABS,
+    )
 }
 
 /// `shop.product.created.v1`: a product was added to the catalog.
@@ -135,9 +147,9 @@ mod invariant_tests {
     use super::*;
     use crate::DecodeError;
 
-    fn payload(price_cents: i64, name: &str) -> Vec<u8> {
+    fn product(price_cents: i64, name: &str) -> Product {
         let at = Utc::now();
-        let product = Product {
+        Product {
             id: Uuid::now_v7(),
             name: name.into(),
             description: String::new(),
@@ -145,18 +157,37 @@ mod invariant_tests {
             version: 1,
             created_at: at,
             updated_at: at,
-        };
-        serde_json::to_vec(&ProductCreated { product }).unwrap()
+        }
+    }
+
+    fn decode(product: Product) -> Result<ProductEvent, DecodeError> {
+        let payload = serde_json::to_vec(&ProductCreated { product }).unwrap();
+        ProductEvent::decode("shop.product.created.v1", &payload)
     }
 
     #[test]
     fn a_product_event_no_catalog_could_write_is_refused_at_decode_time() {
-        let event_type = "shop.product.created.v1";
+        let nil = Product { id: Uuid::nil(), ..product(100, "Kettle") };
+        let unversioned = Product { version: 0, ..product(100, "Kettle") };
+        let long = product(100, &"n".repeat(201));
+        let long_description = Product { description: "d".repeat(5_001), ..product(100, "Kettle") };
+        let bell = Product { description: "a\u{7}bell".into(), ..product(100, "Kettle") };
+        let forged =
+            [(-1, "Kettle"), (100, " "), (100, "Ket\0tle"), (100, "Ket\ntle")].map(|(p, n)| product(p, n));
 
-        assert!(ProductEvent::decode(event_type, &payload(100, "Kettle")).is_ok());
-        for (price, name) in [(-1, "Kettle"), (100, " "), (100, "Ket\0tle")] {
-            let error = ProductEvent::decode(event_type, &payload(price, name)).unwrap_err();
-            assert!(matches!(error, DecodeError::Invalid(_)), "{price} {name:?}: {error}");
+        for product in [nil, unversioned, long, long_description, bell].into_iter().chain(forged) {
+            let error = decode(product.clone()).unwrap_err();
+            assert!(matches!(error, DecodeError::Invalid(_)), "{product:?}: {error}");
+        }
+    }
+
+    #[test]
+    fn a_product_event_within_the_catalogs_rules_decodes() {
+        let multi_line = Product { description: "Boils water.\n\tFast.".into(), ..product(0, "Kettle") };
+        let longest = Product { description: "d".repeat(5_000), ..product(100, &"n".repeat(200)) };
+
+        for product in [product(100, "Kettle"), multi_line, longest] {
+            assert!(decode(product.clone()).is_ok(), "{product:?}");
         }
     }
 }

@@ -208,9 +208,19 @@ pub(crate) use domain_event;
 
 /// Shared checks for [`DomainEvent::check_invariants`].
 pub(crate) mod invariants {
+    use uuid::Uuid;
+
+    /// Control characters a description may hold, as the catalog allows them: line breaks and tabs.
+    pub(crate) const LINE_BREAKS_AND_TABS: &[char] = &['\n', '\t'];
+
     /// `value` is 1 or more (an aggregate's version, a quantity).
     pub(crate) fn positive(field: &str, value: i64) -> Result<(), String> {
         if value < 1 { Err(format!("{field} must be at least 1, not {value}")) } else { Ok(()) }
+    }
+
+    /// `value` is at most `max` (a quantity).
+    pub(crate) fn at_most(field: &str, value: i64, max: i64) -> Result<(), String> {
+        if value > max { Err(format!("{field} must be at most {max}, not {value}")) } else { Ok(()) }
     }
 
     /// `cents` is zero or more.
@@ -218,17 +228,28 @@ pub(crate) mod invariants {
         if cents < 0 { Err(format!("{field} must not be negative, not {cents}")) } else { Ok(()) }
     }
 
-    /// `text` has at most `max_chars` characters and no NUL (which no Postgres text column can hold); with
-    /// `required`, it is not blank.
-    pub(crate) fn text(field: &str, text: &str, max_chars: usize, required: bool) -> Result<(), String> {
+    /// `id` is not the nil UUID, which no service of ours hands out.
+    pub(crate) fn id(field: &str, id: Uuid) -> Result<(), String> {
+        if id.is_nil() { Err(format!("{field} must not be the nil UUID")) } else { Ok(()) }
+    }
+
+    /// `text` has at most `max_chars` characters and no control character but those `allowed` (never NUL, which
+    /// no Postgres text column can hold); with `required`, it is not blank.
+    pub(crate) fn text(
+        field: &str,
+        text: &str,
+        max_chars: usize,
+        required: bool,
+        allowed: &[char],
+    ) -> Result<(), String> {
         if required && text.trim().is_empty() {
             return Err(format!("{field} must not be blank"));
         }
-        if text.contains('\0') {
-            return Err(format!("{field} contains a NUL character"));
-        }
-        if text.chars().count() > max_chars {
+        if text.chars().nth(max_chars).is_some() {
             return Err(format!("{field} is longer than {max_chars} characters"));
+        }
+        if let Some(control) = text.chars().find(|c| c.is_control() && !allowed.contains(c)) {
+            return Err(format!("{field} contains the control character {control:?}"));
         }
         Ok(())
     }

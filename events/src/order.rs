@@ -53,21 +53,52 @@ pub struct PricedProduct {
 }
 
 impl Order {
-    /// The order service's rules: 1–100 lines of quantity 1 or more, prices and total of zero or more, a version
-    /// of 1 or more.
+    /// Most lines an order holds, as the order service allows.
+    const MAX_LINES: usize = 100;
+    /// Most of one product an order line holds, as the order service allows.
+    const MAX_QUANTITY: u32 = 10_000;
+
+    /// The order service's rules: ids, 1–100 lines of quantity 1 to 10 000, priced products as the catalog would
+    /// hold them, prices and total of zero or more, a total exactly when confirmed and a reason exactly when
+    /// rejected, a version of 1 or more.
     pub fn check_invariants(&self) -> Result<(), String> {
+        invariants::id("order.id", self.id)?;
+        invariants::id("order.account_id", self.account_id)?;
         invariants::positive("order.version", self.version)?;
-        if self.lines.is_empty() || self.lines.len() > 100 {
-            return Err(format!("order.lines must hold 1 to 100 lines, not {}", self.lines.len()));
+        if self.lines.is_empty() || self.lines.len() > Self::MAX_LINES {
+            return Err(format!(
+                "order.lines must hold 1 to {} lines, not {}",
+                Self::MAX_LINES,
+                self.lines.len()
+            ));
         }
         for line in &self.lines {
-            invariants::positive("order.lines.quantity", line.quantity.into())?;
-            if let Some(product) = &line.product {
-                invariants::money("order.lines.product.unit_price_cents", product.unit_price_cents)?;
-            }
+            line.check_invariants()?;
+        }
+        if (self.status == OrderStatus::Confirmed) != self.total_price_cents.is_some() {
+            return Err("order.total_price_cents must be present exactly when the order is confirmed".into());
+        }
+        if (self.status == OrderStatus::Rejected) != self.rejection_reason.is_some() {
+            return Err("order.rejection_reason must be present exactly when the order is rejected".into());
         }
         if let Some(total) = self.total_price_cents {
             invariants::money("order.total_price_cents", total)?;
+        }
+        if let Some(reason) = &self.rejection_reason {
+            invariants::text("order.rejection_reason", reason, usize::MAX, true, &[])?;
+        }
+        Ok(())
+    }
+}
+
+impl OrderLine {
+    fn check_invariants(&self) -> Result<(), String> {
+        invariants::id("order.lines.product_id", self.product_id)?;
+        invariants::positive("order.lines.quantity", self.quantity.into())?;
+        invariants::at_most("order.lines.quantity", self.quantity.into(), Order::MAX_QUANTITY.into())?;
+        if let Some(product) = &self.product {
+            invariants::money("order.lines.product.unit_price_cents", product.unit_price_cents)?;
+            crate::catalog::check_details("order.lines.product", &product.name, &product.description)?;
         }
         Ok(())
     }
@@ -178,6 +209,34 @@ mod tests {
         let envelope = Envelope::new(&event, None);
 
         assert_round_trips(&envelope, OrderEvent::Rejected(event), "shop.order.rejected.v1");
+    }
+
+    #[test]
+    fn an_order_event_no_order_service_could_write_is_refused_at_decode_time() {
+        let confirmed = || order(OrderStatus::Confirmed, 2);
+        let with_line = |change: fn(&mut OrderLine)| {
+            let mut order = confirmed();
+            change(&mut order.lines[0]);
+            order
+        };
+        let forged = [
+            Order { account_id: Uuid::nil(), ..confirmed() },
+            Order { lines: Vec::new(), ..confirmed() },
+            Order { lines: vec![confirmed().lines[0].clone(); 101], ..confirmed() },
+            Order { total_price_cents: None, ..confirmed() },
+            Order { total_price_cents: Some(-1), ..confirmed() },
+            Order { rejection_reason: Some("no".into()), ..confirmed() },
+            Order { rejection_reason: Some("\0".into()), ..order(OrderStatus::Rejected, 2) },
+            with_line(|line| line.quantity = 10_001),
+            with_line(|line| line.product.as_mut().unwrap().unit_price_cents = -1),
+            with_line(|line| line.product.as_mut().unwrap().name = "Ket\u{7}tle".into()),
+        ];
+
+        for order in forged {
+            let payload = serde_json::to_vec(&OrderConfirmed { order: order.clone() }).unwrap();
+            let error = OrderEvent::decode("shop.order.confirmed.v1", &payload).unwrap_err();
+            assert!(matches!(error, crate::DecodeError::Invalid(_)), "{order:?}: {error}");
+        }
     }
 
     #[test]
