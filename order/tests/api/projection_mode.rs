@@ -373,3 +373,57 @@ async fn an_order_the_database_refuses_is_rejected_and_the_other_orders_of_the_p
         [(placed[0], "shop.order.rejected.v1".into()), (placed[1], "shop.order.confirmed.v1".into())]
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_projection_tables_refuse_what_the_account_and_catalog_services_refuse() {
+    // Arrange
+    let broker = TestBroker::start().await;
+    let app = spawn_projection_app(&broker, 60_000).await;
+    app.server.stop().await.unwrap();
+    let long = |chars: usize| "n".repeat(chars);
+    let products = [
+        ("Kettle".to_owned(), String::new(), -1_i64, 1_i64),
+        (" ".to_owned(), String::new(), 100, 1),
+        (long(201), String::new(), 100, 1),
+        ("Kettle".to_owned(), long(5_001), 100, 1),
+        ("Kettle".to_owned(), String::new(), 100, 0),
+    ];
+    let accounts = [(" ".to_owned(), 1_i64), (long(101), 1), ("Ada".to_owned(), 0)];
+
+    // Act
+    let mut refusals = Vec::new();
+    for (name, description, price, version) in products {
+        let result = sqlx::query("INSERT INTO product_projection VALUES ($1, $2, $3, $4, $5, now())")
+            .bind(Uuid::now_v7())
+            .bind(name)
+            .bind(description)
+            .bind(price)
+            .bind(version)
+            .execute(&app.database.pool)
+            .await;
+        refusals.push(result.map(drop));
+    }
+    for (name, version) in accounts {
+        let result = sqlx::query("INSERT INTO account_projection VALUES ($1, $2, $3, now())")
+            .bind(Uuid::now_v7())
+            .bind(name)
+            .bind(version)
+            .execute(&app.database.pool)
+            .await;
+        refusals.push(result.map(drop));
+    }
+
+    // Assert: every row refused by a CHECK (SQLSTATE 23514), and a sound one accepted.
+    for refusal in refusals {
+        let error = refusal.expect_err("a row no owner would hold");
+        let code = error.as_database_error().and_then(|error| error.code()).map(|code| code.into_owned());
+        assert_eq!(code.as_deref(), Some("23514"), "{error}");
+    }
+    sqlx::query("INSERT INTO product_projection VALUES ($1, $2, $3, 0, 1, now())")
+        .bind(Uuid::now_v7())
+        .bind(long(200))
+        .bind(long(5_000))
+        .execute(&app.database.pool)
+        .await
+        .unwrap();
+}
