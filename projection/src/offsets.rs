@@ -32,9 +32,9 @@ impl std::ops::AddAssign for BatchSummary {
     }
 }
 
-/// Most characters of an event type kept in `projection_skipped`.
-const MAX_EVENT_TYPE_CHARS: usize = 256;
-/// Most characters of a reason kept in `projection_skipped`.
+/// Most characters of a topic name kept in `projection_skipped` (Kafka allows 249).
+const MAX_TOPIC_CHARS: usize = 256;
+/// Most characters of a reason kept in `projection_skipped` or logged.
 const MAX_REASON_CHARS: usize = 2_048;
 
 /// Where a projection stands in one partition, and which log that position was taken on.
@@ -209,7 +209,7 @@ async fn record_outcomes(
                 summary.ignored += 1;
                 continue;
             }
-            Outcome::Skipped(reason) => reason,
+            Outcome::Skipped(reason) => storable(reason, MAX_REASON_CHARS),
         };
         summary.skipped += 1;
         tracing::warn!(
@@ -217,11 +217,11 @@ async fn record_outcomes(
             topic = %record.topic,
             partition = record.partition,
             offset = record.offset,
-            event_type = record.event_type(),
+            event_type = record.shown_event_type(),
             reason,
             "Skipped a record that cannot be decoded; it is kept in projection_skipped."
         );
-        keep_skipped(transaction, projection, record, reason, 0).await?;
+        keep_skipped(transaction, projection, record, &reason, 0).await?;
     }
     Ok(summary)
 }
@@ -241,10 +241,10 @@ async fn keep_skipped(
            VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9) ON CONFLICT DO NOTHING"#,
     )
     .bind(projection)
-    .bind(storable(&record.topic, MAX_EVENT_TYPE_CHARS))
+    .bind(storable(&record.topic, MAX_TOPIC_CHARS))
     .bind(record.partition)
     .bind(record.offset)
-    .bind(record.event_type().map(|event_type| storable(event_type, MAX_EVENT_TYPE_CHARS)))
+    .bind(record.shown_event_type())
     .bind(storable(reason, MAX_REASON_CHARS))
     .bind(&record.payload)
     .bind(&record.key)

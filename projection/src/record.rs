@@ -7,6 +7,8 @@ use crate::offsets::{Partition, storable};
 
 /// Most characters of a record's id (`ce_id`) kept with a position: ours are UUIDs (36), anything longer is not.
 const MAX_RECORD_ID_CHARS: usize = 64;
+/// Most characters of an event type (`ce_type`) kept or logged: ours are under 40.
+const MAX_EVENT_TYPE_CHARS: usize = 256;
 
 /// A consumed Kafka record, owned, so a batch can outlive the consumer's buffers and be retried.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -61,6 +63,12 @@ impl Record {
     /// The event type (`ce_type`).
     pub fn event_type(&self) -> Option<&str> {
         self.header(cloudevents::TYPE)
+    }
+
+    /// The event type as it is kept in `projection_skipped` and logged: made storable (NUL replaced, length
+    /// bounded), since a header nobody validated must neither fail the write nor flood the log.
+    pub fn shown_event_type(&self) -> Option<String> {
+        self.event_type().map(|event_type| storable(event_type, MAX_EVENT_TYPE_CHARS))
     }
 
     /// The event's metadata from the CloudEvents headers.

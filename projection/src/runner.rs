@@ -613,7 +613,7 @@ impl<P: Projection> ProjectionRunner<P> {
             topic = %record.topic,
             partition = record.partition,
             offset = record.offset,
-            event_type = record.event_type(),
+            event_type = record.shown_event_type(),
             reason,
             "A record cannot be applied; it is passed over into projection_skipped (the dead-letter table)."
         );
