@@ -28,7 +28,10 @@ use futures::StreamExt;
 use shop_events::TraceContext;
 
 use super::{AppState, refusal};
-use crate::schema::{self, errors::ErrorCode};
+use crate::schema::{
+    self,
+    errors::{ErrorCode, with_code},
+};
 
 /// Deepest nesting of `{`, `[` and `(` a document may have. The deepest useful query, the standard introspection
 /// query, nests about 15 deep; GraphQL's grammar recurses on nesting, so text nested deeper is refused unparsed.
@@ -227,17 +230,11 @@ fn bounded_response(response: async_graphql::Response, limit: usize) -> Response
         Ok(body) if body.len() <= limit => body,
         Ok(body) => {
             tracing::warn!(bytes = body.len(), limit, "Refused to send a response above the size limit.");
-            let mut error = ServerError::new(
-                format!(
-                    "the response would be {} bytes, more than the {limit} allowed; ask for fewer items or fields",
-                    body.len()
-                ),
-                None,
+            let message = format!(
+                "the response would be {} bytes, more than the {limit} allowed; ask for fewer items or fields",
+                body.len()
             );
-            error
-                .extensions
-                .get_or_insert_with(Default::default)
-                .set("code", ErrorCode::BadUserInput.as_str());
+            let error = with_code(ServerError::new(message, None), ErrorCode::BadUserInput);
             serde_json::to_vec(&async_graphql::Response::from_errors(vec![error]))
                 .expect("an error serializes")
         }

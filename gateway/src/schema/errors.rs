@@ -93,7 +93,8 @@ pub fn bad_input(field: &str, description: &str) -> async_graphql::Error {
     ErrorCode::BadUserInput.error(format!("{field}: {description}"))
 }
 
-fn with_code(mut error: ServerError, code: ErrorCode) -> ServerError {
+/// `error` with `code` in `extensions.code`, unless it already has one.
+pub(crate) fn with_code(mut error: ServerError, code: ErrorCode) -> ServerError {
     let extensions = error.extensions.get_or_insert_with(ErrorExtensionValues::default);
     if extensions.get("code").is_none() {
         extensions.set("code", code.as_str());

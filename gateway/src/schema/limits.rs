@@ -14,7 +14,10 @@ use async_graphql::{
     parser::types::{ExecutableDocument, Selection, SelectionSet},
 };
 
-use super::{errors::ErrorCode, inputs::PaginationInput};
+use super::{
+    errors::{ErrorCode, with_code},
+    inputs::PaginationInput,
+};
 
 /// Deepest query accepted (`accounts { orders { products { … } } }` is 4).
 pub const MAX_DEPTH: usize = 10;
@@ -63,17 +66,11 @@ impl Extension for RootFieldLimit {
         for (_, operation) in document.operations.iter() {
             let fields = root_fields(&document, &operation.node.selection_set, 0);
             if fields > MAX_ROOT_FIELDS {
-                let mut error = ServerError::new(
-                    format!(
-                        "the operation selects {fields} top-level fields; at most {MAX_ROOT_FIELDS} are allowed"
-                    ),
-                    Some(operation.pos),
+                let message = format!(
+                    "the operation selects {fields} top-level fields; at most {MAX_ROOT_FIELDS} are allowed"
                 );
-                error
-                    .extensions
-                    .get_or_insert_with(Default::default)
-                    .set("code", ErrorCode::GraphqlValidationFailed.as_str());
-                return Err(error);
+                let error = ServerError::new(message, Some(operation.pos));
+                return Err(with_code(error, ErrorCode::GraphqlValidationFailed));
             }
         }
         Ok(document)
