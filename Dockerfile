@@ -3,10 +3,14 @@
 
 FROM rust:1.95-bookworm AS build
 WORKDIR /src
-COPY . .
 # librdkafka is compiled from source by rdkafka-sys (make, a C compiler and perl come with this image); protobuf
-# is compiled by protox (pure Rust): no system protoc.
+# is compiled by protox (pure Rust): no system protoc. npm fetches the playground's pinned assets (gateway/build.rs).
+RUN apt-get update \
+    && apt-get install -y --no-install-recommends npm \
+    && rm -rf /var/lib/apt/lists/*
+COPY . .
 RUN --mount=type=cache,target=/usr/local/cargo/registry \
+    --mount=type=cache,target=/root/.npm \
     --mount=type=cache,target=/src/target \
     cargo build --release --locked \
         --bin account --bin catalog --bin order --bin relay --bin gateway --bin shop \

@@ -5,17 +5,18 @@
 //! - [`limits`]: what applies to every route: a body-size check, a cap on requests in flight (503 with
 //!   `Retry-After` past it), CORS (closed unless origins are configured), a whole-request timeout.
 //! - [`server`]: the connection loop, with header-read and idle timeouts and HTTP/2 stream limits.
+//! - [`playground`]: GraphiQL, with its assets bundled in the binary (works offline).
 //! - [`refusal`]: the JSON answer every refusal carries, shaped like a GraphQL error so clients show it.
 
 mod graphql;
 mod limits;
+mod playground;
 mod refusal;
 pub(crate) mod server;
 
 use std::{sync::Arc, time::Duration};
 
-use async_graphql::http::GraphiQLSource;
-use axum::{Json, Router, extract::State, http::StatusCode, response::Html, routing::get};
+use axum::{Json, Router, extract::State, http::StatusCode, routing::get};
 
 use crate::{
     config::Settings,
@@ -53,9 +54,9 @@ pub(crate) fn router(
     let state = AppState { schema, services, limits: limits.clone() };
     let routes = Router::new()
         .route("/graphql", get(graphql::get).post(graphql::post))
-        .route("/playground", get(playground))
         .route("/health", get(live))
         .route("/health/ready", get(ready))
+        .merge(playground::routes())
         .with_state(state);
     limits::apply(
         routes,
@@ -66,10 +67,6 @@ pub(crate) fn router(
             cors_allowed_origins: &settings.cors_allowed_origins,
         },
     )
-}
-
-async fn playground() -> Html<String> {
-    Html(GraphiQLSource::build().endpoint("/graphql").title("Shop GraphQL playground").finish())
 }
 
 /// Liveness: the process serves HTTP.

@@ -43,15 +43,38 @@ async fn mutations_cannot_be_sent_with_get() {
 }
 
 #[tokio::test]
-async fn the_playground_is_served() {
+async fn the_playground_loads_everything_from_the_gateway_itself() {
     let app = spawn_app().await;
 
     let response = app.http.get(format!("{}/playground", app.base_url)).send().await.unwrap();
 
     assert!(response.status().is_success());
-    let body = response.text().await.unwrap();
-    assert!(body.contains("graphiql") || body.contains("GraphiQL"), "{body}");
-    assert!(body.contains("/graphql"));
+    let policy = response.headers()["content-security-policy"].to_str().unwrap().to_owned();
+    assert!(policy.contains("default-src 'none'") && policy.contains("script-src 'self'"), "{policy}");
+    let page = response.text().await.unwrap();
+    let references: Vec<&str> = ["src=\"", "href=\""]
+        .iter()
+        .flat_map(|attribute| page.split(attribute).skip(1))
+        .map(|rest| &rest[..rest.find('"').unwrap()])
+        .collect();
+    assert_eq!(references.len(), 5, "a stylesheet and four scripts: {page}");
+    for reference in references {
+        assert!(reference.starts_with("/playground/"), "{reference} is not served by the gateway");
+        let asset = app.http.get(format!("{}{reference}", app.base_url)).send().await.unwrap();
+        assert!(asset.status().is_success(), "{reference}: {}", asset.status());
+        let media_type = asset.headers()["content-type"].to_str().unwrap().to_owned();
+        let body = asset.text().await.unwrap();
+        if reference.ends_with(".css") {
+            assert!(media_type.starts_with("text/css"), "{reference}: {media_type}");
+        } else {
+            assert!(media_type.starts_with("text/javascript"), "{reference}: {media_type}");
+        }
+        if reference.ends_with("mount.js") {
+            assert!(body.contains("'/graphql'"), "{body}");
+        } else {
+            assert!(body.len() > 10_000, "{reference} is only {} bytes", body.len());
+        }
+    }
 }
 
 #[tokio::test]

@@ -1,0 +1,118 @@
+//! Fetches the playground's assets — GraphiQL's browser bundle and the React it runs on — from the npm registry at
+//! build time, so the gateway serves them itself and `/playground` works on a machine with no internet access.
+//!
+//! Each package is pinned by version and by the integrity hash its registry publishes; `npm pack` downloads the
+//! tarball (or takes it from npm's cache, so a rebuild needs no network) and checks it against that hash, and this
+//! script refuses any tarball whose hash is not the pinned one. Only the few minified files the page loads are
+//! unpacked into `OUT_DIR`; nothing from the packages is kept in the repository.
+
+use std::{
+    env,
+    path::{Path, PathBuf},
+    process::Command,
+};
+
+/// A pinned npm package and the files the playground takes from it.
+struct Package {
+    name: &'static str,
+    version: &'static str,
+    /// The registry's `dist.integrity` of this version's tarball.
+    integrity: &'static str,
+    /// Paths inside the tarball (under `package/`), unpacked flat into the assets folder.
+    files: &'static [&'static str],
+}
+
+/// GraphiQL 3 is the last major version with a self-contained browser bundle (later ones need a bundler).
+const PACKAGES: &[Package] = &[
+    Package {
+        name: "graphiql",
+        version: "3.8.3",
+        integrity: "sha512-cuPDYtXVKV86Pu5PHBX642Odi/uVEE2y1Jxq5rGO/Qy1G2lRp7ZZ7a/T30RzxhuLSWo9zUbzq0P3U49//H0Ugw==",
+        files: &["graphiql.min.js", "graphiql.min.css"],
+    },
+    Package {
+        name: "react",
+        version: "18.3.1",
+        integrity: "sha512-wS+hAgJShR0KhEvPJArfuPVN1+Hz1t0Y6n5jLrGQbkb4urgPE/0Rve+1kMB1v/oWgHgm4WIcV+i7F2pTVj+2iQ==",
+        files: &["umd/react.production.min.js"],
+    },
+    Package {
+        name: "react-dom",
+        version: "18.3.1",
+        integrity: "sha512-5m4nQKp+rZRb09LNH59GM4BxTh9251/ylbKIbpe7TpGxfJ+9kv6BLkLBXIjjspbgbnIBNqlI23tRnTWT0snUIw==",
+        files: &["umd/react-dom.production.min.js"],
+    },
+];
+
+fn main() {
+    println!("cargo::rerun-if-changed=build.rs");
+    let out_dir = PathBuf::from(env::var_os("OUT_DIR").expect("cargo sets OUT_DIR"));
+    let assets = out_dir.join("playground");
+    let tarballs = out_dir.join("npm");
+    for dir in [&assets, &tarballs] {
+        std::fs::create_dir_all(dir).unwrap_or_else(|e| panic!("cannot create {}: {e}", dir.display()));
+    }
+    for package in PACKAGES {
+        let tarball = pack(package, &tarballs);
+        unpack(package, &tarball, &assets);
+    }
+    // The versions name the assets' URLs, so browsers may cache them for good.
+    for package in PACKAGES {
+        let variable = package.name.to_uppercase().replace('-', "_");
+        println!("cargo::rustc-env=PLAYGROUND_{variable}_VERSION={}", package.version);
+    }
+}
+
+/// Downloads (or takes from npm's cache) the package's tarball and checks its integrity.
+fn pack(package: &Package, destination: &Path) -> PathBuf {
+    let spec = format!("{}@{}", package.name, package.version);
+    let output = Command::new("npm")
+        .args(["pack", &spec, "--json", "--prefer-offline", "--ignore-scripts", "--pack-destination"])
+        .arg(destination)
+        .output()
+        .unwrap_or_else(|e| {
+            panic!(
+                "the gateway's build runs `npm pack {spec}` to fetch the playground's assets, and npm could not be \
+                 started ({e}); install Node.js with npm (build time only)"
+            )
+        });
+    assert!(
+        output.status.success(),
+        "`npm pack {spec}` failed ({}): {}",
+        output.status,
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let report: serde_json::Value = serde_json::from_slice(&output.stdout)
+        .unwrap_or_else(|e| panic!("`npm pack {spec} --json` printed something other than JSON: {e}"));
+    let packed = &report[0];
+    let integrity = packed["integrity"].as_str().unwrap_or_default();
+    assert_eq!(
+        integrity, package.integrity,
+        "npm's tarball of {spec} does not have the pinned integrity hash; refusing it"
+    );
+    let filename = packed["filename"].as_str().expect("npm pack names the tarball it wrote");
+    destination.join(filename)
+}
+
+/// Unpacks the package's listed files, flat, into `assets`.
+fn unpack(package: &Package, tarball: &Path, assets: &Path) {
+    let staging = assets.join(format!(".{}", package.name));
+    let _ = std::fs::remove_dir_all(&staging);
+    std::fs::create_dir_all(&staging).expect("cannot create the staging folder");
+    let members: Vec<String> = package.files.iter().map(|file| format!("package/{file}")).collect();
+    let status = Command::new("tar")
+        .arg("-xzf")
+        .arg(tarball)
+        .arg("-C")
+        .arg(&staging)
+        .args(&members)
+        .status()
+        .expect("tar could not be started");
+    assert!(status.success(), "tar could not unpack {members:?} from {}", tarball.display());
+    for (file, member) in package.files.iter().zip(&members) {
+        let name = Path::new(file).file_name().expect("a file name");
+        std::fs::rename(staging.join(member), assets.join(name))
+            .unwrap_or_else(|e| panic!("cannot move {member} into place: {e}"));
+    }
+    let _ = std::fs::remove_dir_all(&staging);
+}

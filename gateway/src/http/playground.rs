@@ -1,0 +1,124 @@
+//! `/playground`: GraphiQL, served entirely by the gateway — the page, GraphiQL's bundle and the React it runs on —
+//! so it works on a machine with no internet access.
+//!
+//! The bundles come from the npm packages pinned in `build.rs` and are compiled into the binary. Their URLs carry
+//! the package versions, so browsers may cache them for good; the page itself is never cached, and its Content
+//! Security Policy lets it load nothing and talk to nothing but this gateway.
+
+use axum::{
+    Router,
+    http::{HeaderValue, header},
+    response::{IntoResponse, Response},
+    routing::get,
+};
+
+/// The page: the stylesheet, React, GraphiQL, and the script that mounts it on `/graphql`.
+const PAGE: &str = concat!(
+    r#"<!doctype html>
+<html lang="en">
+<head>
+<meta charset="utf-8">
+<meta name="viewport" content="width=device-width, initial-scale=1">
+<title>Shop GraphQL playground</title>
+<link rel="stylesheet" href="/playground/graphiql-"#,
+    env!("PLAYGROUND_GRAPHIQL_VERSION"),
+    r#"/graphiql.min.css">
+<style>html, body, #graphiql { height: 100%; margin: 0; }</style>
+</head>
+<body>
+<div id="graphiql">Loading the playground…</div>
+<script src="/playground/react-"#,
+    env!("PLAYGROUND_REACT_VERSION"),
+    r#"/react.production.min.js"></script>
+<script src="/playground/react-dom-"#,
+    env!("PLAYGROUND_REACT_DOM_VERSION"),
+    r#"/react-dom.production.min.js"></script>
+<script src="/playground/graphiql-"#,
+    env!("PLAYGROUND_GRAPHIQL_VERSION"),
+    r#"/graphiql.min.js"></script>
+<script src="/playground/mount.js"></script>
+</body>
+</html>
+"#
+);
+
+/// Mounts GraphiQL on the gateway's own endpoint. A file rather than an inline script, so the page's policy can
+/// forbid inline scripts.
+const MOUNT: &str = r#"const fetcher = GraphiQL.createFetcher({ url: new URL('/graphql', window.location.href).href });
+ReactDOM.createRoot(document.getElementById('graphiql')).render(
+  React.createElement(GraphiQL, { fetcher, defaultEditorToolsVisibility: true }),
+);
+"#;
+
+/// Scripts and styles from this origin only (GraphiQL's editors set inline styles; its fonts are data URLs), and
+/// requests to this origin only.
+const CONTENT_SECURITY_POLICY: &str = "default-src 'none'; script-src 'self'; style-src 'self' 'unsafe-inline'; \
+     font-src 'self' data:; img-src 'self' data:; connect-src 'self'; base-uri 'none'; form-action 'none'; \
+     frame-ancestors 'none'";
+
+/// A bundled asset: its route, its media type, its bytes.
+struct Asset {
+    path: &'static str,
+    media_type: &'static str,
+    body: &'static [u8],
+}
+
+macro_rules! bundled {
+    ($package:literal, $version:literal, $file:literal, $media_type:literal) => {
+        Asset {
+            path: concat!("/playground/", $package, "-", env!($version), "/", $file),
+            media_type: $media_type,
+            body: include_bytes!(concat!(env!("OUT_DIR"), "/playground/", $file)),
+        }
+    };
+}
+
+static ASSETS: [Asset; 4] = [
+    bundled!("graphiql", "PLAYGROUND_GRAPHIQL_VERSION", "graphiql.min.css", "text/css; charset=utf-8"),
+    bundled!("graphiql", "PLAYGROUND_GRAPHIQL_VERSION", "graphiql.min.js", "text/javascript; charset=utf-8"),
+    bundled!(
+        "react",
+        "PLAYGROUND_REACT_VERSION",
+        "react.production.min.js",
+        "text/javascript; charset=utf-8"
+    ),
+    bundled!(
+        "react-dom",
+        "PLAYGROUND_REACT_DOM_VERSION",
+        "react-dom.production.min.js",
+        "text/javascript; charset=utf-8"
+    ),
+];
+
+/// The page, its mount script, and every bundled asset.
+pub(super) fn routes<S: Clone + Send + Sync + 'static>() -> Router<S> {
+    let router = Router::new()
+        .route("/playground", get(page))
+        .route("/playground/mount.js", get(|| async { not_cached("text/javascript; charset=utf-8", MOUNT) }));
+    ASSETS.iter().fold(router, |router, asset| {
+        router.route(
+            asset.path,
+            get(move || async move {
+                (
+                    [
+                        (header::CONTENT_TYPE, asset.media_type),
+                        (header::CACHE_CONTROL, "public, max-age=31536000, immutable"),
+                    ],
+                    asset.body,
+                )
+            }),
+        )
+    })
+}
+
+async fn page() -> Response {
+    let mut response = not_cached("text/html; charset=utf-8", PAGE);
+    response
+        .headers_mut()
+        .insert(header::CONTENT_SECURITY_POLICY, HeaderValue::from_static(CONTENT_SECURITY_POLICY));
+    response
+}
+
+fn not_cached(media_type: &'static str, body: &'static str) -> Response {
+    ([(header::CONTENT_TYPE, media_type), (header::CACHE_CONTROL, "no-cache")], body).into_response()
+}
