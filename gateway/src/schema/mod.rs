@@ -13,7 +13,7 @@ use shop_events::TraceContext;
 
 use self::{
     errors::ErrorCodes,
-    limits::{MAX_COMPLEXITY, MAX_DEPTH, MAX_DIRECTIVES, RootFieldLimit},
+    limits::{MAX_COMPLEXITY, MAX_DIRECTIVES, ShapeLimits},
     loaders::OrdersByAccount,
     mutation::Mutation,
     query::Query,
@@ -28,8 +28,7 @@ pub fn build(services: Services) -> GatewaySchema {
     Schema::build(Query, Mutation, EmptySubscription)
         .data(services)
         .extension(ErrorCodes)
-        .extension(RootFieldLimit)
-        .limit_depth(MAX_DEPTH)
+        .extension(ShapeLimits)
         .limit_complexity(MAX_COMPLEXITY)
         .limit_directives(MAX_DIRECTIVES)
         .finish()

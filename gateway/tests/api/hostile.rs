@@ -127,6 +127,44 @@ async fn cheap_aliases_of_a_page_of_products_are_refused_by_cost() {
 }
 
 #[tokio::test]
+async fn the_standard_introspection_query_passes_while_deep_and_wide_queries_are_refused() {
+    let app = spawn_app().await;
+    let nested = |names: &[&str], leaf: &str| {
+        names.iter().rev().fold(leaf.to_owned(), |inner, name| format!("{name} {{ {inner} }}"))
+    };
+    let deep = format!("{{ {} }}", nested(&["accounts", "orders", "products"].repeat(4), "name"));
+    let deep_introspection = format!(
+        "{{ {} }}",
+        nested(&["__schema", "types", "fields", "type", "fields", "type", "fields"], "name")
+    );
+    let wide_introspection = format!(
+        "{{ __schema {{ {} }} }}",
+        (0..100).map(|i| format!("t{i}: types {{ fields {{ name }} }}")).collect::<Vec<_>>().join(" ")
+    );
+    let wide = format!(
+        "{{ {} }}",
+        (0..250)
+            .map(|i| format!("a{i}: products(pagination: {{take: 100}}) {{ id }}"))
+            .collect::<Vec<_>>()
+            .join(" ")
+    );
+
+    let introspection = app.client.graphql(include_str!("introspection.graphql"), json!({})).await;
+
+    assert!(introspection["errors"].is_null(), "{introspection:#}");
+    let types = introspection["data"]["__schema"]["types"].as_array().unwrap();
+    let names: Vec<&str> = types.iter().map(|t| t["name"].as_str().unwrap()).collect();
+    for name in ["Query", "Mutation", "Account", "Product", "Order", "OrderInput", "__Schema"] {
+        assert!(names.contains(&name), "{name} missing from {names:?}");
+    }
+    for query in [&deep, &deep_introspection, &wide_introspection, &wide] {
+        let refused = app.client.graphql(query, json!({})).await;
+        assert_eq!(error_codes(&refused), ["GRAPHQL_VALIDATION_FAILED"], "{refused:#}");
+        assert!(refused["data"].is_null(), "{refused:#}");
+    }
+}
+
+#[tokio::test]
 async fn many_directives_and_deep_literals_are_refused_before_they_cost_anything() {
     let app = spawn_app().await;
     let directives = format!("{{ accounts {} {{ id }} }}", "@a ".repeat(100_000));

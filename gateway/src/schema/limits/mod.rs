@@ -2,6 +2,8 @@
 //! (`take × child cost`, with `take` defaulting to 20), so the cost is the most values an answer can hold. A query
 //! may cost at most [`MAX_COMPLEXITY`], select at most [`MAX_ROOT_FIELDS`] top-level fields (aliases included:
 //! each is a call to a service), nest [`MAX_DEPTH`] deep, and put [`MAX_DIRECTIVES`] directives on one field.
+//! Introspection is not held to the depth limit but to rules of its own (see [`shape`]), so the standard
+//! introspection query passes while deep or wide introspection is refused.
 //!
 //! Examples: `products(pagination: {take: 100}) { name price }` costs 200;
 //! `accounts { name orders { status totalPrice products { name } } }` costs 20 × (1 + 20 × (2 + 1)) = 1 220.
@@ -9,10 +11,12 @@
 use std::sync::Arc;
 
 use async_graphql::{
-    Positioned, ServerError, ServerResult, Variables,
+    ServerError, ServerResult, Variables,
     extensions::{Extension, ExtensionContext, ExtensionFactory, NextParseQuery},
-    parser::types::{ExecutableDocument, Selection, SelectionSet},
+    parser::types::ExecutableDocument,
 };
+
+pub mod shape;
 
 use super::{
     errors::{ErrorCode, with_code},
@@ -42,19 +46,23 @@ pub fn list_cost(pagination: Option<&PaginationInput>, by_id: bool, child_comple
 const DEFAULT_TAKE: usize = shop_platform::pagination::Page::DEFAULT_TAKE as usize;
 const MAX_TAKE: usize = shop_platform::pagination::Page::MAX_TAKE as usize;
 
-/// Refuses operations with more than [`MAX_ROOT_FIELDS`] top-level fields. async-graphql's complexity counts them,
-/// but 250 cheap aliases of one field are 250 calls to a service: the count itself must be bounded.
+/// Checks the shape of each operation before it is validated or run: at most [`MAX_ROOT_FIELDS`] top-level fields
+/// and at most [`MAX_DEPTH`] nested fields, with introspection held to its own rules (see [`shape`]).
+///
+/// async-graphql's complexity counts root fields, but 250 cheap aliases of one field are 250 calls to a service:
+/// the count itself must be bounded. Its depth limit is not used: it counts the nested `ofType` of the standard
+/// introspection query, which every GraphQL tool sends, and refuses it.
 #[derive(Debug, Clone, Copy, Default)]
-pub struct RootFieldLimit;
+pub struct ShapeLimits;
 
-impl ExtensionFactory for RootFieldLimit {
+impl ExtensionFactory for ShapeLimits {
     fn create(&self) -> Arc<dyn Extension> {
-        Arc::new(RootFieldLimit)
+        Arc::new(ShapeLimits)
     }
 }
 
 #[async_graphql::async_trait::async_trait]
-impl Extension for RootFieldLimit {
+impl Extension for ShapeLimits {
     async fn parse_query(
         &self,
         ctx: &ExtensionContext<'_>,
@@ -64,42 +72,11 @@ impl Extension for RootFieldLimit {
     ) -> ServerResult<ExecutableDocument> {
         let document = next.run(ctx, query, variables).await?;
         for (_, operation) in document.operations.iter() {
-            let fields = root_fields(&document, &operation.node.selection_set, 0);
-            if fields > MAX_ROOT_FIELDS {
-                let message = format!(
-                    "the operation selects {fields} top-level fields; at most {MAX_ROOT_FIELDS} are allowed"
-                );
-                let error = ServerError::new(message, Some(operation.pos));
+            if let Err(refusal) = shape::check(&document, &operation.node.selection_set) {
+                let error = ServerError::new(refusal.to_string(), Some(operation.pos));
                 return Err(with_code(error, ErrorCode::GraphqlValidationFailed));
             }
         }
         Ok(document)
     }
-}
-
-/// The fields selected at the top of `selection_set`, through fragments. `depth` bounds fragment chains (cycles
-/// are refused by validation later, but this runs before it).
-fn root_fields(
-    document: &ExecutableDocument,
-    selection_set: &Positioned<SelectionSet>,
-    depth: usize,
-) -> usize {
-    if depth > MAX_DEPTH {
-        return MAX_ROOT_FIELDS + 1;
-    }
-    selection_set
-        .node
-        .items
-        .iter()
-        .map(|selection| match &selection.node {
-            Selection::Field(_) => 1,
-            Selection::InlineFragment(fragment) => {
-                root_fields(document, &fragment.node.selection_set, depth + 1)
-            }
-            Selection::FragmentSpread(spread) => document
-                .fragments
-                .get(&spread.node.fragment_name.node)
-                .map_or(0, |fragment| root_fields(document, &fragment.node.selection_set, depth + 1)),
-        })
-        .fold(0, usize::saturating_add)
 }
