@@ -1,7 +1,7 @@
 //! The write side of the schema. Every mutation is one call to the service that owns the data; that service
 //! records the change and its event in one transaction.
 
-use async_graphql::{Context, ID, Object, Result, ResultExt};
+use async_graphql::{Context, Object, Result, ResultExt};
 use shop_events::TraceContext;
 
 use super::{
@@ -33,7 +33,7 @@ impl Mutation {
     async fn update_product(
         &self,
         ctx: &Context<'_>,
-        id: ID,
+        id: String,
         product: ProductInput,
         expected_version: Option<i64>,
     ) -> Result<Product> {

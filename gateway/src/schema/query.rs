@@ -1,6 +1,6 @@
 //! The read side of the schema.
 
-use async_graphql::{Context, ID, Object, Result, ResultExt};
+use async_graphql::{Context, Object, Result, ResultExt};
 use shop_events::TraceContext;
 
 use super::{
@@ -23,7 +23,7 @@ impl Query {
         &self,
         ctx: &Context<'_>,
         pagination: Option<PaginationInput>,
-        id: Option<ID>,
+        id: Option<String>,
     ) -> Result<Vec<Account>> {
         let (services, trace) = (ctx.data::<Services>()?, ctx.data::<TraceContext>()?);
         if let Some(id) = id {
@@ -43,7 +43,7 @@ impl Query {
         ctx: &Context<'_>,
         pagination: Option<PaginationInput>,
         query: Option<String>,
-        id: Option<ID>,
+        id: Option<String>,
     ) -> Result<Vec<Product>> {
         let (services, trace) = (ctx.data::<Services>()?, ctx.data::<TraceContext>()?);
         if let Some(id) = id {
@@ -55,7 +55,7 @@ impl Query {
     }
 
     /// The order with `id`, or null when there is none.
-    async fn order(&self, ctx: &Context<'_>, id: ID) -> Result<Option<Order>> {
+    async fn order(&self, ctx: &Context<'_>, id: String) -> Result<Option<Order>> {
         let (services, trace) = (ctx.data::<Services>()?, ctx.data::<TraceContext>()?);
         services.order(&uuid("id", &id)?, trace).await.extend()?.map(Order::try_from).transpose()
     }

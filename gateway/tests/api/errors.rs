@@ -178,7 +178,7 @@ async fn a_failure_inside_a_service_is_internal_and_says_nothing_of_its_cause() 
     // Act
     let response = app
         .client
-        .graphql("query($id: ID!) { accounts(id: $id) { orders { id } } }", json!({ "id": account }))
+        .graphql("query($id: String!) { accounts(id: $id) { orders { id } } }", json!({ "id": account }))
         .await;
 
     // Assert: the code says what happened; nothing says why.

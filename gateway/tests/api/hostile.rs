@@ -201,7 +201,7 @@ async fn pages_of_any_depth_are_read_with_a_cursor() {
     for name in ["Ada", "Grace", "Edsger", "Barbara", "Donald"] {
         created.push(app.client.create_account(name).await);
     }
-    let query = "query($after: ID) { accounts(pagination: {take: 2, after: $after}) { id } }";
+    let query = "query($after: String) { accounts(pagination: {take: 2, after: $after}) { id } }";
 
     let mut read = Vec::new();
     let mut after = Value::Null;
@@ -215,7 +215,7 @@ async fn pages_of_any_depth_are_read_with_a_cursor() {
     let search = app
         .client
         .graphql(
-            "query($after: ID) { products(query: \"kettle\", pagination: {after: $after}) { id } }",
+            "query($after: String) { products(query: \"kettle\", pagination: {after: $after}) { id } }",
             json!({ "after": created[0] }),
         )
         .await;
@@ -244,7 +244,7 @@ async fn a_bad_id_is_not_echoed_whole() {
     let huge = "z".repeat(500_000);
 
     let response =
-        app.client.graphql("query($id: ID!) { order(id: $id) { id } }", json!({ "id": huge })).await;
+        app.client.graphql("query($id: String!) { order(id: $id) { id } }", json!({ "id": huge })).await;
 
     assert_eq!(error_codes(&response), ["BAD_USER_INPUT"]);
     assert!(response.to_string().len() < 1_000, "{} bytes", response.to_string().len());
@@ -441,7 +441,7 @@ async fn an_account_with_10_000_large_orders_is_read_page_by_page() {
     let account_id = app.client.create_account("Ada").await;
     seed_orders(&app, &account_id, 10_000, 10, 1_000).await;
     let page = |skip: i32, take: i32| {
-        let query = "query($id: ID, $skip: Int!, $take: Int!) {
+        let query = "query($id: String, $skip: Int!, $take: Int!) {
             accounts(id: $id) { orders(pagination: {skip: $skip, take: $take}) { id products { description } } }
         }";
         app.client.graphql(query, json!({ "id": account_id, "skip": skip, "take": take }))
@@ -450,7 +450,7 @@ async fn an_account_with_10_000_large_orders_is_read_page_by_page() {
     let started = Instant::now();
     let first = app
         .client
-        .data("query($id: ID) { accounts(id: $id) { orders { id } } }", json!({ "id": account_id }))
+        .data("query($id: String) { accounts(id: $id) { orders { id } } }", json!({ "id": account_id }))
         .await;
     let deep = page(9_900, 100).await;
     println!(
@@ -463,7 +463,7 @@ async fn an_account_with_10_000_large_orders_is_read_page_by_page() {
     let after = app
         .client
         .data(
-            "query($id: ID, $after: ID) { accounts(id: $id) { orders(pagination: {after: $after}) { id } } }",
+            "query($id: String, $after: String) { accounts(id: $id) { orders(pagination: {after: $after}) { id } } }",
             json!({ "id": account_id, "after": last_of_first }),
         )
         .await;
@@ -491,7 +491,7 @@ async fn a_page_of_orders_too_large_for_one_answer_is_bad_user_input_not_a_decod
     let response = app
         .client
         .graphql(
-            "query($id: ID) { accounts(id: $id) { orders { products { description } } } }",
+            "query($id: String) { accounts(id: $id) { orders { products { description } } } }",
             json!({ "id": account_id }),
         )
         .await;

@@ -91,10 +91,10 @@ async fn products_are_listed_paged_searched_and_found_by_id() {
     let page = app.client.data("{ products(pagination: {skip: 1, take: 1}) { name } }", json!({})).await;
     let search = app.client.data(r#"{ products(query: "kettle") { name price } }"#, json!({})).await;
     let by_id =
-        app.client.data("query($id: ID) { products(id: $id) { name } }", json!({ "id": kettle })).await;
+        app.client.data("query($id: String) { products(id: $id) { name } }", json!({ "id": kettle })).await;
     let unknown = app
         .client
-        .data("query($id: ID) { products(id: $id) { name } }", json!({ "id": uuid::Uuid::now_v7() }))
+        .data("query($id: String) { products(id: $id) { name } }", json!({ "id": uuid::Uuid::now_v7() }))
         .await;
 
     assert_eq!(all["products"], json!([{ "name": "Kettle" }, { "name": "Teapot" }, { "name": "Mug" }]));
@@ -141,13 +141,13 @@ async fn an_order_can_be_read_by_id_and_an_unknown_one_is_null() {
     let read = app
         .client
         .data(
-            "query($id: ID!) { order(id: $id) { id status totalPrice accountId } }",
+            "query($id: String!) { order(id: $id) { id status totalPrice accountId } }",
             json!({ "id": placed["id"] }),
         )
         .await;
     let unknown = app
         .client
-        .data("query($id: ID!) { order(id: $id) { id } }", json!({ "id": uuid::Uuid::now_v7() }))
+        .data("query($id: String!) { order(id: $id) { id } }", json!({ "id": uuid::Uuid::now_v7() }))
         .await;
 
     assert_eq!(read["order"]["status"], "CONFIRMED");
@@ -159,7 +159,7 @@ async fn an_order_can_be_read_by_id_and_an_unknown_one_is_null() {
 async fn a_product_update_is_visible_and_checked_against_the_expected_version() {
     let app = spawn_app().await;
     let kettle = app.client.create_product("Kettle", "", 24.99).await;
-    let update = "mutation($id: ID!, $version: Int) {
+    let update = "mutation($id: String!, $version: Int) {
         updateProduct(id: $id, product: {name: \"Kettle\", price: 19.99}, expectedVersion: $version) { price version }
     }";
 
@@ -194,4 +194,27 @@ async fn the_callers_traceparent_reaches_the_order_events() {
         let stored = TraceContext::parse(row.traceparent.as_deref().unwrap(), None).unwrap();
         assert_eq!(stored.trace_id(), trace.trace_id());
     }
+}
+
+#[tokio::test]
+async fn id_variables_may_be_declared_string_as_in_the_original_or_id() {
+    let app = spawn_app().await;
+    let kettle = app.client.create_product("Kettle", "", 24.99).await;
+    let introspected = app
+        .client
+        .data(r#"{ __type(name: "Query") { fields { name args { name type { name } } } } }"#, json!({}))
+        .await;
+
+    let as_string =
+        app.client.data("query($id: String) { products(id: $id) { name } }", json!({ "id": kettle })).await;
+    let as_id =
+        app.client.data("query($id: ID) { products(id: $id) { name } }", json!({ "id": kettle })).await;
+
+    assert_eq!(as_string["products"], json!([{ "name": "Kettle" }]));
+    assert_eq!(as_id, as_string);
+    let fields = introspected["__type"]["fields"].as_array().unwrap();
+    let products = fields.iter().find(|field| field["name"] == "products").unwrap();
+    assert!(
+        products["args"].as_array().unwrap().contains(&json!({ "name": "id", "type": { "name": "String" } }))
+    );
 }

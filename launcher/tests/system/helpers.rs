@@ -60,7 +60,7 @@ impl TestShop {
 
     /// Polls the order until it is no longer PENDING.
     pub(crate) async fn settled_order(&self, id: &str) -> Value {
-        let query = "query($id: ID!) { order(id: $id) {
+        let query = "query($id: String!) { order(id: $id) {
             id status totalPrice rejectionReason products { id name price quantity } } }";
         let order = || async { self.client.data(query, json!({ "id": id })).await["order"].clone() };
         eventually(Duration::from_secs(30), "the order to leave PENDING", || async {

@@ -74,7 +74,7 @@ async fn a_rebuild_while_writes_continue_equals_the_source_row_by_row() {
                 )
                 .await?;
                 post(
-                    "mutation($id: ID!) { updateProduct(id: $id, product: {name: \"renamed\", price: 2.5}) { id } }",
+                    "mutation($id: String!) { updateProduct(id: $id, product: {name: \"renamed\", price: 2.5}) { id } }",
                     json!({ "id": product["createProduct"]["id"] }),
                 )
                 .await?;
