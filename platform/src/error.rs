@@ -161,7 +161,8 @@ impl From<ServiceError> for Status {
 #[cfg(feature = "postgres")]
 impl From<sqlx::Error> for ServiceError {
     /// A unique violation means a concurrent writer took the same key (usually the next aggregate version): a
-    /// conflict the caller can retry. A database that cannot be reached is unavailable. Anything else is a bug.
+    /// conflict the caller can retry. A database going away or out of reach ([`crate::postgres::is_unavailable`]) is
+    /// unavailable. Anything else is a bug.
     fn from(error: sqlx::Error) -> Self {
         let unique_violation =
             error.as_database_error().is_some_and(|e| e.kind() == sqlx::error::ErrorKind::UniqueViolation);
@@ -170,13 +171,11 @@ impl From<sqlx::Error> for ServiceError {
                 "a concurrent change to the same entity won; read it again and retry".into(),
             );
         }
-        match error {
-            sqlx::Error::PoolTimedOut | sqlx::Error::Io(_) | sqlx::Error::PoolClosed => {
-                tracing::warn!(error.message = %error, "The database is unavailable.");
-                Self::Unavailable("the database is unavailable; retry later".into())
-            }
-            other => Self::Unexpected(anyhow::Error::new(other).context("A database query failed")),
+        if crate::postgres::is_unavailable(&error) {
+            tracing::warn!(error.message = %error, "The database is unavailable.");
+            return Self::Unavailable("the database is unavailable; retry later".into());
         }
+        Self::Unexpected(anyhow::Error::new(error).context("A database query failed"))
     }
 }
 

@@ -161,7 +161,7 @@ pub async fn connect(url: &DatabaseUrl, settings: &PoolSettings) -> anyhow::Resu
             continue;
         }
         let pause = backoff.next_pause();
-        if !is_transient(&error) || Instant::now() + pause > deadline {
+        if !is_unavailable(&error) || Instant::now() + pause > deadline {
             return Err(error).with_context(|| format!("Failed to connect to Postgres at {url}"));
         }
         tracing::warn!(
@@ -194,12 +194,19 @@ fn sqlstate(error: &sqlx::Error) -> Option<String> {
     error.as_database_error()?.code().map(|code| code.into_owned())
 }
 
-/// Errors that a later attempt may not see: the server is down, starting, or out of connection slots.
-fn is_transient(error: &sqlx::Error) -> bool {
+/// Whether `error` means the database is going away or cannot be reached — a later attempt may succeed, so
+/// callers are told UNAVAILABLE (retry), never INTERNAL: the connection is lost or cannot be made (I/O, TLS,
+/// SQLSTATE class 08), the server is shutting down or starting (57P01 admin_shutdown, 57P02 crash_shutdown, 57P03
+/// cannot_connect_now, 57P05 idle_session_timeout), it has no connection slot left (53300), or the pool has no
+/// connection to give (timed out, closed).
+pub fn is_unavailable(error: &sqlx::Error) -> bool {
     match error {
-        sqlx::Error::Io(_) | sqlx::Error::PoolTimedOut | sqlx::Error::Tls(_) => true,
-        // cannot_connect_now (starting up or shutting down), too_many_connections.
-        sqlx::Error::Database(_) => matches!(sqlstate(error).as_deref(), Some("57P03" | "53300")),
+        sqlx::Error::Io(_) | sqlx::Error::Tls(_) | sqlx::Error::PoolTimedOut | sqlx::Error::PoolClosed => {
+            true
+        }
+        sqlx::Error::Database(_) => sqlstate(error).is_some_and(|code| {
+            code.starts_with("08") || matches!(code.as_str(), "57P01" | "57P02" | "57P03" | "57P05" | "53300")
+        }),
         _ => false,
     }
 }

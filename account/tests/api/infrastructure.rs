@@ -107,3 +107,31 @@ async fn start_up_gives_up_with_a_clear_error_when_postgres_stays_unreachable() 
         "{error:#}"
     );
 }
+
+#[tokio::test]
+async fn a_call_whose_database_connection_is_terminated_answers_unavailable() {
+    // Arrange: the insert waits on a lock, so the connection it runs on can be terminated under it, as a Postgres
+    // restart (`pg_ctl restart -m fast`) terminates every connection with SQLSTATE 57P01.
+    let app = spawn_app().await;
+    let mut lock = app.database.pool.begin().await.unwrap();
+    sqlx::query("LOCK TABLE accounts IN ACCESS EXCLUSIVE MODE").execute(&mut *lock).await.unwrap();
+    let client = app.client.clone();
+    let call = tokio::spawn(async move { client.post_account("Ada").await });
+    let waiting =
+        "SELECT pid FROM pg_stat_activity WHERE datname = current_database() AND wait_event_type = 'Lock'";
+    let blocked = loop {
+        match sqlx::query_scalar::<_, i32>(waiting).fetch_optional(&app.database.pool).await.unwrap() {
+            Some(pid) => break pid,
+            None => tokio::time::sleep(std::time::Duration::from_millis(10)).await,
+        }
+    };
+
+    // Act
+    sqlx::query("SELECT pg_terminate_backend($1)").bind(blocked).execute(&app.database.pool).await.unwrap();
+    let status = call.await.unwrap().unwrap_err();
+
+    // Assert: the caller is told to retry, and a retry succeeds once the database is back.
+    assert_eq!(status.code(), tonic::Code::Unavailable, "{status:?}");
+    lock.rollback().await.unwrap();
+    app.client.post_account("Ada").await.unwrap();
+}
