@@ -56,7 +56,7 @@ pub(super) async fn post(State(state): State<AppState>, headers: HeaderMap, body
         Ok(request) => request,
         Err(error) => {
             let message = format!("the body is not a GraphQL request in JSON: {error}");
-            return refusal::refuse(StatusCode::BAD_REQUEST, ErrorCode::BadUserInput, message);
+            return refusal::refuse(StatusCode::BAD_REQUEST, ErrorCode::BadRequest, message);
         }
     };
     execute(&state, &headers, request).await
@@ -68,7 +68,7 @@ pub(super) async fn get(State(state): State<AppState>, headers: HeaderMap, uri: 
         Ok(request) => request,
         Err(error) => {
             let message = format!("the query string is not a GraphQL request: {error}");
-            return refusal::refuse(StatusCode::BAD_REQUEST, ErrorCode::BadUserInput, message);
+            return refusal::refuse(StatusCode::BAD_REQUEST, ErrorCode::BadRequest, message);
         }
     };
     if too_deep(&request.query) {
@@ -79,12 +79,16 @@ pub(super) async fn get(State(state): State<AppState>, headers: HeaderMap, uri: 
         .unwrap_or(false);
     if is_mutation {
         let message = "mutations must be sent with POST";
-        return refusal::refuse(StatusCode::METHOD_NOT_ALLOWED, ErrorCode::BadUserInput, message);
+        return refusal::refuse(StatusCode::METHOD_NOT_ALLOWED, ErrorCode::BadRequest, message);
     }
     execute(&state, &headers, request).await
 }
 
 async fn execute(state: &AppState, headers: &HeaderMap, request: async_graphql::Request) -> Response {
+    if request.query.trim().is_empty() {
+        let message = "the request has no `query`";
+        return refusal::refuse(StatusCode::BAD_REQUEST, ErrorCode::BadRequest, message);
+    }
     if too_deep(&request.query) {
         return nesting_refusal();
     }
@@ -112,7 +116,7 @@ async fn read_bounded(body: Body, limit: usize) -> Result<Vec<u8>, Response> {
     while let Some(chunk) = chunks.next().await {
         let chunk = chunk.map_err(|error| {
             let message = format!("the request body could not be read: {error}");
-            refusal::refuse(StatusCode::BAD_REQUEST, ErrorCode::BadUserInput, message)
+            refusal::refuse(StatusCode::BAD_REQUEST, ErrorCode::BadRequest, message)
         })?;
         if bytes.len() + chunk.len() > limit {
             return Err(refusal::payload_too_large(limit));

@@ -15,6 +15,9 @@ use crate::services::CallError;
 /// The value of `extensions.code`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ErrorCode {
+    /// The HTTP request is not a GraphQL request: a body that is not JSON or has no `query`, an unreadable query
+    /// string, a mutation over GET (the name and meaning Apollo Server gives it).
+    BadRequest,
     /// The document is not valid GraphQL.
     GraphqlParseFailed,
     /// The document does not match the schema (unknown fields, missing required arguments or input fields…).
@@ -39,6 +42,7 @@ pub enum ErrorCode {
 impl ErrorCode {
     pub fn as_str(self) -> &'static str {
         match self {
+            Self::BadRequest => "BAD_REQUEST",
             Self::GraphqlParseFailed => "GRAPHQL_PARSE_FAILED",
             Self::GraphqlValidationFailed => "GRAPHQL_VALIDATION_FAILED",
             Self::BadUserInput => "BAD_USER_INPUT",

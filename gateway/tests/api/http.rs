@@ -24,6 +24,31 @@ async fn queries_can_be_sent_with_get() {
 }
 
 #[tokio::test]
+async fn malformed_bodies_answer_a_graphql_error_in_json_with_a_stable_code() {
+    let app = spawn_app().await;
+
+    for body in
+        ["{bad", r#"{"query": 1}"#, r#"{"variables": {}}"#, "[]", "", r#"{"query": "{ accounts { id } }""#]
+    {
+        let response = app
+            .http
+            .post(format!("{}/graphql", app.base_url))
+            .header("content-type", "application/json")
+            .body(body)
+            .send()
+            .await
+            .unwrap();
+
+        assert_eq!(response.status(), reqwest::StatusCode::BAD_REQUEST, "{body}");
+        assert!(response.headers()["content-type"].to_str().unwrap().contains("json"), "{body}");
+        let answer: Value = response.json().await.unwrap();
+        assert_eq!(error_codes(&answer), ["BAD_REQUEST"], "{body}: {answer:#}");
+        let message = answer["errors"][0]["message"].as_str().unwrap();
+        assert!(!message.contains("Error(") && !message.contains("InvalidRequest"), "{message}");
+    }
+}
+
+#[tokio::test]
 async fn mutations_cannot_be_sent_with_get() {
     let app = spawn_app().await;
 
@@ -37,7 +62,7 @@ async fn mutations_cannot_be_sent_with_get() {
 
     assert_eq!(response.status(), reqwest::StatusCode::METHOD_NOT_ALLOWED);
     let body: Value = response.json().await.unwrap();
-    assert_eq!(error_codes(&body), ["BAD_USER_INPUT"]);
+    assert_eq!(error_codes(&body), ["BAD_REQUEST"]);
     let accounts = app.client.data("{ accounts { id } }", json!({})).await;
     assert_eq!(accounts["accounts"], json!([]));
 }
