@@ -11,7 +11,9 @@ pub enum LogFormat {
     Json,
 }
 
-const DEFAULT_LOG_FILTER: &str = "info";
+/// Postgres notices (`relation … already exists, skipping` from idempotent migrations) are not for a newcomer's
+/// terminal; sqlx logs them at `info`.
+const DEFAULT_LOG_FILTER: &str = "info,sqlx::postgres::notice=warn";
 
 /// Logging settings, flattened into every binary's settings.
 #[derive(Debug, Clone, clap::Args)]
@@ -34,8 +36,11 @@ impl Default for TelemetrySettings {
 /// whose output is data (`shop tail`) keep stdout clean.
 pub fn init(settings: &TelemetrySettings) {
     let filter = EnvFilter::try_new(&settings.log_filter).unwrap_or_else(|error| {
-        eprintln!("Ignoring the invalid log filter {:?} ({error}); using `info`.", settings.log_filter);
-        EnvFilter::new("info")
+        eprintln!(
+            "Ignoring the invalid log filter {:?} ({error}); using `{DEFAULT_LOG_FILTER}`.",
+            settings.log_filter
+        );
+        EnvFilter::new(DEFAULT_LOG_FILTER)
     });
     match settings.log_format {
         LogFormat::Text => fmt().with_writer(std::io::stderr).with_env_filter(filter).init(),

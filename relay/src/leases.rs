@@ -207,7 +207,18 @@ impl Leases {
         .fetch_all(&mut **transaction)
         .await?;
         if !acquired.is_empty() {
-            tracing::info!(outbox = %self.outbox, shards = ?acquired, "Took over shards (shard, epoch).");
+            let shards = acquired.iter().map(|(shard, _)| *shard);
+            let (first, last) = (shards.clone().min().unwrap_or_default(), shards.max().unwrap_or_default());
+            let epochs = acquired.iter().map(|(_, epoch)| *epoch);
+            let (oldest, newest) =
+                (epochs.clone().min().unwrap_or_default(), epochs.max().unwrap_or_default());
+            tracing::info!(
+                outbox = %self.outbox,
+                shards = acquired.len(),
+                range = %format_args!("{first}..={last}"),
+                epochs = %format_args!("{oldest}..={newest}"),
+                "Took over shards."
+            );
         }
         Ok(acquired)
     }
