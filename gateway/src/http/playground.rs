@@ -45,8 +45,26 @@ const PAGE: &str = concat!(
 /// Mounts GraphiQL on the gateway's own endpoint. A file rather than an inline script, so the page's policy can
 /// forbid inline scripts.
 const MOUNT: &str = r#"const fetcher = GraphiQL.createFetcher({ url: new URL('/graphql', window.location.href).href });
+const defaultQuery = `# The shop's GraphQL API. The book icon on the left
+# opens the schema's documentation; Ctrl-Enter runs the
+# operation under the cursor.
+
+query Shop {
+  products(pagination: { take: 5 }) {
+    id name description price
+  }
+  accounts(pagination: { take: 5 }) {
+    id name
+    orders { id status totalPrice products { name quantity } }
+  }
+}
+
+mutation CreateAccount {
+  createAccount(account: { name: "Ada Lovelace" }) { id name }
+}
+`;
 ReactDOM.createRoot(document.getElementById('graphiql')).render(
-  React.createElement(GraphiQL, { fetcher, defaultEditorToolsVisibility: true }),
+  React.createElement(GraphiQL, { fetcher, defaultQuery, defaultEditorToolsVisibility: true }),
 );
 "#;
 
