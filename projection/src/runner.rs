@@ -124,7 +124,7 @@ pub struct ProjectionRunner<P> {
     source: Source,
     settings: RunnerSettings,
     stats: Arc<ProjectionStats>,
-    on_applied: Option<Arc<Notify>>,
+    on_applied: Vec<Arc<Notify>>,
 }
 
 impl<P: Projection> ProjectionRunner<P> {
@@ -138,7 +138,7 @@ impl<P: Projection> ProjectionRunner<P> {
             source,
             settings: RunnerSettings::default(),
             stats: Arc::default(),
-            on_applied: None,
+            on_applied: Vec::new(),
         }
     }
 
@@ -147,9 +147,10 @@ impl<P: Projection> ProjectionRunner<P> {
         self
     }
 
-    /// Wakes `notify` after every batch that changed the projection (for work that waits on it).
+    /// Wakes `notify` after every batch that changed the projection (for work that waits on it): every task
+    /// waiting on it, or the next one to wait. Called again, wakes each `notify` given.
     pub fn notify_on_applied(mut self, notify: Arc<Notify>) -> Self {
-        self.on_applied = Some(notify);
+        self.on_applied.push(notify);
         self
     }
 
@@ -477,11 +478,11 @@ impl<P: Projection> ProjectionRunner<P> {
             return false;
         };
         self.stats.add(&summary);
-        if summary.applied > 0
-            && let Some(notify) = &self.on_applied
-        {
-            notify.notify_waiters();
-            notify.notify_one();
+        if summary.applied > 0 {
+            for notify in &self.on_applied {
+                notify.notify_waiters();
+                notify.notify_one();
+            }
         }
         for record in &batch {
             consuming.next.insert(record.partition_key(), record.offset + 1);
