@@ -85,6 +85,14 @@ pub struct Settings {
     /// How long a pending order may wait for the projection before it is rejected.
     #[arg(long, env = "ORDER_PROJECTION_WAIT_MS", default_value_t = 10_000)]
     pub order_projection_wait_ms: u64,
+    /// How long `createOrder` may wait for the order service's projection to know the order's account and
+    /// products, so as to answer the order priced rather than pending; 0 answers pending at once.
+    #[arg(
+        long,
+        env = "ORDER_PRICED_ANSWER_WAIT_MS",
+        default_value_t = shop_order::config::DEFAULT_PRICED_ANSWER_WAIT_MS
+    )]
+    pub order_priced_answer_wait_ms: u64,
     #[command(flatten)]
     pub relay: shop_relay::config::RelaySettings,
     #[command(flatten)]
@@ -229,6 +237,7 @@ impl Shop {
             database: settings.database.clone(),
             validation: settings.order_validation,
             projection_wait_ms: settings.order_projection_wait_ms,
+            priced_answer_wait_ms: settings.order_priced_answer_wait_ms,
             kafka: kafka.clone(),
             account_service_url: url(account),
             catalog_service_url: url(catalog),

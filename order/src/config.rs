@@ -18,6 +18,9 @@ pub const DEFAULT_DATABASE_URL: &str = "postgres://postgres@127.0.0.1:5432/shop_
 pub const DEFAULT_ACCOUNT_SERVICE_URL: &str = "http://127.0.0.1:50051";
 pub const DEFAULT_CATALOG_SERVICE_URL: &str = "http://127.0.0.1:50052";
 const DEFAULT_PROJECTION_WAIT_MS: u64 = 10_000;
+/// Well above the usual path from a commit in the account or catalog database to the projection (about 100 ms
+/// through the relay and the consumer), so an order right after its account and products is answered priced.
+pub const DEFAULT_PRICED_ANSWER_WAIT_MS: u64 = 500;
 const DEFAULT_CLOCK_SKEW_MS: u64 = 1_000;
 const DEFAULT_VALIDATION_INTERVAL_MS: u64 = 1_000;
 const DEFAULT_DEPENDENCY_TIMEOUT_MS: u64 = 3_000;
@@ -28,9 +31,10 @@ pub enum ValidationMode {
     /// Synchronously, asking the account and catalog services over gRPC; the order is stored confirmed (and
     /// priced) or not at all.
     Grpc,
-    /// Asynchronously, from the order service's own projection of accounts and products (fed from Kafka): the
-    /// order is stored pending and answered at once, then confirmed or rejected. Keeps working while the account
-    /// and catalog services are down.
+    /// From the order service's own projection of accounts and products (fed from Kafka): the order is answered
+    /// confirmed and priced when the projection knows its account and products within the priced-answer wait;
+    /// otherwise it is stored pending and answered, then confirmed or rejected asynchronously. Keeps working while
+    /// the account and catalog services are down.
     Projection,
 }
 
@@ -58,6 +62,11 @@ pub struct Settings {
     /// (projection validation).
     #[arg(long, env = "ORDER_PROJECTION_WAIT_MS", default_value_t = DEFAULT_PROJECTION_WAIT_MS)]
     pub projection_wait_ms: u64,
+    /// How long `PostOrder` may wait for the projection to know an order's account and products so as to answer
+    /// the order decided (confirmed and priced) rather than pending; past it the order is stored pending and
+    /// validated as usual. 0 answers pending at once (projection validation).
+    #[arg(long, env = "ORDER_PRICED_ANSWER_WAIT_MS", default_value_t = DEFAULT_PRICED_ANSWER_WAIT_MS)]
+    pub priced_answer_wait_ms: u64,
     /// How far the clocks of the order service and of the other services' databases may disagree; an order is
     /// rejected only once the projection is complete this far past its placement (projection validation).
     #[arg(long, env = "ORDER_CLOCK_SKEW_MS", default_value_t = DEFAULT_CLOCK_SKEW_MS)]
@@ -132,6 +141,7 @@ impl Default for Settings {
             database: PoolSettings::default(),
             validation: ValidationMode::Grpc,
             projection_wait_ms: DEFAULT_PROJECTION_WAIT_MS,
+            priced_answer_wait_ms: DEFAULT_PRICED_ANSWER_WAIT_MS,
             clock_skew_ms: DEFAULT_CLOCK_SKEW_MS,
             validation_interval_ms: DEFAULT_VALIDATION_INTERVAL_MS,
             kafka: KafkaSettings::default(),

@@ -13,7 +13,7 @@ use shop_proto::{
 use tonic::{Code, Status, transport::Channel};
 use uuid::Uuid;
 
-use crate::domain::PricedProduct;
+use crate::domain::{Order, PricedProduct};
 
 /// What order validation needs to know about accounts and products.
 pub trait Directory: Send + Sync + 'static {
@@ -35,6 +35,36 @@ pub trait Directory: Send + Sync + 'static {
     /// The time before which the directory knows every account and product that was created: one created before
     /// it and not found does not exist. `None` while that is not known.
     fn known_through(&self) -> impl Future<Output = Result<Option<DateTime<Utc>>, ServiceError>> + Send;
+
+    /// What the directory holds of the names one order uses: [`account_exists`](Self::account_exists), then
+    /// [`products`](Self::products), unless the directory can answer both at once.
+    fn names(
+        &self,
+        account_id: Uuid,
+        product_ids: &[Uuid],
+        trace: &TraceContext,
+    ) -> impl Future<Output = Result<Names, ServiceError>> + Send {
+        async move {
+            let account_known = self.account_exists(account_id, trace).await?;
+            let products = self.products(product_ids, trace).await?;
+            Ok(Names { account_known, products })
+        }
+    }
+}
+
+/// What a directory holds of the account and products one order names.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Names {
+    pub account_known: bool,
+    /// The products found, by id; unknown ids are left out.
+    pub products: HashMap<Uuid, PricedProduct>,
+}
+
+impl Names {
+    /// Whether the account and every product of `order` are known.
+    pub fn knows(&self, order: &Order) -> bool {
+        self.account_known && order.lines.iter().all(|line| self.products.contains_key(&line.product_id))
+    }
 }
 
 /// Asks the account and catalog services over gRPC: one call for the account, one batch call for the products.
@@ -118,29 +148,38 @@ impl Directory for GrpcDirectory {
 /// through whatever time the test says.
 #[cfg(test)]
 pub(crate) mod fake {
-    use std::sync::Mutex;
+    use std::sync::{Arc, Mutex};
 
     use super::*;
 
-    #[derive(Debug, Default)]
+    /// Clones share their contents, so a test can add names while a service holds the directory.
+    #[derive(Debug, Default, Clone)]
     pub(crate) struct InMemoryDirectory {
-        accounts: Mutex<Vec<Uuid>>,
-        products: Mutex<HashMap<Uuid, PricedProduct>>,
-        pub(crate) known_through: Mutex<Option<DateTime<Utc>>>,
+        accounts: Arc<Mutex<Vec<Uuid>>>,
+        products: Arc<Mutex<HashMap<Uuid, PricedProduct>>>,
+        pub(crate) known_through: Arc<Mutex<Option<DateTime<Utc>>>>,
     }
 
     impl InMemoryDirectory {
         pub(crate) fn add_account(&self) -> Uuid {
             let id = Uuid::now_v7();
-            self.accounts.lock().unwrap().push(id);
+            self.insert_account(id);
             id
         }
 
         pub(crate) fn add_product(&self, name: &str, unit_price_cents: i64) -> Uuid {
             let id = Uuid::now_v7();
+            self.insert_product(id, name, unit_price_cents);
+            id
+        }
+
+        pub(crate) fn insert_account(&self, id: Uuid) {
+            self.accounts.lock().unwrap().push(id);
+        }
+
+        pub(crate) fn insert_product(&self, id: Uuid, name: &str, unit_price_cents: i64) {
             let product = PricedProduct { name: name.into(), description: String::new(), unit_price_cents };
             self.products.lock().unwrap().insert(id, product);
-            id
         }
     }
 

@@ -1,19 +1,20 @@
 //! The order use cases. The service owns the transaction boundary: an order, its lines and its outbox events are
 //! committed together or not at all.
 
-use std::sync::Arc;
+use std::{sync::Arc, time::Duration};
 
 use shop_events::{Envelope, TraceContext};
 use shop_outbox as outbox;
 use shop_platform::{ServiceError, pagination::Page};
 use sqlx::PgPool;
-use tokio::sync::Notify;
+use tokio::{sync::Notify, time::Instant};
 use uuid::Uuid;
 
 use crate::{
     directory::Directory,
     domain::{NewOrder, Order, OrderError},
     repository,
+    validation::PricedAnswer,
 };
 
 /// The most accounts one batch look-up may ask for.
@@ -24,8 +25,17 @@ pub const MAX_ACCOUNTS_PER_CALL: usize = 1_000;
 pub enum Placement {
     /// Before `PostOrder` answers, against the directory: the order is stored confirmed or not at all.
     Synchronous,
-    /// Later, by the [`Validator`](crate::validation::Validator): `PostOrder` stores the order pending and wakes it.
-    Deferred(Arc<Notify>),
+    /// By the [`Validator`](crate::validation::Validator), which `validator` wakes when an order is stored
+    /// pending; or, with a `priced` answer, by `PostOrder` itself when the directory knows the order's names in
+    /// time.
+    Deferred { validator: Arc<Notify>, priced: Option<PricedAnswer> },
+}
+
+impl Placement {
+    /// Deferred placement that stores every order pending and answers at once.
+    pub fn deferred(validator: Arc<Notify>) -> Self {
+        Self::Deferred { validator, priced: None }
+    }
 }
 
 /// The order service's use cases, over its database and a [`Directory`] of accounts and products.
@@ -36,48 +46,64 @@ pub struct OrderService<D> {
     placement: Placement,
 }
 
+/// A deferred order as placement leaves it, before it is stored.
+#[derive(Debug)]
+struct Deferred {
+    /// The order pending, and its `OrderPlaced` event.
+    pending: (Order, Envelope),
+    /// The order decided before the answer, and the event of its transition, when the directory allowed it.
+    decided: Option<(Order, Envelope)>,
+}
+
 impl<D: Directory> OrderService<D> {
     pub fn new(pool: PgPool, directory: D, placement: Placement) -> Self {
         Self { pool, directory, placement }
     }
 
-    /// Places an order. Synchronous placement validates it against the directory, prices it and stores it
-    /// confirmed with its `OrderPlaced` and `OrderConfirmed` events (an unknown account or product is NOT_FOUND and
-    /// stores nothing). Deferred placement stores it pending with its `OrderPlaced` event and returns at once.
-    #[tracing::instrument(skip_all, fields(account_id = %new_order.account_id(), order_id))]
+    /// Places an order, as [`place_order_within`](Self::place_order_within) does for a caller without a deadline.
     pub async fn place_order(
         &self,
         new_order: NewOrder,
         trace: &TraceContext,
     ) -> Result<Order, ServiceError> {
-        let (order, events) = self.place(new_order, trace).await?;
+        self.place_order_within(new_order, trace, None).await
+    }
+
+    /// Places an order. Synchronous placement validates it against the directory, prices it and stores it
+    /// confirmed with its `OrderPlaced` and `OrderConfirmed` events (an unknown account or product is NOT_FOUND and
+    /// stores nothing). Deferred placement stores it pending with its `OrderPlaced` event; with a priced answer, it
+    /// first gives the directory until the answer's wait (at most half of `allowed`, the time the caller gives the
+    /// call, if it said) to know the order's names, and stores the order decided (confirmed, priced) with both
+    /// events when it does.
+    #[tracing::instrument(skip_all, fields(account_id = %new_order.account_id(), order_id))]
+    pub async fn place_order_within(
+        &self,
+        new_order: NewOrder,
+        trace: &TraceContext,
+        allowed: Option<Duration>,
+    ) -> Result<Order, ServiceError> {
+        let order = match &self.placement {
+            Placement::Synchronous => {
+                let (order, events) = self.place_synchronously(new_order, trace).await?;
+                self.store(&order, &events, trace).await?;
+                order
+            }
+            Placement::Deferred { validator, priced } => {
+                let deferred = self.place_deferred(new_order, trace, priced.as_ref(), allowed).await?;
+                self.store_deferred(deferred, validator, trace).await?
+            }
+        };
         tracing::Span::current().record("order_id", tracing::field::display(order.id));
-
-        let mut transaction = self.pool.begin().await?;
-        repository::insert_order(&mut transaction, &order, trace).await?;
-        for event in &events {
-            outbox::append(&mut transaction, event).await?;
-        }
-        transaction.commit().await?;
-
-        if let Placement::Deferred(validator) = &self.placement {
-            validator.notify_one();
-        }
         tracing::info!(order_id = %order.id, status = order.status.as_str(), "Placed an order.");
         Ok(order)
     }
 
-    /// The order as placement makes it, with its events: validated and priced against the directory (synchronous
-    /// placement), or pending (deferred). Stores nothing.
-    async fn place(
+    /// The order validated and priced against the directory, with its events. Stores nothing.
+    async fn place_synchronously(
         &self,
         new_order: NewOrder,
         trace: &TraceContext,
     ) -> Result<(Order, Vec<Envelope>), ServiceError> {
-        if let Placement::Deferred(_) = self.placement {
-            let (order, placed) = Order::place(new_order);
-            return Ok((order, vec![Envelope::new(&placed, Some(trace))]));
-        }
         let account_id = new_order.account_id();
         if !self.directory.account_exists(account_id, trace).await? {
             return Err(ServiceError::NotFound(format!("account {account_id} does not exist")));
@@ -90,6 +116,68 @@ impl<D: Directory> OrderService<D> {
             OrderError::NotPending(_) => ServiceError::Unexpected(anyhow::Error::new(error)),
         })?;
         Ok((order, vec![Envelope::new(&placed, Some(trace)), Envelope::new(&confirmed, Some(trace))]))
+    }
+
+    /// The order pending and, if `priced` lets the directory decide it in time, decided. Stores nothing.
+    async fn place_deferred(
+        &self,
+        new_order: NewOrder,
+        trace: &TraceContext,
+        priced: Option<&PricedAnswer>,
+        allowed: Option<Duration>,
+    ) -> Result<Deferred, ServiceError> {
+        let (pending, placed) = Order::place(new_order);
+        let pending = (pending, Envelope::new(&placed, Some(trace)));
+        let wait =
+            priced.map_or(Duration::ZERO, |priced| priced.wait.min(allowed.map_or(Duration::MAX, |a| a / 2)));
+        let Some(priced) = priced.filter(|_| !wait.is_zero()) else {
+            return Ok(Deferred { pending, decided: None });
+        };
+        let mut order = pending.0.clone();
+        let deadline = Instant::now() + wait;
+        let decided = priced.decide(&self.directory, &mut order, trace, deadline).await?;
+        Ok(Deferred { pending, decided: decided.map(|event| (order, event)) })
+    }
+
+    /// Stores a deferred order: decided if it was, else pending (waking the validator). A decision the database
+    /// refuses for the data it carries (a price no order may hold, in a projection filled before it was checked)
+    /// leaves the order pending, for the validator to settle as it settles such orders.
+    async fn store_deferred(
+        &self,
+        deferred: Deferred,
+        validator: &Notify,
+        trace: &TraceContext,
+    ) -> Result<Order, ServiceError> {
+        let Deferred { pending: (pending, placed), decided } = deferred;
+        if let Some((order, decision)) = decided {
+            match self.store(&order, &[placed.clone(), decision], trace).await {
+                Ok(()) => return Ok(order),
+                Err(error) if shop_projection::is_refused_for_its_data(&error) => tracing::warn!(
+                    order_id = %order.id,
+                    error.message = %error,
+                    "The database refused an order's decision for the data it carries; storing the order pending."
+                ),
+                Err(error) => return Err(error.into()),
+            }
+        }
+        self.store(&pending, &[placed], trace).await?;
+        validator.notify_one();
+        Ok(pending)
+    }
+
+    /// Stores an order with its events, and the trace it was placed under, in one transaction.
+    async fn store(
+        &self,
+        order: &Order,
+        events: &[Envelope],
+        trace: &TraceContext,
+    ) -> Result<(), sqlx::Error> {
+        let mut transaction = self.pool.begin().await?;
+        repository::insert_order(&mut transaction, order, trace).await?;
+        for event in events {
+            outbox::append(&mut transaction, event).await?;
+        }
+        transaction.commit().await
     }
 
     pub async fn order(&self, id: Uuid) -> Result<Order, ServiceError> {
@@ -122,7 +210,9 @@ impl<D: Directory> OrderService<D> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::{directory::fake::InMemoryDirectory, domain::OrderStatus};
+    use crate::{directory::fake::InMemoryDirectory, domain::OrderStatus, validation::ValidationSettings};
+
+    const WAIT: Duration = Duration::from_millis(500);
 
     fn service(directory: InMemoryDirectory, placement: Placement) -> OrderService<InMemoryDirectory> {
         // Placement decides without the database; the pool never connects.
@@ -130,16 +220,27 @@ mod tests {
         OrderService::new(pool, directory, placement)
     }
 
+    /// A priced answer within `wait`, woken by `changed`; unknown names are rejected only after a minute.
+    fn priced(wait: Duration, changed: &Arc<Notify>) -> PricedAnswer {
+        let minute = Duration::from_secs(60);
+        let settings =
+            ValidationSettings { reject_after: minute, clock_skew: Duration::ZERO, interval: minute };
+        PricedAnswer { wait, directory_changed: changed.clone(), settings }
+    }
+
+    fn order_for(account: Uuid, product: Uuid) -> NewOrder {
+        NewOrder::parse(&account.to_string(), [(&*product.to_string(), 2)]).unwrap()
+    }
+
     #[tokio::test]
     async fn synchronous_placement_prices_and_confirms_an_order_for_known_names() {
         // Given
         let directory = InMemoryDirectory::default();
         let (account, kettle) = (directory.add_account(), directory.add_product("Kettle", 2_499));
-        let new_order = NewOrder::parse(&account.to_string(), [(&*kettle.to_string(), 2)]).unwrap();
 
         // When
         let (order, events) = service(directory, Placement::Synchronous)
-            .place(new_order, &TraceContext::new_root())
+            .place_synchronously(order_for(account, kettle), &TraceContext::new_root())
             .await
             .unwrap();
 
@@ -157,27 +258,140 @@ mod tests {
         let service = service(directory, Placement::Synchronous);
         let trace = TraceContext::new_root();
 
-        let ghost_account =
-            NewOrder::parse(&Uuid::now_v7().to_string(), [(&*kettle.to_string(), 1)]).unwrap();
-        let ghost_product =
-            NewOrder::parse(&account.to_string(), [(&*Uuid::now_v7().to_string(), 1)]).unwrap();
+        let ghost_account = order_for(Uuid::now_v7(), kettle);
+        let ghost_product = order_for(account, Uuid::now_v7());
 
-        assert!(matches!(service.place(ghost_account, &trace).await, Err(ServiceError::NotFound(_))));
-        assert!(matches!(service.place(ghost_product, &trace).await, Err(ServiceError::NotFound(_))));
+        assert!(matches!(
+            service.place_synchronously(ghost_account, &trace).await,
+            Err(ServiceError::NotFound(_))
+        ));
+        assert!(matches!(
+            service.place_synchronously(ghost_product, &trace).await,
+            Err(ServiceError::NotFound(_))
+        ));
     }
 
     #[tokio::test]
-    async fn deferred_placement_asks_nothing_and_leaves_the_order_pending() {
+    async fn deferred_placement_without_a_priced_answer_asks_nothing_and_leaves_the_order_pending() {
         // An empty directory: deferred placement does not look anything up.
-        let new_order =
-            NewOrder::parse(&Uuid::now_v7().to_string(), [(&*Uuid::now_v7().to_string(), 1)]).unwrap();
+        let new_order = order_for(Uuid::now_v7(), Uuid::now_v7());
 
-        let (order, events) = service(InMemoryDirectory::default(), Placement::Deferred(Arc::default()))
-            .place(new_order, &TraceContext::new_root())
+        let deferred = service(InMemoryDirectory::default(), Placement::deferred(Arc::default()))
+            .place_deferred(new_order, &TraceContext::new_root(), None, None)
             .await
             .unwrap();
 
-        assert_eq!(order.status, OrderStatus::Pending);
-        assert_eq!(events.len(), 1);
+        assert_eq!(deferred.pending.0.status, OrderStatus::Pending);
+        assert_eq!(deferred.pending.1.event_type, "shop.order.placed.v1");
+        assert!(deferred.decided.is_none());
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_priced_answer_confirms_at_once_an_order_whose_names_the_directory_knows() {
+        // Given
+        let directory = InMemoryDirectory::default();
+        let (account, kettle) = (directory.add_account(), directory.add_product("Kettle", 2_499));
+        let priced = priced(WAIT, &Arc::default());
+        let started = Instant::now();
+
+        // When
+        let deferred = service(directory, Placement::deferred(Arc::default()))
+            .place_deferred(order_for(account, kettle), &TraceContext::new_root(), Some(&priced), None)
+            .await
+            .unwrap();
+
+        // Then: no wait at all, the same order priced, with the event of its confirmation.
+        assert_eq!(started.elapsed(), Duration::ZERO);
+        let (order, event) = deferred.decided.expect("decided");
+        assert_eq!(
+            (order.id, order.status, order.version),
+            (deferred.pending.0.id, OrderStatus::Confirmed, 2)
+        );
+        assert_eq!(order.total_price_cents, Some(4_998));
+        assert_eq!(order.lines[0].product.as_ref().unwrap().name, "Kettle");
+        assert_eq!(event.event_type, "shop.order.confirmed.v1");
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_priced_answer_waits_for_names_the_directory_learns_during_the_wait() {
+        // Given: an account and a product the directory hears of 100 ms after the order arrives.
+        let directory = InMemoryDirectory::default();
+        let changed = Arc::new(Notify::new());
+        let (account, kettle) = (Uuid::now_v7(), Uuid::now_v7());
+        let learning = {
+            let (directory, changed) = (directory.clone(), changed.clone());
+            tokio::spawn(async move {
+                tokio::time::sleep(Duration::from_millis(100)).await;
+                directory.insert_account(account);
+                directory.insert_product(kettle, "Kettle", 2_499);
+                changed.notify_waiters();
+            })
+        };
+        let started = Instant::now();
+
+        // When
+        let deferred = service(directory, Placement::deferred(Arc::default()))
+            .place_deferred(
+                order_for(account, kettle),
+                &TraceContext::new_root(),
+                Some(&priced(WAIT, &changed)),
+                None,
+            )
+            .await
+            .unwrap();
+
+        // Then: answered when the directory learnt them, not at the end of the wait.
+        learning.await.unwrap();
+        assert_eq!(started.elapsed(), Duration::from_millis(100));
+        assert_eq!(deferred.decided.expect("decided").0.status, OrderStatus::Confirmed);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_priced_answer_leaves_the_order_pending_when_its_names_stay_unknown_past_the_wait() {
+        let directory = InMemoryDirectory::default();
+        let account = directory.add_account();
+        let started = Instant::now();
+
+        let deferred = service(directory, Placement::deferred(Arc::default()))
+            .place_deferred(
+                order_for(account, Uuid::now_v7()),
+                &TraceContext::new_root(),
+                Some(&priced(WAIT, &Arc::default())),
+                None,
+            )
+            .await
+            .unwrap();
+
+        assert_eq!(started.elapsed(), WAIT);
+        assert!(deferred.decided.is_none(), "not rejected: the minute to wait for the names is not over");
+        assert_eq!(deferred.pending.0.status, OrderStatus::Pending);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_priced_answer_waits_at_most_half_the_callers_time_and_not_at_all_when_its_wait_is_zero() {
+        let directory = InMemoryDirectory::default();
+        let account = directory.add_account();
+        let kettle = directory.add_product("Kettle", 2_499);
+        let service = service(directory, Placement::deferred(Arc::default()));
+        let trace = TraceContext::new_root();
+        let (never, none) = (Arc::default(), priced(Duration::ZERO, &Arc::default()));
+
+        let started = Instant::now();
+        let hurried = service
+            .place_deferred(
+                order_for(account, Uuid::now_v7()),
+                &trace,
+                Some(&priced(WAIT, &never)),
+                Some(WAIT / 5),
+            )
+            .await
+            .unwrap();
+        let hurried_for = started.elapsed();
+        let at_once =
+            service.place_deferred(order_for(account, kettle), &trace, Some(&none), None).await.unwrap();
+
+        assert_eq!(hurried_for, WAIT / 10);
+        assert!(hurried.decided.is_none());
+        assert!(at_once.decided.is_none(), "a zero wait answers pending, even for names the directory knows");
     }
 }

@@ -1,6 +1,6 @@
 //! Building and running the service: the same [`Application`] serves in production and in the tests.
 
-use std::{future::Future, net::SocketAddr, sync::Arc};
+use std::{future::Future, net::SocketAddr, sync::Arc, time::Duration};
 
 use anyhow::Context;
 use shop_platform::{grpc::lazy_channel, health::Health, supervisor::Supervisor};
@@ -15,7 +15,7 @@ use crate::{
     grpc::server::OrderGrpc,
     projection::{DirectoryProjection, ProjectionDirectory},
     service::{OrderService, Placement},
-    validation::{ValidationSettings, Validator},
+    validation::{PricedAnswer, ValidationSettings, Validator},
 };
 
 /// The order service, connected and migrated, with its listener bound.
@@ -65,31 +65,17 @@ impl Application {
                 serve(&mut supervisor, &health, self.listener, service);
             }
             ValidationMode::Projection => {
-                let source = Source::from_settings(&self.settings.kafka);
-                let runner = Arc::new(
-                    ProjectionRunner::new(
-                        Arc::new(DirectoryProjection::live()),
-                        self.pool.clone(),
-                        source.clone(),
-                    )
-                    .notify_on_applied(wake.clone()),
-                );
-                supervisor.restarting(DirectoryProjection::NAME, move |part| {
-                    let runner = runner.clone();
-                    async move { runner.run(part).await }
-                });
-                let completeness =
-                    Completeness::new(source, DirectoryProjection::NAME, DirectoryProjection::TOPICS);
-                supervisor.restarting("order.completeness", {
-                    let completeness = completeness.clone();
-                    move |part| {
-                        let completeness = completeness.clone();
-                        async move { completeness.follow(part).await }
-                    }
-                });
-                let directory = ProjectionDirectory::with_completeness(self.pool.clone(), completeness);
+                let directory_changed = Arc::new(Notify::new());
+                let directory =
+                    self.supervise_projection(&mut supervisor, [wake.clone(), directory_changed.clone()]);
                 supervise_validator(&mut supervisor, &self.pool, directory.clone(), validation, wake.clone());
-                let service = OrderService::new(self.pool.clone(), directory, Placement::Deferred(wake));
+                let priced = PricedAnswer {
+                    wait: Duration::from_millis(self.settings.priced_answer_wait_ms),
+                    directory_changed,
+                    settings: validation,
+                };
+                let placement = Placement::Deferred { validator: wake, priced: Some(priced) };
+                let service = OrderService::new(self.pool.clone(), directory, placement);
                 serve(&mut supervisor, &health, self.listener, service);
             }
         }
@@ -97,6 +83,34 @@ impl Application {
         self.pool.close().await;
         tracing::info!("The order service stopped.");
         stopped
+    }
+
+    /// The consumer that feeds the projection of accounts and products, waking each of `on_applied` after every
+    /// batch that changed it, and the follower of the relay's heartbeats; returns the directory over both.
+    fn supervise_projection(
+        &self,
+        supervisor: &mut Supervisor,
+        on_applied: [Arc<Notify>; 2],
+    ) -> ProjectionDirectory {
+        let source = Source::from_settings(&self.settings.kafka);
+        let runner = on_applied.into_iter().fold(
+            ProjectionRunner::new(Arc::new(DirectoryProjection::live()), self.pool.clone(), source.clone()),
+            ProjectionRunner::notify_on_applied,
+        );
+        let runner = Arc::new(runner);
+        supervisor.restarting(DirectoryProjection::NAME, move |part| {
+            let runner = runner.clone();
+            async move { runner.run(part).await }
+        });
+        let completeness = Completeness::new(source, DirectoryProjection::NAME, DirectoryProjection::TOPICS);
+        supervisor.restarting("order.completeness", {
+            let completeness = completeness.clone();
+            move |part| {
+                let completeness = completeness.clone();
+                async move { completeness.follow(part).await }
+            }
+        });
+        ProjectionDirectory::with_completeness(self.pool.clone(), completeness)
     }
 }
 

@@ -9,6 +9,10 @@
 //! and no sooner than `ORDER_PROJECTION_WAIT_MS` after it. Until then it stays pending, however long the relay or
 //! the projection lags, and the validator says how far behind the directory is.
 //!
+//! [`PricedAnswer`] applies the same rule in `PostOrder`, before the order is stored: when the directory knows the
+//! order's names within a bounded wait (`ORDER_PRICED_ANSWER_WAIT_MS`), the order is stored decided and answered
+//! priced; otherwise it is stored pending for the validator. An order is decided by one or the other, never both.
+//!
 //! Pending orders are taken with `FOR UPDATE SKIP LOCKED`, so several replicas validate side by side and never
 //! the same order twice. Each order's transition is written under its own savepoint: an order whose decision the
 //! database refuses for the data it carries (a price no catalog would hold, stored before the projection checked
@@ -28,7 +32,7 @@ use tokio::{sync::Notify, time::Instant};
 use uuid::Uuid;
 
 use crate::{
-    directory::Directory,
+    directory::{Directory, Names},
     domain::{Order, OrderError, Verdict},
     repository,
 };
@@ -49,6 +53,15 @@ pub struct ValidationSettings {
     pub clock_skew: Duration,
     /// How often to look even without a wake-up (orders of other replicas, waits running out).
     pub interval: Duration,
+}
+
+impl ValidationSettings {
+    /// Orders placed before this may be rejected for naming something unknown, when the directory knows every
+    /// name created before `known_through` (less the clock skew).
+    fn rejectable_before(&self, known_through: Option<DateTime<Utc>>) -> Option<DateTime<Utc>> {
+        let skew = chrono::Duration::from_std(self.clock_skew).unwrap_or_default();
+        known_through.map(|through| through - skew)
+    }
 }
 
 /// Moves pending orders to confirmed or rejected.
@@ -137,9 +150,8 @@ impl<D: Directory> Validator<D> {
 
     /// How far the directory is known complete, as of now.
     async fn knowledge(&self) -> Result<Knowledge, ServiceError> {
-        let skew = chrono::Duration::from_std(self.settings.clock_skew).unwrap_or_default();
         let known_through = self.directory.known_through().await?;
-        Ok(Knowledge { rejectable_before: known_through.map(|through| through - skew), now: Utc::now() })
+        Ok(Knowledge { rejectable_before: self.settings.rejectable_before(known_through), now: Utc::now() })
     }
 
     /// Says, at most every [`LAG_REPORT_INTERVAL`], that orders wait for a directory not known complete past them.
@@ -169,27 +181,92 @@ impl<D: Directory> Validator<D> {
         trace: &TraceContext,
         knowledge: Knowledge,
     ) -> Result<Decision, ServiceError> {
-        let account_known = self.directory.account_exists(order.account_id, trace).await?;
-        let product_ids: Vec<Uuid> = order.lines.iter().map(|line| line.product_id).collect();
-        let catalog = self.directory.products(&product_ids, trace).await?;
+        let names = self.directory.names(order.account_id, &order.product_ids(), trace).await?;
         let waited = (knowledge.now - order.created_at).to_std().unwrap_or_default();
         let complete_past_placement =
             knowledge.rejectable_before.is_some_and(|before| order.created_at < before);
-        let may_reject = waited >= self.settings.reject_after && complete_past_placement;
-        let event = match order.verdict(account_known, &catalog, !may_reject) {
-            Verdict::Wait if waited >= self.settings.reject_after => return Ok(Decision::HeldUp),
-            Verdict::Wait => return Ok(Decision::Wait),
-            Verdict::Confirm => match order.confirm(&catalog) {
-                Ok(confirmed) => Envelope::new(&confirmed, Some(trace)),
-                Err(OrderError::TotalTooLarge) => Envelope::new(
-                    &order.reject("the order total is too large").map_err(unexpected)?,
-                    Some(trace),
-                ),
-                Err(error) => return Err(unexpected(error)),
-            },
-            Verdict::Reject(reason) => Envelope::new(&order.reject(reason).map_err(unexpected)?, Some(trace)),
-        };
-        Ok(Decision::Transition(Box::new(event)))
+        judge(order, &names, waited >= self.settings.reject_after, complete_past_placement, trace)
+    }
+}
+
+/// The validator's rule, for the validator and for [`PricedAnswer`]: an order whose names are all known is priced
+/// and confirmed (or rejected if its total cannot be counted); one naming something unknown waits, and is
+/// rejected only once it has `waited_enough` and the directory is `complete_past_placement`.
+fn judge(
+    order: &mut Order,
+    names: &Names,
+    waited_enough: bool,
+    complete_past_placement: bool,
+    trace: &TraceContext,
+) -> Result<Decision, ServiceError> {
+    let may_reject = waited_enough && complete_past_placement;
+    let event = match order.verdict(names.account_known, &names.products, !may_reject) {
+        Verdict::Wait if waited_enough => return Ok(Decision::HeldUp),
+        Verdict::Wait => return Ok(Decision::Wait),
+        Verdict::Confirm => match order.confirm(&names.products) {
+            Ok(confirmed) => Envelope::new(&confirmed, Some(trace)),
+            Err(OrderError::TotalTooLarge) => {
+                Envelope::new(&order.reject("the order total is too large").map_err(unexpected)?, Some(trace))
+            }
+            Err(error) => return Err(unexpected(error)),
+        },
+        Verdict::Reject(reason) => Envelope::new(&order.reject(reason).map_err(unexpected)?, Some(trace)),
+    };
+    Ok(Decision::Transition(Box::new(event)))
+}
+
+/// `PostOrder` deciding a new order itself, by the validator's rule, when the directory knows the order's names
+/// within a bounded wait: the client is answered the priced order instead of a pending one. The order is not
+/// stored yet, so neither the validator nor another replica can see it, let alone decide it: there is one decision
+/// and one event, whoever takes it. Beyond the wait the order is stored pending, as without a priced answer.
+#[derive(Debug, Clone)]
+pub struct PricedAnswer {
+    /// The longest `PostOrder` waits for the directory to know an order's account and products.
+    pub wait: Duration,
+    /// Woken whenever the directory changed (the projection applied a batch).
+    pub directory_changed: Arc<Notify>,
+    /// The validator's rule: when an order naming something unknown may be rejected.
+    pub settings: ValidationSettings,
+}
+
+impl PricedAnswer {
+    /// Decides `order`, placed and not yet stored, as soon as the directory allows and at the latest at
+    /// `deadline`: returns the event of its transition, or `None` (it stays pending, unchanged). Looks once, then
+    /// once more each time the directory changes; holds no database connection meanwhile.
+    pub async fn decide<D: Directory>(
+        &self,
+        directory: &D,
+        order: &mut Order,
+        trace: &TraceContext,
+        deadline: Instant,
+    ) -> Result<Option<Envelope>, ServiceError> {
+        let product_ids = order.product_ids();
+        loop {
+            // Registered before looking, so that a change made while the look runs still wakes it.
+            let changed = self.directory_changed.notified();
+            tokio::pin!(changed);
+            changed.as_mut().enable();
+
+            let names = directory.names(order.account_id, &product_ids, trace).await?;
+            let waited = (Utc::now() - order.created_at).to_std().unwrap_or_default();
+            let waited_enough = waited >= self.settings.reject_after;
+            // How far the directory is complete matters only to a rejection: asked only then.
+            let complete_past_placement = waited_enough
+                && !names.knows(order)
+                && self
+                    .settings
+                    .rejectable_before(directory.known_through().await?)
+                    .is_some_and(|before| order.created_at < before);
+            if let Decision::Transition(event) =
+                judge(order, &names, waited_enough, complete_past_placement, trace)?
+            {
+                return Ok(Some(*event));
+            }
+            tokio::select! {
+                () = changed => {}
+                () = tokio::time::sleep_until(deadline) => return Ok(None),
+            }
+        }
     }
 }
 
@@ -302,6 +379,37 @@ mod tests {
 
         assert!(matches!(decision, Decision::Transition(_)));
         assert_eq!(order.status, OrderStatus::Confirmed);
+    }
+
+    #[tokio::test]
+    async fn a_priced_answer_rejects_only_what_the_validator_would_reject() {
+        // Given: a ghost account, with no time to wait before rejecting.
+        let directory = InMemoryDirectory::default();
+        let kettle = directory.add_product("Kettle", 2_499);
+        let settings =
+            ValidationSettings { reject_after: Duration::ZERO, ..validator(directory.clone()).settings };
+        let priced =
+            PricedAnswer { wait: Duration::from_millis(50), directory_changed: Arc::default(), settings };
+        let ghost = Uuid::now_v7();
+        let answer = |mut order: Order| {
+            let (priced, directory) = (priced.clone(), directory.clone());
+            async move {
+                let deadline = Instant::now() + priced.wait;
+                let event =
+                    priced.decide(&directory, &mut order, &TraceContext::new_root(), deadline).await.unwrap();
+                (order, event)
+            }
+        };
+
+        // When / Then: the directory not known complete past the order, it stays pending.
+        let (held_up, none) = answer(pending(ghost, kettle, Duration::ZERO)).await;
+        assert_eq!((held_up.status, none), (OrderStatus::Pending, None));
+
+        // Complete past it: rejected, with the reason and its event.
+        *directory.known_through.lock().unwrap() = Some(Utc::now() + chrono::Duration::seconds(1));
+        let (rejected, event) = answer(pending(ghost, kettle, Duration::ZERO)).await;
+        assert_eq!(rejected.rejection_reason, Some(format!("unknown account {ghost}")));
+        assert_eq!(event.unwrap().event_type, "shop.order.rejected.v1");
     }
 
     #[tokio::test]

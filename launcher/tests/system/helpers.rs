@@ -33,6 +33,7 @@ pub(crate) fn settings(broker: &TestBroker) -> Settings {
         order_validation: ValidationMode::Projection,
         // The default: long enough for a consumer group to form (~3 s) after a start.
         order_projection_wait_ms: 10_000,
+        order_priced_answer_wait_ms: shop_order::config::DEFAULT_PRICED_ANSWER_WAIT_MS,
         relay: Default::default(),
         search: Default::default(),
         database: Default::default(),
@@ -41,8 +42,14 @@ pub(crate) fn settings(broker: &TestBroker) -> Settings {
 }
 
 pub(crate) async fn start_shop() -> TestShop {
+    start_shop_with(|_| {}).await
+}
+
+/// A shop with the test settings, changed by `change`.
+pub(crate) async fn start_shop_with(change: impl FnOnce(&mut Settings)) -> TestShop {
     let broker = TestBroker::start().await;
-    let settings = settings(&broker);
+    let mut settings = settings(&broker);
+    change(&mut settings);
     let shop = Shop::start(&settings).await.expect("Failed to start the shop");
     let databases = ["account", "catalog", "order"]
         .iter()

@@ -1,13 +1,61 @@
 use serde_json::json;
-use shop_testkit::eventually;
+use std::time::Duration;
+
+use shop_testkit::{eventually, kafka::ReadRecord};
 use uuid::Uuid;
 
-use crate::helpers::start_shop;
+use crate::helpers::{start_shop, start_shop_with};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn an_order_is_confirmed_from_the_projection_with_the_catalogs_prices() {
-    // Arrange
+async fn an_order_for_an_account_and_products_created_just_before_is_answered_confirmed_and_priced() {
+    // Arrange: a projection that is up (an order went through), as it is for a client that comes a few seconds
+    // after the start (the consumer group takes about 3 s to form).
     let shop = start_shop().await;
+    let early = shop.client.create_account("Early").await;
+    let tea = shop.client.create_product("Tea", "", 4.5).await;
+    let first = shop.client.create_order(&early, &[(&tea, 1)]).await;
+    assert_eq!(shop.settled_order(first["id"].as_str().unwrap()).await["status"], "CONFIRMED");
+
+    // Act: what the original system's clients do: an account, products, and at once an order for them.
+    let ada = shop.client.create_account("Ada").await;
+    let kettle = shop.client.create_product("Kettle", "Boils water.", 24.99).await;
+    let mug = shop.client.create_product("Mug", "Holds tea.", 8.5).await;
+    let query = "mutation($order: OrderInput!) { createOrder(order: $order) {
+        id status totalPrice products { id name description price quantity } } }";
+    let order = json!({ "accountId": ada, "products": [{ "id": kettle, "quantity": 2 }, { "id": mug, "quantity": 1 }] });
+    let placed = shop.client.data(query, json!({ "order": order })).await["createOrder"].clone();
+
+    // Assert: the answer is the priced order.
+    assert_eq!(placed["status"], "CONFIRMED");
+    assert_eq!(placed["totalPrice"], 58.48);
+    assert_eq!(
+        placed["products"],
+        json!([
+            { "id": kettle, "name": "Kettle", "description": "Boils water.", "price": 24.99, "quantity": 2 },
+            { "id": mug, "name": "Mug", "description": "Holds tea.", "price": 8.5, "quantity": 1 },
+        ])
+    );
+    let id = placed["id"].as_str().unwrap().to_owned();
+    let of_the_order = move |record: &ReadRecord| record.key == id;
+    let records = shop
+        .broker
+        .read_until(&shop.broker.topic("shop.orders.v1"), Duration::from_secs(30), move |records| {
+            records.iter().filter(|record| of_the_order(record)).count() >= 2
+        })
+        .await;
+    let events: Vec<(String, i64)> = records
+        .iter()
+        .filter(|record| record.key == placed["id"].as_str().unwrap())
+        .map(|record| (record.headers["ce_type"].clone(), record.version()))
+        .collect();
+    assert_eq!(events, [("shop.order.placed.v1".into(), 1), ("shop.order.confirmed.v1".into(), 2)]);
+    shop.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn without_a_priced_answer_an_order_is_answered_pending_then_confirmed_from_the_projection() {
+    // Arrange
+    let shop = start_shop_with(|settings| settings.order_priced_answer_wait_ms = 0).await;
     let ada = shop.client.create_account("Ada").await;
     let kettle = shop.client.create_product("Kettle", "", 24.99).await;
     let mug = shop.client.create_product("Mug", "", 8.5).await;

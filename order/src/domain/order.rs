@@ -112,6 +112,11 @@ impl Order {
         (order, event)
     }
 
+    /// Every product the order names (once each: lines are merged when the order is placed).
+    pub fn product_ids(&self) -> Vec<Uuid> {
+        self.lines.iter().map(|line| line.product_id).collect()
+    }
+
     /// Prices every line from `catalog` and confirms the order. Fails, changing nothing, if the order is not
     /// pending or names a product `catalog` does not know.
     pub fn confirm(

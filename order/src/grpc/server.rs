@@ -1,5 +1,7 @@
 //! `shop.order.v1.OrderService` over [`OrderService`]: protobuf in, domain types through, protobuf out.
 
+use std::time::Duration;
+
 use prost::Message;
 use shop_platform::{
     ServiceError,
@@ -91,17 +93,35 @@ fn orders_response<T>(
     Ok(Response::new(wrap(orders)))
 }
 
+/// How long the caller gives the call, from its `grpc-timeout` header (`1500m`, `2S`, … as the gRPC protocol
+/// writes it), if it sent one.
+fn allowed_time<T>(request: &Request<T>) -> Option<Duration> {
+    let value = request.metadata().get("grpc-timeout")?.to_str().ok()?;
+    let (amount, unit) = value.split_at(value.len().checked_sub(1)?);
+    // At most 8 digits, says the protocol: no overflow below.
+    let amount: u64 = amount.parse().ok().filter(|_| amount.len() <= 8)?;
+    Some(match unit {
+        "H" => Duration::from_secs(amount * 3_600),
+        "M" => Duration::from_secs(amount * 60),
+        "S" => Duration::from_secs(amount),
+        "m" => Duration::from_millis(amount),
+        "u" => Duration::from_micros(amount),
+        "n" => Duration::from_nanos(amount),
+        _ => return None,
+    })
+}
+
 #[tonic::async_trait]
 impl<D: Directory + Clone> order_service_server::OrderService for OrderGrpc<D> {
     async fn post_order(
         &self,
         request: Request<proto::PostOrderRequest>,
     ) -> Result<Response<proto::PostOrderResponse>, Status> {
-        let trace = trace_context(&request);
+        let (trace, allowed) = (trace_context(&request), allowed_time(&request));
         let request = request.into_inner();
         let lines = request.lines.iter().map(|line| (line.product_id.as_str(), line.quantity));
         let new_order = NewOrder::parse(&request.account_id, lines).map_err(ServiceError::from)?;
-        let order = self.service.place_order(new_order, &trace).await?;
+        let order = self.service.place_order_within(new_order, &trace, allowed).await?;
         Ok(Response::new(proto::PostOrderResponse { order: Some(order.into()) }))
     }
 
@@ -138,5 +158,28 @@ impl<D: Directory + Clone> order_service_server::OrderService for OrderGrpc<D> {
             Page::parse_after(request.skip, request.take, &request.after).map_err(ServiceError::from)?;
         let orders = self.service.orders_for_accounts(&ids, page).await?;
         orders_response(orders, |orders| proto::GetOrdersForAccountsResponse { orders })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn with_timeout(value: &str) -> Request<()> {
+        let mut request = Request::new(());
+        request.metadata_mut().insert("grpc-timeout", value.parse().unwrap());
+        request
+    }
+
+    #[test]
+    fn the_time_a_caller_allows_is_read_from_its_grpc_timeout_in_every_unit() {
+        assert_eq!(allowed_time(&with_timeout("1500m")), Some(Duration::from_millis(1_500)));
+        assert_eq!(allowed_time(&with_timeout("2S")), Some(Duration::from_secs(2)));
+        assert_eq!(allowed_time(&with_timeout("1H")), Some(Duration::from_secs(3_600)));
+        assert_eq!(allowed_time(&with_timeout("250000u")), Some(Duration::from_millis(250)));
+        assert_eq!(allowed_time(&Request::new(())), None);
+        for malformed in ["", "S", "12", "1x", "123456789S", "-1S"] {
+            assert_eq!(allowed_time(&with_timeout(malformed)), None, "{malformed:?}");
+        }
     }
 }

@@ -168,7 +168,7 @@ async fn orders_left_pending_by_projection_mode_are_validated_over_grpc_in_grpc_
     let earlier_run = OrderService::new(
         app.database.pool.clone(),
         ProjectionDirectory::new(app.database.pool.clone()),
-        Placement::Deferred(Arc::default()),
+        Placement::deferred(Arc::default()),
     );
     let trace = shop_events::TraceContext::new_root();
     let ghost = Uuid::now_v7().to_string();

@@ -1,7 +1,8 @@
-//! The order service in projection mode: orders answered pending at once, then confirmed or rejected from the
-//! service's own projection of accounts and products, fed here by events published straight to the broker.
+//! The order service in projection mode: orders answered priced when the service's own projection of accounts and
+//! products knows their names in time, or pending, then confirmed or rejected from that projection, fed here by
+//! events published straight to the broker.
 
-use std::{sync::Arc, time::Duration};
+use std::{collections::HashMap, sync::Arc, time::Duration};
 
 use shop_events::{
     account::{Account, AccountCreated},
@@ -9,14 +10,18 @@ use shop_events::{
     envelope::now,
 };
 use shop_order::{
+    config::Settings,
     projection::ProjectionDirectory,
     validation::{ValidationSettings, Validator},
 };
 use shop_proto::order::v1::OrderStatus;
-use shop_testkit::{count_rows, eventually, kafka::TestBroker, outbox_rows};
+use shop_testkit::{TestDatabase, count_rows, eventually, init_test_logging, kafka::TestBroker, outbox_rows};
 use uuid::Uuid;
 
-use crate::helpers::{ProjectionApp, publish, publish_heartbeat, settled, spawn_projection_app};
+use crate::helpers::{
+    ProjectionApp, projection_settings, publish, publish_heartbeat, settled, spawn_order_service,
+    spawn_projection_app,
+};
 
 fn account(id: Uuid, version: i64, name: &str) -> AccountCreated {
     AccountCreated { account: Account { id, name: name.into(), version, created_at: now() } }
@@ -48,11 +53,150 @@ async fn projected(app: &ProjectionApp, product: Uuid, version: i64) {
     .await;
 }
 
+/// Waits until the projection's consumer has joined its group and applies what is published (a consumer group
+/// takes seconds to form): a marker product goes through.
+async fn consuming(broker: &TestBroker, app: &ProjectionApp) {
+    let marker = Uuid::now_v7();
+    publish(broker, &ProductCreated { product: product(marker, 1, "Marker", 1) }).await;
+    projected(app, marker, 1).await;
+}
+
+/// The order service in projection mode, answering priced orders within `priced_wait_ms`.
+async fn spawn_priced_app(broker: &TestBroker, priced_wait_ms: u64) -> ProjectionApp {
+    init_test_logging();
+    let database = TestDatabase::create().await;
+    let settings = Settings {
+        priced_answer_wait_ms: priced_wait_ms,
+        ..projection_settings(&database, broker, &broker.bootstrap, 10_000)
+    };
+    spawn_order_service(database, &settings).await
+}
+
+/// The decisions (confirmations and rejections) the outbox holds, per order.
+async fn decisions(app: &ProjectionApp) -> HashMap<Uuid, Vec<(String, i64)>> {
+    let mut decisions: HashMap<Uuid, Vec<(String, i64)>> = HashMap::new();
+    for row in outbox_rows(&app.database.pool).await {
+        if row.event_type != "shop.order.placed.v1" {
+            decisions.entry(row.aggregate_id).or_default().push((row.event_type, row.aggregate_version));
+        }
+    }
+    decisions
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn an_order_is_answered_pending_then_confirmed_and_priced_from_the_projection() {
-    // Arrange
+async fn an_order_for_names_published_just_before_it_is_answered_confirmed_and_priced() {
+    // Arrange: a projection that consumes, then an account and two products published just before the order.
     let broker = TestBroker::start().await;
     let app = spawn_projection_app(&broker, 10_000).await;
+    consuming(&broker, &app).await;
+    let (ada, kettle, mug) = (Uuid::now_v7(), Uuid::now_v7(), Uuid::now_v7());
+    publish(&broker, &account(ada, 1, "Ada")).await;
+    publish(&broker, &ProductCreated { product: product(kettle, 1, "Kettle", 2_499) }).await;
+    publish(&broker, &ProductCreated { product: product(mug, 1, "Mug", 899) }).await;
+
+    // Act
+    let placed = app
+        .client
+        .post_order(&ada.to_string(), &[(&kettle.to_string(), 2), (&mug.to_string(), 1)])
+        .await
+        .unwrap();
+    // Time for the validator to look (every 100 ms here) and find nothing left to decide.
+    tokio::time::sleep(Duration::from_millis(500)).await;
+
+    // Assert: the answer is the order, decided and priced, as stored.
+    assert_eq!(placed.status(), OrderStatus::Confirmed);
+    assert_eq!(placed.total_price_cents, Some(2 * 2_499 + 899));
+    let kettle_line = placed.lines[0].product.as_ref().unwrap();
+    assert_eq!(
+        (&*kettle_line.name, &*kettle_line.description, kettle_line.unit_price_cents),
+        ("Kettle", "Kettle, v1", 2_499)
+    );
+    assert_eq!(app.client.get_order(&placed.id).await.unwrap(), placed);
+    let events: Vec<(String, i64)> = outbox_rows(&app.database.pool)
+        .await
+        .into_iter()
+        .map(|row| (row.event_type, row.aggregate_version))
+        .collect();
+    assert_eq!(events, [("shop.order.placed.v1".into(), 1), ("shop.order.confirmed.v1".into(), 2)]);
+    app.server.stop().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_order_whose_names_stay_unknown_past_the_priced_wait_is_answered_pending_then_decided_by_the_validator()
+ {
+    // Arrange
+    let broker = TestBroker::start().await;
+    let app = spawn_priced_app(&broker, 300).await;
+    consuming(&broker, &app).await;
+    let (ada, kettle) = (Uuid::now_v7(), Uuid::now_v7());
+
+    // Act: the order comes before the projection hears of its account and product, which come after the wait.
+    let started = std::time::Instant::now();
+    let placed = app.client.post_order(&ada.to_string(), &[(&kettle.to_string(), 3)]).await.unwrap();
+    let answered_after = started.elapsed();
+    publish(&broker, &account(ada, 1, "Ada")).await;
+    publish(&broker, &ProductCreated { product: product(kettle, 1, "Kettle", 2_499) }).await;
+    let order = settled(&app.client, &placed.id).await;
+
+    // Assert
+    assert_eq!(placed.status(), OrderStatus::Pending);
+    assert!(placed.lines.iter().all(|line| line.product.is_none()));
+    assert!(answered_after >= Duration::from_millis(300), "answered after {answered_after:?}");
+    assert_eq!(order.status(), OrderStatus::Confirmed);
+    assert_eq!(order.total_price_cents, Some(3 * 2_499));
+    let id: Uuid = placed.id.parse().unwrap();
+    assert_eq!(decisions(&app).await, HashMap::from([(id, vec![("shop.order.confirmed.v1".into(), 2)])]));
+    app.server.stop().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn orders_racing_the_projection_are_each_decided_once_by_the_request_or_by_the_validator() {
+    // Arrange: orders arriving every 10 ms for 400 ms, for an account and product published after 150 ms; each
+    // waits 200 ms at most for them, so the early ones are left to the validator and the late ones answered priced.
+    let broker = TestBroker::start().await;
+    let app = spawn_priced_app(&broker, 200).await;
+    consuming(&broker, &app).await;
+    let (ada, kettle) = (Uuid::now_v7(), Uuid::now_v7());
+
+    // Act
+    let orders = (0..40_u64).map(|i| {
+        let client = app.client.clone();
+        tokio::spawn(async move {
+            tokio::time::sleep(Duration::from_millis(10 * i)).await;
+            client.post_order(&ada.to_string(), &[(&kettle.to_string(), 1)]).await.unwrap()
+        })
+    });
+    let orders = futures::future::join_all(orders);
+    let names = async {
+        tokio::time::sleep(Duration::from_millis(150)).await;
+        publish(&broker, &account(ada, 1, "Ada")).await;
+        publish(&broker, &ProductCreated { product: product(kettle, 1, "Kettle", 2_499) }).await;
+    };
+    let (answers, ()) = tokio::join!(orders, names);
+    let answers: Vec<_> = answers.into_iter().map(Result::unwrap).collect();
+    for answer in &answers {
+        settled(&app.client, &answer.id).await;
+    }
+
+    // Assert: every order confirmed, by one decision, whichever answer its client had.
+    let decisions = decisions(&app).await;
+    let priced = answers.iter().filter(|answer| answer.status() == OrderStatus::Confirmed).count();
+    assert_eq!(decisions.len(), 40, "{priced} of 40 answered priced");
+    for answer in &answers {
+        let id: Uuid = answer.id.parse().unwrap();
+        assert_eq!(decisions[&id], [("shop.order.confirmed.v1".to_owned(), 2)], "order {id}");
+        assert!(matches!(answer.status(), OrderStatus::Confirmed | OrderStatus::Pending));
+    }
+    app.server.stop().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn without_a_priced_answer_an_order_is_answered_pending_then_confirmed_and_priced_from_the_projection()
+{
+    // Arrange
+    let broker = TestBroker::start().await;
+    let app = spawn_priced_app(&broker, 0).await;
+    consuming(&broker, &app).await;
     let (ada, kettle, mug) = (Uuid::now_v7(), Uuid::now_v7(), Uuid::now_v7());
     publish(&broker, &account(ada, 1, "Ada")).await;
     publish(&broker, &ProductCreated { product: product(kettle, 1, "Kettle", 2_499) }).await;
@@ -201,7 +345,7 @@ async fn several_validators_never_validate_the_same_order_twice() {
     let service = shop_order::service::OrderService::new(
         pool.clone(),
         ProjectionDirectory::new(pool.clone()),
-        shop_order::service::Placement::Deferred(Arc::default()),
+        shop_order::service::Placement::deferred(Arc::default()),
     );
     let trace = shop_events::TraceContext::new_root();
     for _ in 0..200 {
@@ -323,7 +467,7 @@ async fn an_order_the_database_refuses_is_rejected_and_the_other_orders_of_the_p
     let service = shop_order::service::OrderService::new(
         pool.clone(),
         ProjectionDirectory::new(pool.clone()),
-        shop_order::service::Placement::Deferred(Arc::default()),
+        shop_order::service::Placement::deferred(Arc::default()),
     );
     let trace = shop_events::TraceContext::new_root();
     let mut placed = Vec::new();
