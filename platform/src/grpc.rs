@@ -57,15 +57,11 @@ where
     let (reporter, health_service) = tonic_health::server::health_reporter();
     reporter.set_serving::<S>().await;
     let mirroring = tokio::spawn(mirror_health(reporter.clone(), health.watch()));
-    let reflection = tonic_reflection::server::Builder::configure()
-        .register_encoded_file_descriptor_set(file_descriptor_set)
-        .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
+    let reflection = reflection_of::<S>(file_descriptor_set)
         .build_v1()
         .context("Failed to build the gRPC reflection service")?;
     // Older clients (grpcurl before 1.8.8, Python's grpcio-reflection, several GUI clients) speak only v1alpha.
-    let reflection_v1alpha = tonic_reflection::server::Builder::configure()
-        .register_encoded_file_descriptor_set(file_descriptor_set)
-        .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
+    let reflection_v1alpha = reflection_of::<S>(file_descriptor_set)
         .build_v1alpha()
         .context("Failed to build the gRPC reflection service (v1alpha)")?;
     let parts: Vec<String> = health.statuses().into_keys().collect();
@@ -102,6 +98,24 @@ where
         .serve_with_incoming_shutdown(TcpIncoming::from(listener).with_nodelay(Some(true)), shutdown)
         .await
         .context("The gRPC server failed")
+}
+
+/// Reflection (either version) as this server offers it: the services it serves, and no others. The shop's
+/// descriptor set holds every service's protos, so left to list whatever it describes, reflection would list the
+/// other servers' services too; and each version lists both reflection services, as grpc-go's servers do.
+fn reflection_of<S: NamedService>(
+    file_descriptor_set: &'static [u8],
+) -> tonic_reflection::server::Builder<'static> {
+    tonic_reflection::server::Builder::configure()
+        .register_encoded_file_descriptor_set(file_descriptor_set)
+        .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
+        .register_encoded_file_descriptor_set(tonic_reflection::pb::v1::FILE_DESCRIPTOR_SET)
+        .register_encoded_file_descriptor_set(tonic_reflection::pb::v1alpha::FILE_DESCRIPTOR_SET)
+        .include_reflection_service(false)
+        .with_service_name(S::NAME)
+        .with_service_name("grpc.health.v1.Health")
+        .with_service_name("grpc.reflection.v1.ServerReflection")
+        .with_service_name("grpc.reflection.v1alpha.ServerReflection")
 }
 
 /// Keeps the gRPC health statuses in step with the process's parts.
