@@ -1,13 +1,30 @@
 //! `shop-bench`: measures the relay (throughput against a bare producer; commit-to-Kafka latency with and without
 //! commit notifications), order placement (through the gateway against the same SQL transaction straight to
-//! Postgres) and replay (rebuilding the order projection), prints a table and writes `BENCHMARKS.md`.
+//! Postgres; and in projection mode, how often `createOrder` answers the priced order) and replay (rebuilding the
+//! order projection), prints a table and writes `BENCHMARKS.md`.
 //!
 //! The relay and the gateway run as child processes (this binary in a child mode) so their peak memory can be
 //! read on its own. Kafka is the embedded mock cluster unless `KAFKA_BROKERS` is set; Postgres is the one at
 //! `TEST_POSTGRES_URL` (default `postgres://postgres@127.0.0.1:5432`), with fresh databases per run.
 
+/// Builds service `$crate_name` on port 0 against `$database`, with default settings otherwise, and runs it;
+/// gives its URL and the running server.
+macro_rules! spawn_service {
+    ($crate_name:ident, $database:expr) => {{
+        let settings = $crate_name::config::Settings {
+            listen_addr: "127.0.0.1:0".parse()?,
+            database_url: $database.url.parse().map_err(anyhow::Error::msg)?,
+            ..Default::default()
+        };
+        let application = $crate_name::startup::Application::build(&settings).await?;
+        let url = format!("http://{}", application.local_addr());
+        (url, RunningServer::spawn(|shutdown| application.run_until_stopped(shutdown)))
+    }};
+}
+
 pub mod children;
 pub mod orders;
+pub mod priced;
 pub mod produce;
 pub mod relay;
 pub mod replay;
@@ -88,6 +105,8 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
     let latency = relay::latency(&broker, sizes.latency_rate, sizes.latency_duration).await?;
     eprintln!("order placement at concurrency {:?}…", sizes.concurrency);
     let placement = orders::placement(sizes.concurrency, sizes.placement_duration).await?;
+    eprintln!("priced answers in projection mode at concurrency {:?}…", sizes.concurrency);
+    let priced = priced::priced_placement(&broker, sizes.concurrency, sizes.placement_duration).await?;
     eprintln!("replay of {} entity events…", sizes.replay_events);
     let replay = replay::replay(&broker, sizes.replay_events).await?;
 
@@ -97,6 +116,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         throughput,
         latency,
         placement,
+        priced,
         replay,
     };
     println!("{}", report.tables());

@@ -53,36 +53,47 @@ where
 {
     let operation = Arc::new(operation);
     let started = Instant::now();
-    let workers = (0..concurrency).map(|_| {
+    let samples = load_with(concurrency, duration, move || {
         let operation = operation.clone();
-        tokio::spawn(async move {
-            let mut latencies = Vec::new();
-            while started.elapsed() < duration {
-                let at = Instant::now();
-                operation().await?;
-                latencies.push(at.elapsed());
-            }
-            anyhow::Ok(latencies)
-        })
-    });
-    let mut samples = Vec::new();
-    for worker in join_all(workers).await {
-        samples.extend(worker??);
-    }
+        async move {
+            let at = Instant::now();
+            operation().await?;
+            Ok(at.elapsed())
+        }
+    })
+    .await?;
     Ok((per_second(samples.len(), started.elapsed()), Latencies::of(samples)))
 }
 
-macro_rules! spawn_service {
-    ($crate_name:ident, $database:expr) => {{
-        let settings = $crate_name::config::Settings {
-            listen_addr: "127.0.0.1:0".parse()?,
-            database_url: $database.url.parse().map_err(anyhow::Error::msg)?,
-            ..Default::default()
-        };
-        let application = $crate_name::startup::Application::build(&settings).await?;
-        let url = format!("http://{}", application.local_addr());
-        (url, RunningServer::spawn(|shutdown| application.run_until_stopped(shutdown)))
-    }};
+/// Runs `operation` from `concurrency` tasks, each calling it again as soon as it returns, for `duration`;
+/// returns what every call returned.
+pub(crate) async fn load_with<F, Fut, T>(
+    concurrency: usize,
+    duration: Duration,
+    operation: F,
+) -> anyhow::Result<Vec<T>>
+where
+    F: Fn() -> Fut + Send + Sync + 'static,
+    Fut: Future<Output = anyhow::Result<T>> + Send,
+    T: Send + 'static,
+{
+    let operation = Arc::new(operation);
+    let started = Instant::now();
+    let workers = (0..concurrency).map(|_| {
+        let operation = operation.clone();
+        tokio::spawn(async move {
+            let mut results = Vec::new();
+            while started.elapsed() < duration {
+                results.push(operation().await?);
+            }
+            anyhow::Ok(results)
+        })
+    });
+    let mut results = Vec::new();
+    for worker in join_all(workers).await {
+        results.extend(worker??);
+    }
+    Ok(results)
 }
 
 /// Measures every concurrency level in `levels`, `duration` each way.

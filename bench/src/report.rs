@@ -4,6 +4,7 @@ use std::fmt::Write as _;
 
 use crate::{
     orders::Placement,
+    priced::{Answers, PricedPlacement},
     relay::{Latency, Throughput},
     replay::Replay,
     stats::{Latencies, ms},
@@ -17,11 +18,24 @@ pub struct Report {
     pub throughput: Throughput,
     pub latency: Latency,
     pub placement: Placement,
+    pub priced: PricedPlacement,
     pub replay: Replay,
 }
 
 fn rss(mib: Option<f64>) -> String {
     mib.map_or_else(|| "n/a".to_owned(), |mib| format!("{mib:.0} MiB"))
+}
+
+fn answers_row(answers: &Answers) -> String {
+    format!(
+        "{:.0} | {} | {} | {:.1}% ({} of {})",
+        answers.orders_per_second,
+        ms(answers.latencies.p50),
+        ms(answers.latencies.p99),
+        100.0 * answers.priced as f64 / answers.orders.max(1) as f64,
+        answers.priced,
+        answers.orders
+    )
 }
 
 fn latency_row(name: &str, (latencies, rate): &(Latencies, f64)) -> String {
@@ -91,6 +105,7 @@ impl Report {
                 level.sql.0 / level.gateway.0.max(f64::EPSILON)
             );
         }
+        out.push_str(&self.priced_table());
         let r = &self.replay;
         let _ = write!(
             out,
@@ -104,6 +119,26 @@ impl Report {
             rss(crate::stats::max(t.relay_peak_rss_mib, l.relay_peak_rss_mib)),
             rss(p.gateway_peak_rss_mib)
         );
+        out
+    }
+
+    /// How often `createOrder` answered the priced order in projection mode.
+    fn priced_table(&self) -> String {
+        let p = &self.priced;
+        let mut out = format!(
+            "\n### Priced answers in projection mode (ORDER_PRICED_ANSWER_WAIT_MS = {}, {:.0} s per level and client)\n\n\
+             | concurrency | client | orders/s | createOrder p50 | p99 | answered priced |\n|---|---|---|---|---|---|\n",
+            p.wait_ms,
+            p.duration.as_secs_f64()
+        );
+        for level in &p.levels {
+            for (client, answers) in [
+                ("customers and products created long before", &level.known),
+                ("account and product created just before (the original's clients)", &level.fresh),
+            ] {
+                let _ = writeln!(out, "| {} | {client} | {} |", level.concurrency, answers_row(answers));
+            }
+        }
         out
     }
 
