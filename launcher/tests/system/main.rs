@@ -2,6 +2,7 @@
 //! fresh Postgres databases and a real Kafka-protocol broker (the embedded mock cluster, or `KAFKA_BROKERS`).
 
 mod helpers;
+mod interop;
 mod projection_mode;
 mod rebuild;
 mod secrets;

@@ -1,0 +1,203 @@
+//! Clients the team did not write, against the whole shop: Debian's chromium using the playground, graphql-core
+//! (Python) introspecting the schema and running the original system's operations, grpcio (Python) finding and
+//! calling the services by reflection alone, and kcat reading the events. Each runs as its own process from
+//! `interop/`; `scripts/install-test-clients` installs them (the README's test command runs it), and a test whose
+//! client is missing fails, saying so.
+
+use std::{
+    collections::HashMap,
+    ffi::OsStr,
+    io::ErrorKind,
+    path::{Path, PathBuf},
+    process::{Output, Stdio},
+    time::Duration,
+};
+
+use serde_json::Value;
+
+use crate::helpers::{TestShop, start_shop};
+
+/// What a test says when its client is missing.
+const NOT_INSTALLED: &str = "is missing: run scripts/install-test-clients to install the interop clients";
+/// Generous: chromium's first start on a busy two-core machine takes seconds.
+const CLIENT_TIMEOUT: Duration = Duration::from_secs(120);
+
+/// The repository's root, which holds `interop/`.
+fn repository() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).parent().expect("the launcher sits in the workspace").to_path_buf()
+}
+
+/// `path`, after checking the install script put it there.
+fn installed(path: impl AsRef<Path>) -> PathBuf {
+    let path = path.as_ref();
+    assert!(path.exists(), "{} {NOT_INSTALLED}", path.display());
+    path.to_path_buf()
+}
+
+/// The venv's Python, which has the pinned Python clients.
+fn python() -> PathBuf {
+    installed(repository().join("interop/python/.venv/bin/python"))
+}
+
+/// Runs a client to its end and checks that it succeeded; its output.
+async fn run_client(program: impl AsRef<OsStr>, args: &[&str]) -> Output {
+    let program = program.as_ref();
+    let child = tokio::process::Command::new(program)
+        .args(args)
+        .current_dir(repository())
+        .stdin(Stdio::null())
+        .kill_on_drop(true)
+        .output();
+    let output = match tokio::time::timeout(CLIENT_TIMEOUT, child).await {
+        Err(_) => panic!("{} did not finish within {CLIENT_TIMEOUT:?}", program.display()),
+        Ok(Err(e)) if e.kind() == ErrorKind::NotFound => {
+            panic!("{} {NOT_INSTALLED}", program.display())
+        }
+        Ok(output) => output.unwrap_or_else(|e| panic!("Failed to run {}: {e}", program.display())),
+    };
+    assert!(
+        output.status.success(),
+        "{} {args:?} failed ({}).\nstdout:\n{}\nstderr:\n{}",
+        program.display(),
+        output.status,
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr),
+    );
+    output
+}
+
+/// The client's stdout, one JSON value a line.
+fn json_lines(output: &Output) -> Vec<Value> {
+    String::from_utf8_lossy(&output.stdout)
+        .lines()
+        .map(|line| serde_json::from_str(line).unwrap_or_else(|e| panic!("not a JSON line ({e}): {line}")))
+        .collect()
+}
+
+/// Returns once the order service's projection follows the topics (its consumer group takes about 3 s to form
+/// after a start): an order placed for an account and a product was settled from it.
+async fn wait_for_the_order_projection(shop: &TestShop) {
+    let account = shop.client.create_account("Early").await;
+    let product = shop.client.create_product("Tea", "", 4.5).await;
+    let order = shop.client.create_order(&account, &[(&product, 1)]).await;
+    assert_eq!(shop.settled_order(order["id"].as_str().unwrap()).await["status"], "CONFIRMED");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn chromium_loads_the_playground_offline_shows_the_schema_docs_and_runs_a_query() {
+    // Arrange: chromium with playwright-core, and an account for the query to show.
+    installed("/usr/bin/chromium");
+    installed(repository().join("interop/browser/node_modules/playwright-core"));
+    let shop = start_shop().await;
+    shop.client.create_account("Ada").await;
+    let script = repository().join("interop/browser/playground.mjs");
+    let screenshot = Path::new(env!("CARGO_TARGET_TMPDIR")).join("interop/playground.png");
+    let _ = std::fs::remove_file(&screenshot);
+    let url = format!("http://{}/playground", shop.shop.gateway_addr);
+
+    // Act
+    let output =
+        run_client("node", &[script.to_str().unwrap(), &url, screenshot.to_str().unwrap(), "Ada"]).await;
+
+    // Assert: the docs listed the root fields, the result pane showed the data, and the screenshot was kept.
+    let seen = &json_lines(&output)[0];
+    let root_fields: Vec<&str> =
+        seen["rootFields"].as_array().unwrap().iter().map(|f| f.as_str().unwrap()).collect();
+    assert!(root_fields.contains(&"accounts") && root_fields.contains(&"products"), "{root_fields:?}");
+    assert_eq!(seen["result"]["data"]["accounts"][0]["name"], "Ada", "{seen}");
+    let png = std::fs::read(&screenshot).expect("the screenshot is kept");
+    assert!(png.starts_with(b"\x89PNG"), "{} is not a PNG", screenshot.display());
+    println!("The playground's screenshot: {}", screenshot.display());
+    shop.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn graphql_core_introspects_the_schema_and_runs_the_original_operations_unchanged() {
+    // Arrange: a shop whose order projection is up, as it is for a client that comes after the start.
+    let python = python();
+    let shop = start_shop().await;
+    wait_for_the_order_projection(&shop).await;
+    let endpoint = format!("http://{}/graphql", shop.shop.gateway_addr);
+
+    // Act
+    let output = run_client(&python, &["interop/python/original_operations.py", &endpoint]).await;
+
+    // Assert: the script checks each answer; here, that it went through every step.
+    let steps: Vec<Value> = json_lines(&output);
+    let names: Vec<&str> = steps.iter().map(|s| s["step"].as_str().unwrap()).collect();
+    assert_eq!(names, ["introspection", "validation", "mutations", "query"]);
+    assert_eq!(steps[0]["query"], "Query");
+    let order = &steps[2]["order"];
+    assert_eq!(order["totalPrice"], 49.98, "createOrder answers the order priced: {order}");
+    assert_eq!(steps[3]["accounts"][0]["orders"][0]["id"], order["id"]);
+    shop.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn grpcio_finds_every_service_by_reflection_v1alpha_and_v1_and_calls_it() {
+    // Arrange
+    let python = python();
+    let shop = start_shop().await;
+    let addresses: Vec<String> = ["account", "catalog", "order"]
+        .iter()
+        .map(|name| format!("{name}={}", shop.shop.service_addrs[name]))
+        .collect();
+    let mut args = vec!["interop/python/reflection.py"];
+    args.extend(addresses.iter().map(String::as_str));
+
+    // Act
+    let output = run_client(&python, &args).await;
+
+    // Assert
+    let services = json_lines(&output);
+    let names: Vec<&str> = services.iter().map(|s| s["service"].as_str().unwrap()).collect();
+    assert_eq!(names, ["account", "catalog", "order"]);
+    let own =
+        ["shop.account.v1.AccountService", "shop.catalog.v1.CatalogService", "shop.order.v1.OrderService"];
+    for (service, own) in services.iter().zip(own) {
+        assert!(service["listed"].as_array().unwrap().contains(&own.into()), "{service}");
+    }
+    assert_eq!(services[0]["read"]["name"], "Grace Hopper");
+    assert_eq!(services[1]["read"]["price_cents"], "1999", "int64 is a JSON string in proto3's mapping");
+    assert_eq!(services[2]["read"]["account_id"], services[0]["read"]["id"]);
+    shop.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kcat_reads_an_account_event_with_its_cloudevents_headers() {
+    // Arrange: an account, published by the relay.
+    let shop = start_shop().await;
+    let id = shop.client.create_account("Ada").await;
+    let topic = shop.broker.topic("shop.accounts.v1");
+    shop.broker.read_topic(&topic, 1, Duration::from_secs(30)).await;
+
+    // Act: kcat, one line per part of the record (the payload is compact JSON, one line).
+    let brokers = &shop.shop.kafka_brokers;
+    let format = "key=%k\\nheaders=%h\\nvalue=%s\\n";
+    let output = run_client(
+        "kcat",
+        &["-C", "-b", brokers, "-t", &topic, "-o", "beginning", "-c", "1", "-q", "-f", format],
+    )
+    .await;
+
+    // Assert
+    let text = String::from_utf8(output.stdout).unwrap();
+    let part = |name: &str| {
+        text.lines()
+            .find_map(|line| line.strip_prefix(name))
+            .unwrap_or_else(|| panic!("no {name} in:\n{text}"))
+    };
+    let headers: HashMap<&str, &str> =
+        part("headers=").split(',').filter_map(|h| h.split_once('=')).collect();
+    assert_eq!(part("key="), id);
+    assert!(headers["ce_id"].parse::<uuid::Uuid>().is_ok(), "{headers:?}");
+    assert_eq!(headers["ce_type"], "shop.account.created.v1");
+    assert_eq!(headers["ce_source"], "/shop/account");
+    assert_eq!(headers["ce_specversion"], "1.0");
+    assert_eq!(headers["ce_subject"], id);
+    assert_eq!(headers["content-type"], "application/json");
+    let value: Value = serde_json::from_str(part("value=")).expect("the payload is JSON");
+    assert_eq!(value["account"]["id"], id.as_str(), "{value}");
+    assert_eq!(value["account"]["name"], "Ada", "{value}");
+    shop.stop().await;
+}
