@@ -438,6 +438,42 @@ async fn poison_records_on_the_products_topic_are_passed_over_and_later_orders_a
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_order_whose_priced_answer_the_database_refuses_is_stored_pending_and_rejected_by_the_validator() {
+    // Arrange: a negative price in the projection, as stored before the projection checked prices (the CHECK is
+    // dropped to put it there); the order service answers priced orders.
+    let broker = TestBroker::start().await;
+    let app = spawn_priced_app(&broker, 500).await;
+    let pool = app.database.pool.clone();
+    let (ada, broken) = (Uuid::now_v7(), Uuid::now_v7());
+    sqlx::query("ALTER TABLE product_projection DROP CONSTRAINT product_projection_price_cents")
+        .execute(&pool)
+        .await
+        .unwrap();
+    sqlx::query("INSERT INTO account_projection VALUES ($1, 'Ada', 1, now())")
+        .bind(ada)
+        .execute(&pool)
+        .await
+        .unwrap();
+    sqlx::query("INSERT INTO product_projection VALUES ($1, 'Broken', '', -500, 1, now())")
+        .bind(broken)
+        .execute(&pool)
+        .await
+        .unwrap();
+
+    // Act
+    let placed = app.client.post_order(&ada.to_string(), &[(&broken.to_string(), 1)]).await.unwrap();
+    let order = settled(&app.client, &placed.id).await;
+
+    // Assert: not lost, and decided once, by the validator.
+    assert_eq!(placed.status(), OrderStatus::Pending);
+    assert_eq!(order.status(), OrderStatus::Rejected);
+    assert_eq!(order.rejection_reason, shop_order::validation::REFUSED_REASON);
+    let id: Uuid = placed.id.parse().unwrap();
+    assert_eq!(decisions(&app).await, HashMap::from([(id, vec![("shop.order.rejected.v1".into(), 2)])]));
+    app.server.stop().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_order_the_database_refuses_is_rejected_and_the_other_orders_of_the_pass_are_confirmed() {
     // Arrange: a negative price in the projection, as stored before the projection checked prices (the CHECK is
     // dropped to put it there), and an order for it placed before an order for a sound product.
