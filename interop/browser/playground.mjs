@@ -53,8 +53,7 @@ try {
   const page = context.pages()[0] ?? (await context.newPage());
   page.on('pageerror', (error) => problems.push(`uncaught in the page: ${error.message}`));
   page.on('console', (message) => {
-    // A resource that failed to load is reported, with its URL, by the response handler below (the favicon,
-    // which the page does not ask for, excepted).
+    // A resource that failed to load is reported, with its URL, by the response handler below.
     if (message.type() === 'error' && !message.text().startsWith('Failed to load resource')) {
       problems.push(`console error: ${message.text()}`);
     }

@@ -20,6 +20,7 @@ const PAGE: &str = concat!(
 <meta charset="utf-8">
 <meta name="viewport" content="width=device-width, initial-scale=1">
 <title>Shop GraphQL playground</title>
+<link rel="icon" href="data:,">
 <link rel="stylesheet" href="/playground/graphiql-"#,
     env!("PLAYGROUND_GRAPHIQL_VERSION"),
     r#"/graphiql.min.css">
