@@ -41,6 +41,19 @@ impl ChildProcess {
         Ok(Self { child, address })
     }
 
+    /// Starts the gateway in front of the three services at these gRPC URLs, on a free port.
+    pub fn gateway(account_url: &str, catalog_url: &str, order_url: &str) -> anyhow::Result<Self> {
+        Self::start(
+            "child-gateway",
+            &[
+                ("HTTP_LISTEN_ADDR", "127.0.0.1:0".to_owned()),
+                ("ACCOUNT_SERVICE_URL", account_url.to_owned()),
+                ("CATALOG_SERVICE_URL", catalog_url.to_owned()),
+                ("ORDER_SERVICE_URL", order_url.to_owned()),
+            ],
+        )
+    }
+
     /// The most memory the process has held so far (VmHWM), in MiB.
     pub fn peak_rss_mib(&self) -> Option<f64> {
         let status = std::fs::read_to_string(format!("/proc/{}/status", self.child.id())).ok()?;

@@ -112,15 +112,7 @@ pub async fn placement(levels: &[usize], duration: Duration) -> anyhow::Result<P
     let order = shop_order::startup::Application::build(&order_settings).await?;
     let order_url = format!("http://{}", order.local_addr());
     let _order = RunningServer::spawn(|shutdown| order.run_until_stopped(shutdown));
-    let gateway = ChildProcess::start(
-        "child-gateway",
-        &[
-            ("HTTP_LISTEN_ADDR", "127.0.0.1:0".to_owned()),
-            ("ACCOUNT_SERVICE_URL", account_url.clone()),
-            ("CATALOG_SERVICE_URL", catalog_url.clone()),
-            ("ORDER_SERVICE_URL", order_url),
-        ],
-    )?;
+    let gateway = ChildProcess::gateway(&account_url, &catalog_url, &order_url)?;
 
     // The same customers and products for both ways.
     let accounts_client = shop_account::grpc::client::AccountClient::connect(account_url).await?;

@@ -209,15 +209,7 @@ impl System {
                 ("RELAY_METRICS_ADDR", "127.0.0.1:0".to_owned()),
             ],
         )?;
-        let gateway = ChildProcess::start(
-            "child-gateway",
-            &[
-                ("HTTP_LISTEN_ADDR", "127.0.0.1:0".to_owned()),
-                ("ACCOUNT_SERVICE_URL", account_url.clone()),
-                ("CATALOG_SERVICE_URL", catalog_url.clone()),
-                ("ORDER_SERVICE_URL", order_url),
-            ],
-        )?;
+        let gateway = ChildProcess::gateway(&account_url, &catalog_url, &order_url)?;
         Ok(Self {
             gateway,
             relay,

@@ -72,6 +72,29 @@ async fn spawn_priced_app(broker: &TestBroker, priced_wait_ms: u64) -> Projectio
     spawn_order_service(database, &settings).await
 }
 
+/// Puts account `account` and `products` (id, name, price in cents) straight into the projection, with the price
+/// CHECK dropped first, as rows stored before the projection checked prices would be.
+async fn project_unchecked(pool: &sqlx::PgPool, account: Uuid, products: &[(Uuid, &str, i64)]) {
+    sqlx::query("ALTER TABLE product_projection DROP CONSTRAINT product_projection_price_cents")
+        .execute(pool)
+        .await
+        .unwrap();
+    sqlx::query("INSERT INTO account_projection VALUES ($1, 'Ada', 1, now())")
+        .bind(account)
+        .execute(pool)
+        .await
+        .unwrap();
+    for (id, name, price) in products {
+        sqlx::query("INSERT INTO product_projection VALUES ($1, $2, '', $3, 1, now())")
+            .bind(id)
+            .bind(name)
+            .bind(price)
+            .execute(pool)
+            .await
+            .unwrap();
+    }
+}
+
 /// The decisions (confirmations and rejections) the outbox holds, per order.
 async fn decisions(app: &ProjectionApp) -> HashMap<Uuid, Vec<(String, i64)>> {
     let mut decisions: HashMap<Uuid, Vec<(String, i64)>> = HashMap::new();
@@ -445,20 +468,7 @@ async fn an_order_whose_priced_answer_the_database_refuses_is_stored_pending_and
     let app = spawn_priced_app(&broker, 500).await;
     let pool = app.database.pool.clone();
     let (ada, broken) = (Uuid::now_v7(), Uuid::now_v7());
-    sqlx::query("ALTER TABLE product_projection DROP CONSTRAINT product_projection_price_cents")
-        .execute(&pool)
-        .await
-        .unwrap();
-    sqlx::query("INSERT INTO account_projection VALUES ($1, 'Ada', 1, now())")
-        .bind(ada)
-        .execute(&pool)
-        .await
-        .unwrap();
-    sqlx::query("INSERT INTO product_projection VALUES ($1, 'Broken', '', -500, 1, now())")
-        .bind(broken)
-        .execute(&pool)
-        .await
-        .unwrap();
+    project_unchecked(&pool, ada, &[(broken, "Broken", -500)]).await;
 
     // Act
     let placed = app.client.post_order(&ada.to_string(), &[(&broken.to_string(), 1)]).await.unwrap();
@@ -482,24 +492,7 @@ async fn an_order_the_database_refuses_is_rejected_and_the_other_orders_of_the_p
     app.server.stop().await.unwrap();
     let pool = app.database.pool.clone();
     let (ada, broken, kettle) = (Uuid::now_v7(), Uuid::now_v7(), Uuid::now_v7());
-    sqlx::query("ALTER TABLE product_projection DROP CONSTRAINT product_projection_price_cents")
-        .execute(&pool)
-        .await
-        .unwrap();
-    sqlx::query("INSERT INTO account_projection VALUES ($1, 'Ada', 1, now())")
-        .bind(ada)
-        .execute(&pool)
-        .await
-        .unwrap();
-    for (id, name, price) in [(broken, "Broken", -500_i64), (kettle, "Kettle", 2_499)] {
-        sqlx::query("INSERT INTO product_projection VALUES ($1, $2, '', $3, 1, now())")
-            .bind(id)
-            .bind(name)
-            .bind(price)
-            .execute(&pool)
-            .await
-            .unwrap();
-    }
+    project_unchecked(&pool, ada, &[(broken, "Broken", -500), (kettle, "Kettle", 2_499)]).await;
     let service = shop_order::service::OrderService::new(
         pool.clone(),
         ProjectionDirectory::new(pool.clone()),
