@@ -160,7 +160,8 @@ pub struct ClientSettings {
     pub url: String,
     /// How long to wait for a connection before the call fails as UNAVAILABLE.
     pub connect_timeout: Duration,
-    /// How long one call may take before it fails as DEADLINE_EXCEEDED (sent to the server as `grpc-timeout`).
+    /// How long one call may take before it fails as DEADLINE_EXCEEDED. Enforced by the client only: tonic's
+    /// endpoint timeout sends no `grpc-timeout`, so the server does not learn the deadline.
     pub request_timeout: Duration,
 }
 
