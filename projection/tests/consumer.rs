@@ -171,6 +171,28 @@ async fn publish(producer: &FutureProducer, topic: &str, event: &Envelope) {
         .unwrap();
 }
 
+/// A widgets projection over a one-partition topic of its own, a producer, and two good events to publish.
+struct OneTopic {
+    broker: TestBroker,
+    database: TestDatabase,
+    topic: String,
+    widgets: Arc<Widgets>,
+    producer: FutureProducer,
+    first: Envelope,
+    second: Envelope,
+}
+
+async fn one_topic() -> OneTopic {
+    let broker = TestBroker::start().await;
+    let database = database().await;
+    let topic = broker.create_topic("test-widgets", 1).await;
+    let widgets = Arc::new(Widgets::create(&database.pool, &topic, "widgets").await);
+    let producer: FutureProducer = broker.client_config().create().unwrap();
+    let (first, second) =
+        (widget_event(Uuid::now_v7(), 1, "first"), widget_event(Uuid::now_v7(), 1, "second"));
+    OneTopic { broker, database, topic, widgets, producer, first, second }
+}
+
 async fn database() -> TestDatabase {
     let database = TestDatabase::create().await;
     consumer::migrate(&database.pool).await.unwrap();
@@ -221,13 +243,7 @@ async fn an_older_version_or_a_repeat_at_a_new_offset_leaves_the_projection_unch
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_runner_skips_and_counts_a_poison_record_and_keeps_going() {
     // Arrange
-    let broker = TestBroker::start().await;
-    let database = database().await;
-    let topic = broker.create_topic("test-widgets", 1).await;
-    let widgets = Arc::new(Widgets::create(&database.pool, &topic, "widgets").await);
-    let (first, second) =
-        (widget_event(Uuid::now_v7(), 1, "first"), widget_event(Uuid::now_v7(), 1, "second"));
-    let producer: FutureProducer = broker.client_config().create().unwrap();
+    let OneTopic { broker, database, topic, widgets, producer, first, second } = one_topic().await;
     publish(&producer, &topic, &first).await;
     broker.produce(&topic, "garbage", &[], b"\x00not json").await;
     publish(&producer, &topic, &second).await;
@@ -333,14 +349,8 @@ async fn a_rebuild_while_writes_continue_equals_the_live_projection_row_by_row()
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_record_the_database_refuses_is_dead_lettered_and_the_partition_goes_on() {
     // Arrange: a name with a NUL, which no Postgres text column can hold, between two good records.
-    let broker = TestBroker::start().await;
-    let database = database().await;
-    let topic = broker.create_topic("test-widgets", 1).await;
-    let widgets = Arc::new(Widgets::create(&database.pool, &topic, "widgets").await);
+    let OneTopic { broker, database, topic, widgets, producer, first, second } = one_topic().await;
     let poison = widget_event(Uuid::now_v7(), 1, "bad\0name");
-    let (first, second) =
-        (widget_event(Uuid::now_v7(), 1, "first"), widget_event(Uuid::now_v7(), 1, "second"));
-    let producer: FutureProducer = broker.client_config().create().unwrap();
     for event in [&first, &poison, &second] {
         publish(&producer, &topic, event).await;
     }
@@ -384,13 +394,7 @@ async fn a_record_whose_headers_no_text_column_can_hold_is_skipped_and_the_parti
     // Arrange: a record whose ce_id (kept with the position, as the last of its batch) and ce_type (kept with the
     // skipped record) hold a NUL and run to 100 000 characters. Nothing is produced after it until it is handled,
     // so that it ends its batch.
-    let broker = TestBroker::start().await;
-    let database = database().await;
-    let topic = broker.create_topic("test-widgets", 1).await;
-    let widgets = Arc::new(Widgets::create(&database.pool, &topic, "widgets").await);
-    let (first, second) =
-        (widget_event(Uuid::now_v7(), 1, "first"), widget_event(Uuid::now_v7(), 1, "second"));
-    let producer: FutureProducer = broker.client_config().create().unwrap();
+    let OneTopic { broker, database, topic, widgets, producer, first, second } = one_topic().await;
     publish(&producer, &topic, &first).await;
     let poison = widget_event(Uuid::now_v7(), 1, "poison");
     let mut headers: Vec<(&str, String)> = poison.metadata().headers();

@@ -95,6 +95,24 @@ async fn project_unchecked(pool: &sqlx::PgPool, account: Uuid, products: &[(Uuid
     }
 }
 
+/// Publishes account Ada, a kettle at 24.99 and a mug at 8.99; their ids.
+async fn publish_ada_a_kettle_and_a_mug(broker: &TestBroker) -> (Uuid, Uuid, Uuid) {
+    let (ada, kettle, mug) = (Uuid::now_v7(), Uuid::now_v7(), Uuid::now_v7());
+    publish(broker, &account(ada, 1, "Ada")).await;
+    publish(broker, &ProductCreated { product: product(kettle, 1, "Kettle", 2_499) }).await;
+    publish(broker, &ProductCreated { product: product(mug, 1, "Mug", 899) }).await;
+    (ada, kettle, mug)
+}
+
+async fn order_two_kettles_and_a_mug(
+    app: &ProjectionApp,
+    ada: Uuid,
+    kettle: Uuid,
+    mug: Uuid,
+) -> shop_proto::order::v1::Order {
+    app.client.post_order(&ada.to_string(), &[(&kettle.to_string(), 2), (&mug.to_string(), 1)]).await.unwrap()
+}
+
 /// The decisions (confirmations and rejections) the outbox holds, per order.
 async fn decisions(app: &ProjectionApp) -> HashMap<Uuid, Vec<(String, i64)>> {
     let mut decisions: HashMap<Uuid, Vec<(String, i64)>> = HashMap::new();
@@ -112,17 +130,10 @@ async fn an_order_for_names_published_just_before_it_is_answered_confirmed_and_p
     let broker = TestBroker::start().await;
     let app = spawn_projection_app(&broker, 10_000).await;
     consuming(&broker, &app).await;
-    let (ada, kettle, mug) = (Uuid::now_v7(), Uuid::now_v7(), Uuid::now_v7());
-    publish(&broker, &account(ada, 1, "Ada")).await;
-    publish(&broker, &ProductCreated { product: product(kettle, 1, "Kettle", 2_499) }).await;
-    publish(&broker, &ProductCreated { product: product(mug, 1, "Mug", 899) }).await;
+    let (ada, kettle, mug) = publish_ada_a_kettle_and_a_mug(&broker).await;
 
     // Act
-    let placed = app
-        .client
-        .post_order(&ada.to_string(), &[(&kettle.to_string(), 2), (&mug.to_string(), 1)])
-        .await
-        .unwrap();
+    let placed = order_two_kettles_and_a_mug(&app, ada, kettle, mug).await;
     // Time for the validator to look (every 100 ms here) and find nothing left to decide.
     tokio::time::sleep(Duration::from_millis(500)).await;
 
@@ -220,17 +231,10 @@ async fn without_a_priced_answer_an_order_is_answered_pending_then_confirmed_and
     let broker = TestBroker::start().await;
     let app = spawn_priced_app(&broker, 0).await;
     consuming(&broker, &app).await;
-    let (ada, kettle, mug) = (Uuid::now_v7(), Uuid::now_v7(), Uuid::now_v7());
-    publish(&broker, &account(ada, 1, "Ada")).await;
-    publish(&broker, &ProductCreated { product: product(kettle, 1, "Kettle", 2_499) }).await;
-    publish(&broker, &ProductCreated { product: product(mug, 1, "Mug", 899) }).await;
+    let (ada, kettle, mug) = publish_ada_a_kettle_and_a_mug(&broker).await;
 
     // Act
-    let placed = app
-        .client
-        .post_order(&ada.to_string(), &[(&kettle.to_string(), 2), (&mug.to_string(), 1)])
-        .await
-        .unwrap();
+    let placed = order_two_kettles_and_a_mug(&app, ada, kettle, mug).await;
     let order = settled(&app.client, &placed.id).await;
 
     // Assert
