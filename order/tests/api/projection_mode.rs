@@ -95,6 +95,12 @@ async fn project_unchecked(pool: &sqlx::PgPool, account: Uuid, products: &[(Uuid
     }
 }
 
+/// The order's only decision is one `decision` event, as version 2, and no other order was decided.
+async fn assert_decided_once(app: &ProjectionApp, order_id: &str, decision: &str) {
+    let id: Uuid = order_id.parse().unwrap();
+    assert_eq!(decisions(app).await, HashMap::from([(id, vec![(decision.to_owned(), 2)])]));
+}
+
 /// Publishes account Ada, a kettle at 24.99 and a mug at 8.99; their ids.
 async fn publish_ada_a_kettle_and_a_mug(broker: &TestBroker) -> (Uuid, Uuid, Uuid) {
     let (ada, kettle, mug) = (Uuid::now_v7(), Uuid::now_v7(), Uuid::now_v7());
@@ -178,8 +184,7 @@ async fn an_order_whose_names_stay_unknown_past_the_priced_wait_is_answered_pend
     assert!(answered_after >= Duration::from_millis(300), "answered after {answered_after:?}");
     assert_eq!(order.status(), OrderStatus::Confirmed);
     assert_eq!(order.total_price_cents, Some(3 * 2_499));
-    let id: Uuid = placed.id.parse().unwrap();
-    assert_eq!(decisions(&app).await, HashMap::from([(id, vec![("shop.order.confirmed.v1".into(), 2)])]));
+    assert_decided_once(&app, &placed.id, "shop.order.confirmed.v1").await;
     app.server.stop().await.unwrap();
 }
 
@@ -482,8 +487,7 @@ async fn an_order_whose_priced_answer_the_database_refuses_is_stored_pending_and
     assert_eq!(placed.status(), OrderStatus::Pending);
     assert_eq!(order.status(), OrderStatus::Rejected);
     assert_eq!(order.rejection_reason, shop_order::validation::REFUSED_REASON);
-    let id: Uuid = placed.id.parse().unwrap();
-    assert_eq!(decisions(&app).await, HashMap::from([(id, vec![("shop.order.rejected.v1".into(), 2)])]));
+    assert_decided_once(&app, &placed.id, "shop.order.rejected.v1").await;
     app.server.stop().await.unwrap();
 }
 
