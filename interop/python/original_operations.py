@@ -3,7 +3,8 @@
 Sends graphql-core's standard introspection query (`get_introspection_query()`, default options: what GraphiQL,
 Apollo tooling and codegen send), builds a client schema from the answer, validates the original's operations
 against it on this side, then runs them over HTTP with String-typed id variables: the three mutations the original
-clients make — an account, a product, an order for them — and its query of an account with its orders.
+clients make — an account, a product, an order for them — and its query of an account with its orders. Last, what
+a careless client sends (truncated JSON, a form post) must come back as GraphQL errors with a code to act on.
 
     python original_operations.py http://127.0.0.1:<port>/graphql
 
@@ -75,6 +76,17 @@ def post(endpoint, query, variables=None):
     return answer["data"]
 
 
+def refusal(endpoint, content_type, body):
+    """A raw POST the gateway must refuse; its HTTP status and the code of its one GraphQL error."""
+    request = urllib.request.Request(endpoint, data=body, headers={"content-type": content_type})
+    try:
+        with urllib.request.urlopen(request, timeout=30) as response:
+            raise Failed(f"{body!r} as {content_type} was answered {response.status}: {response.read()!r}")
+    except urllib.error.HTTPError as error:
+        answer = json.load(error)
+        return error.code, answer["errors"][0]["extensions"]["code"]
+
+
 def report(step, **facts):
     print(json.dumps({"step": step, **facts}), flush=True)
 
@@ -113,6 +125,13 @@ def main(endpoint):
     orders = accounts[0]["orders"]
     check([o["id"] for o in orders] == [order["id"]], f"the account's orders are {orders}")
     check(orders[0]["totalPrice"] == 49.98, f"the account's order is not priced: {orders[0]}")
+
+    # What a client gets wrong is answered as GraphQL errors in JSON, with a code to act on.
+    malformed = refusal(endpoint, "application/json", b'{"query": "{ accounts { id } }"')
+    form = refusal(endpoint, "application/x-www-form-urlencoded", b"query=%7B+accounts+%7B+id+%7D+%7D")
+    report("refusals", malformed=malformed, form=form)
+    check(malformed == (400, "BAD_REQUEST"), f"a truncated JSON body was answered {malformed}")
+    check(form == (415, "UNSUPPORTED_MEDIA_TYPE"), f"a form post was answered {form}")
 
 
 if __name__ == "__main__":

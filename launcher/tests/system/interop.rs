@@ -125,7 +125,7 @@ async fn graphql_core_introspects_the_schema_and_runs_the_original_operations_un
     // Assert: the script checks each answer; here, that it went through every step.
     let steps: Vec<Value> = json_lines(&output);
     let names: Vec<&str> = steps.iter().map(|s| s["step"].as_str().unwrap()).collect();
-    assert_eq!(names, ["introspection", "validation", "mutations", "query"]);
+    assert_eq!(names, ["introspection", "validation", "mutations", "query", "refusals"]);
     assert_eq!(steps[0]["query"], "Query");
     let order = &steps[2]["order"];
     assert_eq!(order["totalPrice"], 49.98, "createOrder answers the order priced: {order}");
