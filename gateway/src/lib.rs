@@ -1,5 +1,5 @@
-//! The GraphQL gateway: one endpoint (`/graphql`, with a playground at `/playground`) in front of the account,
-//! catalog and order services, which it reaches only through their gRPC clients.
+//! The gateway: GraphQL (`/graphql`, with a playground at `/playground`) and a REST/JSON API (`/api/v1`) in front
+//! of the account, catalog and order services, which it reaches only through their gRPC clients.
 //!
 //! - [`config`]: the settings, from flags and environment variables.
 //! - [`startup`]: [`Application`](startup::Application) (the axum server: GraphQL, playground, health) built the
@@ -8,11 +8,14 @@
 //!   meets first (body size, media type, nesting, in-flight cap, timeouts, CORS).
 //! - [`services`]: the call layer over the services' gRPC clients — typed methods that build requests, carry the
 //!   trace, and turn a `tonic::Status` into a [`CallError`](services::CallError), the error every face reports.
+//! - [`rest`]: the REST/JSON API under `/api/v1` and its OpenAPI document, over `services`, with RFC 9457
+//!   problem details for errors.
 //! - [`schema`]: the GraphQL schema (queries, mutations, types, input validation, batched loading), over
 //!   `services`; it knows nothing about HTTP.
 
 pub mod config;
 mod http;
+pub mod rest;
 pub mod schema;
 pub mod services;
 pub mod startup;

@@ -80,13 +80,15 @@ fn cors(origins: &[String]) -> anyhow::Result<Option<CorsLayer>> {
     Ok(Some(
         CorsLayer::new()
             .allow_origin(allow_origin)
-            .allow_methods([Method::GET, Method::POST])
+            .allow_methods([Method::GET, Method::POST, Method::PUT])
             .allow_headers([
                 header::CONTENT_TYPE,
                 header::AUTHORIZATION,
                 HeaderName::from_static(TraceContext::TRACEPARENT),
                 HeaderName::from_static(TraceContext::TRACESTATE),
             ])
+            // What a page must read of the REST API's answers: where a created resource is, the next page.
+            .expose_headers([header::LOCATION, header::LINK, header::RETRY_AFTER])
             .max_age(Duration::from_secs(600)),
     ))
 }

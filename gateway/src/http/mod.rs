@@ -1,4 +1,5 @@
-//! The gateway's HTTP face: the routes, and the limits every request meets before the schema sees it.
+//! The gateway's HTTP face: the routes (GraphQL, the REST API from [`crate::rest`], the pages, health), and the
+//! limits every request meets before a handler sees it.
 //!
 //! - [`graphql`]: GraphQL over HTTP — JSON bodies only (no CSRF through forms), bounded bodies, bounded nesting,
 //!   bounded answers.
@@ -14,12 +15,21 @@ mod playground;
 mod refusal;
 pub(crate) mod server;
 
+pub(crate) use self::refusal::Refused;
+
 use std::{sync::Arc, time::Duration};
 
-use axum::{Json, Router, extract::State, http::StatusCode, routing::get};
+use axum::{
+    Json, Router,
+    extract::{DefaultBodyLimit, State},
+    http::StatusCode,
+    middleware,
+    routing::get,
+};
 
 use crate::{
     config::Settings,
+    rest,
     schema::GatewaySchema,
     services::{ServiceHealth, Services},
 };
@@ -51,14 +61,16 @@ pub(crate) fn router(
         max_body_bytes: settings.http_max_body_bytes,
         max_response_bytes: settings.graphql_max_response_bytes,
     });
+    let services_for_rest = services.clone();
     let state = AppState { schema, services, limits: limits.clone() };
     let routes = Router::new()
         .route("/graphql", get(graphql::get).post(graphql::post))
         .route("/health", get(live))
         .route("/health/ready", get(ready))
         .merge(playground::routes())
-        .with_state(state);
-    limits::apply(
+        .with_state(state)
+        .merge(rest::routes(services_for_rest).layer(DefaultBodyLimit::max(settings.http_max_body_bytes)));
+    let routes = limits::apply(
         routes,
         &limits::Layers {
             max_body_bytes: settings.http_max_body_bytes,
@@ -66,7 +78,8 @@ pub(crate) fn router(
             request_timeout: Duration::from_millis(settings.http_request_timeout_ms),
             cors_allowed_origins: &settings.cors_allowed_origins,
         },
-    )
+    )?;
+    Ok(routes.layer(middleware::from_fn(rest::problem_bodies)))
 }
 
 /// Liveness: the process serves HTTP.

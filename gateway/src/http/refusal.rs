@@ -10,12 +10,22 @@ use axum::{
 
 use crate::schema::errors::ErrorCode;
 
+/// Marks a response as a refusal, with the message it gives, so that the REST face can answer it in its own
+/// error format (see `rest::problem_bodies`).
+#[derive(Debug, Clone)]
+pub(crate) struct Refused {
+    pub(crate) message: String,
+}
+
 /// A refusal with `status`, `code` and a message for the client.
 pub(crate) fn refuse(status: StatusCode, code: ErrorCode, message: impl Into<String>) -> Response {
+    let message = message.into();
     let body = serde_json::json!({
-        "errors": [{ "message": message.into(), "extensions": { "code": code.as_str() } }]
+        "errors": [{ "message": &message, "extensions": { "code": code.as_str() } }]
     });
-    (status, Json(body)).into_response()
+    let mut response = (status, Json(body)).into_response();
+    response.extensions_mut().insert(Refused { message });
+    response
 }
 
 /// 413: the body is larger than `limit` bytes.

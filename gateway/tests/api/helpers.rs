@@ -76,6 +76,11 @@ pub(crate) async fn spawn_app_with(configure: impl FnOnce(&mut Settings)) -> Tes
 }
 
 impl TestApp {
+    /// The gateway's address, for requests written by hand on a raw connection.
+    pub(crate) fn address(&self) -> std::net::SocketAddr {
+        self.base_url.trim_start_matches("http://").parse().unwrap()
+    }
+
     /// Stops the catalog service, as an outage would.
     pub(crate) async fn stop_catalog_service(&mut self) {
         self.catalog_server.take().expect("running").stop().await.unwrap();

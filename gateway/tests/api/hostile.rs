@@ -18,10 +18,6 @@ use crate::helpers::{TestApp, error_codes, spawn_app, spawn_app_with};
 const MIB: usize = 1024 * 1024;
 
 impl TestApp {
-    fn address(&self) -> SocketAddr {
-        self.base_url.trim_start_matches("http://").parse().unwrap()
-    }
-
     async fn post_raw(&self, content_type: &str, body: impl Into<reqwest::Body>) -> reqwest::Response {
         self.http
             .post(format!("{}/graphql", self.base_url))

@@ -5,4 +5,6 @@ mod errors;
 mod helpers;
 mod hostile;
 mod http;
+mod openapi;
+mod rest;
 mod seed_parity;

@@ -1,0 +1,112 @@
+//! `/order`, `/orders`: placing and reading orders, through the order service.
+
+use axum::{Json, extract::State, http::StatusCode, response::Response};
+use utoipa_axum::{router::OpenApiRouter, routes};
+
+use super::{
+    ORDERS_TAG,
+    extract::{IdPath, JsonBody, PageParams, QueryParams, Trace},
+    list, located,
+    problem::Problem,
+    resources::{NewOrder, Order, OrderStatus},
+};
+use crate::services::Services;
+
+pub(super) fn routes() -> OpenApiRouter<Services> {
+    OpenApiRouter::new().routes(routes!(place_order)).routes(routes!(get_order)).routes(routes!(list_orders))
+}
+
+/// Place an order
+///
+/// 1 to 100 lines of quantity 1 to 10 000; repeated products are merged. The answer is the order as it stands:
+/// `201` once it is decided (`confirmed` and priced, or `rejected` with its reason), `202` while it is `pending`
+/// (validation goes on asynchronously: read it at its `Location`, or follow `shop.orders.v1`). The same rule as
+/// GraphQL's `createOrder`, which answers the same order. When the account or a product does not exist and the
+/// shop can tell at once, the answer is 422 and no order is placed.
+#[utoipa::path(
+    post,
+    path = "/order",
+    tag = ORDERS_TAG,
+    request_body = NewOrder,
+    responses(
+        (status = CREATED, description = "The order, decided", body = Order,
+            headers(("Location" = String, description = "The order's URL"))),
+        (status = ACCEPTED, description = "The order, placed and pending validation", body = Order,
+            headers(("Location" = String, description = "The order's URL"))),
+        (status = BAD_REQUEST, response = super::BadRequest),
+        (status = PAYLOAD_TOO_LARGE, response = super::PayloadTooLarge),
+        (status = UNSUPPORTED_MEDIA_TYPE, response = super::UnsupportedMediaType),
+        (status = UNPROCESSABLE_ENTITY, response = super::InvalidInput),
+        (status = SERVICE_UNAVAILABLE, response = super::Unavailable),
+    )
+)]
+async fn place_order(
+    State(services): State<Services>,
+    Trace(trace): Trace,
+    JsonBody(order): JsonBody<NewOrder>,
+) -> Result<Response, Problem> {
+    let lines = order.lines.into_iter().map(|line| (line.product_id.to_string(), line.quantity)).collect();
+    let order = Order::try_from(services.place_order(order.account_id.to_string(), lines, &trace).await?)?;
+    let status =
+        if order.status == OrderStatus::Pending { StatusCode::ACCEPTED } else { StatusCode::CREATED };
+    Ok(located(status, format!("/api/v1/order/{}", order.id), order))
+}
+
+/// Read an order
+#[utoipa::path(
+    get,
+    path = "/order/{id}",
+    tag = ORDERS_TAG,
+    params(("id" = uuid::Uuid, Path, description = "The order's id")),
+    responses(
+        (status = OK, description = "The order", body = Order),
+        (status = BAD_REQUEST, response = super::BadRequest),
+        (status = NOT_FOUND, response = super::NotFound),
+        (status = SERVICE_UNAVAILABLE, response = super::Unavailable),
+    )
+)]
+async fn get_order(
+    State(services): State<Services>,
+    Trace(trace): Trace,
+    IdPath(id): IdPath,
+) -> Result<Json<Order>, Problem> {
+    let order = services.order(&id.to_string(), &trace).await?.ok_or_else(|| Problem::not_found("order"))?;
+    Ok(Json(order.try_into()?))
+}
+
+/// List an account's orders
+///
+/// Newest first, a page at a time; 404 when the account does not exist. When the page is full,
+/// `Link: <…>; rel="next"` is the next page's URL.
+#[utoipa::path(
+    get,
+    path = "/orders/{account_id}",
+    tag = ORDERS_TAG,
+    params(("account_id" = uuid::Uuid, Path, description = "The account's id"), PageParams),
+    responses(
+        (status = OK, description = "A page of the account's orders", body = Vec<Order>,
+            headers(("Link" = String, description = "The next page, when this one is full"))),
+        (status = BAD_REQUEST, response = super::BadRequest),
+        (status = NOT_FOUND, response = super::NotFound),
+        (status = SERVICE_UNAVAILABLE, response = super::Unavailable),
+    )
+)]
+async fn list_orders(
+    State(services): State<Services>,
+    Trace(trace): Trace,
+    IdPath(account_id): IdPath,
+    QueryParams(params): QueryParams<PageParams>,
+) -> Result<Response, Problem> {
+    let page = params.page()?;
+    let account_id = account_id.to_string();
+    // Both at once: whether the account exists (a list of nothing is not how a missing account looks) and its page.
+    let (account, orders) = tokio::try_join!(
+        services.account(&account_id, &trace),
+        services.orders_for_accounts(vec![account_id.clone()], page.clone(), &trace),
+    )?;
+    if account.is_none() {
+        return Err(Problem::not_found("account"));
+    }
+    let orders: Vec<Order> = orders.into_iter().map(Order::try_from).collect::<Result<_, _>>()?;
+    Ok(list(&format!("/api/v1/orders/{account_id}"), &page, orders, |order| order.id))
+}

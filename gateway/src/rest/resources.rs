@@ -1,0 +1,231 @@
+//! The resources the REST API exchanges, and their conversions from the services' protobuf messages.
+//!
+//! An answer has the same shape as the entity in the events on the topics (`shop.accounts.v1`,
+//! `shop.products.v1`, `shop.orders.v1`): snake_case names, money in integer cents, ids as UUID strings, RFC 3339
+//! timestamps, order statuses in lower case. A client can keep one model for what it reads here and what it
+//! consumes from Kafka (a test compares the two schemas). Request bodies refuse unknown fields, so a typo (`price`
+//! for `price_cents`) is an error, not a silently ignored field.
+
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+use shop_platform::ids::from_timestamp;
+use shop_proto::{account::v1 as account, catalog::v1 as catalog, order::v1 as order};
+use utoipa::ToSchema;
+use uuid::Uuid;
+
+use super::problem::Problem;
+
+/// A customer account.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct Account {
+    pub id: Uuid,
+    pub name: String,
+    /// 1 on creation, one more on every change.
+    pub version: i64,
+    pub created_at: DateTime<Utc>,
+}
+
+/// What opening an account takes.
+#[derive(Debug, Clone, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct NewAccount {
+    /// Required; trimmed; at most 100 characters.
+    #[schema(example = "Ada Lovelace")]
+    pub name: String,
+}
+
+/// A product of the catalog.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct Product {
+    pub id: Uuid,
+    pub name: String,
+    pub description: String,
+    /// Price in cents.
+    pub price_cents: i64,
+    /// 1 on creation, one more on every update; pass it as `expected_version` to update safely.
+    pub version: i64,
+    pub created_at: DateTime<Utc>,
+    pub updated_at: DateTime<Utc>,
+}
+
+/// A product's fields, to add it to the catalog.
+#[derive(Debug, Clone, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct NewProduct {
+    /// Required; trimmed; at most 200 characters.
+    #[schema(example = "Kettle")]
+    pub name: String,
+    /// At most 5 000 characters; empty when absent.
+    #[serde(default)]
+    #[schema(example = "1.7 litres, stainless steel")]
+    pub description: String,
+    /// Price in cents, zero or more.
+    #[schema(example = 2499)]
+    pub price_cents: i64,
+}
+
+/// A product's new fields, replacing all of them.
+#[derive(Debug, Clone, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ProductUpdate {
+    /// Required; trimmed; at most 200 characters.
+    #[schema(example = "Kettle")]
+    pub name: String,
+    /// At most 5 000 characters; empty when absent.
+    #[serde(default)]
+    pub description: String,
+    /// Price in cents, zero or more.
+    #[schema(example = 2199)]
+    pub price_cents: i64,
+    /// The version the change is based on: when the product is no longer at it, nothing changes and the answer
+    /// is 409. Absent: the change applies whatever the version.
+    #[serde(default)]
+    pub expected_version: Option<i64>,
+}
+
+/// Where an order is in its life: placed orders wait as `pending` until validated, then become `confirmed`
+/// (priced) or `rejected` (with a reason).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum OrderStatus {
+    Pending,
+    Confirmed,
+    Rejected,
+}
+
+/// An order.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct Order {
+    pub id: Uuid,
+    pub account_id: Uuid,
+    pub status: OrderStatus,
+    /// One line per product (repeated products are merged when the order is placed).
+    pub lines: Vec<OrderLine>,
+    /// Sum of unit price times quantity over the lines, in cents; null until the order is priced.
+    pub total_price_cents: Option<i64>,
+    /// Why the order was rejected; null unless it was.
+    pub rejection_reason: Option<String>,
+    /// 1 when placed, one more on every transition.
+    pub version: i64,
+    pub created_at: DateTime<Utc>,
+    pub updated_at: DateTime<Utc>,
+}
+
+/// A product and a quantity within an order.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct OrderLine {
+    pub product_id: Uuid,
+    pub quantity: u32,
+    /// The product as it was when the order was priced; null until then.
+    pub product: Option<PricedProduct>,
+}
+
+/// A product's name, description and unit price, frozen when the order was priced.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct PricedProduct {
+    pub name: String,
+    pub description: String,
+    pub unit_price_cents: i64,
+}
+
+/// What placing an order takes.
+#[derive(Debug, Clone, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct NewOrder {
+    pub account_id: Uuid,
+    /// 1 to 100 lines; repeated products are merged.
+    pub lines: Vec<NewOrderLine>,
+}
+
+/// A product and how many of it.
+#[derive(Debug, Clone, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct NewOrderLine {
+    pub product_id: Uuid,
+    /// 1 to 10 000.
+    #[schema(example = 1)]
+    pub quantity: u32,
+}
+
+/// An id a service sent, which must be a UUID.
+fn id(id: &str, what: &str) -> Result<Uuid, Problem> {
+    Uuid::try_parse(id).map_err(|_| malformed(what))
+}
+
+/// A timestamp a service sent, which must be there and valid.
+fn timestamp(at: Option<prost_types::Timestamp>, what: &str) -> Result<DateTime<Utc>, Problem> {
+    at.as_ref().and_then(from_timestamp).ok_or_else(|| malformed(what))
+}
+
+fn malformed(what: &str) -> Problem {
+    tracing::error!(what, "A service answered a malformed value.");
+    Problem::internal()
+}
+
+impl TryFrom<account::Account> for Account {
+    type Error = Problem;
+
+    fn try_from(account: account::Account) -> Result<Self, Problem> {
+        Ok(Self {
+            id: id(&account.id, "account.id")?,
+            name: account.name,
+            version: account.version,
+            created_at: timestamp(account.created_at, "account.created_at")?,
+        })
+    }
+}
+
+impl TryFrom<catalog::Product> for Product {
+    type Error = Problem;
+
+    fn try_from(product: catalog::Product) -> Result<Self, Problem> {
+        Ok(Self {
+            id: id(&product.id, "product.id")?,
+            name: product.name,
+            description: product.description,
+            price_cents: product.price_cents,
+            version: product.version,
+            created_at: timestamp(product.created_at, "product.created_at")?,
+            updated_at: timestamp(product.updated_at, "product.updated_at")?,
+        })
+    }
+}
+
+impl TryFrom<order::Order> for Order {
+    type Error = Problem;
+
+    fn try_from(order: order::Order) -> Result<Self, Problem> {
+        let status = match order.status() {
+            order::OrderStatus::Pending => OrderStatus::Pending,
+            order::OrderStatus::Confirmed => OrderStatus::Confirmed,
+            order::OrderStatus::Rejected => OrderStatus::Rejected,
+            order::OrderStatus::Unspecified => return Err(malformed("order.status")),
+        };
+        let lines = order
+            .lines
+            .into_iter()
+            .map(|line| {
+                Ok(OrderLine {
+                    product_id: id(&line.product_id, "order.lines.product_id")?,
+                    quantity: line.quantity,
+                    product: line.product.map(|product| PricedProduct {
+                        name: product.name,
+                        description: product.description,
+                        unit_price_cents: product.unit_price_cents,
+                    }),
+                })
+            })
+            .collect::<Result<_, Problem>>()?;
+        Ok(Self {
+            id: id(&order.id, "order.id")?,
+            account_id: id(&order.account_id, "order.account_id")?,
+            status,
+            lines,
+            total_price_cents: order.total_price_cents,
+            rejection_reason: Some(order.rejection_reason).filter(|reason| !reason.is_empty()),
+            version: order.version,
+            created_at: timestamp(order.created_at, "order.created_at")?,
+            updated_at: timestamp(order.updated_at, "order.updated_at")?,
+        })
+    }
+}
