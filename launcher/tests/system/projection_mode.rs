@@ -1,4 +1,4 @@
-use serde_json::json;
+use serde_json::{Value, json};
 use std::time::Duration;
 
 use shop_testkit::{eventually, kafka::ReadRecord};
@@ -126,5 +126,57 @@ async fn orders_are_still_confirmed_while_the_account_and_catalog_services_are_d
     assert_eq!(accounts_down["errors"][0]["extensions"]["code"], "UNAVAILABLE");
     assert_eq!(order["status"], "CONFIRMED");
     assert_eq!(order["totalPrice"], 74.97);
+    shop.stop().await;
+}
+
+/// `POST /api/v1/order` as a REST client sends it; the status and the body.
+async fn place_over_rest(shop: &crate::helpers::TestShop, account: &str, product: &str) -> (u16, String, Value) {
+    let url = format!("http://{}/api/v1/order", shop.shop.gateway_addr);
+    let order = json!({ "account_id": account, "lines": [{ "product_id": product, "quantity": 2 }] });
+    let response = shop.http.post(url).json(&order).send().await.unwrap();
+    let status = response.status().as_u16();
+    let location = response.headers()["location"].to_str().unwrap().to_owned();
+    (status, location, response.json().await.unwrap())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn over_rest_a_pending_order_is_202_at_its_location_and_the_same_order_graphql_shows() {
+    // Arrange
+    let shop = start_shop_with(|settings| settings.order_priced_answer_wait_ms = 0).await;
+    let ada = shop.client.create_account("Ada").await;
+    let kettle = shop.client.create_product("Kettle", "", 24.99).await;
+
+    // Act
+    let (status, location, placed) = place_over_rest(&shop, &ada, &kettle).await;
+    let order = shop.settled_order(placed["id"].as_str().unwrap()).await;
+
+    // Assert
+    assert_eq!((status, &placed["status"]), (202, &json!("pending")), "{placed:#}");
+    assert_eq!(location, format!("/api/v1/order/{}", placed["id"].as_str().unwrap()));
+    let url = format!("http://{}{location}", shop.shop.gateway_addr);
+    let read: Value = shop.http.get(url).send().await.unwrap().json().await.unwrap();
+    assert_eq!((&order["status"], &read["status"]), (&json!("CONFIRMED"), &json!("confirmed")));
+    assert_eq!(read["total_price_cents"], 4_998);
+    assert_eq!(order["totalPrice"], 49.98);
+    shop.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn over_rest_an_order_priced_at_once_is_201_as_graphql_answers_it_confirmed() {
+    // Arrange: a projection that is up (an order went through).
+    let shop = start_shop().await;
+    let ada = shop.client.create_account("Ada").await;
+    let tea = shop.client.create_product("Tea", "", 4.5).await;
+    let first = shop.client.create_order(&ada, &[(&tea, 1)]).await;
+    assert_eq!(shop.settled_order(first["id"].as_str().unwrap()).await["status"], "CONFIRMED");
+    let kettle = shop.client.create_product("Kettle", "", 24.99).await;
+
+    // Act
+    let (status, _, placed) = place_over_rest(&shop, &ada, &kettle).await;
+
+    // Assert
+    assert_eq!((status, &placed["status"]), (201, &json!("confirmed")), "{placed:#}");
+    assert_eq!(placed["total_price_cents"], 4_998);
+    assert_eq!(placed["lines"][0]["product"]["unit_price_cents"], 2_499);
     shop.stop().await;
 }
