@@ -130,7 +130,11 @@ async fn orders_are_still_confirmed_while_the_account_and_catalog_services_are_d
 }
 
 /// `POST /api/v1/order` as a REST client sends it; the status and the body.
-async fn place_over_rest(shop: &crate::helpers::TestShop, account: &str, product: &str) -> (u16, String, Value) {
+async fn place_over_rest(
+    shop: &crate::helpers::TestShop,
+    account: &str,
+    product: &str,
+) -> (u16, String, Value) {
     let url = format!("http://{}/api/v1/order", shop.shop.gateway_addr);
     let order = json!({ "account_id": account, "lines": [{ "product_id": product, "quantity": 2 }] });
     let response = shop.http.post(url).json(&order).send().await.unwrap();
