@@ -294,7 +294,8 @@ impl Shop {
         let gateway =
             shop_gateway::startup::Application::build(&gateway_settings).await.context("gateway")?;
         self.gateway_addr = gateway.local_addr();
-        let status = format!("GraphQL {}/graphql", url(self.gateway_addr));
+        let base = url(self.gateway_addr);
+        let status = format!("GraphQL {base}/graphql   REST {base}/api/v1");
         self.spawn("gateway", status, |stop| gateway.run_until_stopped(stop));
         Ok(())
     }

@@ -13,7 +13,9 @@ async fn main() -> anyhow::Result<()> {
             println!("Starting the shop against Postgres at {} …", settings.postgres_url);
             let shop = Shop::start(&settings).await?;
             println!();
-            println!("The shop is running. GraphQL playground: http://{}/playground", shop.gateway_addr);
+            let gateway = shop.gateway_addr;
+            println!("The shop is running. GraphQL playground: http://{gateway}/playground");
+            println!("REST API reference: http://{gateway}/api/v1/reference");
             println!("Press Ctrl-C to stop.");
             shop.run_until_stopped(shutdown::signal()).await
         }
