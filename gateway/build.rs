@@ -1,10 +1,12 @@
-//! Fetches the playground's assets — GraphiQL's browser bundle and the React it runs on — from the npm registry at
-//! build time, so the gateway serves them itself and `/playground` works on a machine with no internet access.
+//! Fetches the assets of the gateway's browser pages from the npm registry at build time, so the gateway serves
+//! them itself and the pages work on a machine with no internet access: GraphiQL's browser bundle and the React it
+//! runs on for `/playground`, Swagger UI for `/api/v1/reference`.
 //!
 //! Each package is pinned by version and by the integrity hash its registry publishes; `npm pack` downloads the
 //! tarball (or takes it from npm's cache, so a rebuild needs no network) and checks it against that hash, and this
-//! script refuses any tarball whose hash is not the pinned one. Only the few minified files the page loads are
-//! unpacked into `OUT_DIR`; nothing from the packages is kept in the repository.
+//! script refuses any tarball whose hash is not the pinned one. Only the few minified files a page loads are
+//! unpacked, into `OUT_DIR/<page>/`; nothing from the packages is kept in the repository. Each version is passed to
+//! the compiler as `<PAGE>_<PACKAGE>_VERSION` (`PLAYGROUND_REACT_DOM_VERSION`), since it names the assets' URLs.
 
 use std::{
     env,
@@ -12,55 +14,84 @@ use std::{
     process::Command,
 };
 
-/// A pinned npm package and the files the playground takes from it.
+/// A page and the pinned packages it takes its assets from.
+struct Page {
+    /// The folder under `OUT_DIR` its assets are unpacked into, and the prefix of its version variables.
+    name: &'static str,
+    packages: &'static [Package],
+}
+
+/// A pinned npm package and the files a page takes from it.
 struct Package {
     name: &'static str,
     version: &'static str,
     /// The registry's `dist.integrity` of this version's tarball.
     integrity: &'static str,
-    /// Paths inside the tarball (under `package/`), unpacked flat into the assets folder.
+    /// Paths inside the tarball (under `package/`), unpacked flat into the page's assets folder.
     files: &'static [&'static str],
 }
 
-/// GraphiQL 3 is the last major version with a self-contained browser bundle (later ones need a bundler).
-const PACKAGES: &[Package] = &[
-    Package {
-        name: "graphiql",
-        version: "3.8.3",
-        integrity: "sha512-cuPDYtXVKV86Pu5PHBX642Odi/uVEE2y1Jxq5rGO/Qy1G2lRp7ZZ7a/T30RzxhuLSWo9zUbzq0P3U49//H0Ugw==",
-        files: &["graphiql.min.js", "graphiql.min.css"],
+const PAGES: &[Page] = &[
+    // GraphiQL 3 is the last major version with a self-contained browser bundle (later ones need a bundler).
+    Page {
+        name: "playground",
+        packages: &[
+            Package {
+                name: "graphiql",
+                version: "3.8.3",
+                integrity: "sha512-cuPDYtXVKV86Pu5PHBX642Odi/uVEE2y1Jxq5rGO/Qy1G2lRp7ZZ7a/T30RzxhuLSWo9zUbzq0P3U49//H0Ugw==",
+                files: &["graphiql.min.js", "graphiql.min.css"],
+            },
+            Package {
+                name: "react",
+                version: "18.3.1",
+                integrity: "sha512-wS+hAgJShR0KhEvPJArfuPVN1+Hz1t0Y6n5jLrGQbkb4urgPE/0Rve+1kMB1v/oWgHgm4WIcV+i7F2pTVj+2iQ==",
+                files: &["umd/react.production.min.js"],
+            },
+            Package {
+                name: "react-dom",
+                version: "18.3.1",
+                integrity: "sha512-5m4nQKp+rZRb09LNH59GM4BxTh9251/ylbKIbpe7TpGxfJ+9kv6BLkLBXIjjspbgbnIBNqlI23tRnTWT0snUIw==",
+                files: &["umd/react-dom.production.min.js"],
+            },
+        ],
     },
-    Package {
-        name: "react",
-        version: "18.3.1",
-        integrity: "sha512-wS+hAgJShR0KhEvPJArfuPVN1+Hz1t0Y6n5jLrGQbkb4urgPE/0Rve+1kMB1v/oWgHgm4WIcV+i7F2pTVj+2iQ==",
-        files: &["umd/react.production.min.js"],
-    },
-    Package {
-        name: "react-dom",
-        version: "18.3.1",
-        integrity: "sha512-5m4nQKp+rZRb09LNH59GM4BxTh9251/ylbKIbpe7TpGxfJ+9kv6BLkLBXIjjspbgbnIBNqlI23tRnTWT0snUIw==",
-        files: &["umd/react-dom.production.min.js"],
+    // Swagger UI 5 reads OpenAPI 3.1; its bundle carries React and everything else it needs.
+    Page {
+        name: "reference",
+        packages: &[Package {
+            name: "swagger-ui-dist",
+            version: "5.35.0",
+            integrity: "sha512-U06rpMtW9V3XPGOBeamTUSr0Z09jMX4IJuANpE/EZbAhw0G8CgwrzU4YmXkn/h0wCDNsXdGarTNNHC3sU8yVUQ==",
+            files: &["swagger-ui-bundle.js", "swagger-ui.css"],
+        }],
     },
 ];
 
 fn main() {
     println!("cargo::rerun-if-changed=build.rs");
     let out_dir = PathBuf::from(env::var_os("OUT_DIR").expect("cargo sets OUT_DIR"));
-    let assets = out_dir.join("playground");
     let tarballs = out_dir.join("npm");
-    for dir in [&assets, &tarballs] {
-        std::fs::create_dir_all(dir).unwrap_or_else(|e| panic!("cannot create {}: {e}", dir.display()));
-    }
-    for package in PACKAGES {
-        let tarball = pack(package, &tarballs);
-        unpack(package, &tarball, &assets);
+    create_dir(&tarballs);
+    for page in PAGES {
+        let assets = out_dir.join(page.name);
+        create_dir(&assets);
+        for package in page.packages {
+            let tarball = pack(package, &tarballs);
+            unpack(package, &tarball, &assets);
+        }
     }
     // The versions name the assets' URLs, so browsers may cache them for good.
-    for package in PACKAGES {
-        let variable = package.name.to_uppercase().replace('-', "_");
-        println!("cargo::rustc-env=PLAYGROUND_{variable}_VERSION={}", package.version);
+    for page in PAGES {
+        for package in page.packages {
+            let variable = format!("{}_{}_VERSION", page.name, package.name).to_uppercase().replace('-', "_");
+            println!("cargo::rustc-env={variable}={}", package.version);
+        }
     }
+}
+
+fn create_dir(dir: &Path) {
+    std::fs::create_dir_all(dir).unwrap_or_else(|e| panic!("cannot create {}: {e}", dir.display()));
 }
 
 /// Downloads (or takes from npm's cache) the package's tarball and checks its integrity.
@@ -72,7 +103,7 @@ fn pack(package: &Package, destination: &Path) -> PathBuf {
         .output()
         .unwrap_or_else(|e| {
             panic!(
-                "the gateway's build runs `npm pack {spec}` to fetch the playground's assets, and npm could not be \
+                "the gateway's build runs `npm pack {spec}` to fetch the assets of the gateway's pages, and npm could not be \
                  started ({e}); install Node.js with npm (build time only)"
             )
         });

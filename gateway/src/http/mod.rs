@@ -7,11 +7,14 @@
 //!   `Retry-After` past it), CORS (closed unless origins are configured), a whole-request timeout.
 //! - [`server`]: the connection loop, with header-read and idle timeouts and HTTP/2 stream limits.
 //! - [`playground`]: GraphiQL, with its assets bundled in the binary (works offline).
+//! - [`reference`]: Swagger UI on the REST API's OpenAPI document, bundled the same way ([`assets`]).
 //! - [`refusal`]: the JSON answer every refusal carries, shaped like a GraphQL error so clients show it.
 
+mod assets;
 mod graphql;
 mod limits;
 mod playground;
+mod reference;
 mod refusal;
 pub(crate) mod server;
 
@@ -68,6 +71,7 @@ pub(crate) fn router(
         .route("/health", get(live))
         .route("/health/ready", get(ready))
         .merge(playground::routes())
+        .merge(reference::routes())
         .with_state(state)
         .merge(rest::routes(services_for_rest).layer(DefaultBodyLimit::max(settings.http_max_body_bytes)));
     let routes = limits::apply(

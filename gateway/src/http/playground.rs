@@ -5,12 +5,9 @@
 //! the package versions, so browsers may cache them for good; the page itself is never cached, and its Content
 //! Security Policy lets it load nothing and talk to nothing but this gateway.
 
-use axum::{
-    Router,
-    http::{HeaderValue, header},
-    response::{IntoResponse, Response},
-    routing::get,
-};
+use axum::Router;
+
+use super::assets::{Asset, BundledPage, CSS, JAVASCRIPT, bundled};
 
 /// The page: the stylesheet, React, GraphiQL, and the script that mounts it on `/graphql`.
 const PAGE: &str = concat!(
@@ -75,69 +72,27 @@ const CONTENT_SECURITY_POLICY: &str = "default-src 'none'; script-src 'self'; st
      font-src 'self' data:; img-src 'self' data:; connect-src 'self'; base-uri 'none'; form-action 'none'; \
      frame-ancestors 'none'";
 
-/// A bundled asset: its route, its media type, its bytes.
-struct Asset {
-    path: &'static str,
-    media_type: &'static str,
-    body: &'static [u8],
-}
+static ASSETS: [Asset; 4] = bundled!(
+    "/playground",
+    "playground",
+    [
+        ("graphiql", "PLAYGROUND_GRAPHIQL_VERSION", "graphiql.min.css", CSS),
+        ("graphiql", "PLAYGROUND_GRAPHIQL_VERSION", "graphiql.min.js", JAVASCRIPT),
+        ("react", "PLAYGROUND_REACT_VERSION", "react.production.min.js", JAVASCRIPT),
+        ("react-dom", "PLAYGROUND_REACT_DOM_VERSION", "react-dom.production.min.js", JAVASCRIPT),
+    ]
+);
 
-macro_rules! bundled {
-    ($package:literal, $version:literal, $file:literal, $media_type:literal) => {
-        Asset {
-            path: concat!("/playground/", $package, "-", env!($version), "/", $file),
-            media_type: $media_type,
-            body: include_bytes!(concat!(env!("OUT_DIR"), "/playground/", $file)),
-        }
-    };
-}
-
-static ASSETS: [Asset; 4] = [
-    bundled!("graphiql", "PLAYGROUND_GRAPHIQL_VERSION", "graphiql.min.css", "text/css; charset=utf-8"),
-    bundled!("graphiql", "PLAYGROUND_GRAPHIQL_VERSION", "graphiql.min.js", "text/javascript; charset=utf-8"),
-    bundled!(
-        "react",
-        "PLAYGROUND_REACT_VERSION",
-        "react.production.min.js",
-        "text/javascript; charset=utf-8"
-    ),
-    bundled!(
-        "react-dom",
-        "PLAYGROUND_REACT_DOM_VERSION",
-        "react-dom.production.min.js",
-        "text/javascript; charset=utf-8"
-    ),
-];
+static PLAYGROUND: BundledPage = BundledPage {
+    path: "/playground",
+    html: PAGE,
+    policy: CONTENT_SECURITY_POLICY,
+    script_path: "/playground/mount.js",
+    script: MOUNT,
+    assets: &ASSETS,
+};
 
 /// The page, its mount script, and every bundled asset.
 pub(super) fn routes<S: Clone + Send + Sync + 'static>() -> Router<S> {
-    let router = Router::new()
-        .route("/playground", get(page))
-        .route("/playground/mount.js", get(|| async { not_cached("text/javascript; charset=utf-8", MOUNT) }));
-    ASSETS.iter().fold(router, |router, asset| {
-        router.route(
-            asset.path,
-            get(move || async move {
-                (
-                    [
-                        (header::CONTENT_TYPE, asset.media_type),
-                        (header::CACHE_CONTROL, "public, max-age=31536000, immutable"),
-                    ],
-                    asset.body,
-                )
-            }),
-        )
-    })
-}
-
-async fn page() -> Response {
-    let mut response = not_cached("text/html; charset=utf-8", PAGE);
-    response
-        .headers_mut()
-        .insert(header::CONTENT_SECURITY_POLICY, HeaderValue::from_static(CONTENT_SECURITY_POLICY));
-    response
-}
-
-fn not_cached(media_type: &'static str, body: &'static str) -> Response {
-    ([(header::CONTENT_TYPE, media_type), (header::CACHE_CONTROL, "no-cache")], body).into_response()
+    PLAYGROUND.routes()
 }
