@@ -1,8 +1,8 @@
-//! Clients the team did not write, against the whole shop: Debian's chromium using the playground, graphql-core
-//! (Python) introspecting the schema and running the original system's operations, grpcio (Python) finding and
-//! calling the services by reflection alone, and kcat reading the events. Each runs as its own process from
-//! `interop/`; `scripts/install-test-clients` installs them (the README's test command runs it), and a test whose
-//! client is missing fails, saying so.
+//! Clients the team did not write, against the whole shop: Debian's chromium using the playground and the REST
+//! API's reference, graphql-core (Python) introspecting the schema and running the original system's operations,
+//! grpcio (Python) finding and calling the services by reflection alone, and kcat reading the events. Each runs as
+//! its own process from `interop/`; `scripts/install-test-clients` installs them (the README's test command runs
+//! it), and a test whose client is missing fails, saying so.
 
 use std::{
     collections::HashMap,
@@ -108,6 +108,48 @@ async fn chromium_loads_the_playground_offline_shows_the_schema_docs_and_runs_a_
     let png = std::fs::read(&screenshot).expect("the screenshot is kept");
     assert!(png.starts_with(b"\x89PNG"), "{} is not a PNG", screenshot.display());
     println!("The playground's screenshot: {}", screenshot.display());
+    shop.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn chromium_loads_the_api_reference_offline_and_creates_an_account_with_try_it_out() {
+    // Arrange: chromium with playwright-core.
+    installed("/usr/bin/chromium");
+    installed(repository().join("interop/browser/node_modules/playwright-core"));
+    let shop = start_shop().await;
+    let script = repository().join("interop/browser/reference.mjs");
+    let screenshot = Path::new(env!("CARGO_TARGET_TMPDIR")).join("interop/reference.png");
+    let _ = std::fs::remove_file(&screenshot);
+    let url = format!("http://{}/api/v1/reference", shop.shop.gateway_addr);
+
+    // Act
+    let output =
+        run_client("node", &[script.to_str().unwrap(), &url, screenshot.to_str().unwrap(), "Ada"]).await;
+
+    // Assert: the page listed the operations of the document, and showed the account it created, which the API
+    // then answers at its Location.
+    let seen = &json_lines(&output)[0];
+    let operations: Vec<&str> =
+        seen["operations"].as_array().unwrap().iter().map(|o| o.as_str().unwrap()).collect();
+    for operation in ["POST /api/v1/account", "GET /api/v1/products", "POST /api/v1/order"] {
+        assert!(operations.contains(&operation), "{operation} is not in {operations:?}");
+    }
+    assert_eq!(seen["status"], 201, "{seen}");
+    assert_eq!(seen["account"]["name"], "Ada", "{seen}");
+    let location = seen["location"].as_str().expect("the page showed the Location header");
+    let account: Value = shop
+        .http
+        .get(format!("http://{}{location}", shop.shop.gateway_addr))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(account, seen["account"]);
+    let png = std::fs::read(&screenshot).expect("the screenshot is kept");
+    assert!(png.starts_with(b"\x89PNG"), "{} is not a PNG", screenshot.display());
+    println!("The API reference's screenshot: {}", screenshot.display());
     shop.stop().await;
 }
 
