@@ -116,11 +116,12 @@ fn api() -> OpenApiRouter<Services> {
     OpenApiRouter::with_openapi(ApiDoc::openapi()).nest(PREFIX, resources)
 }
 
-/// The OpenAPI document, generated once.
+/// The OpenAPI document of every route, generated from the handlers and the types they exchange.
 pub fn document() -> utoipa::openapi::OpenApi {
     api().into_openapi()
 }
 
+/// The document as served: generated on first request, then kept.
 static DOCUMENT: LazyLock<String> =
     LazyLock::new(|| document().to_json().expect("the OpenAPI document serializes to JSON"));
 
