@@ -243,8 +243,17 @@ impl Problem {
 /// A documented response of this kind: a problem-details body described by `description` (and, for
 /// [`ProblemType::Unavailable`], the `Retry-After` header its answers carry).
 pub fn response(kind: ProblemType, description: &str) -> utoipa::openapi::Response {
+    // The schema's own example is a 422; each response shows one of its own kind.
+    let example = serde_json::json!({
+        "type": kind.uri(),
+        "title": kind.title(),
+        "status": kind.status().as_u16(),
+        "detail": description,
+        "code": kind.code().as_str(),
+    });
     let body = utoipa::openapi::ContentBuilder::new()
         .schema(Some(utoipa::openapi::Ref::from_schema_name("Problem")))
+        .example(Some(example))
         .build();
     let mut response =
         utoipa::openapi::ResponseBuilder::new().description(description).content(PROBLEM_JSON, body);
