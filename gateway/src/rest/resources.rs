@@ -29,8 +29,8 @@ pub struct Account {
 #[derive(Debug, Clone, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct NewAccount {
-    /// Required; trimmed; at most 100 characters.
-    #[schema(example = "Ada Lovelace")]
+    /// Required; trimmed; then at most 100 characters, none of them a control character.
+    #[schema(example = "Ada Lovelace", min_length = 1)]
     pub name: String,
 }
 
@@ -52,15 +52,15 @@ pub struct Product {
 #[derive(Debug, Clone, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct NewProduct {
-    /// Required; trimmed; at most 200 characters.
-    #[schema(example = "Kettle")]
+    /// Required; trimmed; then at most 200 characters, none of them a control character.
+    #[schema(example = "Kettle", min_length = 1)]
     pub name: String,
-    /// At most 5 000 characters; empty when absent.
+    /// Trimmed; then at most 5 000 characters, no control character but line breaks and tabs; empty when absent.
     #[serde(default)]
     #[schema(example = "1.7 litres, stainless steel")]
     pub description: String,
-    /// Price in cents, zero or more.
-    #[schema(example = 2499)]
+    /// Price in cents, from zero to ten million units of currency.
+    #[schema(example = 2499, minimum = 0, maximum = 1_000_000_000)]
     pub price_cents: i64,
 }
 
@@ -68,14 +68,14 @@ pub struct NewProduct {
 #[derive(Debug, Clone, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ProductUpdate {
-    /// Required; trimmed; at most 200 characters.
-    #[schema(example = "Kettle")]
+    /// Required; trimmed; then at most 200 characters, none of them a control character.
+    #[schema(example = "Kettle", min_length = 1)]
     pub name: String,
-    /// At most 5 000 characters; empty when absent.
+    /// Trimmed; then at most 5 000 characters, no control character but line breaks and tabs; empty when absent.
     #[serde(default)]
     pub description: String,
-    /// Price in cents, zero or more.
-    #[schema(example = 2199)]
+    /// Price in cents, from zero to ten million units of currency.
+    #[schema(example = 2199, minimum = 0, maximum = 1_000_000_000)]
     pub price_cents: i64,
     /// The version the change is based on: when the product is no longer at it, nothing changes and the answer
     /// is 409. Absent: the change applies whatever the version.
@@ -133,7 +133,9 @@ pub struct PricedProduct {
 #[serde(deny_unknown_fields)]
 pub struct NewOrder {
     pub account_id: Uuid,
-    /// 1 to 100 lines; repeated products are merged.
+    /// At least one line, at most 1 000; repeated products are merged, into at most 100 different products of at
+    /// most 10 000 each.
+    #[schema(min_items = 1, max_items = 1000)]
     pub lines: Vec<NewOrderLine>,
 }
 
@@ -143,7 +145,7 @@ pub struct NewOrder {
 pub struct NewOrderLine {
     pub product_id: Uuid,
     /// 1 to 10 000.
-    #[schema(example = 1)]
+    #[schema(example = 1, minimum = 1, maximum = 10_000)]
     pub quantity: u32,
 }
 
