@@ -1,8 +1,9 @@
 //! Clients the team did not write, against the whole shop: Debian's chromium using the playground and the REST
 //! API's reference, graphql-core (Python) introspecting the schema and running the original system's operations,
-//! grpcio (Python) finding and calling the services by reflection alone, and kcat reading the events. Each runs as
-//! its own process from `interop/`; `scripts/install-test-clients` installs them (the README's test command runs
-//! it), and a test whose client is missing fails, saying so.
+//! Schemathesis (Python) testing the REST API against its OpenAPI document, grpcio (Python) finding and calling the
+//! services by reflection alone, and kcat reading the events. Each runs as its own process from `interop/`;
+//! `scripts/install-test-clients` installs them (the README's test command runs it), and a test whose client is
+//! missing fails, saying so.
 
 use std::{
     collections::HashMap,
@@ -172,6 +173,32 @@ async fn graphql_core_introspects_the_schema_and_runs_the_original_operations_un
     let order = &steps[2]["order"];
     assert_eq!(order["totalPrice"], 49.98, "createOrder answers the order priced: {order}");
     assert_eq!(steps[3]["accounts"][0]["orders"][0]["id"], order["id"]);
+    shop.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn schemathesis_finds_no_answer_of_the_rest_api_that_breaks_its_openapi_document() {
+    // Arrange: a shop whose order projection is up, so orders are answered as they are after a start.
+    let python = python();
+    let shop = start_shop().await;
+    wait_for_the_order_projection(&shop).await;
+    let document = format!("http://{}/api/v1/openapi.json", shop.shop.gateway_addr);
+
+    // Act: a failure fails run_client, with Schemathesis's report (a curl line for each failure).
+    let output = run_client(&python, &["interop/python/openapi_fuzz.py", &document]).await;
+
+    // Assert: every operation was tested, with hundreds of requests, and nothing failed.
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    let last = stdout.lines().last().expect("openapi_fuzz.py prints the run's numbers last");
+    let run: Value =
+        serde_json::from_str(last).unwrap_or_else(|e| panic!("not the run's numbers ({e}): {last}"));
+    println!("{run}");
+    let operations = &run["operations"];
+    assert!(operations["total"].as_u64().unwrap() >= 11, "{run}");
+    assert_eq!(operations["tested"], operations["total"], "{run}");
+    assert!(run["test_cases"]["generated"].as_u64().unwrap() >= 300, "{run}");
+    assert_eq!(run["failures"], serde_json::json!([]), "{run}");
+    assert_eq!(run["errors"], serde_json::json!([]), "{run}");
     shop.stop().await;
 }
 
