@@ -1,16 +1,13 @@
 // Uses the gateway's playground as a person would, in Debian's chromium driven by playwright-core: loads the page,
 // opens the schema's documentation at the query type, types a query, runs it, and keeps a screenshot of the docs
-// and the result. Fails when the page asks for anything outside this machine (the page must work offline), throws,
-// or logs an error.
+// and the result. Fails when the page asks for anything from another origin than the gateway's (the page must
+// work offline), throws, or logs an error (see offline-page.mjs).
 //
 //   node playground.mjs <playground URL> <screenshot file> <text the result must contain>
 //
 // Prints one JSON line: the root fields the docs listed and the result GraphiQL showed.
 
-import { mkdirSync, mkdtempSync, rmSync } from 'node:fs';
-import { tmpdir } from 'node:os';
-import { dirname, join } from 'node:path';
-import { chromium } from 'playwright-core';
+import { withOfflinePage } from './offline-page.mjs';
 
 const [url, screenshot, expected] = process.argv.slice(2);
 if (!url || !screenshot || !expected) {
@@ -18,50 +15,9 @@ if (!url || !screenshot || !expected) {
   process.exit(2);
 }
 const QUERY = '{ accounts { id name } }';
-const TIMEOUT_MS = 30_000;
 
-const LOCAL_HOSTS = new Set(['127.0.0.1', 'localhost', '[::1]']);
-const problems = [];
-
-// A fresh profile, so no stored query, tab or cache of an earlier run plays a part.
-mkdirSync(dirname(screenshot), { recursive: true });
-const profile = mkdtempSync(join(tmpdir(), 'shop-playground-'));
-const context = await chromium.launchPersistentContext(profile, {
-  executablePath: '/usr/bin/chromium',
-  headless: true,
-  viewport: { width: 1400, height: 800 },
-  // The flags keep chromium from calling home; this machine has no internet.
-  args: [
-    '--headless',
-    '--no-sandbox',
-    '--disable-gpu',
-    '--no-first-run',
-    '--disable-background-networking',
-    '--disable-component-update',
-    '--disable-sync',
-  ],
-});
-try {
-  context.setDefaultTimeout(TIMEOUT_MS);
-  await context.route('**/*', (route) => {
-    const { protocol, hostname } = new URL(route.request().url());
-    if (protocol === 'data:' || LOCAL_HOSTS.has(hostname)) return route.continue();
-    problems.push(`request outside this machine: ${route.request().url()}`);
-    console.error(`Blocked a request outside this machine: ${route.request().url()}`);
-    return route.abort('blockedbyclient');
-  });
-  const page = context.pages()[0] ?? (await context.newPage());
-  page.on('pageerror', (error) => problems.push(`uncaught in the page: ${error.message}`));
-  page.on('console', (message) => {
-    // A resource that failed to load is reported, with its URL, by the response handler below.
-    if (message.type() === 'error' && !message.text().startsWith('Failed to load resource')) {
-      problems.push(`console error: ${message.text()}`);
-    }
-  });
-  page.on('response', (response) => {
-    if (response.status() >= 400) problems.push(`${response.status()} for ${response.url()}`);
-  });
-
+const viewport = { width: 1400, height: 800 };
+await withOfflinePage({ url, screenshot, viewport, fullPage: false }, async (page, problems) => {
   // Load: every asset, and GraphiQL mounted.
   await page.goto(url, { waitUntil: 'networkidle' });
   await page.locator('.graphiql-container').waitFor();
@@ -95,15 +51,4 @@ try {
     problems.push(`the result shows no account named ${expected}: ${result}`);
   }
   console.log(JSON.stringify({ rootFields, query: QUERY, result: JSON.parse(result) }));
-} catch (error) {
-  problems.push(String(error?.stack ?? error));
-  // What the page showed when it went wrong, in place of the screenshot it did not get to.
-  await context.pages()[0]?.screenshot({ path: screenshot }).catch(() => {});
-} finally {
-  await context.close();
-  rmSync(profile, { recursive: true, force: true });
-}
-if (problems.length) {
-  console.error(problems.join('\n'));
-  process.exit(1);
-}
+});

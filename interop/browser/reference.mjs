@@ -8,65 +8,20 @@
 //
 // Prints one JSON line: the operations the page listed, and the status, Location and body Swagger UI showed.
 
-import { mkdirSync, mkdtempSync, rmSync } from 'node:fs';
-import { tmpdir } from 'node:os';
-import { dirname, join } from 'node:path';
-import { chromium } from 'playwright-core';
+import { withOfflinePage } from './offline-page.mjs';
 
 const [url, screenshot, name] = process.argv.slice(2);
 if (!url || !screenshot || !name) {
   console.error('usage: node reference.mjs <reference page URL> <screenshot file> <account name>');
   process.exit(2);
 }
-const TIMEOUT_MS = 30_000;
 const OPERATION_PATH = '/api/v1/account';
 
 const gateway = new URL(url).origin;
-const problems = [];
-
-// A fresh profile, so no cache or stored state of an earlier run plays a part.
-mkdirSync(dirname(screenshot), { recursive: true });
-const profile = mkdtempSync(join(tmpdir(), 'shop-reference-'));
-const context = await chromium.launchPersistentContext(profile, {
-  executablePath: '/usr/bin/chromium',
-  headless: true,
-  viewport: { width: 1400, height: 1000 },
-  // The flags keep chromium from calling home; this machine has no internet.
-  args: [
-    '--headless',
-    '--no-sandbox',
-    '--disable-gpu',
-    '--no-first-run',
-    '--disable-background-networking',
-    '--disable-component-update',
-    '--disable-sync',
-  ],
-});
-try {
-  context.setDefaultTimeout(TIMEOUT_MS);
-  await context.route('**/*', (route) => {
-    const requested = new URL(route.request().url());
-    if (requested.protocol === 'data:' || requested.origin === gateway) return route.continue();
-    problems.push(`request outside the gateway: ${requested.href}`);
-    console.error(`Blocked a request outside the gateway: ${requested.href}`);
-    return route.abort('blockedbyclient');
-  });
-  const page = context.pages()[0] ?? (await context.newPage());
-  page.on('pageerror', (error) => problems.push(`uncaught in the page: ${error.message}`));
-  page.on('console', (message) => {
-    // A resource that failed to load is reported, with its URL, by the response handler below.
-    if (message.type() === 'error' && !message.text().startsWith('Failed to load resource')) {
-      problems.push(`console error: ${message.text()}`);
-    }
-  });
-  page.on('response', (response) => {
-    // The API's own answers are what "Try it out" shows; any other failure is the page's.
-    const answered = new URL(response.url());
-    if (response.status() >= 400 && answered.pathname !== OPERATION_PATH) {
-      problems.push(`${response.status()} for ${response.url()}`);
-    }
-  });
-
+const viewport = { width: 1400, height: 1000 };
+// The API's own answers are what "Try it out" shows, and this script judges them; any other failure is the page's.
+const expectedFailure = (response) => new URL(response.url()).pathname === OPERATION_PATH;
+await withOfflinePage({ url, screenshot, viewport, fullPage: true, expectedFailure }, async (page, problems) => {
   // Load: every asset, and the operations rendered from the document.
   await page.goto(url, { waitUntil: 'networkidle' });
   const operation = page.locator('.opblock.opblock-post', {
@@ -109,15 +64,4 @@ try {
   if (account.name !== name) problems.push(`the page showed no account named ${name}: ${body}`);
   const request = { method: sent.method(), url: sent.url() };
   console.log(JSON.stringify({ operations, request, status, location, account }));
-} catch (error) {
-  problems.push(String(error?.stack ?? error));
-  // What the page showed when it went wrong, in place of the screenshot it did not get to.
-  await context.pages()[0]?.screenshot({ path: screenshot, fullPage: true }).catch(() => {});
-} finally {
-  await context.close();
-  rmSync(profile, { recursive: true, force: true });
-}
-if (problems.length) {
-  console.error(problems.join('\n'));
-  process.exit(1);
-}
+});
