@@ -72,8 +72,10 @@ def main():
             status, report = run(sys.argv[1], sys.argv[2:], Path(work))
         finally:
             os.chdir(home)
-    numbers = ("seed", "running_time", "operations", "test_cases", "failures", "errors")
-    print(json.dumps({key: report[key] for key in numbers}), flush=True)
+    numbers = {key: report[key] for key in ("running_time", "operations", "test_cases", "failures", "errors")}
+    # A string: the seed has 128 bits, and a JSON reader that makes numbers doubles would print another one.
+    numbers["seed"] = str(report["seed"])
+    print(json.dumps(numbers), flush=True)
     if report["test_cases"]["generated"] == 0:
         sys.exit("Schemathesis made no request")
     sys.exit(status)
