@@ -56,9 +56,14 @@ impl TryFrom<proto::GetProductsRequest> for ProductQuery {
             .map_err(|problems| violations.extend(problems))
             .unwrap_or_default();
         let text = Some(request.query.trim()).filter(|text| !text.is_empty()).map(str::to_owned);
-        if text.as_ref().is_some_and(|text| text.chars().count() > MAX_QUERY_CHARS) {
+        // The bound is on the text as sent, spaces included, so that the REST document can state it exactly.
+        if request.query.chars().count() > MAX_QUERY_CHARS {
             violations
                 .push(FieldViolation::new("query", format!("must be at most {MAX_QUERY_CHARS} characters")));
+        } else if text.as_ref().is_some_and(|text| text.chars().any(char::is_control)) {
+            // Postgres refuses a NUL in text outright (an error, not an empty result), and no product name holds a
+            // control character to match: refused here, as names are, rather than failing as INTERNAL.
+            violations.push(FieldViolation::new("query", "must not contain control characters"));
         }
         // A batch by id returns every id asked for unless the caller pages explicitly.
         let page = if !ids.is_empty() && request.skip == 0 && request.take == 0 {

@@ -126,3 +126,17 @@ async fn a_page_above_the_maximum_is_rejected() {
 
     assert_eq!(status.code(), Code::InvalidArgument);
 }
+
+#[tokio::test]
+async fn a_search_with_a_nul_or_another_control_character_is_invalid_not_internal() {
+    let app = spawn_app().await;
+    seed(&app).await;
+
+    for query in ["ket\0tle", "kettle\u{1b}[2J"] {
+        let request = GetProductsRequest { query: query.into(), ..Default::default() };
+        let status = app.client.get_products(request).await.unwrap_err();
+
+        assert_eq!(status.code(), Code::InvalidArgument, "{query:?}: {status:?}");
+        assert!(status.message().contains("control characters"), "{status:?}");
+    }
+}

@@ -29,7 +29,8 @@ pub(super) fn routes() -> OpenApiRouter<Services> {
 #[into_params(parameter_in = Query)]
 pub(super) struct SearchParams {
     /// Only products whose name or description match these words, best match first (at most 500 characters; not
-    /// with `after`: page a search with `skip`).
+    /// with `after`: page a search with `skip`; no control characters).
+    #[param(max_length = 500)]
     query: Option<String>,
 }
 
