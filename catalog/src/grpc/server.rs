@@ -56,11 +56,11 @@ impl TryFrom<proto::GetProductsRequest> for ProductQuery {
             .map_err(|problems| violations.extend(problems))
             .unwrap_or_default();
         let text = Some(request.query.trim()).filter(|text| !text.is_empty()).map(str::to_owned);
-        // The bound is on the text as sent, spaces included, so that the REST document can state it exactly.
+        // Both checks are on the text as sent, spaces included, so that the REST document can state them exactly.
         if request.query.chars().count() > MAX_QUERY_CHARS {
             violations
                 .push(FieldViolation::new("query", format!("must be at most {MAX_QUERY_CHARS} characters")));
-        } else if text.as_ref().is_some_and(|text| text.chars().any(char::is_control)) {
+        } else if request.query.chars().any(char::is_control) {
             // Postgres refuses a NUL in text outright (an error, not an empty result), and no product name holds a
             // control character to match: refused here, as names are, rather than failing as INTERNAL.
             violations.push(FieldViolation::new("query", "must not contain control characters"));

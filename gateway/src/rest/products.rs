@@ -30,7 +30,7 @@ pub(super) fn routes() -> OpenApiRouter<Services> {
 pub(super) struct SearchParams {
     /// Only products whose name or description match these words, best match first (at most 500 characters; not
     /// with `after`: page a search with `skip`; no control characters).
-    #[param(max_length = 500)]
+    #[param(max_length = 500, pattern = r"^[^\x00-\x1F\x7F-\x9F]*$")]
     query: Option<String>,
 }
 
