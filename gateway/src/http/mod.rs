@@ -22,13 +22,7 @@ pub(crate) use self::refusal::Refused;
 
 use std::{sync::Arc, time::Duration};
 
-use axum::{
-    Json, Router,
-    extract::{DefaultBodyLimit, State},
-    http::StatusCode,
-    middleware,
-    routing::get,
-};
+use axum::{Json, Router, extract::State, http::StatusCode, middleware, routing::get};
 
 use crate::{
     config::Settings,
@@ -64,7 +58,7 @@ pub(crate) fn router(
         max_body_bytes: settings.http_max_body_bytes,
         max_response_bytes: settings.graphql_max_response_bytes,
     });
-    let services_for_rest = services.clone();
+    let rest = rest::routes(services.clone(), settings.http_max_body_bytes);
     let state = AppState { schema, services, limits: limits.clone() };
     let routes = Router::new()
         .route("/graphql", get(graphql::get).post(graphql::post))
@@ -73,7 +67,7 @@ pub(crate) fn router(
         .merge(playground::routes())
         .merge(reference::routes())
         .with_state(state)
-        .merge(rest::routes(services_for_rest).layer(DefaultBodyLimit::max(settings.http_max_body_bytes)));
+        .merge(rest);
     let routes = limits::apply(
         routes,
         &limits::Layers {

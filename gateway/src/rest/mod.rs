@@ -23,7 +23,7 @@ use std::sync::LazyLock;
 
 use axum::{
     Json, Router,
-    extract::Request,
+    extract::{DefaultBodyLimit, Request},
     http::{HeaderValue, StatusCode, header},
     middleware::Next,
     response::{IntoResponse, Response},
@@ -125,10 +125,11 @@ pub fn document() -> utoipa::openapi::OpenApi {
 static DOCUMENT: LazyLock<String> =
     LazyLock::new(|| document().to_json().expect("the OpenAPI document serializes to JSON"));
 
-/// The REST API's routes.
-pub(crate) fn routes(services: Services) -> Router {
+/// The REST API's routes. Bodies are read whole by the JSON extractor, which refuses one past `max_body_bytes`
+/// with 413 as it reads (a chunked body declares no length for the gateway's earlier check).
+pub(crate) fn routes(services: Services, max_body_bytes: usize) -> Router {
     let (router, _) = api().split_for_parts();
-    router.with_state(services)
+    router.with_state(services).layer(DefaultBodyLimit::max(max_body_bytes))
 }
 
 /// The OpenAPI document
