@@ -12,6 +12,7 @@
 //! - [`grpc`]: serving a tonic service with health, reflection, timeouts and per-request spans; lazy client
 //!   channels; reading the caller's trace context.
 //! - [`error`]: [`ServiceError`], the error every service returns, and its one mapping to `tonic::Status`.
+//! - [`identity`]: the end user a call is made for, as the gateway passes it to the services in metadata.
 //! - [`ids`]: parsing ids and converting timestamps at the gRPC edge.
 //! - [`redact`]: the one rule that keeps passwords, tokens and keys in URLs and client options out of logs and
 //!   errors.
@@ -23,6 +24,7 @@ pub mod backoff;
 pub mod error;
 pub mod grpc;
 pub mod health;
+pub mod identity;
 pub mod ids;
 #[cfg(feature = "kafka")]
 pub mod kafka;
