@@ -57,7 +57,7 @@ impl Identity {
 pub enum IdentityError {
     #[error("`{SUBJECT}` and `{ROLE}` must be sent together")]
     Incomplete,
-    #[error("`{SUBJECT}` must be a non-empty ASCII string")]
+    #[error("`{SUBJECT}` must be 1 to 255 visible ASCII characters or spaces")]
     InvalidSubject,
     #[error("`{ROLE}` must be `customer` or `staff`")]
     InvalidRole,
@@ -83,8 +83,13 @@ pub fn identity_of<T>(request: &Request<T>) -> Result<Option<Identity>, Identity
         (Some(subject), Some(role)) => (subject, role),
         _ => return Err(IdentityError::Incomplete),
     };
-    let subject =
-        subject.to_str().ok().filter(|subject| !subject.is_empty()).ok_or(IdentityError::InvalidSubject)?;
+    // The same rule as `attach_identity`: what a service accepts is what the gateway can send, so a subject stored
+    // as an owner always fits the owners' columns and travels back unchanged (metadata alone would let a tab in).
+    let subject = subject
+        .to_str()
+        .ok()
+        .filter(|subject| is_sendable_subject(subject))
+        .ok_or(IdentityError::InvalidSubject)?;
     let role = match role.to_str() {
         Ok("customer") => Role::Customer,
         Ok("staff") => Role::Staff,
@@ -147,6 +152,17 @@ mod tests {
         unknown_role.metadata_mut().insert(SUBJECT, MetadataValue::from_static("alice"));
         unknown_role.metadata_mut().insert(ROLE, MetadataValue::from_static("admin"));
         assert_eq!(identity_of(&unknown_role), Err(IdentityError::InvalidRole));
+    }
+
+    #[test]
+    fn a_subject_that_could_not_be_attached_is_not_read_either() {
+        for subject in ["", "al\tice", &"a".repeat(256)] {
+            let mut request = Request::new(());
+            request.metadata_mut().insert(SUBJECT, subject.parse().unwrap());
+            request.metadata_mut().insert(ROLE, MetadataValue::from_static("customer"));
+
+            assert_eq!(identity_of(&request), Err(IdentityError::InvalidSubject), "{subject:?}");
+        }
     }
 
     #[test]
