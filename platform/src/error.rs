@@ -87,6 +87,9 @@ pub enum ServiceError {
     /// A concurrent change won; read again and retry. `ABORTED`.
     #[error("{0}")]
     Conflict(String),
+    /// What the request would create exists already, and always will: retrying cannot help. `ALREADY_EXISTS`.
+    #[error("{0}")]
+    AlreadyExists(String),
     /// A dependency (the database, another service) cannot be reached; retry later. `UNAVAILABLE`.
     #[error("{0}")]
     Unavailable(String),
@@ -146,6 +149,7 @@ impl From<ServiceError> for Status {
             }
             ServiceError::NotFound(message) => Status::not_found(message),
             ServiceError::Conflict(message) => Status::aborted(message),
+            ServiceError::AlreadyExists(message) => Status::already_exists(message),
             ServiceError::Unavailable(message) => {
                 tracing::warn!(error.message = %message, "A dependency is unavailable.");
                 Status::unavailable(message)
