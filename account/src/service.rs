@@ -23,18 +23,26 @@ impl AccountService {
         Self { pool }
     }
 
-    /// Opens an account and records `AccountCreated` in the outbox, in one transaction.
+    /// Opens an account, owned by `owner` if given, and records `AccountCreated` in the outbox, in one
+    /// transaction. ALREADY_EXISTS when `owner` already owns an account: the database's unique index decides, so
+    /// two concurrent sign-ups of one subject open one account, not two.
     #[tracing::instrument(skip_all, fields(account_id))]
     pub async fn open_account(
         &self,
         name: AccountName,
+        owner: Option<String>,
         trace: &TraceContext,
     ) -> Result<Account, ServiceError> {
-        let (account, created) = Account::open(name);
+        let (account, created) = Account::open(name, owner);
         tracing::Span::current().record("account_id", tracing::field::display(account.id));
 
         let mut transaction = self.pool.begin().await?;
-        repository::insert_account(&mut transaction, &account).await?;
+        repository::insert_account(&mut transaction, &account).await.map_err(|error| {
+            if repository::is_owner_taken(&error) {
+                return ServiceError::AlreadyExists("this identity already has an account".into());
+            }
+            ServiceError::from(error)
+        })?;
         outbox::append(&mut transaction, &Envelope::new(&created, Some(trace))).await?;
         transaction.commit().await?;
 
@@ -49,8 +57,9 @@ impl AccountService {
             .ok_or_else(|| ServiceError::NotFound(format!("account {id} does not exist")))
     }
 
-    pub async fn accounts(&self, page: Page) -> Result<Vec<Account>, ServiceError> {
+    /// A page of accounts, oldest first; only those of `owner`, if given.
+    pub async fn accounts(&self, page: Page, owner: Option<&str>) -> Result<Vec<Account>, ServiceError> {
         let mut connection = self.pool.acquire().await?;
-        Ok(repository::list_accounts(&mut connection, page).await?)
+        Ok(repository::list_accounts(&mut connection, page, owner).await?)
     }
 }

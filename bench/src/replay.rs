@@ -42,8 +42,13 @@ pub async fn replay(broker: &TestBroker, events: usize) -> anyhow::Result<Replay
     let producer: FutureProducer = broker.client_config().set("linger.ms", "20").create()?;
     let mut envelopes = Vec::with_capacity(events);
     for _ in 0..events / 2 {
-        let account =
-            Account { id: Uuid::now_v7(), name: "A customer".into(), version: 1, created_at: now() };
+        let account = Account {
+            id: Uuid::now_v7(),
+            name: "A customer".into(),
+            version: 1,
+            created_at: now(),
+            owner: None,
+        };
         envelopes.push(Envelope::new(&AccountCreated { account }, None));
     }
     for _ in 0..events / 10 {

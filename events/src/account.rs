@@ -14,15 +14,37 @@ pub struct Account {
     pub name: String,
     pub version: i64,
     pub created_at: DateTime<Utc>,
+    /// The subject of the identity that opened the account, which owns it; absent for an account opened without
+    /// one. Added after v1 was published: an event without it is an unowned account, and an account without an
+    /// owner is written without the field, as before.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub owner: Option<String>,
 }
 
 impl Account {
+    /// The longest owner (a token subject) the account service accepts.
+    pub const MAX_OWNER_CHARS: usize = 255;
+
     /// The account service's rules: an id, a name of 1–100 characters without control characters, a version of
-    /// 1 or more.
+    /// 1 or more, and an owner, if any, of 1–255 visible ASCII characters or spaces (a subject as the gateway
+    /// sends it).
     pub fn check_invariants(&self) -> Result<(), String> {
         invariants::id("account.id", self.id)?;
         invariants::positive("account.version", self.version)?;
-        invariants::text("account.name", &self.name, 100, true, &[])
+        invariants::text("account.name", &self.name, 100, true, &[])?;
+        match &self.owner {
+            Some(owner)
+                if owner.is_empty()
+                    || owner.len() > Self::MAX_OWNER_CHARS
+                    || !owner.bytes().all(|byte| byte == b' ' || byte.is_ascii_graphic()) =>
+            {
+                Err(format!(
+                    "account.owner must be 1 to {} visible ASCII characters or spaces",
+                    Self::MAX_OWNER_CHARS
+                ))
+            }
+            _ => Ok(()),
+        }
     }
 }
 
@@ -49,7 +71,13 @@ mod tests {
     #[test]
     fn account_created_round_trips_through_json() {
         let event = AccountCreated {
-            account: Account { id: Uuid::now_v7(), name: "Ada".into(), version: 1, created_at: now() },
+            account: Account {
+                id: Uuid::now_v7(),
+                name: "Ada".into(),
+                version: 1,
+                created_at: now(),
+                owner: Some("auth0|ada".into()),
+            },
         };
         let envelope = Envelope::new(&event, Some(&TraceContext::new_root()));
 
@@ -67,16 +95,40 @@ mod tests {
     }
 
     #[test]
+    fn an_account_without_an_owner_reads_and_writes_as_before_owners_existed() {
+        let id = Uuid::now_v7();
+        let v1 = serde_json::json!({
+            "account": { "id": id, "name": "Ada", "version": 1, "created_at": "2026-11-21T09:00:00Z" }
+        });
+
+        let event = AccountEvent::decode("shop.account.created.v1", v1.to_string().as_bytes()).unwrap();
+
+        let AccountEvent::Created(created) = event;
+        assert_eq!(created.account.owner, None);
+        assert_eq!(serde_json::to_value(&created).unwrap(), v1);
+    }
+
+    #[test]
     fn an_account_event_no_account_service_could_write_is_refused_at_decode_time() {
-        let account = |id: Uuid, name: &str, version: i64| AccountCreated {
-            account: Account { id, name: name.into(), version, created_at: now() },
+        let owned = |id: Uuid, name: &str, version: i64, owner: Option<&str>| AccountCreated {
+            account: Account {
+                id,
+                name: name.into(),
+                version,
+                created_at: now(),
+                owner: owner.map(Into::into),
+            },
         };
+        let account = |id: Uuid, name: &str, version: i64| owned(id, name, version, None);
         let forged = [
             account(Uuid::nil(), "Ada", 1),
             account(Uuid::now_v7(), "", 1),
             account(Uuid::now_v7(), &"a".repeat(101), 1),
             account(Uuid::now_v7(), "A\0da", 1),
             account(Uuid::now_v7(), "Ada", 0),
+            owned(Uuid::now_v7(), "Ada", 1, Some("")),
+            owned(Uuid::now_v7(), "Ada", 1, Some("ada\n")),
+            owned(Uuid::now_v7(), "Ada", 1, Some(&"a".repeat(256))),
         ];
 
         assert!(

@@ -149,8 +149,9 @@ mod tests {
     fn an_envelope_maps_to_cloudevents_binary_mode_headers() {
         let trace = TraceContext::new_root();
         let id = Uuid::now_v7();
-        let event =
-            AccountCreated { account: Account { id, name: "Ada".into(), version: 1, created_at: now() } };
+        let event = AccountCreated {
+            account: Account { id, name: "Ada".into(), version: 1, created_at: now(), owner: None },
+        };
         let envelope = Envelope::new(&event, Some(&trace));
 
         let headers = envelope.metadata().headers();
@@ -173,7 +174,13 @@ mod tests {
     fn headers_read_back_into_the_same_metadata() {
         let trace = TraceContext::new_root();
         let event = AccountCreated {
-            account: Account { id: Uuid::now_v7(), name: "Ada".into(), version: 1, created_at: now() },
+            account: Account {
+                id: Uuid::now_v7(),
+                name: "Ada".into(),
+                version: 1,
+                created_at: now(),
+                owner: None,
+            },
         };
         let envelope = Envelope::new(&event, Some(&trace));
         let headers = envelope.metadata().headers();

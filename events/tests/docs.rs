@@ -55,6 +55,7 @@ fn example(event_type: &EventType) -> Option<Value> {
     Some(match event_type.to_string().as_str() {
         "shop.account.created.v1" => json!({ "account": {
             "id": account_id, "name": "Ada Lovelace", "version": 1, "created_at": at("2026-11-21T09:00:00Z"),
+            "owner": "auth0|5f7c8ec7c33c6c004bbafe82",
         }}),
         "shop.product.created.v1" => product(1, 2_499),
         "shop.product.updated.v1" => product(2, 1_999),

@@ -10,7 +10,7 @@ use shop_testkit::{TestDatabase, outbox_rows};
 use uuid::Uuid;
 
 fn account_created(id: Uuid, version: i64) -> AccountCreated {
-    AccountCreated { account: Account { id, name: "Ada".into(), version, created_at: now() } }
+    AccountCreated { account: Account { id, name: "Ada".into(), version, created_at: now(), owner: None } }
 }
 
 async fn migrated_database() -> TestDatabase {

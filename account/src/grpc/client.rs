@@ -1,7 +1,8 @@
 //! A typed client for `shop.account.v1.AccountService`: plain arguments in, protobuf messages out.
 
+use shop_platform::identity::{Identity, attach_identity};
 use shop_proto::account::v1::{self as proto, account_service_client::AccountServiceClient};
-use tonic::{Status, transport::Channel};
+use tonic::{Request, Status, transport::Channel};
 
 /// Cheap to clone; clones share one connection.
 #[derive(Debug, Clone)]
@@ -26,6 +27,16 @@ impl AccountClient {
     }
 
     pub async fn get_account(&self, id: &str) -> Result<proto::Account, Status> {
+    /// Creates an account as `identity` signing up, as the gateway calls for an authenticated caller: the
+    /// identity's subject owns it.
+    pub async fn post_account_as(&self, name: &str, identity: &Identity) -> Result<proto::Account, Status> {
+        let mut request = Request::new(proto::PostAccountRequest { name: name.to_owned() });
+        attach_identity(&mut request, identity)
+            .map_err(|error| Status::invalid_argument(error.to_string()))?;
+        let response = self.inner.clone().post_account(request).await?.into_inner();
+        response.account.ok_or_else(|| Status::internal("the response carries no account"))
+    }
+
         let request = proto::GetAccountRequest { id: id.to_owned() };
         let response = self.inner.clone().get_account(request).await?.into_inner();
         response.account.ok_or_else(|| Status::internal("the response carries no account"))

@@ -3,6 +3,7 @@
 use shop_platform::{
     ServiceError,
     grpc::trace_context,
+    identity::identity_of,
     ids::{parse_id, to_timestamp},
     pagination::Page,
 };
@@ -37,6 +38,7 @@ impl From<Account> for proto::Account {
             name: account.name.as_str().to_owned(),
             created_at: Some(to_timestamp(account.created_at)),
             version: account.version,
+            owner: account.owner,
         }
     }
 }
@@ -48,8 +50,10 @@ impl account_service_server::AccountService for AccountGrpc {
         request: Request<proto::PostAccountRequest>,
     ) -> Result<Response<proto::PostAccountResponse>, Status> {
         let trace = trace_context(&request);
+        // Whoever signs up owns the account, staff included: the identity is the account's, not a permission.
+        let owner = identity_of(&request).map_err(ServiceError::from)?.map(|identity| identity.subject);
         let name = AccountName::parse("name", &request.get_ref().name).map_err(ServiceError::from)?;
-        let account = self.service.open_account(name, &trace).await?;
+        let account = self.service.open_account(name, owner, &trace).await?;
         Ok(Response::new(proto::PostAccountResponse { account: Some(account.into()) }))
     }
 
@@ -69,7 +73,8 @@ impl account_service_server::AccountService for AccountGrpc {
         let request = request.into_inner();
         let page =
             Page::parse_after(request.skip, request.take, &request.after).map_err(ServiceError::from)?;
-        let accounts = self.service.accounts(page).await?;
+        let owner = Some(request.owner.as_str()).filter(|owner| !owner.is_empty());
+        let accounts = self.service.accounts(page, owner).await?;
         Ok(Response::new(proto::GetAccountsResponse {
             accounts: accounts.into_iter().map(Into::into).collect(),
         }))

@@ -3,4 +3,5 @@
 mod get_accounts;
 mod helpers;
 mod infrastructure;
+mod owners;
 mod post_account;

@@ -137,8 +137,9 @@ async fn the_order_service_started_while_kafka_is_unreachable_says_so_then_confi
     // Act: Kafka comes back; an account and a product are published, and an order placed.
     proxy.heal();
     let (ada, product) = (Uuid::now_v7(), Uuid::now_v7());
-    let account =
-        AccountCreated { account: Account { id: ada, name: "Ada".into(), version: 1, created_at: now() } };
+    let account = AccountCreated {
+        account: Account { id: ada, name: "Ada".into(), version: 1, created_at: now(), owner: None },
+    };
     publish(&broker, &account).await;
     publish(&broker, &kettle(product)).await;
     let placed = app.client.post_order(&ada.to_string(), &[(&product.to_string(), 1)]).await.unwrap();

@@ -24,7 +24,7 @@ use crate::helpers::{
 };
 
 fn account(id: Uuid, version: i64, name: &str) -> AccountCreated {
-    AccountCreated { account: Account { id, name: name.into(), version, created_at: now() } }
+    AccountCreated { account: Account { id, name: name.into(), version, created_at: now(), owner: None } }
 }
 
 fn product(id: Uuid, version: i64, name: &str, price_cents: i64) -> Product {
