@@ -6,7 +6,11 @@
 //! Real deployments run each part as its own binary (`account`, `catalog`, `order`, `relay`, `gateway`); this
 //! crate wires them together for a laptop, a demo, the system tests and the smoke test. `shop tail` prints a
 //! topic's events.
+//!
+//! - [`dev_auth`]: `--auth dev`, a development token issuer in the process, and `shop token`.
+//! - [`tail`]: `shop tail`.
 
+pub mod dev_auth;
 pub mod tail;
 
 use std::{collections::HashMap, future::Future, net::SocketAddr};
@@ -15,6 +19,7 @@ use anyhow::Context;
 use rdkafka::{mocking::MockCluster, producer::DefaultProducerContext};
 use shop_catalog::search::SearchSettings;
 use shop_events::topics;
+use shop_gateway::auth::settings::AuthSettings;
 use shop_order::config::ValidationMode;
 use shop_platform::{
     kafka::KafkaSettings,
@@ -23,6 +28,8 @@ use shop_platform::{
 };
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
+
+use crate::dev_auth::{DevAuth, LocalAuth};
 
 /// The `shop` command line.
 #[derive(Debug, Clone, clap::Parser)]
@@ -41,6 +48,8 @@ pub enum Command {
     Run,
     /// Print a topic's events as JSON lines.
     Tail(tail::TailArgs),
+    /// Print a token of the development issuer of a shop running with `--auth dev` on this machine.
+    Token(dev_auth::TokenArgs),
 }
 
 /// Everything the local run can be told. `shop --help` lists it all.
@@ -67,6 +76,10 @@ pub struct Settings {
     /// Where the GraphQL gateway listens.
     #[arg(long, env = "HTTP_LISTEN_ADDR", default_value = "127.0.0.1:8080")]
     pub http_listen_addr: SocketAddr,
+    /// `disabled`: no tokens, every caller may do everything, as in the original system. `dev`: bearer tokens
+    /// required, from a development issuer running in this process (`shop token` mints them).
+    #[arg(long, env = "SHOP_AUTH", value_enum, default_value_t = LocalAuth::Disabled)]
+    pub auth: LocalAuth,
     /// Where the account service listens (gRPC).
     #[arg(long, env = "ACCOUNT_GRPC_LISTEN_ADDR", default_value = "127.0.0.1:50051")]
     pub account_listen_addr: SocketAddr,
@@ -117,6 +130,8 @@ pub struct Shop {
     stop: CancellationToken,
     /// The embedded broker, when there is one; dropping it stops it.
     embedded_kafka: Option<MockCluster<'static, DefaultProducerContext>>,
+    /// The development issuer (`--auth dev`); dropping it removes its key file.
+    dev_auth: Option<DevAuth>,
     /// Kafka's bootstrap servers (the embedded broker's, or `KAFKA_BROKERS`).
     pub kafka_brokers: String,
     /// Where the gateway listens.
@@ -146,6 +161,7 @@ impl Shop {
             stops: HashMap::new(),
             stop: CancellationToken::new(),
             embedded_kafka: None,
+            dev_auth: None,
             kafka_brokers: String::new(),
             gateway_addr: settings.http_listen_addr,
             service_addrs: HashMap::new(),
@@ -157,6 +173,11 @@ impl Shop {
             return Err(error);
         }
         Ok(shop)
+    }
+
+    /// The development issuer, when the shop runs with `--auth dev`.
+    pub fn dev_auth(&self) -> Option<&DevAuth> {
+        self.dev_auth.as_ref()
     }
 
     async fn start_parts(&mut self, settings: &Settings) -> anyhow::Result<()> {
@@ -283,11 +304,19 @@ impl Shop {
         settings: &Settings,
         [account, catalog, order]: [SocketAddr; 3],
     ) -> anyhow::Result<()> {
+        let (listen_addr, auth) = match settings.auth {
+            LocalAuth::Disabled => (settings.http_listen_addr, AuthSettings::disabled()),
+            LocalAuth::Dev => {
+                let dev = self.dev_auth.insert(DevAuth::generate(settings.http_listen_addr)?);
+                (dev.gateway_addr(), dev.settings())
+            }
+        };
         let gateway_settings = shop_gateway::config::Settings {
-            listen_addr: settings.http_listen_addr,
+            listen_addr,
             account_service_url: url(account),
             catalog_service_url: url(catalog),
             order_service_url: url(order),
+            auth,
             telemetry: settings.telemetry.clone(),
             ..Default::default()
         };
@@ -295,7 +324,11 @@ impl Shop {
             shop_gateway::startup::Application::build(&gateway_settings).await.context("gateway")?;
         self.gateway_addr = gateway.local_addr();
         let base = url(self.gateway_addr);
-        let status = format!("GraphQL {base}/graphql   REST {base}/api/v1");
+        let auth = match &mut self.dev_auth {
+            Some(dev) => format!("development issuer, key in {}", dev.write_key_file()?.display()),
+            None => "disabled".to_owned(),
+        };
+        let status = format!("GraphQL {base}/graphql   REST {base}/api/v1   auth: {auth}");
         self.spawn("gateway", status, |stop| gateway.run_until_stopped(stop));
         Ok(())
     }
@@ -383,6 +416,8 @@ impl Shop {
                 }
             }
         }
+        // No more tokens for a shop that stopped.
+        self.dev_auth.take();
         // The broker goes last, once nothing talks to it any more.
         self.embedded_kafka.take();
         result

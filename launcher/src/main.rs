@@ -1,5 +1,5 @@
 use clap::Parser;
-use shop::{Cli, Command, Shop, tail};
+use shop::{Cli, Command, Shop, dev_auth, tail};
 use shop_platform::{shutdown, telemetry};
 
 #[tokio::main]
@@ -16,11 +16,20 @@ async fn main() -> anyhow::Result<()> {
             let gateway = shop.gateway_addr;
             println!("The shop is running. GraphQL playground: http://{gateway}/playground");
             println!("REST API reference: http://{gateway}/api/v1/reference");
+            match shop.dev_auth() {
+                Some(dev) => println!("{}", dev.banner()?),
+                None => println!("{}", dev_auth::DISABLED_BANNER),
+            }
             println!("Press Ctrl-C to stop.");
             shop.run_until_stopped(shutdown::signal()).await
         }
         Command::Tail(args) => {
             tail::tail(&args, &mut std::io::stdout().lock(), shutdown::signal()).await.map(drop)
+        }
+        // The token alone on stdout, so that `TOKEN=$(shop token --subject alice)` works.
+        Command::Token(args) => {
+            println!("{}", dev_auth::token(&args, settings.http_listen_addr).await?);
+            Ok(())
         }
     }
 }
