@@ -1,7 +1,7 @@
 use std::time::Duration;
 
 use serde_json::{Value, json};
-use shop::{Settings, Shop};
+use shop::{Settings, Shop, dev_auth::LocalAuth};
 use shop_order::config::ValidationMode;
 use shop_testkit::{TestDatabase, eventually, graphql::GraphqlClient, kafka::TestBroker};
 use uuid::Uuid;
@@ -26,6 +26,7 @@ pub(crate) fn settings(broker: &TestBroker) -> Settings {
         kafka_brokers: Some(broker.bootstrap.clone()),
         kafka_topic_prefix: broker.topic_prefix.clone(),
         http_listen_addr: any_port,
+        auth: LocalAuth::Disabled,
         account_listen_addr: any_port,
         catalog_listen_addr: any_port,
         order_listen_addr: any_port,

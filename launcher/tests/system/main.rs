@@ -1,6 +1,7 @@
 //! The whole shop, as `shop` runs it: account, catalog, order (projection validation), relay and gateway, against
 //! fresh Postgres databases and a real Kafka-protocol broker (the embedded mock cluster, or `KAFKA_BROKERS`).
 
+mod auth;
 mod helpers;
 mod interop;
 mod projection_mode;

@@ -113,4 +113,7 @@ async fn the_one_command_run_serves_a_newcomer_and_stops_cleanly_on_sigterm() {
     let errors: Vec<&String> = logs.iter().filter(|line| line.contains("ERROR")).collect();
     assert!(errors.is_empty(), "error lines in the log:\n{errors:#?}");
     assert!(rest_of_stdout.iter().any(|line| line.contains("gateway  stopped")), "{rest_of_stdout:?}");
+    // Without `--auth dev` the original's clients need no token, and the banner says so.
+    let disabled = rest_of_stdout.iter().find(|line| line.starts_with("Authentication is disabled"));
+    assert!(disabled.is_some_and(|line| line.contains("--auth dev")), "{rest_of_stdout:?}");
 }
