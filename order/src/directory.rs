@@ -76,7 +76,10 @@ pub struct GrpcDirectory {
 
 impl GrpcDirectory {
     pub fn new(accounts: Channel, catalog: Channel) -> Self {
-        Self { accounts: AccountServiceClient::new(accounts), catalog: CatalogServiceClient::new(catalog) }
+        Self {
+            accounts: shop_platform::limit_message_sizes!(AccountServiceClient::new(accounts)),
+            catalog: shop_platform::limit_message_sizes!(CatalogServiceClient::new(catalog)),
+        }
     }
 }
 

@@ -1,6 +1,6 @@
 //! Serving and calling gRPC the same way in every process.
 
-use std::{collections::BTreeMap, convert::Infallible, future::Future, time::Duration};
+use std::{collections::BTreeMap, convert::Infallible, future::Future, sync::OnceLock, time::Duration};
 
 use crate::{
     health::{Health, PartStatus},
@@ -31,6 +31,20 @@ const MAX_STREAMS_PER_CONNECTION: u32 = 100;
 /// peer that vanished without closing does not keep its connection for ever.
 const KEEPALIVE_INTERVAL: Duration = Duration::from_secs(30);
 const KEEPALIVE_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Largest protobuf message, in bytes, that every server and client here reads or writes, unless
+/// [`MAX_MESSAGE_BYTES_ENV`] says otherwise. tonic's own defaults are 4 MiB to read and no limit at all to write;
+/// this makes both explicit and the same on both ends, so a server never builds an answer its client will refuse.
+/// A message's length prefix is checked before its body is read, so a larger one is refused (`OUT_OF_RANGE`)
+/// without being buffered. Clients already refused to read more than this, so no answer that got through before
+/// is refused now; what is new is that a server no longer builds and sends one that its client will throw away.
+pub const MAX_MESSAGE_BYTES: usize = 4 * 1024 * 1024;
+/// The environment variable that raises [`MAX_MESSAGE_BYTES`] in a process (a number of bytes). It is read here
+/// rather than in each binary's settings so that every server and client in the process, whichever crate builds
+/// it, gets the same limit without threading a setting through every constructor. It cannot lower the limit: the
+/// services size their largest answers for 4 MiB (one order can take about 2 MiB, an order list stops at 3 MiB),
+/// and a lower limit would turn those into errors.
+pub const MAX_MESSAGE_BYTES_ENV: &str = "GRPC_MAX_MESSAGE_BYTES";
 
 /// Serves `service` on `listener` next to the standard gRPC health service (`grpc.health.v1`) and the reflection
 /// service (`grpc.reflection.v1` and `v1alpha`, for grpcurl and similar tools), until `shutdown` resolves; then
@@ -153,6 +167,45 @@ pub fn traced_request<T>(message: T, trace: &TraceContext) -> Request<T> {
     request
 }
 
+/// The message size limit of this process: [`MAX_MESSAGE_BYTES`], or [`MAX_MESSAGE_BYTES_ENV`] when it is set to
+/// more (read once; an invalid or lower value is logged and ignored).
+pub fn max_message_bytes() -> usize {
+    static LIMIT: OnceLock<usize> = OnceLock::new();
+    *LIMIT.get_or_init(|| message_limit_from(std::env::var(MAX_MESSAGE_BYTES_ENV).ok().as_deref()))
+}
+
+fn message_limit_from(value: Option<&str>) -> usize {
+    let Some(value) = value else { return MAX_MESSAGE_BYTES };
+    match value.trim().parse::<usize>() {
+        Ok(limit) if limit >= MAX_MESSAGE_BYTES => {
+            tracing::info!(
+                max_message_bytes = limit,
+                "gRPC messages are limited by {MAX_MESSAGE_BYTES_ENV}."
+            );
+            limit
+        }
+        _ => {
+            tracing::warn!(
+                value,
+                "Ignoring {MAX_MESSAGE_BYTES_ENV}, which is not a number of bytes of at least {MAX_MESSAGE_BYTES}; \
+                 using {MAX_MESSAGE_BYTES}."
+            );
+            MAX_MESSAGE_BYTES
+        }
+    }
+}
+
+/// Sets both message size limits of a generated tonic server or client (`XServiceServer::new(..)`,
+/// `XServiceClient::new(..)`) to [`max_message_bytes`]. A macro because the generated types share no trait: each
+/// has its own `max_decoding_message_size` and `max_encoding_message_size`.
+#[macro_export]
+macro_rules! limit_message_sizes {
+    ($generated:expr) => {{
+        let limit = $crate::grpc::max_message_bytes();
+        $generated.max_decoding_message_size(limit).max_encoding_message_size(limit)
+    }};
+}
+
 /// Settings of one gRPC client: where the service is and how long to wait for it.
 #[derive(Debug, Clone)]
 pub struct ClientSettings {
@@ -187,6 +240,14 @@ mod tests {
         let continued = trace_context(&traced_request((), &trace));
 
         assert_eq!(continued.trace_id(), trace.trace_id());
+    }
+
+    #[test]
+    fn the_message_limit_can_be_raised_but_not_lowered_or_garbled() {
+        assert_eq!(message_limit_from(None), MAX_MESSAGE_BYTES);
+        assert_eq!(message_limit_from(Some("16777216")), 16 * 1024 * 1024);
+        assert_eq!(message_limit_from(Some("1024")), MAX_MESSAGE_BYTES);
+        assert_eq!(message_limit_from(Some("4MiB")), MAX_MESSAGE_BYTES);
     }
 
     #[test]

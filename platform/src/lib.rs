@@ -10,7 +10,8 @@
 //! - [`kafka`] (feature `kafka`): Kafka client settings, turned into an rdkafka `ClientConfig` in one place,
 //!   and a client context that sends librdkafka's logs and errors to `tracing`.
 //! - [`grpc`]: serving a tonic service with health, reflection, timeouts and per-request spans; lazy client
-//!   channels; reading the caller's trace context.
+//!   channels; reading the caller's trace context; the message size limit every server and client shares
+//!   ([`limit_message_sizes!`]).
 //! - [`error`]: [`ServiceError`], the error every service returns, and its one mapping to `tonic::Status`.
 //! - [`identity`]: the end user a call is made for, as the gateway passes it to the services in metadata.
 //! - [`ids`]: parsing ids and converting timestamps at the gRPC edge.

@@ -13,11 +13,12 @@ pub struct AccountClient {
 impl AccountClient {
     /// Connects to the service at `url` (`http://host:port`).
     pub async fn connect(url: impl Into<String>) -> Result<Self, tonic::transport::Error> {
-        Ok(Self { inner: AccountServiceClient::connect(url.into()).await? })
+        let inner = AccountServiceClient::connect(url.into()).await?;
+        Ok(Self { inner: shop_platform::limit_message_sizes!(inner) })
     }
 
     pub fn new(channel: Channel) -> Self {
-        Self { inner: AccountServiceClient::new(channel) }
+        Self { inner: shop_platform::limit_message_sizes!(AccountServiceClient::new(channel)) }
     }
 
     pub async fn post_account(&self, name: &str) -> Result<proto::Account, Status> {

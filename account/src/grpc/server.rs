@@ -27,7 +27,7 @@ pub struct AccountGrpc {
 impl AccountGrpc {
     /// The server, ready to add to a tonic router.
     pub fn server(service: AccountService) -> AccountServiceServer<Self> {
-        AccountServiceServer::new(Self { service })
+        shop_platform::limit_message_sizes!(AccountServiceServer::new(Self { service }))
     }
 }
 

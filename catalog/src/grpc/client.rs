@@ -12,7 +12,8 @@ pub struct CatalogClient {
 impl CatalogClient {
     /// Connects to the service at `url` (`http://host:port`).
     pub async fn connect(url: impl Into<String>) -> Result<Self, tonic::transport::Error> {
-        Ok(Self { inner: CatalogServiceClient::connect(url.into()).await? })
+        let inner = CatalogServiceClient::connect(url.into()).await?;
+        Ok(Self { inner: shop_platform::limit_message_sizes!(inner) })
     }
 
     pub async fn post_product(

@@ -29,7 +29,7 @@ pub struct CatalogGrpc {
 impl CatalogGrpc {
     /// The server, ready to add to a tonic router.
     pub fn server(service: CatalogService) -> CatalogServiceServer<Self> {
-        CatalogServiceServer::new(Self { service })
+        shop_platform::limit_message_sizes!(CatalogServiceServer::new(Self { service }))
     }
 }
 

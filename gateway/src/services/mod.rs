@@ -78,9 +78,9 @@ impl Services {
                 (CATALOG, "shop.catalog.v1.CatalogService", HealthClient::new(catalog.clone())),
                 (ORDER, "shop.order.v1.OrderService", HealthClient::new(orders.clone())),
             ],
-            accounts: AccountServiceClient::new(accounts),
-            catalog: CatalogServiceClient::new(catalog),
-            orders: OrderServiceClient::new(orders),
+            accounts: shop_platform::limit_message_sizes!(AccountServiceClient::new(accounts)),
+            catalog: shop_platform::limit_message_sizes!(CatalogServiceClient::new(catalog)),
+            orders: shop_platform::limit_message_sizes!(OrderServiceClient::new(orders)),
         })
     }
 

@@ -12,7 +12,8 @@ pub struct OrderClient {
 impl OrderClient {
     /// Connects to the service at `url` (`http://host:port`).
     pub async fn connect(url: impl Into<String>) -> Result<Self, tonic::transport::Error> {
-        Ok(Self { inner: OrderServiceClient::connect(url.into()).await? })
+        let inner = OrderServiceClient::connect(url.into()).await?;
+        Ok(Self { inner: shop_platform::limit_message_sizes!(inner) })
     }
 
     /// Places an order of `(product id, quantity)` lines.

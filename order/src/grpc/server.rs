@@ -30,7 +30,7 @@ pub struct OrderGrpc<D> {
 impl<D: Directory + Clone> OrderGrpc<D> {
     /// The server, ready to add to a tonic router.
     pub fn server(service: OrderService<D>) -> OrderServiceServer<Self> {
-        OrderServiceServer::new(Self { service })
+        shop_platform::limit_message_sizes!(OrderServiceServer::new(Self { service }))
     }
 }
 
