@@ -1,6 +1,6 @@
 //! The limits every route shares.
 
-use std::time::Duration;
+use std::{sync::Arc, time::Duration};
 
 use anyhow::Context;
 use axum::{
@@ -18,7 +18,7 @@ use tower_http::{
     trace::TraceLayer,
 };
 
-use super::refusal;
+use super::{rate_limit, rate_limit::RateLimit, refusal};
 
 /// The limits, as configured.
 #[derive(Debug)]
@@ -27,14 +27,18 @@ pub(super) struct Layers<'a> {
     pub(super) max_in_flight: usize,
     pub(super) request_timeout: Duration,
     pub(super) cors_allowed_origins: &'a [String],
+    /// `None` when rate limiting is off.
+    pub(super) rate_limit: Option<Arc<RateLimit>>,
 }
 
 /// Wraps `routes` in the limits, outermost first: the request span; CORS (answering preflights even under load);
-/// the in-flight cap; the declared body size; the whole-request timeout.
+/// the in-flight cap; the per-client rate limit (by the identity an outer layer sets, once there is
+/// authentication, else by address); the declared body size; the whole-request timeout.
 pub(super) fn apply(routes: Router, layers: &Layers<'_>) -> anyhow::Result<Router> {
     let mut router = routes
         .layer(TimeoutLayer::with_status_code(StatusCode::REQUEST_TIMEOUT, layers.request_timeout))
         .layer(middleware::from_fn_with_state(layers.max_body_bytes, refuse_declared_oversize))
+        .layer(middleware::from_fn_with_state(layers.rate_limit.clone(), rate_limit::limit))
         .layer(InFlightLimitLayer::new(layers.max_in_flight, refusal::overloaded));
     if let Some(cors) = cors(layers.cors_allowed_origins)? {
         router = router.layer(cors);

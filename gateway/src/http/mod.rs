@@ -5,6 +5,7 @@
 //!   bounded answers.
 //! - [`limits`]: what applies to every route: a body-size check, a cap on requests in flight (503 with
 //!   `Retry-After` past it), CORS (closed unless origins are configured), a whole-request timeout.
+//! - [`rate_limit`]: a rate per client (its signed-in user, else its address); 429 with `Retry-After` past it.
 //! - [`server`]: the connection loop, with header-read and idle timeouts and HTTP/2 stream limits.
 //! - [`playground`]: GraphiQL, with its assets bundled in the binary (works offline).
 //! - [`reference`]: Swagger UI on the REST API's OpenAPI document, bundled the same way ([`assets`]).
@@ -14,6 +15,7 @@ mod assets;
 mod graphql;
 mod limits;
 mod playground;
+mod rate_limit;
 mod reference;
 mod refusal;
 pub(crate) mod server;
@@ -30,6 +32,9 @@ use crate::{
     schema::GatewaySchema,
     services::{ServiceHealth, Services},
 };
+
+/// Liveness and readiness: load balancers poll them, so no per-client rate limit applies to them.
+const HEALTH_PATHS: [&str; 2] = ["/health", "/health/ready"];
 
 /// What every handler shares.
 #[derive(Clone)]
@@ -62,8 +67,8 @@ pub(crate) fn router(
     let state = AppState { schema, services, limits: limits.clone() };
     let routes = Router::new()
         .route("/graphql", get(graphql::get).post(graphql::post))
-        .route("/health", get(live))
-        .route("/health/ready", get(ready))
+        .route(HEALTH_PATHS[0], get(live))
+        .route(HEALTH_PATHS[1], get(ready))
         .merge(playground::routes())
         .merge(reference::routes())
         .with_state(state)
@@ -75,6 +80,10 @@ pub(crate) fn router(
             max_in_flight: settings.http_max_in_flight,
             request_timeout: Duration::from_millis(settings.http_request_timeout_ms),
             cors_allowed_origins: &settings.cors_allowed_origins,
+            rate_limit: rate_limit::RateLimit::new(rate_limit::RateLimitSettings {
+                per_second: settings.rate_limit_per_second,
+                burst: settings.rate_limit_burst,
+            }),
         },
     )?;
     Ok(routes.layer(middleware::from_fn(rest::problem_bodies)))

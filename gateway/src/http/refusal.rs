@@ -2,6 +2,8 @@
 //! with the GraphQL error shape — `{"errors": [{"message", "extensions": {"code"}}]}` — so that GraphQL clients,
 //! which show `errors`, show them too.
 
+use std::time::Duration;
+
 use axum::{
     Json,
     http::{HeaderValue, StatusCode, header},
@@ -47,4 +49,35 @@ pub(crate) fn overloaded() -> Response {
     );
     response.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from(retry_after));
     response
+}
+
+/// 429 with `Retry-After`: this client sent more than its rate limit allows, and may send again after `retry_after`
+/// (given in whole seconds, rounded up, at least 1: `Retry-After: 0` would invite an immediate retry that is
+/// refused again).
+pub(crate) fn too_many_requests(retry_after: Duration) -> Response {
+    let seconds = whole_seconds_up(retry_after);
+    let mut response = refuse(
+        StatusCode::TOO_MANY_REQUESTS,
+        ErrorCode::TooManyRequests,
+        format!("too many requests from this client; retry after {seconds} s"),
+    );
+    response.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from(seconds));
+    response
+}
+
+fn whole_seconds_up(duration: Duration) -> u64 {
+    (duration.as_secs() + u64::from(duration.subsec_nanos() > 0)).max(1)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn retry_after_is_whole_seconds_rounded_up_and_never_zero() {
+        assert_eq!(whole_seconds_up(Duration::ZERO), 1);
+        assert_eq!(whole_seconds_up(Duration::from_millis(1)), 1);
+        assert_eq!(whole_seconds_up(Duration::from_secs(2)), 2);
+        assert_eq!(whole_seconds_up(Duration::from_millis(2_001)), 3);
+    }
 }

@@ -4,9 +4,13 @@
 //! - HTTP/1: a header-read timeout, which also closes a keep-alive connection left idle that long;
 //! - HTTP/2: a cap on concurrent streams, and keep-alive pings that drop a peer which stopped answering.
 
-use std::{future::Future, time::Duration};
+use std::{future::Future, net::SocketAddr, time::Duration};
 
-use axum::{Router, body::Body, extract::Request};
+use axum::{
+    Router,
+    body::Body,
+    extract::{ConnectInfo, Request},
+};
 use hyper::body::Incoming;
 use hyper_util::{
     rt::{TokioExecutor, TokioIo, TokioTimer},
@@ -50,10 +54,10 @@ pub(crate) async fn serve(
     let graceful = GracefulShutdown::new();
     tokio::pin!(shutdown);
     loop {
-        let stream = tokio::select! {
+        let (stream, peer) = tokio::select! {
             () = &mut shutdown => break,
             accepted = listener.accept() => match accepted {
-                Ok((stream, _)) => stream,
+                Ok(accepted) => accepted,
                 Err(error) => {
                     // Out of file descriptors, most often: wait for some to be freed rather than spin.
                     tracing::warn!(error.message = %error, "Failed to accept a connection.");
@@ -65,7 +69,12 @@ pub(crate) async fn serve(
         if let Err(error) = stream.set_nodelay(true) {
             tracing::debug!(error.message = %error, "Failed to set TCP_NODELAY.");
         }
-        let service = router.clone().map_request(|request: Request<Incoming>| request.map(Body::new));
+        // The peer's address, as `axum::serve` would record it: the rate limit counts anonymous clients by it.
+        let service = router.clone().map_request(move |request: Request<Incoming>| {
+            let mut request = request.map(Body::new);
+            request.extensions_mut().insert(ConnectInfo::<SocketAddr>(peer));
+            request
+        });
         let connection =
             builder.serve_connection(TokioIo::new(stream), TowerToHyperService::new(service)).into_owned();
         let connection = graceful.watch(connection);

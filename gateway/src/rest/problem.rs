@@ -34,13 +34,14 @@ pub enum ProblemType {
     Timeout,
     PayloadTooLarge,
     UnsupportedMediaType,
+    TooManyRequests,
     Unavailable,
     Internal,
 }
 
 impl ProblemType {
     /// Every problem type, for their descriptions.
-    pub const ALL: [Self; 11] = [
+    pub const ALL: [Self; 12] = [
         Self::BadRequest,
         Self::InvalidInput,
         Self::NotFound,
@@ -50,6 +51,7 @@ impl ProblemType {
         Self::Timeout,
         Self::PayloadTooLarge,
         Self::UnsupportedMediaType,
+        Self::TooManyRequests,
         Self::Unavailable,
         Self::Internal,
     ];
@@ -66,6 +68,7 @@ impl ProblemType {
             Self::Timeout => "timeout",
             Self::PayloadTooLarge => "payload-too-large",
             Self::UnsupportedMediaType => "unsupported-media-type",
+            Self::TooManyRequests => "too-many-requests",
             Self::Unavailable => "unavailable",
             Self::Internal => "internal",
         }
@@ -81,6 +84,7 @@ impl ProblemType {
             Self::Timeout => StatusCode::REQUEST_TIMEOUT,
             Self::PayloadTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
             Self::UnsupportedMediaType => StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            Self::TooManyRequests => StatusCode::TOO_MANY_REQUESTS,
             Self::Unavailable => StatusCode::SERVICE_UNAVAILABLE,
             Self::Internal => StatusCode::INTERNAL_SERVER_ERROR,
         }
@@ -96,6 +100,7 @@ impl ProblemType {
             Self::Timeout | Self::Unavailable => ErrorCode::Unavailable,
             Self::PayloadTooLarge => ErrorCode::PayloadTooLarge,
             Self::UnsupportedMediaType => ErrorCode::UnsupportedMediaType,
+            Self::TooManyRequests => ErrorCode::TooManyRequests,
             Self::Internal => ErrorCode::Internal,
         }
     }
@@ -112,6 +117,7 @@ impl ProblemType {
             Self::Timeout => "The request took too long",
             Self::PayloadTooLarge => "The request body is too large",
             Self::UnsupportedMediaType => "The request body must be JSON",
+            Self::TooManyRequests => "Too many requests; slow down",
             Self::Unavailable => "Unavailable; retry later",
             Self::Internal => "Internal error",
         }
@@ -137,6 +143,9 @@ impl ProblemType {
             Self::Timeout => "The request took longer than the gateway allows.",
             Self::PayloadTooLarge => "The body is larger than the gateway accepts.",
             Self::UnsupportedMediaType => "The body is not `application/json`.",
+            Self::TooManyRequests => {
+                "This client (its signed-in user, or else its address) sent more requests than the gateway allows one client; retry after `Retry-After` seconds."
+            }
             Self::Unavailable => {
                 "A service behind the gateway, or its database, cannot answer now, or the gateway is overloaded; retry after `Retry-After` seconds."
             }

@@ -35,6 +35,8 @@ pub enum ErrorCode {
     PayloadTooLarge,
     /// The request body is not `application/json` (HTTP 415).
     UnsupportedMediaType,
+    /// This client sent more requests than its rate limit allows (HTTP 429); retry after `Retry-After` seconds.
+    TooManyRequests,
     /// A bug; the details are in the gateway's or the service's log, never in the response.
     Internal,
 }
@@ -51,6 +53,7 @@ impl ErrorCode {
             Self::Unavailable => "UNAVAILABLE",
             Self::PayloadTooLarge => "PAYLOAD_TOO_LARGE",
             Self::UnsupportedMediaType => "UNSUPPORTED_MEDIA_TYPE",
+            Self::TooManyRequests => "TOO_MANY_REQUESTS",
             Self::Internal => "INTERNAL",
         }
     }

@@ -6,5 +6,6 @@ mod helpers;
 mod hostile;
 mod http;
 mod openapi;
+mod rate_limit;
 mod rest;
 mod seed_parity;
