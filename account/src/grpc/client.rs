@@ -27,7 +27,6 @@ impl AccountClient {
         response.account.ok_or_else(|| Status::internal("the response carries no account"))
     }
 
-    pub async fn get_account(&self, id: &str) -> Result<proto::Account, Status> {
     /// Creates an account as `identity` signing up, as the gateway calls for an authenticated caller: the
     /// identity's subject owns it.
     pub async fn post_account_as(&self, name: &str, identity: &Identity) -> Result<proto::Account, Status> {
@@ -38,6 +37,7 @@ impl AccountClient {
         response.account.ok_or_else(|| Status::internal("the response carries no account"))
     }
 
+    pub async fn get_account(&self, id: &str) -> Result<proto::Account, Status> {
         let request = proto::GetAccountRequest { id: id.to_owned() };
         let response = self.inner.clone().get_account(request).await?.into_inner();
         response.account.ok_or_else(|| Status::internal("the response carries no account"))
