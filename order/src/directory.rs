@@ -15,14 +15,28 @@ use uuid::Uuid;
 
 use crate::domain::{Order, PricedProduct};
 
+/// An account, as much as order validation needs of it.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct KnownAccount {
+    /// The subject that owns it; `None` for an account opened without an identity.
+    pub owner: Option<String>,
+}
+
+impl KnownAccount {
+    /// Whether `order` may name this account: whoever placed the order may order for its owner.
+    pub fn open_to(&self, order: &Order) -> bool {
+        order.placed_by.may_order_for(self.owner.as_deref())
+    }
+}
+
 /// What order validation needs to know about accounts and products.
 pub trait Directory: Send + Sync + 'static {
-    /// Whether the account exists.
-    fn account_exists(
+    /// The account with `id`, if it exists.
+    fn account(
         &self,
         id: Uuid,
         trace: &TraceContext,
-    ) -> impl Future<Output = Result<bool, ServiceError>> + Send;
+    ) -> impl Future<Output = Result<Option<KnownAccount>, ServiceError>> + Send;
 
     /// The products among `ids` that exist, with their current name, description and price; unknown ids are
     /// left out.
@@ -36,7 +50,7 @@ pub trait Directory: Send + Sync + 'static {
     /// it and not found does not exist. `None` while that is not known.
     fn known_through(&self) -> impl Future<Output = Result<Option<DateTime<Utc>>, ServiceError>> + Send;
 
-    /// What the directory holds of the names one order uses: [`account_exists`](Self::account_exists), then
+    /// What the directory holds of the names one order uses: [`account`](Self::account), then
     /// [`products`](Self::products), unless the directory can answer both at once.
     fn names(
         &self,
@@ -45,9 +59,9 @@ pub trait Directory: Send + Sync + 'static {
         trace: &TraceContext,
     ) -> impl Future<Output = Result<Names, ServiceError>> + Send {
         async move {
-            let account_known = self.account_exists(account_id, trace).await?;
+            let account = self.account(account_id, trace).await?;
             let products = self.products(product_ids, trace).await?;
-            Ok(Names { account_known, products })
+            Ok(Names { account, products })
         }
     }
 }
@@ -55,15 +69,24 @@ pub trait Directory: Send + Sync + 'static {
 /// What a directory holds of the account and products one order names.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Names {
-    pub account_known: bool,
+    /// The account, if the directory holds it.
+    pub account: Option<KnownAccount>,
     /// The products found, by id; unknown ids are left out.
     pub products: HashMap<Uuid, PricedProduct>,
 }
 
 impl Names {
-    /// Whether the account and every product of `order` are known.
+    /// Whether the directory holds `order`'s account and the order may name it ([`KnownAccount::open_to`]). To
+    /// validation, an account the order may not name is one the directory does not hold.
+    pub fn account_known_to(&self, order: &Order) -> bool {
+        self.account.as_ref().is_some_and(|account| account.open_to(order))
+    }
+
+    /// Whether the account (as [`account_known_to`](Self::account_known_to) sees it) and every product of `order`
+    /// are known.
     pub fn knows(&self, order: &Order) -> bool {
-        self.account_known && order.lines.iter().all(|line| self.products.contains_key(&line.product_id))
+        self.account_known_to(order)
+            && order.lines.iter().all(|line| self.products.contains_key(&line.product_id))
     }
 }
 
@@ -103,11 +126,18 @@ impl Directory for GrpcDirectory {
         Ok(Some(Utc::now()))
     }
 
-    async fn account_exists(&self, id: Uuid, trace: &TraceContext) -> Result<bool, ServiceError> {
+    /// Asked without the caller's identity: the order service looks the account up for itself, and decides what
+    /// the caller may see.
+    async fn account(&self, id: Uuid, trace: &TraceContext) -> Result<Option<KnownAccount>, ServiceError> {
         let request = traced_request(GetAccountRequest { id: id.to_string() }, trace);
         match self.accounts.clone().get_account(request).await {
-            Ok(_) => Ok(true),
-            Err(status) if status.code() == Code::NotFound => Ok(false),
+            Ok(response) => {
+                let account = response.into_inner().account.ok_or_else(|| {
+                    ServiceError::Unexpected(anyhow::anyhow!("The account service answered no account"))
+                })?;
+                Ok(Some(KnownAccount { owner: account.owner }))
+            }
+            Err(status) if status.code() == Code::NotFound => Ok(None),
             Err(status) => Err(dependency_error("account", status)),
         }
     }
@@ -158,7 +188,8 @@ pub(crate) mod fake {
     /// Clones share their contents, so a test can add names while a service holds the directory.
     #[derive(Debug, Default, Clone)]
     pub(crate) struct InMemoryDirectory {
-        accounts: Arc<Mutex<Vec<Uuid>>>,
+        /// Each account's owner, by id.
+        accounts: Arc<Mutex<HashMap<Uuid, Option<String>>>>,
         products: Arc<Mutex<HashMap<Uuid, PricedProduct>>>,
         pub(crate) known_through: Arc<Mutex<Option<DateTime<Utc>>>>,
     }
@@ -170,6 +201,12 @@ pub(crate) mod fake {
             id
         }
 
+        pub(crate) fn add_account_owned_by(&self, owner: &str) -> Uuid {
+            let id = Uuid::now_v7();
+            self.accounts.lock().unwrap().insert(id, Some(owner.to_owned()));
+            id
+        }
+
         pub(crate) fn add_product(&self, name: &str, unit_price_cents: i64) -> Uuid {
             let id = Uuid::now_v7();
             self.insert_product(id, name, unit_price_cents);
@@ -177,7 +214,7 @@ pub(crate) mod fake {
         }
 
         pub(crate) fn insert_account(&self, id: Uuid) {
-            self.accounts.lock().unwrap().push(id);
+            self.accounts.lock().unwrap().insert(id, None);
         }
 
         pub(crate) fn insert_product(&self, id: Uuid, name: &str, unit_price_cents: i64) {
@@ -187,8 +224,13 @@ pub(crate) mod fake {
     }
 
     impl Directory for InMemoryDirectory {
-        async fn account_exists(&self, id: Uuid, _trace: &TraceContext) -> Result<bool, ServiceError> {
-            Ok(self.accounts.lock().unwrap().contains(&id))
+        async fn account(
+            &self,
+            id: Uuid,
+            _trace: &TraceContext,
+        ) -> Result<Option<KnownAccount>, ServiceError> {
+            let accounts = self.accounts.lock().unwrap();
+            Ok(accounts.get(&id).map(|owner| KnownAccount { owner: owner.clone() }))
         }
 
         async fn products(

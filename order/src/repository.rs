@@ -9,9 +9,9 @@ use shop_platform::pagination::Page;
 use sqlx::PgConnection;
 use uuid::Uuid;
 
-use crate::domain::{Order, OrderLine, OrderStatus, PricedProduct};
+use crate::domain::{Order, OrderLine, OrderStatus, PlacedBy, PricedProduct};
 
-const ORDER_COLUMNS: &str = "id, account_id, status, total_price_cents, rejection_reason, version, created_at, updated_at, traceparent";
+const ORDER_COLUMNS: &str = "id, account_id, status, total_price_cents, rejection_reason, version, created_at, updated_at, traceparent, placed_by";
 
 #[derive(sqlx::FromRow)]
 struct OrderRow {
@@ -24,6 +24,7 @@ struct OrderRow {
     created_at: DateTime<Utc>,
     updated_at: DateTime<Utc>,
     traceparent: Option<String>,
+    placed_by: Option<String>,
 }
 
 #[derive(sqlx::FromRow)]
@@ -54,6 +55,7 @@ impl OrderRow {
             version: self.version,
             created_at: self.created_at,
             updated_at: self.updated_at,
+            placed_by: PlacedBy::from_customer(self.placed_by),
         };
         Ok((order, trace))
     }
@@ -85,7 +87,7 @@ pub async fn insert_order(
     trace: &TraceContext,
 ) -> Result<(), sqlx::Error> {
     sqlx::query(sqlx::AssertSqlSafe(format!(
-        "INSERT INTO orders ({ORDER_COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)"
+        "INSERT INTO orders ({ORDER_COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)"
     )))
     .bind(order.id)
     .bind(order.account_id)
@@ -96,6 +98,7 @@ pub async fn insert_order(
     .bind(order.created_at)
     .bind(order.updated_at)
     .bind(trace.traceparent())
+    .bind(order.placed_by.customer())
     .execute(&mut *connection)
     .await?;
 

@@ -12,7 +12,7 @@ use uuid::Uuid;
 
 use crate::{
     directory::Directory,
-    domain::{NewOrder, Order, OrderError},
+    domain::{NewOrder, Order, OrderError, PlacedBy},
     repository,
     validation::PricedAnswer,
 };
@@ -71,7 +71,9 @@ impl<D: Directory> OrderService<D> {
 
     /// Places an order. Synchronous placement validates it against the directory, prices it and stores it
     /// confirmed with its `OrderPlaced` and `OrderConfirmed` events (an unknown account or product is NOT_FOUND and
-    /// stores nothing). Deferred placement stores it pending with its `OrderPlaced` event; with a priced answer, it
+    /// stores nothing; so is, for an order a customer places, an account that is not theirs, answered exactly as a
+    /// missing one). Deferred placement refuses a customer's order alike when the directory already holds the
+    /// account and it is another's, and stores the order pending with its `OrderPlaced` event; with a priced answer, it
     /// first gives the directory until the answer's wait (at most half of `allowed`, the time the caller gives the
     /// call, if it said) to know the order's names, and stores the order decided (confirmed, priced) with both
     /// events when it does.
@@ -104,12 +106,12 @@ impl<D: Directory> OrderService<D> {
         new_order: NewOrder,
         trace: &TraceContext,
     ) -> Result<(Order, Vec<Envelope>), ServiceError> {
-        let account_id = new_order.account_id();
-        if !self.directory.account_exists(account_id, trace).await? {
-            return Err(ServiceError::NotFound(format!("account {account_id} does not exist")));
-        }
-        let catalog = self.directory.products(&new_order.product_ids(), trace).await?;
         let (mut order, placed) = Order::place(new_order);
+        let account = self.directory.account(order.account_id, trace).await?;
+        if !account.is_some_and(|account| account.open_to(&order)) {
+            return Err(unknown_account(order.account_id));
+        }
+        let catalog = self.directory.products(&order.product_ids(), trace).await?;
         let confirmed = order.confirm(&catalog).map_err(|error| match error {
             OrderError::UnknownProducts(_) => ServiceError::NotFound(error.to_string()),
             OrderError::TotalTooLarge => ServiceError::invalid("lines", error.to_string()),
@@ -127,6 +129,7 @@ impl<D: Directory> OrderService<D> {
         allowed: Option<Duration>,
     ) -> Result<Deferred, ServiceError> {
         let (pending, placed) = Order::place(new_order);
+        self.refuse_anothers_account(&pending, trace).await?;
         let pending = (pending, Envelope::new(&placed, Some(trace)));
         let wait =
             priced.map_or(Duration::ZERO, |priced| priced.wait.min(allowed.map_or(Duration::MAX, |a| a / 2)));
@@ -137,6 +140,20 @@ impl<D: Directory> OrderService<D> {
         let deadline = Instant::now() + wait;
         let decided = priced.decide(&self.directory, &mut order, trace, deadline).await?;
         Ok(Deferred { pending, decided: decided.map(|event| (order, event)) })
+    }
+
+    /// NOT_FOUND, as for a missing account, when a customer placed `order` and the directory holds its account
+    /// and it is another's. An account the directory does not hold yet is left to validation, which rejects the
+    /// order as naming an unknown account should it turn out to be another's.
+    async fn refuse_anothers_account(&self, order: &Order, trace: &TraceContext) -> Result<(), ServiceError> {
+        // An unrestricted order may name any account: no look-up.
+        if order.placed_by == PlacedBy::Unrestricted {
+            return Ok(());
+        }
+        match self.directory.account(order.account_id, trace).await? {
+            Some(account) if !account.open_to(order) => Err(unknown_account(order.account_id)),
+            _ => Ok(()),
+        }
     }
 
     /// Stores a deferred order: decided if it was, else pending (waking the validator). A decision the database
@@ -207,6 +224,12 @@ impl<D: Directory> OrderService<D> {
     }
 }
 
+/// The answer for an account that does not exist, and for one the caller may not name: the same, so that a
+/// customer cannot tell another's account from a missing one.
+fn unknown_account(id: Uuid) -> ServiceError {
+    ServiceError::NotFound(format!("account {id} does not exist"))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -269,6 +292,66 @@ mod tests {
             service.place_synchronously(ghost_product, &trace).await,
             Err(ServiceError::NotFound(_))
         ));
+    }
+
+    #[tokio::test]
+    async fn a_customers_order_for_anothers_or_an_unowned_account_is_not_found_exactly_like_a_missing_one() {
+        // Given: Ada's account, an account nobody owns, and a kettle.
+        let directory = InMemoryDirectory::default();
+        let (adas, unowned) = (directory.add_account_owned_by("auth0|ada"), directory.add_account());
+        let kettle = directory.add_product("Kettle", 2_499);
+        let service = service(directory, Placement::Synchronous);
+        let trace = TraceContext::new_root();
+        let grace = || PlacedBy::Customer("auth0|grace".into());
+
+        for account in [adas, unowned, Uuid::now_v7()] {
+            // When
+            let refused = service.place_synchronously(order_for(account, kettle).by(grace()), &trace).await;
+
+            // Then
+            let Err(ServiceError::NotFound(message)) = refused else { panic!("{refused:?}") };
+            assert_eq!(message, format!("account {account} does not exist"));
+        }
+    }
+
+    #[tokio::test]
+    async fn the_owner_and_unrestricted_callers_may_order_for_an_owned_account() {
+        let directory = InMemoryDirectory::default();
+        let (adas, kettle) =
+            (directory.add_account_owned_by("auth0|ada"), directory.add_product("Kettle", 2_499));
+        let service = service(directory, Placement::Synchronous);
+        let trace = TraceContext::new_root();
+
+        for placed_by in [PlacedBy::Customer("auth0|ada".into()), PlacedBy::Unrestricted] {
+            let placed = service.place_synchronously(order_for(adas, kettle).by(placed_by), &trace).await;
+
+            assert_eq!(placed.unwrap().0.status, OrderStatus::Confirmed);
+        }
+    }
+
+    #[tokio::test]
+    async fn deferred_placement_refuses_a_customers_order_for_an_account_the_directory_holds_as_anothers() {
+        // Given: Ada's account in the directory; another account it does not hold yet.
+        let directory = InMemoryDirectory::default();
+        let adas = directory.add_account_owned_by("auth0|ada");
+        let service = service(directory, Placement::deferred(Arc::default()));
+        let trace = TraceContext::new_root();
+        let grace = || PlacedBy::Customer("auth0|grace".into());
+        let not_yet_known = Uuid::now_v7();
+
+        // When
+        let refused =
+            service.place_deferred(order_for(adas, Uuid::now_v7()).by(grace()), &trace, None, None).await;
+        let deferred = service
+            .place_deferred(order_for(not_yet_known, Uuid::now_v7()).by(grace()), &trace, None, None)
+            .await
+            .unwrap();
+
+        // Then: refused as a missing account; the unknown one left pending, remembering who placed it.
+        let Err(ServiceError::NotFound(message)) = refused else { panic!("{refused:?}") };
+        assert_eq!(message, format!("account {adas} does not exist"));
+        assert_eq!(deferred.pending.0.status, OrderStatus::Pending);
+        assert_eq!(deferred.pending.0.placed_by, grace());
     }
 
     #[tokio::test]

@@ -7,7 +7,9 @@
 //! the directory is known complete past the order's placement — every event committed before it, plus the clock
 //! skew allowed between machines, is in the projection (see [`Completeness`](shop_projection::Completeness)) —
 //! and no sooner than `ORDER_PROJECTION_WAIT_MS` after it. Until then it stays pending, however long the relay or
-//! the projection lags, and the validator says how far behind the directory is.
+//! the projection lags, and the validator says how far behind the directory is. An order a customer placed for an
+//! account that is not theirs is judged as one naming an account the directory does not hold (same wait, same
+//! reason), so its fate tells the customer nothing about that account.
 //!
 //! [`PricedAnswer`] applies the same rule in `PostOrder`, before the order is stored: when the directory knows the
 //! order's names within a bounded wait (`ORDER_PRICED_ANSWER_WAIT_MS`), the order is stored decided and answered
@@ -200,7 +202,7 @@ fn judge(
     trace: &TraceContext,
 ) -> Result<Decision, ServiceError> {
     let may_reject = waited_enough && complete_past_placement;
-    let event = match order.verdict(names.account_known, &names.products, !may_reject) {
+    let event = match order.verdict(names.account_known_to(order), &names.products, !may_reject) {
         Verdict::Wait if waited_enough => return Ok(Decision::HeldUp),
         Verdict::Wait => return Ok(Decision::Wait),
         Verdict::Confirm => match order.confirm(&names.products) {
@@ -344,7 +346,7 @@ mod tests {
     use super::*;
     use crate::{
         directory::fake::InMemoryDirectory,
-        domain::{NewOrder, OrderStatus},
+        domain::{NewOrder, OrderStatus, PlacedBy},
     };
 
     const WAIT: Duration = Duration::from_secs(10);
@@ -379,6 +381,38 @@ mod tests {
 
         assert!(matches!(decision, Decision::Transition(_)));
         assert_eq!(order.status, OrderStatus::Confirmed);
+    }
+
+    #[tokio::test]
+    async fn a_customers_order_for_anothers_account_is_judged_exactly_as_one_for_an_unknown_account() {
+        // Given: Ada's account and a kettle; Grace's order for Ada's account, and Ada's own.
+        let directory = InMemoryDirectory::default();
+        let (adas, kettle) =
+            (directory.add_account_owned_by("auth0|ada"), directory.add_product("Kettle", 2_499));
+        let validator = validator(directory);
+        let placed_by = |subject: &str, placed_ago| {
+            let mut order = pending(adas, kettle, placed_ago);
+            order.placed_by = PlacedBy::Customer(subject.into());
+            order
+        };
+
+        // When / Then: too early to conclude, as for an unknown account.
+        assert!(matches!(
+            decide(&validator, &mut placed_by("auth0|grace", Duration::ZERO)).await,
+            Decision::Wait
+        ));
+
+        // Waited, the directory complete past it: rejected, for the reason an unknown account gets.
+        *validator.directory.known_through.lock().unwrap() = Some(Utc::now());
+        let mut graces = placed_by("auth0|grace", WAIT * 2);
+        assert!(matches!(decide(&validator, &mut graces).await, Decision::Transition(_)));
+        assert_eq!(graces.status, OrderStatus::Rejected);
+        assert_eq!(graces.rejection_reason, Some(format!("unknown account {adas}")));
+
+        // The owner's own order is confirmed at once.
+        let mut adas_own = placed_by("auth0|ada", Duration::ZERO);
+        assert!(matches!(decide(&validator, &mut adas_own).await, Decision::Transition(_)));
+        assert_eq!(adas_own.status, OrderStatus::Confirmed);
     }
 
     #[tokio::test]

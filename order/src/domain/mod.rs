@@ -3,6 +3,8 @@
 
 mod new_order;
 mod order;
+mod placed_by;
 
 pub use new_order::{LineItem, NewOrder};
 pub use order::{Order, OrderError, OrderLine, OrderStatus, PricedProduct, Verdict};
+pub use placed_by::PlacedBy;

@@ -3,6 +3,8 @@ use std::collections::{HashMap, hash_map::Entry};
 use shop_platform::{FieldViolation, ids::parse_id};
 use uuid::Uuid;
 
+use super::PlacedBy;
+
 /// A product and how many of it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct LineItem {
@@ -15,6 +17,7 @@ pub struct LineItem {
 pub struct NewOrder {
     account_id: Uuid,
     lines: Vec<LineItem>,
+    placed_by: PlacedBy,
 }
 
 impl NewOrder {
@@ -64,13 +67,24 @@ impl NewOrder {
         }
 
         match account_id {
-            Ok(account_id) if violations.is_empty() => Ok(Self { account_id, lines: merged }),
+            Ok(account_id) if violations.is_empty() => {
+                Ok(Self { account_id, lines: merged, placed_by: PlacedBy::Unrestricted })
+            }
             _ => Err(violations),
         }
     }
 
+    /// The same order, placed by `placed_by` (unrestricted unless said).
+    pub fn by(self, placed_by: PlacedBy) -> Self {
+        Self { placed_by, ..self }
+    }
+
     pub fn account_id(&self) -> Uuid {
         self.account_id
+    }
+
+    pub fn placed_by(&self) -> &PlacedBy {
+        &self.placed_by
     }
 
     pub fn lines(&self) -> &[LineItem] {

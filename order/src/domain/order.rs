@@ -4,7 +4,7 @@ use chrono::{DateTime, Utc};
 use shop_events::{envelope::now, order as events};
 use uuid::Uuid;
 
-use super::NewOrder;
+use super::{NewOrder, PlacedBy};
 
 /// Where an order is in its life.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -65,6 +65,8 @@ pub struct Order {
     pub version: i64,
     pub created_at: DateTime<Utc>,
     pub updated_at: DateTime<Utc>,
+    /// Who placed it, which limits the account it may name: kept for validation, not carried by its events.
+    pub placed_by: PlacedBy,
 }
 
 /// What validation decides for a pending order.
@@ -107,6 +109,7 @@ impl Order {
             version: 1,
             created_at: at,
             updated_at: at,
+            placed_by: new_order.placed_by().clone(),
         };
         let event = events::OrderPlaced { order: order.to_event_state() };
         (order, event)
@@ -153,8 +156,11 @@ impl Order {
         Ok(events::OrderRejected { order: self.to_event_state() })
     }
 
-    /// Judges a pending order against what is known of its account and products. While `may_still_wait`, unknown
-    /// names may just not have arrived yet (a lagging projection), so the verdict is to wait; after that, reject.
+    /// Judges a pending order against what is known of its account and products. `account_known` says whether the
+    /// order may name an account the directory holds: one whose owner the order's placer may not order for counts
+    /// as unknown, and is rejected with the same reason, so a customer learns nothing of another's account. While
+    /// `may_still_wait`, unknown names may just not have arrived yet (a lagging projection), so the verdict is to
+    /// wait; after that, reject.
     pub fn verdict(
         &self,
         account_known: bool,

@@ -6,6 +6,7 @@ use prost::Message;
 use shop_platform::{
     ServiceError,
     grpc::trace_context,
+    identity::{Identity, identity_of},
     ids::{parse_id, parse_ids, to_timestamp},
     pagination::Page,
 };
@@ -17,7 +18,7 @@ use tonic::{Request, Response, Status};
 
 use crate::{
     directory::Directory,
-    domain::{NewOrder, Order, OrderStatus},
+    domain::{NewOrder, Order, OrderStatus, PlacedBy},
     service::{MAX_ACCOUNTS_PER_CALL, OrderService},
 };
 
@@ -111,6 +112,15 @@ fn allowed_time<T>(request: &Request<T>) -> Option<Duration> {
     })
 }
 
+/// Who places an order, from the caller's identity: a customer may name only their own account; staff, and a
+/// caller without an identity, any.
+fn placed_by(identity: Option<Identity>) -> PlacedBy {
+    match identity {
+        Some(identity) if !identity.is_staff() => PlacedBy::Customer(identity.subject),
+        _ => PlacedBy::Unrestricted,
+    }
+}
+
 #[tonic::async_trait]
 impl<D: Directory + Clone> order_service_server::OrderService for OrderGrpc<D> {
     async fn post_order(
@@ -118,9 +128,11 @@ impl<D: Directory + Clone> order_service_server::OrderService for OrderGrpc<D> {
         request: Request<proto::PostOrderRequest>,
     ) -> Result<Response<proto::PostOrderResponse>, Status> {
         let (trace, allowed) = (trace_context(&request), allowed_time(&request));
+        let placed_by = placed_by(identity_of(&request).map_err(ServiceError::from)?);
         let request = request.into_inner();
         let lines = request.lines.iter().map(|line| (line.product_id.as_str(), line.quantity));
-        let new_order = NewOrder::parse(&request.account_id, lines).map_err(ServiceError::from)?;
+        let new_order =
+            NewOrder::parse(&request.account_id, lines).map_err(ServiceError::from)?.by(placed_by);
         let order = self.service.place_order_within(new_order, &trace, allowed).await?;
         Ok(Response::new(proto::PostOrderResponse { order: Some(order.into()) }))
     }

@@ -8,7 +8,7 @@ use sqlx::PgPool;
 use uuid::Uuid;
 
 use crate::{
-    directory::{Directory, Names},
+    directory::{Directory, KnownAccount, Names},
     domain::PricedProduct,
 };
 
@@ -40,11 +40,13 @@ impl Directory for ProjectionDirectory {
         }
     }
 
-    async fn account_exists(&self, id: Uuid, _trace: &TraceContext) -> Result<bool, ServiceError> {
-        Ok(sqlx::query_scalar("SELECT EXISTS (SELECT 1 FROM account_projection WHERE id = $1)")
-            .bind(id)
-            .fetch_one(&self.pool)
-            .await?)
+    async fn account(&self, id: Uuid, _trace: &TraceContext) -> Result<Option<KnownAccount>, ServiceError> {
+        let owner: Option<Option<String>> =
+            sqlx::query_scalar("SELECT owner FROM account_projection WHERE id = $1")
+                .bind(id)
+                .fetch_optional(&self.pool)
+                .await?;
+        Ok(owner.map(|owner| KnownAccount { owner }))
     }
 
     async fn products(
@@ -73,18 +75,22 @@ impl Directory for ProjectionDirectory {
         product_ids: &[Uuid],
         _trace: &TraceContext,
     ) -> Result<Names, ServiceError> {
-        // Always at least one row (the account's), with the products found, if any, joined to it.
+        // Always at least one row (the account's, found or not), with the products found, if any, joined to it.
         let rows: Vec<NamesRow> = sqlx::query_as(
-            "SELECT account.known AS account_known, product.id, product.name, product.description,
-                    product.price_cents
-             FROM (SELECT EXISTS (SELECT 1 FROM account_projection WHERE id = $1) AS known) AS account
+            "SELECT account.id IS NOT NULL AS account_known, account.owner AS account_owner, product.id,
+                    product.name, product.description, product.price_cents
+             FROM (VALUES (1)) AS one
+             LEFT JOIN account_projection AS account ON account.id = $1
              LEFT JOIN product_projection AS product ON product.id = ANY($2)",
         )
         .bind(account_id)
         .bind(product_ids)
         .fetch_all(&self.pool)
         .await?;
-        let account_known = rows.first().is_some_and(|row| row.account_known);
+        let account = rows
+            .first()
+            .filter(|row| row.account_known)
+            .map(|row| KnownAccount { owner: row.account_owner.clone() });
         let products = rows
             .into_iter()
             .filter_map(|row| {
@@ -96,14 +102,15 @@ impl Directory for ProjectionDirectory {
                 Some((row.id?, product))
             })
             .collect();
-        Ok(Names { account_known, products })
+        Ok(Names { account, products })
     }
 }
 
-/// The account's presence, and one product found (or none).
+/// The account's presence and owner, and one product found (or none).
 #[derive(sqlx::FromRow)]
 struct NamesRow {
     account_known: bool,
+    account_owner: Option<String>,
     id: Option<Uuid>,
     name: Option<String>,
     description: Option<String>,

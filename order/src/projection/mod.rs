@@ -42,9 +42,9 @@ impl DirectoryProjection {
         let AccountEvent::Created(created) = event;
         let account = created.account;
         let changed = sqlx::query(sqlx::AssertSqlSafe(format!(
-            "INSERT INTO {table} (id, name, version, updated_at) VALUES ($1, $2, $3, $4)
+            "INSERT INTO {table} (id, name, version, updated_at, owner) VALUES ($1, $2, $3, $4, $5)
              ON CONFLICT (id) DO UPDATE SET name = EXCLUDED.name, version = EXCLUDED.version,
-                                            updated_at = EXCLUDED.updated_at
+                                            updated_at = EXCLUDED.updated_at, owner = EXCLUDED.owner
              WHERE {table}.version < EXCLUDED.version",
             table = self.accounts
         )))
@@ -52,6 +52,7 @@ impl DirectoryProjection {
         .bind(&account.name)
         .bind(account.version)
         .bind(account.created_at)
+        .bind(&account.owner)
         .execute(&mut **transaction)
         .await?
         .rows_affected();
