@@ -1,7 +1,8 @@
 //! A typed client for `shop.order.v1.OrderService`: plain arguments in, protobuf messages out.
 
+use shop_platform::identity::{Identity, attach_identity};
 use shop_proto::order::v1::{self as proto, order_service_client::OrderServiceClient};
-use tonic::{Status, transport::Channel};
+use tonic::{Request, Status, transport::Channel};
 
 /// Cheap to clone; clones share one connection.
 #[derive(Debug, Clone)]
@@ -18,16 +19,27 @@ impl OrderClient {
 
     /// Places an order of `(product id, quantity)` lines.
     pub async fn post_order(&self, account_id: &str, lines: &[(&str, u32)]) -> Result<proto::Order, Status> {
-        let request = proto::PostOrderRequest {
-            account_id: account_id.to_owned(),
-            lines: lines
-                .iter()
-                .map(|(product_id, quantity)| proto::LineItem {
-                    product_id: (*product_id).to_owned(),
-                    quantity: *quantity,
-                })
-                .collect(),
-        };
+        self.send_post_order(Request::new(post_order_request(account_id, lines))).await
+    }
+
+    /// Places an order as `identity`, as the gateway calls for an authenticated caller: a customer may name only
+    /// their own account.
+    pub async fn post_order_as(
+        &self,
+        identity: &Identity,
+        account_id: &str,
+        lines: &[(&str, u32)],
+    ) -> Result<proto::Order, Status> {
+        let mut request = Request::new(post_order_request(account_id, lines));
+        attach_identity(&mut request, identity)
+            .map_err(|error| Status::invalid_argument(error.to_string()))?;
+        self.send_post_order(request).await
+    }
+
+    async fn send_post_order(
+        &self,
+        request: Request<proto::PostOrderRequest>,
+    ) -> Result<proto::Order, Status> {
         let response = self.inner.clone().post_order(request).await?.into_inner();
         response.order.ok_or_else(|| Status::internal("the response carries no order"))
     }
@@ -55,5 +67,18 @@ impl OrderClient {
     /// The generated client, for calls that need request metadata.
     pub fn raw(&self) -> OrderServiceClient<Channel> {
         self.inner.clone()
+    }
+}
+
+fn post_order_request(account_id: &str, lines: &[(&str, u32)]) -> proto::PostOrderRequest {
+    proto::PostOrderRequest {
+        account_id: account_id.to_owned(),
+        lines: lines
+            .iter()
+            .map(|(product_id, quantity)| proto::LineItem {
+                product_id: (*product_id).to_owned(),
+                quantity: *quantity,
+            })
+            .collect(),
     }
 }

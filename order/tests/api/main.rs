@@ -5,5 +5,6 @@ mod completeness;
 mod get_orders;
 mod helpers;
 mod hostile_input;
+mod owners;
 mod post_order;
 mod projection_mode;
