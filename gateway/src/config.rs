@@ -4,6 +4,8 @@ use std::{net::SocketAddr, time::Duration};
 
 use shop_platform::{grpc::ClientSettings, telemetry::TelemetrySettings};
 
+use crate::auth::settings::AuthSettings;
+
 /// Where the gateway listens in a local run.
 pub const DEFAULT_LISTEN_ADDR: &str = "127.0.0.1:8080";
 pub const DEFAULT_ACCOUNT_SERVICE_URL: &str = "http://127.0.0.1:50051";
@@ -72,6 +74,8 @@ pub struct Settings {
     #[arg(long, env = "CORS_ALLOWED_ORIGINS", value_delimiter = ',')]
     pub cors_allowed_origins: Vec<String>,
     #[command(flatten)]
+    pub auth: AuthSettings,
+    #[command(flatten)]
     pub telemetry: TelemetrySettings,
 }
 
@@ -104,6 +108,7 @@ impl Default for Settings {
             http2_max_streams_per_connection: DEFAULT_HTTP2_MAX_STREAMS_PER_CONNECTION,
             graphql_max_response_bytes: DEFAULT_GRAPHQL_MAX_RESPONSE_BYTES,
             cors_allowed_origins: Vec::new(),
+            auth: AuthSettings::default(),
             telemetry: TelemetrySettings::default(),
         }
     }

@@ -2,6 +2,8 @@
 //! of the account, catalog and order services, which it reaches only through their gRPC clients.
 //!
 //! - [`config`]: the settings, from flags and environment variables.
+//! - [`auth`]: who is calling — bearer tokens verified against an OpenID Connect issuer's keys — and a development
+//!   issuer.
 //! - [`startup`]: [`Application`](startup::Application) (the axum server: GraphQL, playground, health) built the
 //!   same way by `main` and by the tests.
 //! - `http`: the HTTP face around the schema — GraphQL over HTTP, playground, health — and every limit a request
@@ -13,6 +15,7 @@
 //! - [`schema`]: the GraphQL schema (queries, mutations, types, input validation, batched loading), over
 //!   `services`; it knows nothing about HTTP.
 
+pub mod auth;
 pub mod config;
 mod http;
 pub mod rest;

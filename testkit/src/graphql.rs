@@ -8,19 +8,29 @@ use serde_json::{Value, json};
 pub struct GraphqlClient {
     http: reqwest::Client,
     endpoint: String,
+    /// Sent as `Authorization: Bearer <token>` with every request, when set.
+    token: Option<String>,
 }
 
 impl GraphqlClient {
     /// A client of the gateway at `base_url` (`http://host:port`).
     pub fn new(base_url: &str) -> Self {
-        Self { http: reqwest::Client::new(), endpoint: format!("{base_url}/graphql") }
+        Self { http: reqwest::Client::new(), endpoint: format!("{base_url}/graphql"), token: None }
+    }
+
+    /// The same client, sending `token` as a bearer token with every request.
+    pub fn with_token(&self, token: impl Into<String>) -> Self {
+        Self { token: Some(token.into()), ..self.clone() }
     }
 
     /// POSTs a GraphQL request and returns the whole response body (`data` and `errors`).
     pub async fn graphql(&self, query: &str, variables: Value) -> Value {
-        self.http
-            .post(&self.endpoint)
-            .json(&json!({ "query": query, "variables": variables }))
+        let mut request =
+            self.http.post(&self.endpoint).json(&json!({ "query": query, "variables": variables }));
+        if let Some(token) = &self.token {
+            request = request.bearer_auth(token);
+        }
+        request
             .send()
             .await
             .expect("Failed to reach the gateway")

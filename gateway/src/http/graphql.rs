@@ -25,12 +25,14 @@ use axum::{
     response::{IntoResponse, Response},
 };
 use futures::StreamExt;
-use shop_events::TraceContext;
 
 use super::{AppState, refusal};
-use crate::schema::{
-    self,
-    errors::{ErrorCode, with_code},
+use crate::{
+    schema::{
+        self,
+        errors::{ErrorCode, with_code},
+    },
+    services::Call,
 };
 
 /// Deepest nesting of `{`, `[` and `(` a document may have. The deepest useful query, the standard introspection
@@ -40,7 +42,12 @@ pub(crate) const MAX_NESTING: usize = 64;
 /// The media type of GraphQL responses (GraphQL over HTTP).
 const GRAPHQL_RESPONSE: &str = "application/graphql-response+json";
 
-pub(super) async fn post(State(state): State<AppState>, headers: HeaderMap, body: Body) -> Response {
+pub(super) async fn post(
+    State(state): State<AppState>,
+    call: Call,
+    headers: HeaderMap,
+    body: Body,
+) -> Response {
     if !is_json(&headers) {
         return refusal::refuse(
             StatusCode::UNSUPPORTED_MEDIA_TYPE,
@@ -59,11 +66,11 @@ pub(super) async fn post(State(state): State<AppState>, headers: HeaderMap, body
             return refusal::refuse(StatusCode::BAD_REQUEST, ErrorCode::BadRequest, message);
         }
     };
-    execute(&state, &headers, request).await
+    execute(&state, call, request).await
 }
 
 /// Queries only: a mutation over GET could be triggered by a link or an image tag (CSRF).
-pub(super) async fn get(State(state): State<AppState>, headers: HeaderMap, uri: Uri) -> Response {
+pub(super) async fn get(State(state): State<AppState>, call: Call, uri: Uri) -> Response {
     let request = match parse_query_string(uri.query().unwrap_or_default()) {
         Ok(request) => request,
         Err(error) => {
@@ -81,10 +88,10 @@ pub(super) async fn get(State(state): State<AppState>, headers: HeaderMap, uri: 
         let message = "mutations must be sent with POST";
         return refusal::refuse(StatusCode::METHOD_NOT_ALLOWED, ErrorCode::BadRequest, message);
     }
-    execute(&state, &headers, request).await
+    execute(&state, call, request).await
 }
 
-async fn execute(state: &AppState, headers: &HeaderMap, request: async_graphql::Request) -> Response {
+async fn execute(state: &AppState, call: Call, request: async_graphql::Request) -> Response {
     if request.query.trim().is_empty() {
         let message = "the request has no `query`";
         return refusal::refuse(StatusCode::BAD_REQUEST, ErrorCode::BadRequest, message);
@@ -92,10 +99,12 @@ async fn execute(state: &AppState, headers: &HeaderMap, request: async_graphql::
     if too_deep(&request.query) {
         return nesting_refusal();
     }
-    let trace = TraceContext::continue_from(|name| headers.get(name).and_then(|value| value.to_str().ok()));
-    let span =
-        tracing::info_span!("graphql", trace_id = trace.trace_id(), operation = request.operation_name);
-    let request = schema::prepare(request, &state.services, trace);
+    let span = tracing::info_span!(
+        "graphql",
+        trace_id = call.trace().trace_id(),
+        operation = request.operation_name
+    );
+    let request = schema::prepare(request, &state.services, call);
     let response = tracing::Instrument::instrument(state.schema.execute(request), span).await;
     bounded_response(response, state.limits.max_response_bytes)
 }

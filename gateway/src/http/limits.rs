@@ -19,6 +19,7 @@ use tower_http::{
 };
 
 use super::{rate_limit, rate_limit::RateLimit, refusal};
+use crate::auth::{self, Authenticator};
 
 /// The limits, as configured.
 #[derive(Debug)]
@@ -29,16 +30,19 @@ pub(super) struct Layers<'a> {
     pub(super) cors_allowed_origins: &'a [String],
     /// `None` when rate limiting is off.
     pub(super) rate_limit: Option<Arc<RateLimit>>,
+    pub(super) authenticator: Authenticator,
 }
 
 /// Wraps `routes` in the limits, outermost first: the request span; CORS (answering preflights even under load);
-/// the in-flight cap; the per-client rate limit (by the identity an outer layer sets, once there is
-/// authentication, else by address); the declared body size; the whole-request timeout.
+/// the in-flight cap; authentication (inside the cap, so requests waiting for the issuer's keys count); the
+/// per-client rate limit (inside authentication, whose identity it counts by); the declared body size; the
+/// whole-request timeout.
 pub(super) fn apply(routes: Router, layers: &Layers<'_>) -> anyhow::Result<Router> {
     let mut router = routes
         .layer(TimeoutLayer::with_status_code(StatusCode::REQUEST_TIMEOUT, layers.request_timeout))
         .layer(middleware::from_fn_with_state(layers.max_body_bytes, refuse_declared_oversize))
         .layer(middleware::from_fn_with_state(layers.rate_limit.clone(), rate_limit::limit))
+        .layer(middleware::from_fn_with_state(layers.authenticator.clone(), auth::authenticate))
         .layer(InFlightLimitLayer::new(layers.max_in_flight, refusal::overloaded));
     if let Some(cors) = cors(layers.cors_allowed_origins)? {
         router = router.layer(cors);

@@ -17,7 +17,7 @@ mod limits;
 mod playground;
 mod rate_limit;
 mod reference;
-mod refusal;
+pub(crate) mod refusal;
 pub(crate) mod server;
 
 pub(crate) use self::refusal::Refused;
@@ -27,6 +27,7 @@ use std::{sync::Arc, time::Duration};
 use axum::{Json, Router, extract::State, http::StatusCode, middleware, routing::get};
 
 use crate::{
+    auth::Authenticator,
     config::Settings,
     rest,
     schema::GatewaySchema,
@@ -63,6 +64,7 @@ pub(crate) fn router(
         max_body_bytes: settings.http_max_body_bytes,
         max_response_bytes: settings.graphql_max_response_bytes,
     });
+    let authenticator = Authenticator::new(&settings.auth)?;
     let rest = rest::routes(services.clone(), settings.http_max_body_bytes);
     let state = AppState { schema, services, limits: limits.clone() };
     let routes = Router::new()
@@ -72,7 +74,8 @@ pub(crate) fn router(
         .merge(playground::routes())
         .merge(reference::routes())
         .with_state(state)
-        .merge(rest);
+        .merge(rest)
+        .merge(authenticator.routes());
     let routes = limits::apply(
         routes,
         &limits::Layers {
@@ -84,6 +87,7 @@ pub(crate) fn router(
                 per_second: settings.rate_limit_per_second,
                 burst: settings.rate_limit_burst,
             }),
+            authenticator,
         },
     )?;
     Ok(routes.layer(middleware::from_fn(rest::problem_bodies)))

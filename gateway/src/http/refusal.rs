@@ -42,11 +42,13 @@ pub(crate) fn payload_too_large(limit: usize) -> Response {
 /// 503 with `Retry-After`: too many requests in flight.
 pub(crate) fn overloaded() -> Response {
     let retry_after = shop_platform::overload::RETRY_AFTER.as_secs();
-    let mut response = refuse(
-        StatusCode::SERVICE_UNAVAILABLE,
-        ErrorCode::Unavailable,
-        format!("the gateway is overloaded; retry after {retry_after} s"),
-    );
+    unavailable(format!("the gateway is overloaded; retry after {retry_after} s"))
+}
+
+/// 503 with `Retry-After`: the gateway cannot serve the request now, for the reason `message` gives.
+pub(crate) fn unavailable(message: impl Into<String>) -> Response {
+    let retry_after = shop_platform::overload::RETRY_AFTER.as_secs();
+    let mut response = refuse(StatusCode::SERVICE_UNAVAILABLE, ErrorCode::Unavailable, message);
     response.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from(retry_after));
     response
 }

@@ -5,12 +5,12 @@ use utoipa_axum::{router::OpenApiRouter, routes};
 
 use super::{
     ACCOUNTS_TAG, created,
-    extract::{IdPath, JsonBody, PageParams, QueryParams, Trace},
+    extract::{IdPath, JsonBody, PageParams, QueryParams},
     list,
     problem::Problem,
     resources::{Account, NewAccount},
 };
-use crate::services::Services;
+use crate::services::{Call, Services};
 
 pub(super) fn routes() -> OpenApiRouter<Services> {
     OpenApiRouter::new()
@@ -27,10 +27,12 @@ pub(super) fn routes() -> OpenApiRouter<Services> {
     path = "/account",
     tag = ACCOUNTS_TAG,
     request_body = NewAccount,
+    security(("bearer" = [])),
     responses(
         (status = CREATED, description = "The account, opened", body = Account,
             headers(("Location" = String, description = "The account's URL"))),
         (status = BAD_REQUEST, response = super::BadRequest),
+        (status = UNAUTHORIZED, response = super::Unauthenticated),
         (status = PAYLOAD_TOO_LARGE, response = super::PayloadTooLarge),
         (status = UNSUPPORTED_MEDIA_TYPE, response = super::UnsupportedMediaType),
         (status = UNPROCESSABLE_ENTITY, response = super::InvalidInput),
@@ -39,10 +41,10 @@ pub(super) fn routes() -> OpenApiRouter<Services> {
 )]
 async fn create_account(
     State(services): State<Services>,
-    Trace(trace): Trace,
+    call: Call,
     JsonBody(account): JsonBody<NewAccount>,
 ) -> Result<Response, Problem> {
-    let account = Account::try_from(services.create_account(account.name, &trace).await?)?;
+    let account = Account::try_from(services.create_account(account.name, &call).await?)?;
     Ok(created(format!("/api/v1/account/{}", account.id), account))
 }
 
@@ -52,20 +54,22 @@ async fn create_account(
     path = "/account/{id}",
     tag = ACCOUNTS_TAG,
     params(("id" = uuid::Uuid, Path, description = "The account's id")),
+    security(("bearer" = [])),
     responses(
         (status = OK, description = "The account", body = Account),
         (status = BAD_REQUEST, response = super::BadRequest),
+        (status = UNAUTHORIZED, response = super::Unauthenticated),
         (status = NOT_FOUND, response = super::NotFound),
         (status = SERVICE_UNAVAILABLE, response = super::Unavailable),
     )
 )]
 async fn get_account(
     State(services): State<Services>,
-    Trace(trace): Trace,
+    call: Call,
     IdPath(id): IdPath,
 ) -> Result<axum::Json<Account>, Problem> {
     let account =
-        services.account(&id.to_string(), &trace).await?.ok_or_else(|| Problem::not_found("account"))?;
+        services.account(&id.to_string(), &call).await?.ok_or_else(|| Problem::not_found("account"))?;
     Ok(axum::Json(account.try_into()?))
 }
 
@@ -77,21 +81,23 @@ async fn get_account(
     path = "/accounts",
     tag = ACCOUNTS_TAG,
     params(PageParams),
+    security(("bearer" = [])),
     responses(
         (status = OK, description = "A page of accounts", body = Vec<Account>,
             headers(("Link" = String, description = "The next page, when this one is full"))),
         (status = BAD_REQUEST, response = super::BadRequest),
+        (status = UNAUTHORIZED, response = super::Unauthenticated),
         (status = SERVICE_UNAVAILABLE, response = super::Unavailable),
     )
 )]
 async fn list_accounts(
     State(services): State<Services>,
-    Trace(trace): Trace,
+    call: Call,
     QueryParams(params): QueryParams<PageParams>,
 ) -> Result<Response, Problem> {
     let page = params.page()?;
     let accounts: Vec<Account> = services
-        .accounts(page.clone(), &trace)
+        .accounts(page.clone(), &call)
         .await?
         .into_iter()
         .map(Account::try_from)

@@ -1,5 +1,5 @@
 //! What the handlers take from a request, each refusing a bad request with a [`Problem`] rather than axum's plain
-//! text: the JSON body, the query string, an id in the path, the caller's trace, and a page of a list.
+//! text: the JSON body, the query string, an id in the path, and a page of a list (the caller and its trace are a `services::Call`, extracted by `auth`).
 
 use std::collections::HashMap;
 
@@ -12,7 +12,6 @@ use axum::{
     http::{StatusCode, request::Parts},
 };
 use serde::{Deserialize, de::DeserializeOwned};
-use shop_events::TraceContext;
 use shop_platform::{FieldViolation, ids::parse_id, pagination};
 use utoipa::IntoParams;
 use uuid::Uuid;
@@ -82,19 +81,6 @@ impl<S: Send + Sync> FromRequestParts<S> for IdPath {
             Problem::internal()
         })?;
         parse_id(name, value).map(Self).map_err(Problem::bad_parameter)
-    }
-}
-
-/// The caller's trace, continued from its `traceparent` header, or a new one.
-#[derive(Debug, Clone)]
-pub(super) struct Trace(pub(super) TraceContext);
-
-impl<S: Send + Sync> FromRequestParts<S> for Trace {
-    type Rejection = std::convert::Infallible;
-
-    async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, Self::Rejection> {
-        let headers = &parts.headers;
-        Ok(Self(TraceContext::continue_from(|name| headers.get(name).and_then(|value| value.to_str().ok()))))
     }
 }
 

@@ -70,7 +70,9 @@ macro_rules! problem_responses {
         description = "The shop's accounts, catalog and orders as JSON resources. Money is in integer cents, ids are \
             UUIDs, timestamps RFC 3339; resources have the shape of the entities in the events on the Kafka topics. \
             Errors are RFC 9457 problem details (`application/problem+json`) whose `code` is the one a GraphQL error \
-            for the same failure carries.",
+            for the same failure carries. Browsing the catalog needs no token; everything else needs \
+            `Authorization: Bearer <token>` from the shop's OpenID Connect issuer: a customer sees only its own \
+            account and orders (another customer's answer 404, as missing ones do), staff may change the catalog.",
         license(name = "MIT OR Apache-2.0")
     ),
     tags(
@@ -82,14 +84,43 @@ macro_rules! problem_responses {
     components(
         // Only the error responses below refer to these; the handlers' own bodies register theirs.
         schemas(problem::ProblemDetails, problem::Violation),
-        responses(BadRequest, InvalidInput, NotFound, Conflict, PayloadTooLarge, UnsupportedMediaType, Unavailable)
-    )
+        responses(
+            BadRequest, Unauthenticated, Forbidden, InvalidInput, NotFound, Conflict, PayloadTooLarge,
+            UnsupportedMediaType, Unavailable
+        )
+    ),
+    modifiers(&BearerAuth)
 )]
 struct ApiDoc;
+
+/// The `bearer` security scheme the operations name: a JWT from the shop's OpenID Connect issuer. Browsing the
+/// catalog needs none; everything else does (unless the gateway runs with authentication disabled).
+struct BearerAuth;
+
+impl utoipa::Modify for BearerAuth {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
+        let scheme = HttpBuilder::new()
+            .scheme(HttpAuthScheme::Bearer)
+            .bearer_format("JWT")
+            .description(Some(
+                "A token from the shop's OpenID Connect issuer (`Authorization: Bearer <token>`).",
+            ))
+            .build();
+        openapi
+            .components
+            .get_or_insert_default()
+            .add_security_scheme("bearer", SecurityScheme::Http(scheme));
+    }
+}
 
 problem_responses! {
     /// The request cannot be read: a body that is not JSON, a malformed id, a query parameter out of range.
     BadRequest,
+    /// The request needs a bearer token and has none, or its token does not verify; `WWW-Authenticate` says why.
+    Unauthenticated,
+    /// The token is valid but does not allow this: changing the catalog needs the staff role.
+    Forbidden,
     /// The body is JSON but not an acceptable request (`errors` lists the fields at fault), or it names an account
     /// or product that does not exist.
     InvalidInput,
@@ -252,6 +283,11 @@ pub(crate) async fn problem_bodies(request: Request, next: Next) -> Response {
     let (mut parts, _) = response.into_parts();
     let problem = Problem::new(ProblemType::for_status(status), detail).into_response();
     parts.headers.remove(header::CONTENT_LENGTH);
-    parts.headers.extend(problem.headers().clone());
+    // The refusal's own headers stay (its `WWW-Authenticate` challenge says more than the problem's default).
+    for (name, value) in problem.headers() {
+        if name == header::CONTENT_TYPE || !parts.headers.contains_key(name) {
+            parts.headers.insert(name, value.clone());
+        }
+    }
     Response::from_parts(parts, problem.into_body())
 }

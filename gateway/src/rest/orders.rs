@@ -5,12 +5,12 @@ use utoipa_axum::{router::OpenApiRouter, routes};
 
 use super::{
     ORDERS_TAG,
-    extract::{IdPath, JsonBody, PageParams, QueryParams, Trace},
+    extract::{IdPath, JsonBody, PageParams, QueryParams},
     list, located,
     problem::Problem,
     resources::{NewOrder, Order, OrderStatus},
 };
-use crate::services::Services;
+use crate::services::{Call, Services};
 
 pub(super) fn routes() -> OpenApiRouter<Services> {
     OpenApiRouter::new().routes(routes!(place_order)).routes(routes!(get_order)).routes(routes!(list_orders))
@@ -28,12 +28,14 @@ pub(super) fn routes() -> OpenApiRouter<Services> {
     path = "/order",
     tag = ORDERS_TAG,
     request_body = NewOrder,
+    security(("bearer" = [])),
     responses(
         (status = CREATED, description = "The order, decided", body = Order,
             headers(("Location" = String, description = "The order's URL"))),
         (status = ACCEPTED, description = "The order, placed and pending validation", body = Order,
             headers(("Location" = String, description = "The order's URL"))),
         (status = BAD_REQUEST, response = super::BadRequest),
+        (status = UNAUTHORIZED, response = super::Unauthenticated),
         (status = PAYLOAD_TOO_LARGE, response = super::PayloadTooLarge),
         (status = UNSUPPORTED_MEDIA_TYPE, response = super::UnsupportedMediaType),
         (status = UNPROCESSABLE_ENTITY, response = super::InvalidInput),
@@ -42,11 +44,11 @@ pub(super) fn routes() -> OpenApiRouter<Services> {
 )]
 async fn place_order(
     State(services): State<Services>,
-    Trace(trace): Trace,
+    call: Call,
     JsonBody(order): JsonBody<NewOrder>,
 ) -> Result<Response, Problem> {
     let lines = order.lines.into_iter().map(|line| (line.product_id.to_string(), line.quantity)).collect();
-    let order = Order::try_from(services.place_order(order.account_id.to_string(), lines, &trace).await?)?;
+    let order = Order::try_from(services.place_order(order.account_id.to_string(), lines, &call).await?)?;
     let status =
         if order.status == OrderStatus::Pending { StatusCode::ACCEPTED } else { StatusCode::CREATED };
     Ok(located(status, format!("/api/v1/order/{}", order.id), order))
@@ -58,19 +60,21 @@ async fn place_order(
     path = "/order/{id}",
     tag = ORDERS_TAG,
     params(("id" = uuid::Uuid, Path, description = "The order's id")),
+    security(("bearer" = [])),
     responses(
         (status = OK, description = "The order", body = Order),
         (status = BAD_REQUEST, response = super::BadRequest),
+        (status = UNAUTHORIZED, response = super::Unauthenticated),
         (status = NOT_FOUND, response = super::NotFound),
         (status = SERVICE_UNAVAILABLE, response = super::Unavailable),
     )
 )]
 async fn get_order(
     State(services): State<Services>,
-    Trace(trace): Trace,
+    call: Call,
     IdPath(id): IdPath,
 ) -> Result<Json<Order>, Problem> {
-    let order = services.order(&id.to_string(), &trace).await?.ok_or_else(|| Problem::not_found("order"))?;
+    let order = services.order(&id.to_string(), &call).await?.ok_or_else(|| Problem::not_found("order"))?;
     Ok(Json(order.try_into()?))
 }
 
@@ -83,17 +87,19 @@ async fn get_order(
     path = "/orders/{account_id}",
     tag = ORDERS_TAG,
     params(("account_id" = uuid::Uuid, Path, description = "The account's id"), PageParams),
+    security(("bearer" = [])),
     responses(
         (status = OK, description = "A page of the account's orders", body = Vec<Order>,
             headers(("Link" = String, description = "The next page, when this one is full"))),
         (status = BAD_REQUEST, response = super::BadRequest),
+        (status = UNAUTHORIZED, response = super::Unauthenticated),
         (status = NOT_FOUND, response = super::NotFound),
         (status = SERVICE_UNAVAILABLE, response = super::Unavailable),
     )
 )]
 async fn list_orders(
     State(services): State<Services>,
-    Trace(trace): Trace,
+    call: Call,
     IdPath(account_id): IdPath,
     QueryParams(params): QueryParams<PageParams>,
 ) -> Result<Response, Problem> {
@@ -101,8 +107,8 @@ async fn list_orders(
     let account_id = account_id.to_string();
     // Both at once: whether the account exists (a list of nothing is not how a missing account looks) and its page.
     let (account, orders) = tokio::try_join!(
-        services.account(&account_id, &trace),
-        services.orders_for_accounts(vec![account_id.clone()], page.clone(), &trace),
+        services.account(&account_id, &call),
+        services.orders_for_accounts(vec![account_id.clone()], page.clone(), &call),
     )?;
     if account.is_none() {
         return Err(Problem::not_found("account"));

@@ -26,6 +26,8 @@ pub const PROBLEM_TYPES: &str = "/api/v1/problems/";
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ProblemType {
     BadRequest,
+    Unauthenticated,
+    Forbidden,
     InvalidInput,
     NotFound,
     UnknownReference,
@@ -41,8 +43,10 @@ pub enum ProblemType {
 
 impl ProblemType {
     /// Every problem type, for their descriptions.
-    pub const ALL: [Self; 12] = [
+    pub const ALL: [Self; 14] = [
         Self::BadRequest,
+        Self::Unauthenticated,
+        Self::Forbidden,
         Self::InvalidInput,
         Self::NotFound,
         Self::UnknownReference,
@@ -60,6 +64,8 @@ impl ProblemType {
     pub fn slug(self) -> &'static str {
         match self {
             Self::BadRequest => "bad-request",
+            Self::Unauthenticated => "unauthenticated",
+            Self::Forbidden => "forbidden",
             Self::InvalidInput => "invalid-input",
             Self::NotFound => "not-found",
             Self::UnknownReference => "unknown-reference",
@@ -77,6 +83,8 @@ impl ProblemType {
     pub fn status(self) -> StatusCode {
         match self {
             Self::BadRequest => StatusCode::BAD_REQUEST,
+            Self::Unauthenticated => StatusCode::UNAUTHORIZED,
+            Self::Forbidden => StatusCode::FORBIDDEN,
             Self::InvalidInput | Self::UnknownReference => StatusCode::UNPROCESSABLE_ENTITY,
             Self::NotFound => StatusCode::NOT_FOUND,
             Self::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
@@ -94,6 +102,8 @@ impl ProblemType {
     pub fn code(self) -> ErrorCode {
         match self {
             Self::BadRequest | Self::MethodNotAllowed => ErrorCode::BadRequest,
+            Self::Unauthenticated => ErrorCode::Unauthenticated,
+            Self::Forbidden => ErrorCode::Forbidden,
             Self::InvalidInput => ErrorCode::BadUserInput,
             Self::NotFound | Self::UnknownReference => ErrorCode::NotFound,
             Self::Conflict => ErrorCode::Conflict,
@@ -109,6 +119,8 @@ impl ProblemType {
     pub fn title(self) -> &'static str {
         match self {
             Self::BadRequest => "The request cannot be read",
+            Self::Unauthenticated => "Sign in first",
+            Self::Forbidden => "Not allowed",
             Self::InvalidInput => "The request is not valid",
             Self::NotFound => "Not found",
             Self::UnknownReference => "The request refers to something that does not exist",
@@ -128,6 +140,12 @@ impl ProblemType {
         match self {
             Self::BadRequest => {
                 "The request cannot be read: a body that is not JSON, a malformed id in the path, a query parameter out of range."
+            }
+            Self::Unauthenticated => {
+                "The request needs a bearer token (`Authorization: Bearer <token>`) and has none, or its token does not verify (expired, another issuer or audience, a bad signature…); `WWW-Authenticate` says which."
+            }
+            Self::Forbidden => {
+                "The token is valid but its holder may not do this: changing the catalog needs the staff role."
             }
             Self::InvalidInput => {
                 "The body is JSON but not an acceptable request: a missing or mistyped field, a rule broken (a blank name, a negative price, a quantity of zero…). `errors` lists the fields at fault."
@@ -285,6 +303,8 @@ impl From<CallError> for Problem {
             CallError::Invalid { fields, .. } => {
                 Self::with_fields(ProblemType::InvalidInput, detail, &fields)
             }
+            CallError::Unauthenticated => Self::new(ProblemType::Unauthenticated, detail),
+            CallError::Forbidden => Self::new(ProblemType::Forbidden, detail),
             CallError::NotFound(_) => Self::new(ProblemType::UnknownReference, detail),
             CallError::Conflict(_) => Self::new(ProblemType::Conflict, detail),
             CallError::Unavailable { .. } => Self::new(ProblemType::Unavailable, detail),
@@ -306,9 +326,16 @@ impl IntoResponse for Problem {
         let mut response = (self.kind.status(), Json(body)).into_response();
         let headers = response.headers_mut();
         headers.insert(header::CONTENT_TYPE, HeaderValue::from_static(PROBLEM_JSON));
-        if self.kind == ProblemType::Unavailable {
-            let retry_after = shop_platform::overload::RETRY_AFTER.as_secs();
-            headers.insert(header::RETRY_AFTER, HeaderValue::from(retry_after));
+        match self.kind {
+            ProblemType::Unavailable => {
+                let retry_after = shop_platform::overload::RETRY_AFTER.as_secs();
+                headers.insert(header::RETRY_AFTER, HeaderValue::from(retry_after));
+            }
+            // RFC 9110: a 401 always carries a challenge (a refusal of a token brings a more precise one).
+            ProblemType::Unauthenticated => {
+                headers.insert(header::WWW_AUTHENTICATE, HeaderValue::from_static(crate::auth::CHALLENGE));
+            }
+            _ => {}
         }
         response
     }

@@ -10,12 +10,12 @@ use utoipa_axum::{router::OpenApiRouter, routes};
 
 use super::{
     PRODUCTS_TAG, created,
-    extract::{IdPath, JsonBody, PageParams, QueryParams, Trace},
+    extract::{IdPath, JsonBody, PageParams, QueryParams},
     list,
     problem::Problem,
     resources::{NewProduct, Product, ProductUpdate},
 };
-use crate::services::{ProductFields, Services};
+use crate::services::{Call, ProductFields, Services};
 
 pub(super) fn routes() -> OpenApiRouter<Services> {
     OpenApiRouter::new()
@@ -42,10 +42,13 @@ pub(super) struct SearchParams {
     path = "/product",
     tag = PRODUCTS_TAG,
     request_body = NewProduct,
+    security(("bearer" = [])),
     responses(
         (status = CREATED, description = "The product, added", body = Product,
             headers(("Location" = String, description = "The product's URL"))),
         (status = BAD_REQUEST, response = super::BadRequest),
+        (status = UNAUTHORIZED, response = super::Unauthenticated),
+        (status = FORBIDDEN, response = super::Forbidden),
         (status = PAYLOAD_TOO_LARGE, response = super::PayloadTooLarge),
         (status = UNSUPPORTED_MEDIA_TYPE, response = super::UnsupportedMediaType),
         (status = UNPROCESSABLE_ENTITY, response = super::InvalidInput),
@@ -54,7 +57,7 @@ pub(super) struct SearchParams {
 )]
 async fn create_product(
     State(services): State<Services>,
-    Trace(trace): Trace,
+    call: Call,
     JsonBody(product): JsonBody<NewProduct>,
 ) -> Result<Response, Problem> {
     let fields = ProductFields {
@@ -62,7 +65,7 @@ async fn create_product(
         description: product.description,
         price_cents: product.price_cents,
     };
-    let product = Product::try_from(services.create_product(fields, &trace).await?)?;
+    let product = Product::try_from(services.create_product(fields, &call).await?)?;
     Ok(created(format!("/api/v1/product/{}", product.id), product))
 }
 
@@ -72,20 +75,22 @@ async fn create_product(
     path = "/product/{id}",
     tag = PRODUCTS_TAG,
     params(("id" = uuid::Uuid, Path, description = "The product's id")),
+    security((), ("bearer" = [])),
     responses(
         (status = OK, description = "The product", body = Product),
         (status = BAD_REQUEST, response = super::BadRequest),
+        (status = UNAUTHORIZED, response = super::Unauthenticated),
         (status = NOT_FOUND, response = super::NotFound),
         (status = SERVICE_UNAVAILABLE, response = super::Unavailable),
     )
 )]
 async fn get_product(
     State(services): State<Services>,
-    Trace(trace): Trace,
+    call: Call,
     IdPath(id): IdPath,
 ) -> Result<Json<Product>, Problem> {
     let product =
-        services.product(&id.to_string(), &trace).await?.ok_or_else(|| Problem::not_found("product"))?;
+        services.product(&id.to_string(), &call).await?.ok_or_else(|| Problem::not_found("product"))?;
     Ok(Json(product.try_into()?))
 }
 
@@ -99,9 +104,12 @@ async fn get_product(
     tag = PRODUCTS_TAG,
     params(("id" = uuid::Uuid, Path, description = "The product's id")),
     request_body = ProductUpdate,
+    security(("bearer" = [])),
     responses(
         (status = OK, description = "The product, changed", body = Product),
         (status = BAD_REQUEST, response = super::BadRequest),
+        (status = UNAUTHORIZED, response = super::Unauthenticated),
+        (status = FORBIDDEN, response = super::Forbidden),
         (status = NOT_FOUND, response = super::NotFound),
         (status = CONFLICT, response = super::Conflict),
         (status = PAYLOAD_TOO_LARGE, response = super::PayloadTooLarge),
@@ -112,14 +120,14 @@ async fn get_product(
 )]
 async fn update_product(
     State(services): State<Services>,
-    Trace(trace): Trace,
+    call: Call,
     IdPath(id): IdPath,
     JsonBody(update): JsonBody<ProductUpdate>,
 ) -> Result<Json<Product>, Problem> {
     let fields =
         ProductFields { name: update.name, description: update.description, price_cents: update.price_cents };
     let product = services
-        .update_product(&id.to_string(), fields, update.expected_version, &trace)
+        .update_product(&id.to_string(), fields, update.expected_version, &call)
         .await
         .map_err(|error| super::missing_as_not_found(error, "product"))?;
     Ok(Json(product.try_into()?))
@@ -134,24 +142,26 @@ async fn update_product(
     path = "/products",
     tag = PRODUCTS_TAG,
     params(PageParams, SearchParams),
+    security((), ("bearer" = [])),
     responses(
         (status = OK, description = "A page of products", body = Vec<Product>,
             headers(("Link" = String, description = "The next page, when this one is full"))),
         (status = BAD_REQUEST, response = super::BadRequest),
+        (status = UNAUTHORIZED, response = super::Unauthenticated),
         (status = UNPROCESSABLE_ENTITY, response = super::InvalidInput),
         (status = SERVICE_UNAVAILABLE, response = super::Unavailable),
     )
 )]
 async fn list_products(
     State(services): State<Services>,
-    Trace(trace): Trace,
+    call: Call,
     QueryParams(params): QueryParams<PageParams>,
     QueryParams(search): QueryParams<SearchParams>,
 ) -> Result<Response, Problem> {
     let page = params.page()?;
     let searching = search.query.is_some();
     let products: Vec<Product> = services
-        .products(page.clone(), search.query, &trace)
+        .products(page.clone(), search.query, &call)
         .await?
         .into_iter()
         .map(Product::try_from)

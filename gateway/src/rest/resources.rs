@@ -23,6 +23,10 @@ pub struct Account {
     /// 1 on creation, one more on every change.
     pub version: i64,
     pub created_at: DateTime<Utc>,
+    /// The subject of the identity that opened the account, which alone (with staff) may see it and order for
+    /// it; absent for accounts opened while authentication was disabled.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub owner: Option<String>,
 }
 
 /// What opening an account takes.
@@ -173,6 +177,7 @@ impl TryFrom<account::Account> for Account {
             name: account.name,
             version: account.version,
             created_at: timestamp(account.created_at, "account.created_at")?,
+            owner: account.owner,
         })
     }
 }

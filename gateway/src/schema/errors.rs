@@ -25,6 +25,11 @@ pub enum ErrorCode {
     /// An argument's value is not acceptable (malformed id, negative price, page too large…); `extensions.fields`
     /// lists the problems when there are several.
     BadUserInput,
+    /// The request needs a bearer token and has none, or its token does not verify (HTTP 401 with
+    /// `WWW-Authenticate` when the whole request is refused).
+    Unauthenticated,
+    /// The caller's token is valid but does not allow this (a customer changing the catalog).
+    Forbidden,
     /// Something the request names does not exist.
     NotFound,
     /// A concurrent change won; read again and retry.
@@ -48,6 +53,8 @@ impl ErrorCode {
             Self::GraphqlParseFailed => "GRAPHQL_PARSE_FAILED",
             Self::GraphqlValidationFailed => "GRAPHQL_VALIDATION_FAILED",
             Self::BadUserInput => "BAD_USER_INPUT",
+            Self::Unauthenticated => "UNAUTHENTICATED",
+            Self::Forbidden => "FORBIDDEN",
             Self::NotFound => "NOT_FOUND",
             Self::Conflict => "CONFLICT",
             Self::Unavailable => "UNAVAILABLE",
@@ -87,6 +94,8 @@ impl ErrorExtensions for CallError {
                     }
                 })
             }
+            CallError::Unauthenticated => ErrorCode::Unauthenticated.error(message),
+            CallError::Forbidden => ErrorCode::Forbidden.error(message),
             CallError::NotFound(_) => ErrorCode::NotFound.error(message),
             CallError::Conflict(_) => ErrorCode::Conflict.error(message),
             CallError::Unavailable { .. } => ErrorCode::Unavailable.error(message),

@@ -3,10 +3,9 @@
 use std::collections::HashMap;
 
 use async_graphql::{ResultExt, dataloader::Loader};
-use shop_events::TraceContext;
 
 use super::types::Order;
-use crate::services::{Page, Services};
+use crate::services::{Call, Page, Services};
 
 /// The most account ids one batch sends (the order service's limit).
 pub const MAX_ACCOUNTS_PER_BATCH: usize = 1_000;
@@ -23,12 +22,12 @@ pub struct AccountOrders {
 #[derive(Debug)]
 pub struct OrdersByAccount {
     services: Services,
-    trace: TraceContext,
+    call: Call,
 }
 
 impl OrdersByAccount {
-    pub fn new(services: Services, trace: TraceContext) -> Self {
-        Self { services, trace }
+    pub fn new(services: Services, call: Call) -> Self {
+        Self { services, call }
     }
 }
 
@@ -44,7 +43,7 @@ impl Loader<AccountOrders> for OrdersByAccount {
         let mut loaded: HashMap<AccountOrders, Vec<Order>> = HashMap::with_capacity(keys.len());
         for (page, account_ids) in pages {
             let orders =
-                self.services.orders_for_accounts(account_ids, page.clone(), &self.trace).await.extend()?;
+                self.services.orders_for_accounts(account_ids, page.clone(), &self.call).await.extend()?;
             for order in orders {
                 let key = AccountOrders { account_id: order.account_id.clone(), page: page.clone() };
                 loaded.entry(key).or_default().push(order.try_into()?);

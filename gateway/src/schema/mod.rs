@@ -9,7 +9,6 @@ pub mod query;
 pub mod types;
 
 use async_graphql::{EmptySubscription, Schema, dataloader::DataLoader};
-use shop_events::TraceContext;
 
 use self::{
     errors::ErrorCodes,
@@ -18,7 +17,7 @@ use self::{
     mutation::Mutation,
     query::Query,
 };
-use crate::services::Services;
+use crate::services::{Call, Services};
 
 /// The gateway's schema.
 pub type GatewaySchema = Schema<Query, Mutation, EmptySubscription>;
@@ -34,14 +33,10 @@ pub fn build(services: Services) -> GatewaySchema {
         .finish()
 }
 
-/// Adds what one request's resolvers need: its trace context, and loaders that batch (and cache) look-ups for the
-/// duration of this request only.
-pub fn prepare(
-    request: async_graphql::Request,
-    services: &Services,
-    trace: TraceContext,
-) -> async_graphql::Request {
-    let orders = DataLoader::new(OrdersByAccount::new(services.clone(), trace.clone()), tokio::spawn)
+/// Adds what one request's resolvers need: its [`Call`] (trace and caller), and loaders that batch (and cache)
+/// look-ups for the duration of this request only.
+pub fn prepare(request: async_graphql::Request, services: &Services, call: Call) -> async_graphql::Request {
+    let orders = DataLoader::new(OrdersByAccount::new(services.clone(), call.clone()), tokio::spawn)
         .max_batch_size(loaders::MAX_ACCOUNTS_PER_BATCH);
-    request.data(trace).data(orders)
+    request.data(call).data(orders)
 }

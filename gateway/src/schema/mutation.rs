@@ -2,13 +2,12 @@
 //! records the change and its event in one transaction.
 
 use async_graphql::{Context, Object, Result, ResultExt};
-use shop_events::TraceContext;
 
 use super::{
     inputs::{AccountInput, OrderInput, ProductInput, uuid},
     types::{Account, Order, Product},
 };
-use crate::services::Services;
+use crate::services::{Call, Services};
 
 /// Mutations.
 #[derive(Debug, Default)]
@@ -16,20 +15,21 @@ pub struct Mutation;
 
 #[Object]
 impl Mutation {
-    /// Opens an account. The name is required (at most 100 characters, trimmed).
+    /// Opens an account, owned by the caller's identity (one per identity; a second is CONFLICT). The name is
+    /// required (at most 100 characters, trimmed). Needs a token.
     async fn create_account(&self, ctx: &Context<'_>, account: AccountInput) -> Result<Account> {
-        let (services, trace) = (ctx.data::<Services>()?, ctx.data::<TraceContext>()?);
-        services.create_account(account.name, trace).await.extend()?.try_into()
+        let (services, call) = (ctx.data::<Services>()?, ctx.data::<Call>()?);
+        services.create_account(account.name, call).await.extend()?.try_into()
     }
 
-    /// Adds a product to the catalog.
+    /// Adds a product to the catalog. Staff only.
     async fn create_product(&self, ctx: &Context<'_>, product: ProductInput) -> Result<Product> {
-        let (services, trace) = (ctx.data::<Services>()?, ctx.data::<TraceContext>()?);
-        services.create_product(product.into_fields()?, trace).await.extend()?.try_into()
+        let (services, call) = (ctx.data::<Services>()?, ctx.data::<Call>()?);
+        services.create_product(product.into_fields()?, call).await.extend()?.try_into()
     }
 
     /// Replaces a product's name, description and price. With `expectedVersion`, fails with CONFLICT if the
-    /// product changed since that version was read.
+    /// product changed since that version was read. Staff only.
     async fn update_product(
         &self,
         ctx: &Context<'_>,
@@ -37,19 +37,20 @@ impl Mutation {
         product: ProductInput,
         expected_version: Option<i64>,
     ) -> Result<Product> {
-        let (services, trace) = (ctx.data::<Services>()?, ctx.data::<TraceContext>()?);
+        let (services, call) = (ctx.data::<Services>()?, ctx.data::<Call>()?);
         let id = uuid("id", &id)?;
         services
-            .update_product(&id, product.into_fields()?, expected_version, trace)
+            .update_product(&id, product.into_fields()?, expected_version, call)
             .await
             .extend()?
             .try_into()
     }
 
-    /// Places an order. Repeated products are merged; NOT_FOUND when the account or a product does not exist.
+    /// Places an order. Repeated products are merged; NOT_FOUND when the account or a product does not exist. A
+    /// customer may order only for its own account (another's is NOT_FOUND, as a missing one).
     async fn create_order(&self, ctx: &Context<'_>, order: OrderInput) -> Result<Order> {
-        let (services, trace) = (ctx.data::<Services>()?, ctx.data::<TraceContext>()?);
+        let (services, call) = (ctx.data::<Services>()?, ctx.data::<Call>()?);
         let (account_id, lines) = order.validate()?;
-        services.place_order(account_id, lines, trace).await.extend()?.try_into()
+        services.place_order(account_id, lines, call).await.extend()?.try_into()
     }
 }

@@ -1,14 +1,13 @@
 //! The read side of the schema.
 
 use async_graphql::{Context, Object, Result, ResultExt};
-use shop_events::TraceContext;
 
 use super::{
     inputs::{PaginationInput, uuid},
     limits,
     types::{Account, Order, Product},
 };
-use crate::services::Services;
+use crate::services::{Call, Services};
 
 /// Queries.
 #[derive(Debug, Default)]
@@ -16,8 +15,9 @@ pub struct Query;
 
 #[Object]
 impl Query {
-    /// Accounts, oldest first; or the one with `id` (an empty list when there is none). Costs `take` (20 by
-    /// default) times the cost of one account.
+    /// Accounts, oldest first; or the one with `id` (an empty list when there is none). A customer sees only its
+    /// own (another's answers as if it did not exist), staff all; anonymous callers none (UNAUTHENTICATED). Costs
+    /// `take` (20 by default) times the cost of one account.
     #[graphql(complexity = "limits::list_cost(pagination.as_ref(), id.is_some(), child_complexity)")]
     async fn accounts(
         &self,
@@ -25,13 +25,13 @@ impl Query {
         pagination: Option<PaginationInput>,
         id: Option<String>,
     ) -> Result<Vec<Account>> {
-        let (services, trace) = (ctx.data::<Services>()?, ctx.data::<TraceContext>()?);
+        let (services, call) = (ctx.data::<Services>()?, ctx.data::<Call>()?);
         if let Some(id) = id {
-            let account = services.account(&uuid("id", &id)?, trace).await.extend()?;
+            let account = services.account(&uuid("id", &id)?, call).await.extend()?;
             return account.map(Account::try_from).into_iter().collect();
         }
         let page = PaginationInput::validate(pagination)?;
-        services.accounts(page, trace).await.extend()?.into_iter().map(Account::try_from).collect()
+        services.accounts(page, call).await.extend()?.into_iter().map(Account::try_from).collect()
     }
 
     /// Products: all of them (oldest first), those matching a full-text `query` over name and description (best
@@ -45,18 +45,18 @@ impl Query {
         query: Option<String>,
         id: Option<String>,
     ) -> Result<Vec<Product>> {
-        let (services, trace) = (ctx.data::<Services>()?, ctx.data::<TraceContext>()?);
+        let (services, call) = (ctx.data::<Services>()?, ctx.data::<Call>()?);
         if let Some(id) = id {
-            let product = services.product(&uuid("id", &id)?, trace).await.extend()?;
+            let product = services.product(&uuid("id", &id)?, call).await.extend()?;
             return product.map(Product::try_from).into_iter().collect();
         }
         let page = PaginationInput::validate(pagination)?;
-        services.products(page, query, trace).await.extend()?.into_iter().map(Product::try_from).collect()
+        services.products(page, query, call).await.extend()?.into_iter().map(Product::try_from).collect()
     }
 
-    /// The order with `id`, or null when there is none.
+    /// The order with `id`, or null when there is none — or when it is another customer's. Needs a token.
     async fn order(&self, ctx: &Context<'_>, id: String) -> Result<Option<Order>> {
-        let (services, trace) = (ctx.data::<Services>()?, ctx.data::<TraceContext>()?);
-        services.order(&uuid("id", &id)?, trace).await.extend()?.map(Order::try_from).transpose()
+        let (services, call) = (ctx.data::<Services>()?, ctx.data::<Call>()?);
+        services.order(&uuid("id", &id)?, call).await.extend()?.map(Order::try_from).transpose()
     }
 }

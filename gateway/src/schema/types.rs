@@ -32,6 +32,9 @@ pub struct Account {
     pub id: ID,
     pub name: String,
     pub created_at: DateTime<Utc>,
+    /// The subject of the identity that opened the account (null for accounts opened while authentication was
+    /// disabled). Only its owner and staff see an account.
+    pub owner: Option<String>,
 }
 
 #[ComplexObject]
@@ -55,6 +58,7 @@ impl TryFrom<account::Account> for Account {
             created_at: timestamp(account.created_at, "account.created_at")?,
             id: account.id.into(),
             name: account.name,
+            owner: account.owner,
         })
     }
 }

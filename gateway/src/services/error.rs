@@ -15,7 +15,11 @@ pub enum CallError {
     /// The request is not acceptable: the service's own message (written for callers) and its per-field
     /// violations.
     Invalid { message: String, fields: Vec<FieldViolation> },
-    /// Something the request names does not exist.
+    /// The caller must sign in (send a bearer token) for this.
+    Unauthenticated,
+    /// The caller is signed in, and not allowed this.
+    Forbidden,
+    /// Something the request names does not exist — or belongs to someone else, which a caller cannot tell apart.
     NotFound(String),
     /// A concurrent change won; read again and retry.
     Conflict(String),
@@ -32,6 +36,10 @@ impl CallError {
             Self::Invalid { message, .. } | Self::NotFound(message) | Self::Conflict(message) => {
                 message.clone()
             }
+            Self::Unauthenticated => {
+                "this requires signing in: send `Authorization: Bearer <token>`".to_owned()
+            }
+            Self::Forbidden => "this requires the staff role".to_owned(),
             Self::Unavailable { service } => format!("the {service} service is unavailable; retry later"),
             Self::Internal => "internal error".to_owned(),
         }

@@ -1,11 +1,12 @@
 //! The services behind the gateway, and the one layer every face of the gateway calls them through: typed
-//! methods that build the request (with the caller's trace context), make the call, and turn a failure into a
-//! [`CallError`] — "not found" becoming `None` where a look-up may find nothing.
+//! methods that apply the access rules of [`call`] to the caller, build the request (with the caller's trace and
+//! identity), make the call, and turn a failure into a [`CallError`] — "not found" becoming `None` where a look-up
+//! may find nothing.
 
+mod call;
 mod error;
 
-use shop_events::TraceContext;
-use shop_platform::grpc::{lazy_channel, traced_request};
+use shop_platform::grpc::lazy_channel;
 use shop_proto::{
     account::v1::{
         self as account, GetAccountRequest, GetAccountsRequest, PostAccountRequest,
@@ -25,12 +26,15 @@ use tonic_health::pb::{
     HealthCheckRequest, health_check_response::ServingStatus, health_client::HealthClient,
 };
 
-pub use self::error::CallError;
+pub use self::{call::Call, error::CallError};
 use crate::config::Settings;
 
 const ACCOUNT: &str = "account";
 const CATALOG: &str = "catalog";
 const ORDER: &str = "order";
+
+/// The most accounts one identity's look-up reads: an identity owns one (the account service enforces it).
+const MAX_OWNED_ACCOUNTS: u32 = 10;
 
 /// A page of a list: how many to skip, how many to take, and after which item (an id), if any.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Hash)]
@@ -84,37 +88,49 @@ impl Services {
         })
     }
 
-    /// The account with `id`, if there is one.
-    pub async fn account(
-        &self,
-        id: &str,
-        trace: &TraceContext,
-    ) -> Result<Option<account::Account>, CallError> {
-        let request = traced_request(GetAccountRequest { id: id.to_owned() }, trace);
+    /// The account with `id`, if there is one the caller may see.
+    pub async fn account(&self, id: &str, call: &Call) -> Result<Option<account::Account>, CallError> {
+        let customer = call.customer()?;
+        let request = call.request(GetAccountRequest { id: id.to_owned() })?;
         let response = self.accounts.clone().get_account(request).await;
-        found(ACCOUNT, response).map(|response| response.and_then(|r| r.account))
+        let account = found(ACCOUNT, response)?.and_then(|r| r.account);
+        Ok(account
+            .filter(|account| customer.is_none_or(|customer| customer.may_act_for(account.owner.as_deref()))))
     }
 
-    /// A page of accounts, oldest first.
-    pub async fn accounts(
-        &self,
-        page: Page,
-        trace: &TraceContext,
-    ) -> Result<Vec<account::Account>, CallError> {
-        let message =
-            GetAccountsRequest { skip: page.skip, take: page.take, after: page.after.unwrap_or_default() };
-        let request = traced_request(message, trace);
-        let response = self.accounts.clone().get_accounts(request).await;
+    /// A page of the accounts the caller may see, oldest first: all of them, or a customer's own.
+    pub async fn accounts(&self, page: Page, call: &Call) -> Result<Vec<account::Account>, CallError> {
+        let owner = call.customer()?.map(|customer| customer.subject.clone()).unwrap_or_default();
+        let message = GetAccountsRequest {
+            skip: page.skip,
+            take: page.take,
+            after: page.after.unwrap_or_default(),
+            owner,
+        };
+        let response = self.accounts.clone().get_accounts(call.request(message)?).await;
         Ok(answered(ACCOUNT, response)?.accounts)
     }
 
-    /// Opens an account.
-    pub async fn create_account(
-        &self,
-        name: String,
-        trace: &TraceContext,
-    ) -> Result<account::Account, CallError> {
-        let request = traced_request(PostAccountRequest { name }, trace);
+    /// Whether the caller may act for the account `account_id`: always for staff (and with authentication
+    /// disabled), for a customer only if it owns the account (looked up once per request).
+    async fn may_act_for(&self, account_id: &str, call: &Call) -> Result<bool, CallError> {
+        if call.customer()?.is_none() {
+            return Ok(true);
+        }
+        let owned = call
+            .owned_accounts(|| async {
+                // A customer's list of accounts is its own (see `accounts`).
+                let page = Page { take: MAX_OWNED_ACCOUNTS, ..Page::default() };
+                Ok(self.accounts(page, call).await?.into_iter().map(|account| account.id).collect())
+            })
+            .await?;
+        Ok(owned.iter().any(|owned| owned == account_id))
+    }
+
+    /// Opens an account, owned by the caller when it is signed in (one per identity).
+    pub async fn create_account(&self, name: String, call: &Call) -> Result<account::Account, CallError> {
+        call.signed_in()?;
+        let request = call.request(PostAccountRequest { name })?;
         let response = self.accounts.clone().post_account(request).await;
         answered(ACCOUNT, response)?
             .account
@@ -122,12 +138,8 @@ impl Services {
     }
 
     /// The product with `id`, if there is one.
-    pub async fn product(
-        &self,
-        id: &str,
-        trace: &TraceContext,
-    ) -> Result<Option<catalog::Product>, CallError> {
-        let request = traced_request(GetProductRequest { id: id.to_owned() }, trace);
+    pub async fn product(&self, id: &str, call: &Call) -> Result<Option<catalog::Product>, CallError> {
+        let request = call.request(GetProductRequest { id: id.to_owned() })?;
         let response = self.catalog.clone().get_product(request).await;
         found(CATALOG, response).map(|response| response.and_then(|r| r.product))
     }
@@ -137,7 +149,7 @@ impl Services {
         &self,
         page: Page,
         query: Option<String>,
-        trace: &TraceContext,
+        call: &Call,
     ) -> Result<Vec<catalog::Product>, CallError> {
         let message = GetProductsRequest {
             skip: page.skip,
@@ -146,35 +158,37 @@ impl Services {
             query: query.unwrap_or_default(),
             ids: Vec::new(),
         };
-        let response = self.catalog.clone().get_products(traced_request(message, trace)).await;
+        let response = self.catalog.clone().get_products(call.request(message)?).await;
         Ok(answered(CATALOG, response)?.products)
     }
 
-    /// Adds a product to the catalog.
+    /// Adds a product to the catalog (staff only).
     pub async fn create_product(
         &self,
         fields: ProductFields,
-        trace: &TraceContext,
+        call: &Call,
     ) -> Result<catalog::Product, CallError> {
+        call.require_staff()?;
         let message = PostProductRequest {
             name: fields.name,
             description: fields.description,
             price_cents: fields.price_cents,
         };
-        let response = self.catalog.clone().post_product(traced_request(message, trace)).await;
+        let response = self.catalog.clone().post_product(call.request(message)?).await;
         answered(CATALOG, response)?
             .product
             .ok_or_else(|| CallError::malformed(CATALOG, "the created product"))
     }
 
-    /// Replaces a product's fields; with `expected_version`, only if it is still at that version.
+    /// Replaces a product's fields (staff only); with `expected_version`, only if it is still at that version.
     pub async fn update_product(
         &self,
         id: &str,
         fields: ProductFields,
         expected_version: Option<i64>,
-        trace: &TraceContext,
+        call: &Call,
     ) -> Result<catalog::Product, CallError> {
+        call.require_staff()?;
         let message = UpdateProductRequest {
             id: id.to_owned(),
             name: fields.name,
@@ -182,47 +196,67 @@ impl Services {
             price_cents: fields.price_cents,
             expected_version,
         };
-        let response = self.catalog.clone().update_product(traced_request(message, trace)).await;
+        let response = self.catalog.clone().update_product(call.request(message)?).await;
         answered(CATALOG, response)?
             .product
             .ok_or_else(|| CallError::malformed(CATALOG, "the updated product"))
     }
 
-    /// The order with `id`, if there is one.
-    pub async fn order(&self, id: &str, trace: &TraceContext) -> Result<Option<order::Order>, CallError> {
-        let request = traced_request(GetOrderRequest { id: id.to_owned() }, trace);
+    /// The order with `id`, if there is one the caller may see.
+    pub async fn order(&self, id: &str, call: &Call) -> Result<Option<order::Order>, CallError> {
+        call.signed_in()?;
+        let request = call.request(GetOrderRequest { id: id.to_owned() })?;
         let response = self.orders.clone().get_order(request).await;
-        found(ORDER, response).map(|response| response.and_then(|r| r.order))
+        let Some(order) = found(ORDER, response)?.and_then(|r| r.order) else {
+            return Ok(None);
+        };
+        Ok(self.may_act_for(&order.account_id, call).await?.then_some(order))
     }
 
-    /// The same page of each given account's orders, newest first, in one call.
+    /// The same page of each given account's orders, newest first, in one call; nothing for an account the caller
+    /// may not see.
     pub async fn orders_for_accounts(
         &self,
-        account_ids: Vec<String>,
+        mut account_ids: Vec<String>,
         page: Page,
-        trace: &TraceContext,
+        call: &Call,
     ) -> Result<Vec<order::Order>, CallError> {
+        if call.customer()?.is_some() {
+            let mut allowed = Vec::with_capacity(account_ids.len());
+            for account_id in account_ids {
+                if self.may_act_for(&account_id, call).await? {
+                    allowed.push(account_id);
+                }
+            }
+            account_ids = allowed;
+        }
+        if account_ids.is_empty() {
+            return Ok(Vec::new());
+        }
         let message = GetOrdersForAccountsRequest {
             account_ids,
             skip: page.skip,
             take: page.take,
             after: page.after.unwrap_or_default(),
         };
-        let request = traced_request(message, trace);
-        let response = self.orders.clone().get_orders_for_accounts(request).await;
+        let response = self.orders.clone().get_orders_for_accounts(call.request(message)?).await;
         Ok(answered(ORDER, response)?.orders)
     }
 
-    /// Places an order of `lines` (product id, quantity) for `account_id`.
+    /// Places an order of `lines` (product id, quantity) for `account_id`. A customer may only order for its own
+    /// account; any other answers as an account that does not exist would in the order service's synchronous mode.
     pub async fn place_order(
         &self,
         account_id: String,
         lines: Vec<(String, u32)>,
-        trace: &TraceContext,
+        call: &Call,
     ) -> Result<order::Order, CallError> {
+        if !self.may_act_for(&account_id, call).await? {
+            return Err(CallError::NotFound(format!("account {account_id} does not exist")));
+        }
         let lines =
             lines.into_iter().map(|(product_id, quantity)| LineItem { product_id, quantity }).collect();
-        let request = traced_request(PostOrderRequest { account_id, lines }, trace);
+        let request = call.request(PostOrderRequest { account_id, lines })?;
         let response = self.orders.clone().post_order(request).await;
         answered(ORDER, response)?.order.ok_or_else(|| CallError::malformed(ORDER, "the placed order"))
     }

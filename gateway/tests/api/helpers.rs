@@ -4,7 +4,7 @@ use std::sync::{
 };
 
 use serde_json::Value;
-use shop_gateway::{config::Settings, startup::Application};
+use shop_gateway::{auth::settings::AuthSettings, config::Settings, startup::Application};
 use shop_proto::order::v1::{self as order, order_service_client::OrderServiceClient, order_service_server};
 use shop_testkit::{RunningServer, TestDatabase, graphql::GraphqlClient, init_test_logging, spawn_service};
 use tonic::{Request, Response, Status, transport::Channel};
@@ -56,6 +56,8 @@ pub(crate) async fn spawn_app_with(configure: impl FnOnce(&mut Settings)) -> Tes
         order_service_url: counting_url,
         service_timeout_ms: 2_000,
         http_request_timeout_ms: 10_000,
+        // The tests of the original system's behaviour; those of authentication configure an issuer.
+        auth: AuthSettings::disabled(),
         ..Default::default()
     };
     configure(&mut settings);

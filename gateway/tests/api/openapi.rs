@@ -31,10 +31,13 @@ impl Answer {
 }
 
 /// The REST API of a test gateway, and its OpenAPI document.
+#[derive(Clone)]
 pub(crate) struct Rest {
     http: reqwest::Client,
     base_url: String,
     pub(crate) document: Value,
+    /// Sent as a bearer token with every request, when set.
+    token: Option<String>,
 }
 
 impl Rest {
@@ -42,7 +45,12 @@ impl Rest {
         let url = format!("{}/api/v1/openapi.json", app.base_url);
         let document: Value = app.http.get(url).send().await.unwrap().json().await.unwrap();
         assert_eq!(document["openapi"], "3.1.0", "{document:#}");
-        Self { http: app.http.clone(), base_url: app.base_url.clone(), document }
+        Self { http: app.http.clone(), base_url: app.base_url.clone(), document, token: None }
+    }
+
+    /// The same client, sending `token` as a bearer token.
+    pub(crate) fn with_token(&self, token: &str) -> Self {
+        Self { token: Some(token.to_owned()), ..self.clone() }
     }
 
     pub(crate) async fn get(&self, path: &str) -> Answer {
@@ -59,7 +67,11 @@ impl Rest {
 
     /// A request to build by hand (odd bodies, odd headers); send it with [`send`](Self::send).
     pub(crate) fn request(&self, method: Method, path: &str) -> RequestBuilder {
-        self.http.request(method, format!("{}{path}", self.base_url))
+        let request = self.http.request(method, format!("{}{path}", self.base_url));
+        match &self.token {
+            Some(token) => request.bearer_auth(token),
+            None => request,
+        }
     }
 
     /// Sends `request` and checks its answer against the document.
