@@ -41,17 +41,27 @@ impl ChildProcess {
         Ok(Self { child, address })
     }
 
-    /// Starts the gateway in front of the three services at these gRPC URLs, on a free port.
+    /// Starts the gateway in front of the three services at these gRPC URLs, on a free port, without
+    /// authentication, as the original system ran.
     pub fn gateway(account_url: &str, catalog_url: &str, order_url: &str) -> anyhow::Result<Self> {
-        Self::start(
-            "child-gateway",
-            &[
-                ("HTTP_LISTEN_ADDR", "127.0.0.1:0".to_owned()),
-                ("ACCOUNT_SERVICE_URL", account_url.to_owned()),
-                ("CATALOG_SERVICE_URL", catalog_url.to_owned()),
-                ("ORDER_SERVICE_URL", order_url.to_owned()),
-            ],
-        )
+        Self::gateway_with_auth(account_url, catalog_url, order_url, &[("AUTH_MODE", "disabled".to_owned())])
+    }
+
+    /// The same with `auth`, the gateway's `AUTH_*` environment.
+    pub fn gateway_with_auth(
+        account_url: &str,
+        catalog_url: &str,
+        order_url: &str,
+        auth: &[(&str, String)],
+    ) -> anyhow::Result<Self> {
+        let mut env = vec![
+            ("HTTP_LISTEN_ADDR", "127.0.0.1:0".to_owned()),
+            ("ACCOUNT_SERVICE_URL", account_url.to_owned()),
+            ("CATALOG_SERVICE_URL", catalog_url.to_owned()),
+            ("ORDER_SERVICE_URL", order_url.to_owned()),
+        ];
+        env.extend_from_slice(auth);
+        Self::start("child-gateway", &env)
     }
 
     /// The most memory the process has held so far (VmHWM), in MiB.

@@ -1,6 +1,6 @@
 //! `shop-bench`: measures the relay (throughput against a bare producer; commit-to-Kafka latency with and without
 //! commit notifications), order placement (through the gateway against the same SQL transaction straight to
-//! Postgres; and in projection mode, how often `createOrder` answers the priced order) and replay (rebuilding the
+//! Postgres, and through a gateway verifying a customer's bearer token against one without; and in projection mode, how often `createOrder` answers the priced order) and replay (rebuilding the
 //! order projection), prints a table and writes `BENCHMARKS.md`.
 //!
 //! The relay and the gateway run as child processes (this binary in a child mode) so their peak memory can be
@@ -22,6 +22,7 @@ macro_rules! spawn_service {
     }};
 }
 
+pub mod auth;
 pub mod children;
 pub mod orders;
 pub mod priced;

@@ -1,5 +1,7 @@
 //! Order placement: `createOrder` through the gateway (GraphQL → order service → account and catalog over gRPC →
-//! one transaction), against that same transaction issued straight to Postgres, at the same concurrency.
+//! one transaction), against that same transaction issued straight to Postgres, at the same concurrency; and
+//! through a second gateway that requires authentication, each request carrying the token of the customer who owns
+//! the account (verified against keys fetched from an issuer, and the ownership checked), against the first.
 
 use std::{
     collections::HashMap,
@@ -22,16 +24,26 @@ use sqlx::PgPool;
 use uuid::Uuid;
 
 use crate::{
+    auth::BenchIssuer,
     children::ChildProcess,
     stats::{Latencies, per_second},
 };
 
-/// One concurrency level: orders/s and latencies both ways.
+/// One concurrency level: orders/s and latencies each way.
 #[derive(Debug)]
 pub struct Level {
     pub concurrency: usize,
     pub gateway: (f64, Latencies),
+    /// Through the gateway that requires a bearer token.
+    pub gateway_with_auth: (f64, Latencies),
     pub sql: (f64, Latencies),
+}
+
+/// A customer: its account, and a token whose subject owns it.
+#[derive(Debug)]
+struct Customer {
+    account: String,
+    token: String,
 }
 
 #[derive(Debug)]
@@ -113,13 +125,20 @@ pub async fn placement(levels: &[usize], duration: Duration) -> anyhow::Result<P
     let order_url = format!("http://{}", order.local_addr());
     let _order = RunningServer::spawn(|shutdown| order.run_until_stopped(shutdown));
     let gateway = ChildProcess::gateway(&account_url, &catalog_url, &order_url)?;
+    let issuer = BenchIssuer::start().await?;
+    let gateway_with_auth =
+        ChildProcess::gateway_with_auth(&account_url, &catalog_url, &order_url, &issuer.gateway_env())?;
+    let http = reqwest::Client::new();
+    let graphql = format!("http://{}/graphql", gateway.address);
+    let graphql_with_auth = format!("http://{}/graphql", gateway_with_auth.address);
 
-    // The same customers and products for both ways.
-    let accounts_client = shop_account::grpc::client::AccountClient::connect(account_url).await?;
+    // The same customers and products for every way; each account is opened with its owner's token.
     let catalog_client = shop_catalog::grpc::client::CatalogClient::connect(catalog_url).await?;
-    let mut accounts = Vec::new();
+    let mut customers = Vec::new();
     for i in 0..50 {
-        accounts.push(accounts_client.post_account(&format!("customer {i}")).await?.id);
+        let token = issuer.customer_token(&format!("customer-{i}"))?;
+        let account = open_account(&http, &graphql_with_auth, &token).await?;
+        customers.push(Customer { account, token });
     }
     let mut catalog = HashMap::new();
     for i in 0..20 {
@@ -133,7 +152,7 @@ pub async fn placement(levels: &[usize], duration: Duration) -> anyhow::Result<P
         catalog.insert(product.id.parse::<Uuid>()?, priced);
     }
     let products: Vec<String> = catalog.keys().map(Uuid::to_string).collect();
-    let (accounts, products, catalog) = (Arc::new(accounts), Arc::new(products), Arc::new(catalog));
+    let (customers, products, catalog) = (Arc::new(customers), Arc::new(products), Arc::new(catalog));
 
     // The SQL baseline writes to a database of its own with the order schema.
     let baseline = TestDatabase::create().await;
@@ -143,61 +162,79 @@ pub async fn placement(levels: &[usize], duration: Duration) -> anyhow::Result<P
     };
     let baseline_pool = shop_order::database::connect(&baseline_settings).await?;
 
-    let graphql = format!("http://{}/graphql", gateway.address);
-    let http = reqwest::Client::new();
     let mut results = Vec::new();
     for &concurrency in levels {
-        let gateway_way = {
-            let (http, graphql, accounts, products) =
-                (http.clone(), graphql.clone(), accounts.clone(), products.clone());
+        let through = |graphql: &str, with_token: bool| {
+            let (http, graphql, customers, products) =
+                (http.clone(), graphql.to_owned(), customers.clone(), products.clone());
             load(concurrency, duration, move || {
-                let (http, graphql) = (http.clone(), graphql.clone());
-                let body = order_request(&accounts, &products);
+                let (customer, body) = order_request(&customers, &products);
+                let mut request = http.post(&graphql).json(&body);
+                if with_token {
+                    request = request.bearer_auth(&customer.token);
+                }
                 async move {
-                    let response: serde_json::Value =
-                        http.post(graphql).json(&body).send().await?.json().await?;
+                    let response: serde_json::Value = request.send().await?.json().await?;
                     anyhow::ensure!(response["data"]["createOrder"]["status"] == "CONFIRMED", "{response}");
                     Ok(())
                 }
             })
-            .await?
         };
+        let gateway_way = through(&graphql, false).await?;
+        let gateway_with_auth_way = through(&graphql_with_auth, true).await?;
         let sql_way = {
-            let (pool, accounts, products, catalog) =
-                (baseline_pool.clone(), accounts.clone(), products.clone(), catalog.clone());
+            let (pool, customers, products, catalog) =
+                (baseline_pool.clone(), customers.clone(), products.clone(), catalog.clone());
             load(concurrency, duration, move || {
-                let new_order = new_order(&accounts, &products);
+                let new_order = new_order(&customers, &products);
                 let (pool, catalog) = (pool.clone(), catalog.clone());
                 async move { place_directly(&pool, new_order?, &catalog).await }
             })
             .await?
         };
-        results.push(Level { concurrency, gateway: gateway_way, sql: sql_way });
+        results.push(Level {
+            concurrency,
+            gateway: gateway_way,
+            gateway_with_auth: gateway_with_auth_way,
+            sql: sql_way,
+        });
     }
     let gateway_peak_rss_mib = gateway.peak_rss_mib();
     gateway.stop()?;
+    gateway_with_auth.stop()?;
     Ok(Placement { levels: results, duration, gateway_peak_rss_mib })
 }
 
+/// Opens an account as the owner of `token`; returns its id.
+async fn open_account(http: &reqwest::Client, graphql: &str, token: &str) -> anyhow::Result<String> {
+    let body = json!({ "query": "mutation { createAccount(account: {name: \"A customer\"}) { id } }" });
+    let response: serde_json::Value =
+        http.post(graphql).bearer_auth(token).json(&body).send().await?.json().await?;
+    let id = response["data"]["createAccount"]["id"].as_str();
+    id.map(str::to_owned).ok_or_else(|| anyhow::anyhow!("Failed to open an account: {response}"))
+}
+
 /// Two random products, one or two of each, for a random customer.
-fn pick(accounts: &[String], products: &[String]) -> (String, [(String, u32); 2]) {
+fn pick<'a>(customers: &'a [Customer], products: &[String]) -> (&'a Customer, [(String, u32); 2]) {
     let mut rng = rand::rng();
-    let account = accounts.choose(&mut rng).expect("accounts").clone();
+    let customer = customers.choose(&mut rng).expect("customers");
     let two: Vec<&String> = products.choose_multiple(&mut rng, 2).collect();
-    (account, [(two[0].clone(), 1), (two[1].clone(), 2)])
+    (customer, [(two[0].clone(), 1), (two[1].clone(), 2)])
 }
 
-fn order_request(accounts: &[String], products: &[String]) -> serde_json::Value {
-    let (account, lines) = pick(accounts, products);
-    json!({
+/// A `createOrder` request for a random customer, and that customer.
+fn order_request<'a>(customers: &'a [Customer], products: &[String]) -> (&'a Customer, serde_json::Value) {
+    let (customer, lines) = pick(customers, products);
+    let body = json!({
         "query": "mutation($o: OrderInput!) { createOrder(order: $o) { id status } }",
-        "variables": { "o": { "accountId": account, "products": lines.map(|(id, quantity)| json!({ "id": id, "quantity": quantity })) } },
-    })
+        "variables": { "o": { "accountId": customer.account, "products": lines.map(|(id, quantity)| json!({ "id": id, "quantity": quantity })) } },
+    });
+    (customer, body)
 }
 
-fn new_order(accounts: &[String], products: &[String]) -> anyhow::Result<NewOrder> {
-    let (account, lines) = pick(accounts, products);
-    NewOrder::parse(&account, lines.iter().map(|(id, quantity)| (id.as_str(), *quantity)))
+fn new_order(customers: &[Customer], products: &[String]) -> anyhow::Result<NewOrder> {
+    let (customer, lines) = pick(customers, products);
+    NewOrder::parse(&customer.account, lines.iter().map(|(id, quantity)| (id.as_str(), *quantity)))
         .map_err(|violations| anyhow::anyhow!("{violations:?}"))
 }
 

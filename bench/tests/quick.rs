@@ -31,6 +31,7 @@ fn the_quick_benchmark_run_measures_everything_and_writes_its_report() {
         "| commit notification (LISTEN/NOTIFY)",
         "| fallback poll only",
         "### Order placement",
+        "### Order placement with authentication",
         "### Priced answers in projection mode",
         "| account and product created just before (the original's clients) |",
         "### Replay",
