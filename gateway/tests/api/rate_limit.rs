@@ -1,10 +1,11 @@
-//! The per-client rate limit over real HTTP: two clients on two loopback addresses (127.0.0.1 and 127.0.0.2 both
-//! reach a listener on 127.0.0.1), so each has its own budget.
+//! The per-client rate limit over real HTTP: anonymous clients on two loopback addresses (127.0.0.1 and 127.0.0.2
+//! both reach a listener on 127.0.0.1) have a budget each; signed-in users have one each, wherever they come from.
 
 use std::{net::IpAddr, time::Duration};
 
 use reqwest::{Response, StatusCode};
 use serde_json::{Value, json};
+use shop_gateway::auth::dev::DevIssuer;
 
 use crate::helpers::{TestApp, error_codes, spawn_app_with};
 
@@ -14,8 +15,16 @@ fn client_from(address: &str) -> reqwest::Client {
 }
 
 async fn graphql(app: &TestApp, client: &reqwest::Client) -> Response {
+    graphql_as(app, client, None).await
+}
+
+async fn graphql_as(app: &TestApp, client: &reqwest::Client, token: Option<&str>) -> Response {
     let query = json!({ "query": "{ __typename }" });
-    client.post(format!("{}/graphql", app.base_url)).json(&query).send().await.unwrap()
+    let mut request = client.post(format!("{}/graphql", app.base_url)).json(&query);
+    if let Some(token) = token {
+        request = request.bearer_auth(token);
+    }
+    request.send().await.unwrap()
 }
 
 async fn get(app: &TestApp, client: &reqwest::Client, path: &str) -> Response {
@@ -23,11 +32,18 @@ async fn get(app: &TestApp, client: &reqwest::Client, path: &str) -> Response {
 }
 
 /// Sends requests until one is refused with 429 (the budget is 1/s, so a handful at most), and returns it.
-async fn until_refused<F: Future<Output = Response>>(mut send: impl FnMut() -> F) -> Response {
-    for _ in 0..20 {
+async fn until_refused<F: Future<Output = Response>>(send: impl FnMut() -> F) -> Response {
+    served_until_refused(send).await.1
+}
+
+/// How many requests were served before one was refused with 429, and that refusal.
+async fn served_until_refused<F: Future<Output = Response>>(
+    mut send: impl FnMut() -> F,
+) -> (usize, Response) {
+    for served in 0..20 {
         let response = send().await;
         if response.status() == StatusCode::TOO_MANY_REQUESTS {
-            return response;
+            return (served, response);
         }
         assert_eq!(response.status(), StatusCode::OK, "only 200 or 429 expected");
     }
@@ -101,4 +117,32 @@ async fn health_checks_are_never_rate_limited() {
 
     // Assert
     assert!(statuses.iter().all(|status| *status == StatusCode::OK), "{statuses:?}");
+}
+
+#[tokio::test]
+async fn signed_in_users_are_counted_by_subject_whatever_their_address() {
+    // Arrange: two customers behind one address (a shared NAT, a proxy).
+    let issuer = DevIssuer::generate("http://issuer.test").unwrap();
+    let auth = issuer.settings();
+    let app = spawn_app_with(move |settings| {
+        settings.auth = auth;
+        settings.rate_limit_per_second = 1;
+        settings.rate_limit_burst = 2;
+    })
+    .await;
+    let token = |subject: &str| issuer.mint(subject, false, Duration::from_secs(600)).unwrap();
+    let (alice, bob) = (token("alice"), token("bob"));
+    let shared = client_from("127.0.0.1");
+    let elsewhere = client_from("127.0.0.2");
+
+    // Act
+    until_refused(|| graphql_as(&app, &shared, Some(&alice))).await;
+    let bob_on_the_same_address = graphql_as(&app, &shared, Some(&bob)).await;
+    let (alice_served_elsewhere, _) =
+        served_until_refused(|| graphql_as(&app, &elsewhere, Some(&alice))).await;
+
+    // Assert: a fresh budget would serve a whole burst (2); Alice's spent one serves none, or one if this machine
+    // stalled for the second her budget takes to earn a request back.
+    assert_eq!(bob_on_the_same_address.status(), StatusCode::OK);
+    assert!(alice_served_elsewhere < 2, "Alice got a fresh budget: {alice_served_elsewhere} served");
 }
