@@ -36,6 +36,7 @@ pub(super) fn routes() -> OpenApiRouter<Services> {
         (status = PAYLOAD_TOO_LARGE, response = super::PayloadTooLarge),
         (status = UNSUPPORTED_MEDIA_TYPE, response = super::UnsupportedMediaType),
         (status = UNPROCESSABLE_ENTITY, response = super::InvalidInput),
+        (status = TOO_MANY_REQUESTS, response = super::TooManyRequests),
         (status = SERVICE_UNAVAILABLE, response = super::Unavailable),
     )
 )]
@@ -60,6 +61,7 @@ async fn create_account(
         (status = BAD_REQUEST, response = super::BadRequest),
         (status = UNAUTHORIZED, response = super::Unauthenticated),
         (status = NOT_FOUND, response = super::NotFound),
+        (status = TOO_MANY_REQUESTS, response = super::TooManyRequests),
         (status = SERVICE_UNAVAILABLE, response = super::Unavailable),
     )
 )]
@@ -87,6 +89,7 @@ async fn get_account(
             headers(("Link" = String, description = "The next page, when this one is full"))),
         (status = BAD_REQUEST, response = super::BadRequest),
         (status = UNAUTHORIZED, response = super::Unauthenticated),
+        (status = TOO_MANY_REQUESTS, response = super::TooManyRequests),
         (status = SERVICE_UNAVAILABLE, response = super::Unavailable),
     )
 )]

@@ -86,7 +86,7 @@ macro_rules! problem_responses {
         schemas(problem::ProblemDetails, problem::Violation),
         responses(
             BadRequest, Unauthenticated, Forbidden, InvalidInput, NotFound, Conflict, PayloadTooLarge,
-            UnsupportedMediaType, Unavailable
+            UnsupportedMediaType, TooManyRequests, Unavailable
         )
     ),
     modifiers(&BearerAuth)
@@ -132,6 +132,9 @@ problem_responses! {
     PayloadTooLarge,
     /// The body is not `application/json`.
     UnsupportedMediaType,
+    /// The client sent more requests than the gateway allows it (per signed-in subject, or per address): retry after
+    /// `Retry-After` seconds.
+    TooManyRequests,
     /// A service or its database cannot answer now, or the gateway is overloaded: retry after `Retry-After` seconds.
     Unavailable,
 }

@@ -39,6 +39,7 @@ pub(super) fn routes() -> OpenApiRouter<Services> {
         (status = PAYLOAD_TOO_LARGE, response = super::PayloadTooLarge),
         (status = UNSUPPORTED_MEDIA_TYPE, response = super::UnsupportedMediaType),
         (status = UNPROCESSABLE_ENTITY, response = super::InvalidInput),
+        (status = TOO_MANY_REQUESTS, response = super::TooManyRequests),
         (status = SERVICE_UNAVAILABLE, response = super::Unavailable),
     )
 )]
@@ -66,6 +67,7 @@ async fn place_order(
         (status = BAD_REQUEST, response = super::BadRequest),
         (status = UNAUTHORIZED, response = super::Unauthenticated),
         (status = NOT_FOUND, response = super::NotFound),
+        (status = TOO_MANY_REQUESTS, response = super::TooManyRequests),
         (status = SERVICE_UNAVAILABLE, response = super::Unavailable),
     )
 )]
@@ -94,6 +96,7 @@ async fn get_order(
         (status = BAD_REQUEST, response = super::BadRequest),
         (status = UNAUTHORIZED, response = super::Unauthenticated),
         (status = NOT_FOUND, response = super::NotFound),
+        (status = TOO_MANY_REQUESTS, response = super::TooManyRequests),
         (status = SERVICE_UNAVAILABLE, response = super::Unavailable),
     )
 )]

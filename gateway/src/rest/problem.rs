@@ -268,7 +268,7 @@ impl Problem {
 }
 
 /// A documented response of this kind: a problem-details body described by `description` (and, for
-/// [`ProblemType::Unavailable`], the `Retry-After` header its answers carry).
+/// [`ProblemType::Unavailable`] and [`ProblemType::TooManyRequests`], the `Retry-After` header their answers carry).
 pub fn response(kind: ProblemType, description: &str) -> utoipa::openapi::Response {
     // The schema's own example is a 422; each response shows one of its own kind.
     let example = serde_json::json!({
@@ -284,7 +284,7 @@ pub fn response(kind: ProblemType, description: &str) -> utoipa::openapi::Respon
         .build();
     let mut response =
         utoipa::openapi::ResponseBuilder::new().description(description).content(PROBLEM_JSON, body);
-    if kind == ProblemType::Unavailable {
+    if matches!(kind, ProblemType::Unavailable | ProblemType::TooManyRequests) {
         let retry_after = utoipa::openapi::HeaderBuilder::new()
             .schema(Some(<u64 as utoipa::PartialSchema>::schema()))
             .description(Some("Seconds to wait before retrying"))

@@ -52,6 +52,7 @@ pub(super) struct SearchParams {
         (status = PAYLOAD_TOO_LARGE, response = super::PayloadTooLarge),
         (status = UNSUPPORTED_MEDIA_TYPE, response = super::UnsupportedMediaType),
         (status = UNPROCESSABLE_ENTITY, response = super::InvalidInput),
+        (status = TOO_MANY_REQUESTS, response = super::TooManyRequests),
         (status = SERVICE_UNAVAILABLE, response = super::Unavailable),
     )
 )]
@@ -81,6 +82,7 @@ async fn create_product(
         (status = BAD_REQUEST, response = super::BadRequest),
         (status = UNAUTHORIZED, response = super::Unauthenticated),
         (status = NOT_FOUND, response = super::NotFound),
+        (status = TOO_MANY_REQUESTS, response = super::TooManyRequests),
         (status = SERVICE_UNAVAILABLE, response = super::Unavailable),
     )
 )]
@@ -115,6 +117,7 @@ async fn get_product(
         (status = PAYLOAD_TOO_LARGE, response = super::PayloadTooLarge),
         (status = UNSUPPORTED_MEDIA_TYPE, response = super::UnsupportedMediaType),
         (status = UNPROCESSABLE_ENTITY, response = super::InvalidInput),
+        (status = TOO_MANY_REQUESTS, response = super::TooManyRequests),
         (status = SERVICE_UNAVAILABLE, response = super::Unavailable),
     )
 )]
@@ -149,6 +152,7 @@ async fn update_product(
         (status = BAD_REQUEST, response = super::BadRequest),
         (status = UNAUTHORIZED, response = super::Unauthenticated),
         (status = UNPROCESSABLE_ENTITY, response = super::InvalidInput),
+        (status = TOO_MANY_REQUESTS, response = super::TooManyRequests),
         (status = SERVICE_UNAVAILABLE, response = super::Unavailable),
     )
 )]
