@@ -16,7 +16,9 @@ use std::{
 
 use serde_json::Value;
 
-use crate::helpers::{TestShop, start_shop};
+use shop::dev_auth::LocalAuth;
+
+use crate::helpers::{TestShop, start_shop, start_shop_with};
 
 /// What a test says when its client is missing.
 const NOT_INSTALLED: &str = "is missing: run scripts/install-test-clients to install the interop clients";
@@ -178,14 +180,21 @@ async fn graphql_core_introspects_the_schema_and_runs_the_original_operations_un
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn schemathesis_finds_no_answer_of_the_rest_api_that_breaks_its_openapi_document() {
-    // Arrange: a shop whose order projection is up, so orders are answered as they are after a start.
+    // Arrange: a shop that requires the tokens its document declares (`--auth dev`), whose order projection is up,
+    // so orders are answered as they are after a start; Schemathesis sends a staff token, and checks that requests
+    // without it, or with a made-up one, are refused where the document says so.
     let python = python();
-    let shop = start_shop().await;
+    let mut shop = start_shop_with(|settings| settings.auth = LocalAuth::Dev).await;
+    let issuer = shop.shop.dev_auth().expect("a development issuer").issuer();
+    let token = issuer.mint("schemathesis", true, Duration::from_secs(3_600)).unwrap();
+    shop.client = shop.client.with_token(&token);
     wait_for_the_order_projection(&shop).await;
     let document = format!("http://{}/api/v1/openapi.json", shop.shop.gateway_addr);
+    let authorization = format!("Authorization: Bearer {token}");
 
     // Act: a failure fails run_client, with Schemathesis's report (a curl line for each failure).
-    let output = run_client(&python, &["interop/python/openapi_fuzz.py", &document]).await;
+    let output =
+        run_client(&python, &["interop/python/openapi_fuzz.py", &document, "--header", &authorization]).await;
 
     // Assert: every operation was tested, with hundreds of requests, and nothing failed.
     let stdout = String::from_utf8_lossy(&output.stdout);
