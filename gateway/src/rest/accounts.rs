@@ -21,7 +21,8 @@ pub(super) fn routes() -> OpenApiRouter<Services> {
 
 /// Open an account
 ///
-/// The name is required: at most 100 characters, without control characters, trimmed.
+/// The account belongs to the caller's identity, which may open one (a second is a 409). The name is required: at
+/// most 100 characters, without control characters, trimmed.
 #[utoipa::path(
     post,
     path = "/account",
@@ -35,6 +36,7 @@ pub(super) fn routes() -> OpenApiRouter<Services> {
         (status = UNAUTHORIZED, response = super::Unauthenticated),
         (status = PAYLOAD_TOO_LARGE, response = super::PayloadTooLarge),
         (status = UNSUPPORTED_MEDIA_TYPE, response = super::UnsupportedMediaType),
+        (status = CONFLICT, response = super::Conflict),
         (status = UNPROCESSABLE_ENTITY, response = super::InvalidInput),
         (status = TOO_MANY_REQUESTS, response = super::TooManyRequests),
         (status = SERVICE_UNAVAILABLE, response = super::Unavailable),

@@ -126,7 +126,8 @@ problem_responses! {
     InvalidInput,
     /// Nothing has this id.
     NotFound,
-    /// The resource changed since the version the request names; read it again and retry.
+    /// The resource changed since the version the request names (read it again and retry), or the identity already
+    /// has the account the request would open.
     Conflict,
     /// The body is larger than the gateway accepts (1 MiB by default).
     PayloadTooLarge,

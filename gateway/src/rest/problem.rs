@@ -125,7 +125,7 @@ impl ProblemType {
             Self::NotFound => "Not found",
             Self::UnknownReference => "The request refers to something that does not exist",
             Self::MethodNotAllowed => "Method not allowed",
-            Self::Conflict => "The resource changed",
+            Self::Conflict => "The request conflicts with what exists",
             Self::Timeout => "The request took too long",
             Self::PayloadTooLarge => "The request body is too large",
             Self::UnsupportedMediaType => "The request body must be JSON",
@@ -156,7 +156,7 @@ impl ProblemType {
                 "The method is not one the resource supports; `Allow` lists those it does."
             }
             Self::Conflict => {
-                "The resource changed since the version the request names; read it again and retry."
+                "The resource changed since the version the request names (read it again and retry), or the identity already has the account the request would open."
             }
             Self::Timeout => "The request took longer than the gateway allows.",
             Self::PayloadTooLarge => "The body is larger than the gateway accepts.",
