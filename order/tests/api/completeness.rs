@@ -6,7 +6,6 @@ use std::{sync::Arc, time::Duration};
 
 use shop_events::{
     account::{Account, AccountCreated},
-    catalog::{Product, ProductCreated},
     envelope::now,
 };
 use shop_order::{
@@ -21,24 +20,9 @@ use tonic_health::pb::health_check_response::ServingStatus;
 use uuid::Uuid;
 
 use crate::helpers::{
-    health, projection_settings, publish, publish_heartbeat, settled, spawn_app, spawn_order_service,
+    health, kettle, projection_settings, publish, publish_heartbeat, settled, spawn_app, spawn_order_service,
     spawn_projection_app,
 };
-
-fn kettle(id: Uuid) -> ProductCreated {
-    let at = now();
-    ProductCreated {
-        product: Product {
-            id,
-            name: "Kettle".into(),
-            description: "Boils water.".into(),
-            price_cents: 2_499,
-            version: 1,
-            created_at: at,
-            updated_at: at,
-        },
-    }
-}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_order_for_an_unknown_account_stays_pending_until_the_projection_is_known_complete_past_it() {

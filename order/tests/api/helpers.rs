@@ -176,3 +176,18 @@ impl TestApp {
         (account, kettle, mug)
     }
 }
+
+/// A product's creation event: one kettle, version 1, created now.
+pub(crate) fn kettle(id: uuid::Uuid) -> shop_events::catalog::ProductCreated {
+    let at = shop_events::envelope::now();
+    let product = shop_events::catalog::Product {
+        id,
+        name: "Kettle".into(),
+        description: "Boils water.".into(),
+        price_cents: 2_499,
+        version: 1,
+        created_at: at,
+        updated_at: at,
+    };
+    shop_events::catalog::ProductCreated { product }
+}

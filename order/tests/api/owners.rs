@@ -6,7 +6,6 @@ use std::time::Duration;
 
 use shop_events::{
     account::{Account, AccountCreated},
-    catalog::{Product, ProductCreated},
     envelope::now,
 };
 use shop_order::config::Settings;
@@ -17,7 +16,8 @@ use tonic::{Code, Request, metadata::MetadataValue};
 use uuid::Uuid;
 
 use crate::helpers::{
-    ProjectionApp, projection_settings, publish, publish_heartbeat, settled, spawn_app, spawn_order_service,
+    ProjectionApp, kettle, projection_settings, publish, publish_heartbeat, settled, spawn_app,
+    spawn_order_service,
 };
 
 fn customer(subject: &str) -> Identity {
@@ -122,20 +122,6 @@ fn account(id: Uuid, owner: &str) -> AccountCreated {
     let account =
         Account { id, name: "Ada".into(), version: 1, created_at: now(), owner: Some(owner.into()) };
     AccountCreated { account }
-}
-
-fn kettle(id: Uuid) -> ProductCreated {
-    let at = now();
-    let product = Product {
-        id,
-        name: "Kettle".into(),
-        description: "Boils water.".into(),
-        price_cents: 2_499,
-        version: 1,
-        created_at: at,
-        updated_at: at,
-    };
-    ProductCreated { product }
 }
 
 /// The order service in projection mode, rejecting unknown names after `wait_ms` and answering priced orders
