@@ -186,8 +186,9 @@ impl KeyStore {
 
     fn cached(&self, kid: Option<&str>, even_if_old: bool) -> Option<Arc<VerifyingKey>> {
         let cache = self.cache.read().ok()?;
+        // Local keys never age: their store's `max_age` is `Duration::MAX`.
         let fresh = cache.fetched_at.is_some_and(|at| at.elapsed() < self.max_age);
-        if !(fresh || even_if_old || matches!(self.source, Source::Local)) {
+        if !(fresh || even_if_old) {
             return None;
         }
         match kid {

@@ -159,8 +159,8 @@ fn bearer_token(value: &HeaderValue) -> Result<&str, TokenError> {
     Ok(token)
 }
 
-/// Establishes who sent the request and records it in its extensions (as [`Caller`], and as the [`Identity`] when
-/// there is one); refuses it with `401` when its credentials do not verify.
+/// Establishes who sent the request and records it in its extensions as a [`Caller`]; refuses it with `401` when its
+/// credentials do not verify.
 pub(crate) async fn authenticate(
     State(authenticator): State<Authenticator>,
     mut request: Request,
@@ -170,9 +170,6 @@ pub(crate) async fn authenticate(
         Ok(caller) => caller,
         Err(error) => return refusal_for(error),
     };
-    if let Caller::Authenticated(identity) = &caller {
-        request.extensions_mut().insert(identity.clone());
-    }
     request.extensions_mut().insert(caller);
     next.run(request).await
 }

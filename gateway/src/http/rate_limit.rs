@@ -2,10 +2,10 @@
 //! requests are answered `429 Too Many Requests` with `Retry-After`, while every other client goes on unaffected.
 //!
 //! This is fairness between clients, not protection of the process: the in-flight cap (outside this layer) sheds
-//! load whoever sends it. Who a client is ([`Client`]): the authenticated subject when an outer layer has put an
-//! [`Identity`] in the request's extensions, else the peer's IP address (which the connection loop puts there as
-//! [`ConnectInfo`]). Behind a proxy or load balancer every anonymous client has the proxy's address and shares one
-//! budget; trusting `X-Forwarded-For` would need the proxy's address configured, which nothing here has yet.
+//! load whoever sends it. Who a client is ([`Client`]): the authenticated subject when the authentication layer
+//! (outside this one) recorded the request's [`Caller`] as authenticated, else the peer's IP address (which the
+//! connection loop puts there as [`ConnectInfo`]). Behind a proxy or load balancer every anonymous client has the
+//! proxy's address and shares one budget; trusting `X-Forwarded-For` would need the proxy's address configured, which nothing here has yet.
 
 use std::{
     net::{IpAddr, Ipv6Addr, SocketAddr},
@@ -25,9 +25,9 @@ use governor::{
     middleware::NoOpMiddleware,
     state::keyed::DashMapStateStore,
 };
-use shop_platform::identity::Identity;
 
 use super::{HEALTH_PATHS, refusal};
+use crate::auth::Caller;
 
 /// How often the limiter forgets the clients whose state is back to fresh (idle for at least the time a full burst
 /// takes to refill). Between two sweeps the map holds at most the clients seen in the last interval plus that
@@ -50,7 +50,7 @@ impl Client {
     /// The client `request` comes from: its identity if an outer layer authenticated it, else its peer address.
     /// `None` only for a request that did not come through the connection loop (which always records the peer).
     pub(super) fn of(request: &Request) -> Option<Self> {
-        if let Some(identity) = request.extensions().get::<Identity>() {
+        if let Some(Caller::Authenticated(identity)) = request.extensions().get::<Caller>() {
             return Some(Self::Subject(identity.subject.clone()));
         }
         let ConnectInfo(peer) = request.extensions().get::<ConnectInfo<SocketAddr>>()?;
@@ -139,7 +139,7 @@ async fn sweep(limit: Weak<RateLimit>) {
 
 /// The middleware: 429 with `Retry-After` for a client over its limit. Health checks pass uncounted (load
 /// balancers poll them, often from one address, and must not be told a healthy gateway is refusing). It reads the
-/// [`Identity`] an outer layer (authentication) put in the request, so it must sit inside that layer.
+/// [`Caller`] an outer layer (authentication) put in the request, so it must sit inside that layer.
 pub(super) async fn limit(
     State(limit): State<Option<Arc<RateLimit>>>,
     request: Request,
