@@ -4,7 +4,7 @@
 
 use std::{
     io::{BufRead, BufReader},
-    process::{Command, Stdio},
+    process::Command,
 };
 
 use reqwest::StatusCode;
@@ -13,7 +13,7 @@ use shop::dev_auth::{self, LocalAuth, TokenArgs};
 use shop_testkit::{TestDatabase, graphql::GraphqlClient};
 use uuid::Uuid;
 
-use crate::helpers::{TestShop, start_shop_with};
+use crate::helpers::{TestShop, shop_binary, start_shop_with};
 
 /// An id nothing has.
 const MISSING: &str = "0190a0e0-0000-7000-8000-000000000000";
@@ -101,7 +101,6 @@ struct ShopProcess {
     banner: Vec<String>,
     stdout: std::io::Lines<BufReader<std::process::ChildStdout>>,
     stderr: std::thread::JoinHandle<String>,
-    env: Vec<(&'static str, String)>,
     _databases: Vec<TestDatabase>,
 }
 
@@ -112,27 +111,9 @@ impl ShopProcess {
             .iter()
             .map(|name| TestDatabase::adopt(&format!("{prefix}{name}")))
             .collect();
-        let mut env = vec![
-            ("POSTGRES_URL", shop_testkit::postgres_server_url()),
-            ("SHOP_DATABASE_PREFIX", prefix),
-            ("RUST_LOG", "debug".to_owned()),
-        ];
-        for name in [
-            "HTTP_LISTEN_ADDR",
-            "ACCOUNT_GRPC_LISTEN_ADDR",
-            "CATALOG_GRPC_LISTEN_ADDR",
-            "ORDER_GRPC_LISTEN_ADDR",
-            "RELAY_METRICS_ADDR",
-        ] {
-            env.push((name, "127.0.0.1:0".to_owned()));
-        }
-        let mut child = Command::new(env!("CARGO_BIN_EXE_shop"))
+        let mut child = shop_binary(&prefix)
             .args(arguments)
-            .envs(env.iter().map(|(name, value)| (*name, value)))
-            .env_remove("KAFKA_BROKERS")
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
+            .env("POSTGRES_URL", shop_testkit::postgres_server_url())
             .spawn()
             .expect("Failed to start the shop binary");
         let stderr = child.stderr.take().unwrap();
@@ -148,7 +129,7 @@ impl ShopProcess {
             let line = stdout.next().expect("the shop exited before it was up").unwrap();
             banner.push(line);
         }
-        Self { child, banner, stdout, stderr, env, _databases: databases }
+        Self { child, banner, stdout, stderr, _databases: databases }
     }
 
     /// The gateway's base URL, as the banner gives it.
@@ -164,7 +145,6 @@ impl ShopProcess {
             .arg("token")
             .args(arguments)
             .args(["--port", &port])
-            .envs(self.env.iter().map(|(name, value)| (*name, value)))
             .output()
             .unwrap();
         assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));

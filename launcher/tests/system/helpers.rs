@@ -82,3 +82,27 @@ impl TestShop {
         self.databases.iter().find(|d| d.name.ends_with(name)).expect("a service database")
     }
 }
+
+/// The `shop` binary as the tests that run it as a process want it: on databases named with `prefix`, logging at
+/// debug level, on free ports everywhere, with its embedded broker (whatever `KAFKA_BROKERS` says), no stdin, and
+/// stdout and stderr piped. The caller adds the database server's URL and what it tests.
+pub(crate) fn shop_binary(prefix: &str) -> std::process::Command {
+    let mut command = std::process::Command::new(env!("CARGO_BIN_EXE_shop"));
+    command
+        .env("SHOP_DATABASE_PREFIX", prefix)
+        .env("RUST_LOG", "debug")
+        .env_remove("KAFKA_BROKERS")
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped());
+    for name in [
+        "HTTP_LISTEN_ADDR",
+        "ACCOUNT_GRPC_LISTEN_ADDR",
+        "CATALOG_GRPC_LISTEN_ADDR",
+        "ORDER_GRPC_LISTEN_ADDR",
+        "RELAY_METRICS_ADDR",
+    ] {
+        command.env(name, "127.0.0.1:0");
+    }
+    command
+}

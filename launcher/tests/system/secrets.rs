@@ -5,7 +5,7 @@
 
 use std::{
     io::{BufRead, BufReader, Read},
-    process::{Child, Command, ExitStatus, Stdio},
+    process::{Child, Command, ExitStatus},
     sync::{Arc, Mutex},
     thread,
     time::{Duration, Instant},
@@ -14,6 +14,8 @@ use std::{
 use clap::Parser;
 use shop_testkit::TestDatabase;
 use uuid::Uuid;
+
+use crate::helpers::shop_binary;
 
 const USERINFO_PASSWORD: &str = "planted-userinfo-password";
 const QUERY_PASSWORD: &str = "planted-query-password";
@@ -64,26 +66,11 @@ fn run_shop(extra_env: &[(&str, String)], stop_once_running: bool) -> Run {
         .iter()
         .map(|name| TestDatabase::adopt(&format!("{prefix}{name}")))
         .collect();
-    let mut command = Command::new(env!("CARGO_BIN_EXE_shop"));
+    let mut command = shop_binary(&prefix);
     command
         .env("POSTGRES_URL", postgres_url_with_secrets())
-        .env("SHOP_DATABASE_PREFIX", &prefix)
         .env("ELASTICSEARCH_URL", elasticsearch_url_with_secrets())
-        .env("RUST_LOG", "debug")
-        .env_remove("KAFKA_BROKERS")
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped());
-    for name in [
-        "HTTP_LISTEN_ADDR",
-        "ACCOUNT_GRPC_LISTEN_ADDR",
-        "CATALOG_GRPC_LISTEN_ADDR",
-        "ORDER_GRPC_LISTEN_ADDR",
-        "RELAY_METRICS_ADDR",
-    ] {
-        command.env(name, "127.0.0.1:0");
-    }
-    command.envs(extra_env.iter().map(|(name, value)| (*name, value)));
+        .envs(extra_env.iter().map(|(name, value)| (*name, value)));
     let mut child = command.spawn().expect("Failed to start the shop binary");
 
     let output = Arc::new(Mutex::new(String::new()));
