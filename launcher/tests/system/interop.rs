@@ -179,6 +179,29 @@ async fn graphql_core_introspects_the_schema_and_runs_the_original_operations_un
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_python_client_with_tokens_sees_another_customers_data_exactly_as_missing_data() {
+    // Arrange: a shop requiring tokens (`--auth dev`), and tokens of its issuer for staff and two customers.
+    let python = python();
+    let shop = start_shop_with(|settings| settings.auth = LocalAuth::Dev).await;
+    let issuer = shop.shop.dev_auth().expect("a development issuer").issuer();
+    let token = |subject: &str, staff: bool| issuer.mint(subject, staff, Duration::from_secs(600)).unwrap();
+    let (staff, alice, bob) = (token("ops", true), token("alice", false), token("bob", false));
+    let base = format!("http://{}", shop.shop.gateway_addr);
+
+    // Act: the script checks each answer; a failure fails run_client, saying which.
+    let output = run_client(&python, &["interop/python/authorization.py", &base, &staff, &alice, &bob]).await;
+
+    // Assert: it went through every step, and compared every probe.
+    let steps: Vec<Value> = json_lines(&output);
+    let names: Vec<&str> = steps.iter().map(|s| s["step"].as_str().unwrap()).collect();
+    assert_eq!(names, ["discovery", "validation", "placed", "anonymous", "others_look_missing"]);
+    assert_eq!(steps[0]["issuer"], base.as_str());
+    assert_eq!(steps[4]["compared"], 7, "{}", steps[4]);
+    assert_eq!(steps[4]["staff_sees"], 2, "{}", steps[4]);
+    shop.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn schemathesis_finds_no_answer_of_the_rest_api_that_breaks_its_openapi_document() {
     // Arrange: a shop that requires the tokens its document declares (`--auth dev`), whose order projection is up,
     // so orders are answered as they are after a start; Schemathesis sends a staff token, and checks that requests
