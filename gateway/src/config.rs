@@ -2,9 +2,9 @@
 
 use std::{net::SocketAddr, time::Duration};
 
-use shop_platform::{grpc::ClientSettings, telemetry::TelemetrySettings};
+use shop_platform::{grpc::ClientSettings, kafka::KafkaSettings, telemetry::TelemetrySettings};
 
-use crate::auth::settings::AuthSettings;
+use crate::{auth::settings::AuthSettings, live::LiveSettings};
 
 /// Where the gateway listens in a local run.
 pub const DEFAULT_LISTEN_ADDR: &str = "127.0.0.1:8080";
@@ -75,6 +75,11 @@ pub struct Settings {
     pub cors_allowed_origins: Vec<String>,
     #[command(flatten)]
     pub auth: AuthSettings,
+    /// Where the order topic is, which feeds GraphQL subscriptions (read only once a client subscribes).
+    #[command(flatten)]
+    pub kafka: KafkaSettings,
+    #[command(flatten)]
+    pub live: LiveSettings,
     #[command(flatten)]
     pub telemetry: TelemetrySettings,
 }
@@ -109,6 +114,8 @@ impl Default for Settings {
             graphql_max_response_bytes: DEFAULT_GRAPHQL_MAX_RESPONSE_BYTES,
             cors_allowed_origins: Vec::new(),
             auth: AuthSettings::default(),
+            kafka: KafkaSettings::default(),
+            live: LiveSettings::default(),
             telemetry: TelemetrySettings::default(),
         }
     }

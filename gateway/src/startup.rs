@@ -10,6 +10,7 @@ use tokio::net::TcpListener;
 use crate::{
     config::Settings,
     http::{self, server::ConnectionLimits},
+    live::OrderFeed,
     schema,
     services::Services,
 };
@@ -20,13 +21,16 @@ pub struct Application {
     listener: TcpListener,
     router: Router,
     limits: ConnectionLimits,
+    feed: OrderFeed,
 }
 
 impl Application {
     /// Builds the schema and the routes and binds the listener. The services need not be up yet.
     pub async fn build(settings: &Settings) -> anyhow::Result<Self> {
         let services = Services::new(settings)?;
-        let router = http::router(settings, schema::build(services.clone()), services)?;
+        let feed = OrderFeed::new(settings.kafka.clone(), settings.live.clone());
+        let schema = schema::build(services.clone(), feed.clone());
+        let router = http::router(settings, schema, services, feed.clone())?;
         let listener = TcpListener::bind(settings.listen_addr)
             .await
             .with_context(|| format!("Failed to listen on {}", settings.listen_addr))?;
@@ -34,7 +38,7 @@ impl Application {
             header_read_timeout: Duration::from_millis(settings.http_header_read_timeout_ms),
             max_streams_per_connection: settings.http2_max_streams_per_connection,
         };
-        Ok(Self { listener, router, limits })
+        Ok(Self { listener, router, limits, feed })
     }
 
     /// Where the HTTP server listens (useful when the settings asked for port 0).
@@ -42,11 +46,17 @@ impl Application {
         self.listener.local_addr().expect("a bound listener has a local address")
     }
 
-    /// Serves until `shutdown` resolves, then lets in-flight requests finish.
+    /// Serves until `shutdown` resolves, then closes every WebSocket connection ("going away": their clients
+    /// subscribe again elsewhere, getting the current state first) and lets in-flight requests finish.
     pub async fn run_until_stopped(
         self,
         shutdown: impl Future<Output = ()> + Send + 'static,
     ) -> anyhow::Result<()> {
+        let feed = self.feed;
+        let shutdown = async move {
+            shutdown.await;
+            feed.stop();
+        };
         http::server::serve(self.listener, self.router, self.limits, shutdown).await;
         tracing::info!("The gateway stopped.");
         Ok(())

@@ -201,8 +201,8 @@ impl Shop {
         }
         let (account, catalog) = self.start_account_and_catalog(settings, &kafka).await?;
         let order = self.start_order(settings, &kafka, account, catalog).await?;
-        self.start_relay(settings, kafka).await?;
-        self.start_gateway(settings, [account, catalog, order]).await
+        self.start_relay(settings, kafka.clone()).await?;
+        self.start_gateway(settings, [account, catalog, order], kafka).await
     }
 
     /// The account and catalog services, built side by side; returns where they listen.
@@ -303,6 +303,7 @@ impl Shop {
         &mut self,
         settings: &Settings,
         [account, catalog, order]: [SocketAddr; 3],
+        kafka: KafkaSettings,
     ) -> anyhow::Result<()> {
         let (listen_addr, auth) = match settings.auth {
             LocalAuth::Disabled => (settings.http_listen_addr, AuthSettings::disabled()),
@@ -317,6 +318,7 @@ impl Shop {
             catalog_service_url: url(catalog),
             order_service_url: url(order),
             auth,
+            kafka,
             telemetry: settings.telemetry.clone(),
             ..Default::default()
         };

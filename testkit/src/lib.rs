@@ -5,7 +5,8 @@
 //! - [`kafka`]: a Kafka-protocol broker per test (the embedded mock cluster, or `KAFKA_BROKERS`), topics, and
 //!   reading a topic back.
 //! - [`proxy`]: a Kafka proxy the test can cut, heal and point at another cluster.
-//! - [`graphql`]: a GraphQL client of the gateway, over real HTTP.
+//! - [`graphql`]: a GraphQL client of the gateway, over real HTTP; [`subscriptions`], its subscriptions over a real
+//!   WebSocket (`graphql-transport-ws`).
 //! - [`RunningServer`]: a server task started with a shutdown future the test controls; [`spawn_service!`] starts
 //!   one of the shop's services on port 0.
 //! - [`eventually`]: waits for a condition, the one polling loop of every test.
@@ -17,6 +18,7 @@
 pub mod graphql;
 pub mod kafka;
 pub mod proxy;
+pub mod subscriptions;
 
 use std::{future::Future, sync::Once, thread, time::Duration};
 

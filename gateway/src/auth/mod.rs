@@ -125,6 +125,14 @@ impl Authenticator {
         verifier.verify(token).await.map(Caller::Authenticated)
     }
 
+    /// Who opened a WebSocket connection whose `connection_init` carried `authorization` (`Bearer <token>`): browsers
+    /// cannot set headers on a WebSocket, so GraphQL clients send the credentials there.
+    pub(crate) async fn caller_from_value(&self, authorization: &str) -> Result<Caller, TokenError> {
+        let value = HeaderValue::from_str(authorization)
+            .map_err(|_| TokenError::Malformed("the Authorization value must be `Bearer <token>`"))?;
+        self.caller(&HeaderMap::from_iter([(header::AUTHORIZATION, value)])).await
+    }
+
     /// The issuer's discovery document and keys, served by the gateway when the keys were given in the process,
     /// so that other tools can verify the development issuer's tokens too.
     pub(crate) fn routes(&self) -> Router {

@@ -1,4 +1,5 @@
-//! GraphQL over HTTP: `POST /graphql` with a JSON body, `GET /graphql?query=…` for queries.
+//! GraphQL over HTTP: `POST /graphql` with a JSON body, `GET /graphql?query=…` for queries (a `GET` upgrading to
+//! a WebSocket goes to [`websocket`](super::websocket)).
 //!
 //! What is refused before the schema runs, and why:
 //! - a POST body that is not `application/json` (`415`): HTML forms can send `text/plain`, form-encoded and
@@ -20,7 +21,10 @@ use async_graphql::{
 };
 use axum::{
     body::Body,
-    extract::State,
+    extract::{
+        State,
+        ws::{WebSocketUpgrade, rejection::WebSocketUpgradeRejection},
+    },
     http::{HeaderMap, HeaderValue, StatusCode, Uri, header},
     response::{IntoResponse, Response},
 };
@@ -69,8 +73,18 @@ pub(super) async fn post(
     execute(&state, call, request).await
 }
 
-/// Queries only: a mutation over GET could be triggered by a link or an image tag (CSRF).
-pub(super) async fn get(State(state): State<AppState>, call: Call, uri: Uri) -> Response {
+/// Queries only: a mutation over GET could be triggered by a link or an image tag (CSRF). A GET asking for a
+/// WebSocket is handed to [`websocket`](super::websocket) (subscriptions).
+pub(super) async fn get(
+    State(state): State<AppState>,
+    call: Call,
+    headers: HeaderMap,
+    uri: Uri,
+    upgrade: Result<WebSocketUpgrade, WebSocketUpgradeRejection>,
+) -> Response {
+    if let Ok(upgrade) = upgrade {
+        return super::websocket::upgrade(state, call.caller().clone(), &headers, upgrade);
+    }
     let request = match parse_query_string(uri.query().unwrap_or_default()) {
         Ok(request) => request,
         Err(error) => {

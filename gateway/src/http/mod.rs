@@ -3,6 +3,7 @@
 //!
 //! - [`graphql`]: GraphQL over HTTP — JSON bodies only (no CSRF through forms), bounded bodies, bounded nesting,
 //!   bounded answers.
+//! - [`websocket`]: GraphQL subscriptions over WebSocket, and the codes the gateway closes connections with.
 //! - [`limits`]: what applies to every route: a body-size check, a cap on requests in flight (503 with
 //!   `Retry-After` past it), CORS (closed unless origins are configured), a whole-request timeout.
 //! - [`rate_limit`]: a rate per client (its signed-in user, else its address); 429 with `Retry-After` past it.
@@ -19,6 +20,7 @@ mod rate_limit;
 mod reference;
 pub(crate) mod refusal;
 pub(crate) mod server;
+mod websocket;
 
 pub(crate) use self::refusal::Refused;
 
@@ -29,6 +31,7 @@ use axum::{Json, Router, extract::State, http::StatusCode, middleware, routing::
 use crate::{
     auth::Authenticator,
     config::Settings,
+    live::OrderFeed,
     rest,
     schema::GatewaySchema,
     services::{ServiceHealth, Services},
@@ -43,6 +46,9 @@ pub(crate) struct AppState {
     pub(crate) schema: GatewaySchema,
     pub(crate) services: Services,
     pub(crate) limits: Arc<RequestLimits>,
+    /// Verifies the credentials WebSocket clients send in `connection_init`.
+    pub(crate) authenticator: Authenticator,
+    pub(crate) feed: OrderFeed,
 }
 
 /// The per-request limits, from the settings.
@@ -59,6 +65,7 @@ pub(crate) fn router(
     settings: &Settings,
     schema: GatewaySchema,
     services: Services,
+    feed: OrderFeed,
 ) -> anyhow::Result<Router> {
     let limits = Arc::new(RequestLimits {
         max_body_bytes: settings.http_max_body_bytes,
@@ -66,7 +73,8 @@ pub(crate) fn router(
     });
     let authenticator = Authenticator::new(&settings.auth)?;
     let rest = rest::routes(services.clone(), settings.http_max_body_bytes);
-    let state = AppState { schema, services, limits: limits.clone() };
+    let state =
+        AppState { schema, services, limits: limits.clone(), authenticator: authenticator.clone(), feed };
     let routes = Router::new()
         .route("/graphql", get(graphql::get).post(graphql::post))
         .route(HEALTH_PATHS[0], get(live))

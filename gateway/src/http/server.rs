@@ -76,7 +76,9 @@ pub(crate) async fn serve(
             request
         });
         let connection =
-            builder.serve_connection(TokioIo::new(stream), TowerToHyperService::new(service)).into_owned();
+            builder
+            .serve_connection_with_upgrades(TokioIo::new(stream), TowerToHyperService::new(service))
+            .into_owned();
         let connection = graceful.watch(connection);
         tokio::spawn(async move {
             if let Err(error) = connection.await {

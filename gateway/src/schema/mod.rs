@@ -6,9 +6,10 @@ pub mod limits;
 pub mod loaders;
 pub mod mutation;
 pub mod query;
+pub mod subscription;
 pub mod types;
 
-use async_graphql::{EmptySubscription, Schema, dataloader::DataLoader};
+use async_graphql::{Schema, dataloader::DataLoader};
 
 use self::{
     errors::ErrorCodes,
@@ -16,16 +17,21 @@ use self::{
     loaders::OrdersByAccount,
     mutation::Mutation,
     query::Query,
+    subscription::Subscription,
 };
-use crate::services::{Call, Services};
+use crate::{
+    live::OrderFeed,
+    services::{Call, Services},
+};
 
 /// The gateway's schema.
-pub type GatewaySchema = Schema<Query, Mutation, EmptySubscription>;
+pub type GatewaySchema = Schema<Query, Mutation, Subscription>;
 
-/// The schema over `services`, with the query limits of [`limits`].
-pub fn build(services: Services) -> GatewaySchema {
-    Schema::build(Query, Mutation, EmptySubscription)
+/// The schema over `services`, its subscriptions fed by `feed`, with the query limits of [`limits`].
+pub fn build(services: Services, feed: OrderFeed) -> GatewaySchema {
+    Schema::build(Query, Mutation, Subscription)
         .data(services)
+        .data(feed)
         .extension(ErrorCodes)
         .extension(ShapeLimits)
         .limit_complexity(MAX_COMPLEXITY)

@@ -3,6 +3,7 @@
 
 use async_graphql::{ComplexObject, Context, Enum, ID, Result, SimpleObject, dataloader::DataLoader};
 use chrono::{DateTime, Utc};
+use shop_events::order as events;
 use shop_platform::ids::from_timestamp;
 use shop_proto::{account::v1 as account, catalog::v1 as catalog, order::v1 as order};
 
@@ -104,12 +105,23 @@ pub enum OrderStatus {
     Rejected,
 }
 
+impl OrderStatus {
+    /// Whether the order can change no more.
+    pub fn is_final(self) -> bool {
+        self != Self::Pending
+    }
+}
+
 /// An order.
 #[derive(Debug, Clone, SimpleObject)]
 pub struct Order {
     pub id: ID,
     pub account_id: ID,
     pub created_at: DateTime<Utc>,
+    /// When the order last changed (its status, its prices).
+    pub updated_at: DateTime<Utc>,
+    /// 1 when placed, one more on every change: a client that saw version `n` has seen every change up to it.
+    pub version: i64,
     pub status: OrderStatus,
     /// Sum of price times quantity over the products, in currency units; null until the order is priced.
     pub total_price: Option<f64>,
@@ -147,6 +159,8 @@ impl TryFrom<order::Order> for Order {
         };
         Ok(Self {
             created_at: timestamp(order.created_at, "order.created_at")?,
+            updated_at: timestamp(order.updated_at, "order.updated_at")?,
+            version: order.version,
             id: order.id.into(),
             account_id: order.account_id.into(),
             status,
@@ -171,5 +185,36 @@ impl TryFrom<order::Order> for Order {
                 })
                 .collect(),
         })
+    }
+}
+
+/// An order as the order topic carries it (subscriptions are fed from there).
+impl From<&events::Order> for Order {
+    fn from(order: &events::Order) -> Self {
+        Self {
+            id: ID(order.id.to_string()),
+            account_id: ID(order.account_id.to_string()),
+            created_at: order.created_at,
+            updated_at: order.updated_at,
+            version: order.version,
+            status: match order.status {
+                events::OrderStatus::Pending => OrderStatus::Pending,
+                events::OrderStatus::Confirmed => OrderStatus::Confirmed,
+                events::OrderStatus::Rejected => OrderStatus::Rejected,
+            },
+            total_price: order.total_price_cents.map(units),
+            rejection_reason: order.rejection_reason.clone(),
+            products: order
+                .lines
+                .iter()
+                .map(|line| OrderedProduct {
+                    id: ID(line.product_id.to_string()),
+                    name: line.product.as_ref().map(|p| p.name.clone()),
+                    description: line.product.as_ref().map(|p| p.description.clone()),
+                    price: line.product.as_ref().map(|p| units(p.unit_price_cents)),
+                    quantity: i32::try_from(line.quantity).unwrap_or(i32::MAX),
+                })
+                .collect(),
+        }
     }
 }

@@ -19,7 +19,7 @@ use crate::helpers::{TestShop, shop_binary, start_shop_with};
 const MISSING: &str = "0190a0e0-0000-7000-8000-000000000000";
 
 /// A token from the running shop's development issuer, minted as `shop token` mints it.
-async fn token(shop: &TestShop, subject: &str, staff: bool) -> String {
+pub(crate) async fn token(shop: &TestShop, subject: &str, staff: bool) -> String {
     let args = TokenArgs { subject: subject.to_owned(), staff, lifetime_minutes: 10, port: None };
     dev_auth::token(&args, shop.shop.gateway_addr).await.expect("a token")
 }

@@ -8,4 +8,5 @@ mod projection_mode;
 mod rebuild;
 mod secrets;
 mod smoke;
+mod subscriptions;
 mod tail;
