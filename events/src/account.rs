@@ -54,12 +54,33 @@ pub struct AccountCreated {
     pub account: Account,
 }
 
+/// `shop.account.republished.v1`: nothing happened to the account; this is its current state, appended again by
+/// `account republish` at the version it already has ([`republish`](crate::republish)). Apply it like any other
+/// event, by version: a consumer that holds this version ignores it, one that lost the account's history gets it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+pub struct AccountRepublished {
+    pub account: Account,
+}
+
 domain_event!(AccountCreated, AggregateType::ACCOUNT, "shop.account.created" v 1, account);
+domain_event!(AccountRepublished, AggregateType::ACCOUNT, "shop.account.republished" v 1, account);
 
 event_family! {
     /// Every event on the accounts topic.
     pub enum AccountEvent {
         Created(AccountCreated),
+        Republished(AccountRepublished),
+    }
+}
+
+impl AccountEvent {
+    /// The account's state after the event, whichever event it is.
+    pub fn account(&self) -> &Account {
+        match self {
+            Self::Created(AccountCreated { account }) | Self::Republished(AccountRepublished { account }) => {
+                account
+            }
+        }
     }
 }
 
@@ -103,9 +124,30 @@ mod tests {
 
         let event = AccountEvent::decode("shop.account.created.v1", v1.to_string().as_bytes()).unwrap();
 
-        let AccountEvent::Created(created) = event;
+        let AccountEvent::Created(created) = event else { panic!("an account creation, not {event:?}") };
         assert_eq!(created.account.owner, None);
         assert_eq!(serde_json::to_value(&created).unwrap(), v1);
+    }
+
+    #[test]
+    fn a_republished_account_carries_the_same_state_at_the_same_version_under_its_own_type() {
+        let account =
+            Account { id: Uuid::now_v7(), name: "Ada".into(), version: 1, created_at: now(), owner: None };
+        let created = Envelope::new(&AccountCreated { account: account.clone() }, None);
+
+        let republished = Envelope::new(&AccountRepublished { account: account.clone() }, None);
+
+        assert_eq!(republished.event_type, "shop.account.republished.v1");
+        assert_eq!(republished.topic, created.topic);
+        assert_eq!(republished.payload, created.payload);
+        assert_eq!(
+            (republished.aggregate_id, republished.aggregate_version),
+            (created.aggregate_id, created.aggregate_version)
+        );
+        let payload = serde_json::to_vec(&republished.payload).unwrap();
+        let decoded = AccountEvent::decode(&republished.event_type, &payload).unwrap();
+        assert_eq!(decoded.account(), &account);
+        assert!(matches!(decoded, AccountEvent::Republished(_)));
     }
 
     #[test]

@@ -55,14 +55,24 @@ pub struct ProductUpdated {
     pub product: Product,
 }
 
+/// `shop.product.republished.v1`: nothing happened to the product; this is its current state, appended again by
+/// `catalog republish` at the version it already has ([`republish`](crate::republish)). Apply it like any other
+/// event, by version: a consumer that holds this version ignores it, one that lost the product's history gets it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+pub struct ProductRepublished {
+    pub product: Product,
+}
+
 domain_event!(ProductCreated, AggregateType::PRODUCT, "shop.product.created" v 1, product);
 domain_event!(ProductUpdated, AggregateType::PRODUCT, "shop.product.updated" v 1, product);
+domain_event!(ProductRepublished, AggregateType::PRODUCT, "shop.product.republished" v 1, product);
 
 event_family! {
     /// Every event on the products topic.
     pub enum ProductEvent {
         Created(ProductCreated),
         Updated(ProductUpdated),
+        Republished(ProductRepublished),
     }
 }
 
@@ -70,7 +80,9 @@ impl ProductEvent {
     /// The product's state after the event, whichever event it is.
     pub fn product(&self) -> &Product {
         match self {
-            Self::Created(ProductCreated { product }) | Self::Updated(ProductUpdated { product }) => product,
+            Self::Created(ProductCreated { product })
+            | Self::Updated(ProductUpdated { product })
+            | Self::Republished(ProductRepublished { product }) => product,
         }
     }
 }
@@ -125,6 +137,20 @@ mod tests {
         assert_eq!(read.event_type, "shop.product.updated.v1");
         assert_eq!(read.aggregate_version, 2);
         assert_eq!(decoded, ProductEvent::Updated(event));
+    }
+
+    #[test]
+    fn a_republished_product_carries_its_current_state_at_its_current_version() {
+        let event = ProductRepublished { product: product(3) };
+        let envelope = Envelope::new(&event, None);
+
+        let (read, decoded) = round_trip(&envelope);
+
+        assert_eq!(read.event_type, "shop.product.republished.v1");
+        assert_eq!(read.topic, topics::PRODUCTS);
+        assert_eq!(read.aggregate_version, 3);
+        assert_eq!(decoded.product(), &event.product);
+        assert_eq!(decoded, ProductEvent::Republished(event));
     }
 
     #[test]

@@ -8,6 +8,8 @@
 //! - [`cloudevents`]: the Kafka record headers an event travels with (CloudEvents 1.0 binary mode).
 //! - [`trace`]: the W3C trace context carried from the request that caused an event to its consumers.
 //! - [`heartbeat`]: the relay's promise, per outbox, that every event committed before a time is on Kafka.
+//! - [`republish`]: the record of a completed republish of an entity topic (the current state of every entity
+//!   appended again, as `*.republished.v1` events), which tells a rebuild that lost history was refilled.
 //!
 //! Everything here is a plain, serialisable type: no database, no Kafka client. Writing events is `shop-outbox`'s
 //! job, publishing them the relay's, and consuming them `shop-projection`'s.
@@ -21,6 +23,7 @@ pub mod cloudevents;
 pub mod envelope;
 pub mod heartbeat;
 pub mod order;
+pub mod republish;
 pub mod topics;
 pub mod trace;
 

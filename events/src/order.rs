@@ -122,9 +122,18 @@ pub struct OrderRejected {
     pub order: Order,
 }
 
+/// `shop.order.republished.v1`: nothing happened to the order; this is its current state, appended again by
+/// `order republish` at the version it already has ([`republish`](crate::republish)). Apply it like any other
+/// event, by version: a consumer that holds this version ignores it, one that lost the order's history gets it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+pub struct OrderRepublished {
+    pub order: Order,
+}
+
 domain_event!(OrderPlaced, AggregateType::ORDER, "shop.order.placed" v 1, order);
 domain_event!(OrderConfirmed, AggregateType::ORDER, "shop.order.confirmed" v 1, order);
 domain_event!(OrderRejected, AggregateType::ORDER, "shop.order.rejected" v 1, order);
+domain_event!(OrderRepublished, AggregateType::ORDER, "shop.order.republished" v 1, order);
 
 event_family! {
     /// Every event on the orders topic.
@@ -132,6 +141,7 @@ event_family! {
         Placed(OrderPlaced),
         Confirmed(OrderConfirmed),
         Rejected(OrderRejected),
+        Republished(OrderRepublished),
     }
 }
 
@@ -141,7 +151,8 @@ impl OrderEvent {
         match self {
             Self::Placed(OrderPlaced { order })
             | Self::Confirmed(OrderConfirmed { order })
-            | Self::Rejected(OrderRejected { order }) => order,
+            | Self::Rejected(OrderRejected { order })
+            | Self::Republished(OrderRepublished { order }) => order,
         }
     }
 }
@@ -209,6 +220,15 @@ mod tests {
         let envelope = Envelope::new(&event, None);
 
         assert_round_trips(&envelope, OrderEvent::Rejected(event), "shop.order.rejected.v1");
+    }
+
+    #[test]
+    fn order_republished_round_trips_through_json() {
+        let event = OrderRepublished { order: order(OrderStatus::Confirmed, 2) };
+        let envelope = Envelope::new(&event, None);
+
+        assert_round_trips(&envelope, OrderEvent::Republished(event.clone()), "shop.order.republished.v1");
+        assert_eq!(OrderEvent::Republished(event.clone()).order(), &event.order);
     }
 
     #[test]

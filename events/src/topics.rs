@@ -1,6 +1,9 @@
 //! Kafka topic names and how each topic must be configured. Entity topics (`accounts`, `products`) are compacted
 //! and keyed by entity id; every event on them carries the entity's full state, so a replay from offset 0 rebuilds
-//! any projection. The orders topic is keyed by order id and its events carry the full order.
+//! any projection — as long as the topic still holds its history. Retention, `DeleteRecords` or a broker that keeps
+//! only so much per partition remove the first records; the owning service's `republish` command then appends every
+//! entity's current state again, and records the run on [`REPUBLISHES`]. The orders topic is keyed by order id and
+//! its events carry the full order.
 
 /// Account events (`shop.account.*`), keyed by account id. Compacted.
 pub const ACCOUNTS: &str = "shop.accounts.v1";
@@ -14,12 +17,19 @@ pub const ORDERS: &str = "shop.orders.v1";
 /// The relay's heartbeats ([`heartbeat`](crate::heartbeat)), keyed by outbox. Compacted.
 pub const HEARTBEATS: &str = "shop.outbox-heartbeats.v1";
 
+/// Completed republishes ([`republish`](crate::republish)): per run, the entity topic it refilled and from which
+/// offsets. Keyed by run id. Compacted.
+pub const REPUBLISHES: &str = "shop.republishes.v1";
+
 /// A topic and the `cleanup.policy` it needs.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct TopicSpec {
     pub name: &'static str,
     /// `true` for entity topics: Kafka keeps the latest record per key (`cleanup.policy=compact`).
     pub compacted: bool,
+    /// The binary whose `republish` command appends the current state of every entity of this topic again (`account
+    /// republish`), for topics whose history a consumer may need back; `None` for the relay's own topics.
+    pub republished_by: Option<&'static str>,
 }
 
 impl TopicSpec {
@@ -30,9 +40,15 @@ impl TopicSpec {
 }
 
 /// Every topic the shop publishes to.
-pub const ALL: [TopicSpec; 4] = [
-    TopicSpec { name: ACCOUNTS, compacted: true },
-    TopicSpec { name: PRODUCTS, compacted: true },
-    TopicSpec { name: ORDERS, compacted: false },
-    TopicSpec { name: HEARTBEATS, compacted: true },
+pub const ALL: [TopicSpec; 5] = [
+    TopicSpec { name: ACCOUNTS, compacted: true, republished_by: Some("account") },
+    TopicSpec { name: PRODUCTS, compacted: true, republished_by: Some("catalog") },
+    TopicSpec { name: ORDERS, compacted: false, republished_by: Some("order") },
+    TopicSpec { name: HEARTBEATS, compacted: true, republished_by: None },
+    TopicSpec { name: REPUBLISHES, compacted: true, republished_by: None },
 ];
+
+/// The spec of `topic` (as named without any prefix), if it is one of the shop's.
+pub fn spec(topic: &str) -> Option<&'static TopicSpec> {
+    ALL.iter().find(|spec| spec.name == topic)
+}

@@ -10,6 +10,7 @@ use shop_events::{
     catalog::ProductEvent,
     heartbeat::{self, OutboxHeartbeat},
     order::OrderEvent,
+    republish::{self, RepublishCompleted},
 };
 
 const DOC: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../docs/events.md");
@@ -53,20 +54,32 @@ fn example(event_type: &EventType) -> Option<Value> {
         }})
     };
     Some(match event_type.to_string().as_str() {
-        "shop.account.created.v1" => json!({ "account": {
+        "shop.account.created.v1" | "shop.account.republished.v1" => json!({ "account": {
             "id": account_id, "name": "Ada Lovelace", "version": 1, "created_at": at("2026-11-21T09:00:00Z"),
             "owner": "auth0|5f7c8ec7c33c6c004bbafe82",
         }}),
         "shop.product.created.v1" => product(1, 2_499),
-        "shop.product.updated.v1" => product(2, 1_999),
+        "shop.product.updated.v1" | "shop.product.republished.v1" => product(2, 1_999),
         "shop.order.placed.v1" => order("pending", 1),
-        "shop.order.confirmed.v1" => order("confirmed", 2),
+        "shop.order.confirmed.v1" | "shop.order.republished.v1" => order("confirmed", 2),
         "shop.order.rejected.v1" => order("rejected", 2),
         "shop.outbox.heartbeat.v1" => json!({
             "outbox": "shop_account",
             "as_of": at("2026-11-21T12:00:01.250Z"),
             "published_through": at("2026-11-21T12:00:00.980Z"),
             "pending_topics": ["shop.accounts.v1"],
+        }),
+        "shop.republish.completed.v1" => json!({
+            "run_id": "01928a71-0a1b-7c2d-8e3f-405162738495",
+            "topic": "shop.accounts.v1",
+            "partitions": [
+                { "partition": 0, "start_offset": 1_207 },
+                { "partition": 1, "start_offset": 1_180 },
+                { "partition": 2, "start_offset": 1_236 },
+            ],
+            "entities": 1_500,
+            "started_at": at("2026-11-21T13:00:00Z"),
+            "completed_at": at("2026-11-21T13:00:04.310Z"),
         }),
         _ => return None,
     })
@@ -87,11 +100,12 @@ fn the_event_catalog_matches_the_rust_types() {
     let mut drifted = Vec::new();
 
     let heartbeat = (heartbeat::EVENT_TYPE, schemars::schema_for!(OutboxHeartbeat));
+    let republished = (republish::EVENT_TYPE, schemars::schema_for!(RepublishCompleted));
     let schemas = AccountEvent::schemas()
         .into_iter()
         .chain(ProductEvent::schemas())
         .chain(OrderEvent::schemas())
-        .chain([heartbeat]);
+        .chain([heartbeat, republished]);
     for (event_type, schema) in schemas {
         let example = example(&event_type).unwrap_or_else(|| panic!("write an example for {event_type}"));
         // The example must be a valid instance of its own type.
@@ -105,6 +119,11 @@ fn the_event_catalog_matches_the_rust_types() {
             Some("outbox") => serde_json::from_value::<OutboxHeartbeat>(example.clone())
                 .map(drop)
                 .map_err(shop_events::DecodeError::Payload),
+            Some("republish") => {
+                RepublishCompleted::decode(&event_type.to_string(), example.to_string().as_bytes())
+                    .map(drop)
+                    .ok_or_else(|| shop_events::DecodeError::Invalid("not a completed republish".into()))
+            }
             _ => OrderEvent::decode(&event_type.to_string(), example.to_string().as_bytes()).map(drop),
         };
         decoded.unwrap_or_else(|error| panic!("the example of {event_type} does not decode: {error}"));

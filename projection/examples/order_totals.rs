@@ -44,14 +44,15 @@ impl Projection for OrderTotals {
             let event_type = record.event_type().unwrap_or_default();
             let changed = match record.topic.as_str() {
                 topics::ACCOUNTS => match AccountEvent::decode(event_type, record.payload()) {
-                    Ok(AccountEvent::Created(created)) => sqlx::query(
+                    // Created or republished alike: the version decides whether it changes anything.
+                    Ok(event) => sqlx::query(
                         "INSERT INTO example_accounts (id, name, version) VALUES ($1, $2, $3)
                          ON CONFLICT (id) DO UPDATE SET name = EXCLUDED.name, version = EXCLUDED.version
                          WHERE example_accounts.version < EXCLUDED.version",
                     )
-                    .bind(created.account.id)
-                    .bind(&created.account.name)
-                    .bind(created.account.version)
+                    .bind(event.account().id)
+                    .bind(&event.account().name)
+                    .bind(event.account().version)
                     .execute(&mut **transaction)
                     .await?
                     .rows_affected(),

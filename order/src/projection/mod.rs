@@ -39,8 +39,8 @@ impl DirectoryProjection {
         transaction: &mut PgTransaction<'_>,
         event: AccountEvent,
     ) -> Result<Outcome, sqlx::Error> {
-        let AccountEvent::Created(created) = event;
-        let account = created.account;
+        // Republished accounts too: the version guard below ignores one the projection holds already.
+        let account = event.account();
         let changed = sqlx::query(sqlx::AssertSqlSafe(format!(
             "INSERT INTO {table} (id, name, version, updated_at, owner) VALUES ($1, $2, $3, $4, $5)
              ON CONFLICT (id) DO UPDATE SET name = EXCLUDED.name, version = EXCLUDED.version,

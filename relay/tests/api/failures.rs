@@ -99,7 +99,7 @@ async fn a_poison_record_parks_its_aggregate_and_every_other_aggregate_flows_on(
 async fn with_topic_creation_off_a_missing_topic_stops_the_relay_saying_how_to_create_it() {
     let broker = Broker::start().await;
     let name: &'static str = Box::leak(format!("test-missing-{}", Uuid::now_v7().simple()).into_boxed_str());
-    let spec = shop_events::topics::TopicSpec { name, compacted: true };
+    let spec = shop_events::topics::TopicSpec { name, compacted: true, republished_by: None };
 
     let error = shop_relay::kafka::ensure_topics(
         &shop_platform::kafka::KafkaSettings::new(broker.bootstrap.clone()),
