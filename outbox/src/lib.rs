@@ -8,6 +8,11 @@
 //!
 //! The table maps onto Debezium's Outbox Event Router (`event_id`, `aggregate_type`, `aggregate_id`,
 //! `event_type`, `payload`), so an operator may replace the relay with log-based change data capture.
+//!
+//! [`republish`] appends the current state of every entity of a service again, in batches, for the consumers of a
+//! topic that lost its first records.
+
+pub mod republish;
 
 use sqlx::{
     PgPool, PgTransaction,
@@ -66,4 +71,41 @@ pub async fn append(transaction: &mut PgTransaction<'_>, envelope: &Envelope) ->
     .execute(&mut **transaction)
     .await?;
     Ok(())
+}
+
+/// Writes `envelopes`, each an entity's current state at the version it already has (a `*.republished.v1`
+/// event), inside `transaction`, in one statement and in the given order; returns the positions they took. Unlike
+/// [`append`], a version already in the outbox is no conflict: these rows repeat one on purpose. The caller holds
+/// the entities' rows (`FOR SHARE`) until the commit, so no change of them is appended in between: each row goes out
+/// after the version it repeats and before any later one.
+pub async fn append_republished(
+    transaction: &mut PgTransaction<'_>,
+    envelopes: &[Envelope],
+) -> Result<Vec<i64>, sqlx::Error> {
+    let texts = |value: fn(&Envelope) -> &str| envelopes.iter().map(value).collect::<Vec<_>>();
+    let traces = envelopes.iter().map(|envelope| envelope.trace.as_ref());
+    sqlx::query_scalar(
+        "INSERT INTO outbox (event_id, aggregate_type, aggregate_id, aggregate_version, event_type, topic,
+                             payload, occurred_at, traceparent, tracestate, republished)
+         SELECT event_id, aggregate_type, aggregate_id, aggregate_version, event_type, topic, payload, occurred_at,
+                traceparent, tracestate, true
+         FROM UNNEST($1::uuid[], $2::text[], $3::uuid[], $4::bigint[], $5::text[], $6::text[], $7::jsonb[],
+                     $8::timestamptz[], $9::text[], $10::text[])
+              WITH ORDINALITY AS given (event_id, aggregate_type, aggregate_id, aggregate_version, event_type, topic,
+                                        payload, occurred_at, traceparent, tracestate, ordinal)
+         ORDER BY ordinal
+         RETURNING position",
+    )
+    .bind(envelopes.iter().map(|envelope| envelope.event_id).collect::<Vec<_>>())
+    .bind(texts(|envelope| &envelope.aggregate_type))
+    .bind(envelopes.iter().map(|envelope| envelope.aggregate_id).collect::<Vec<_>>())
+    .bind(envelopes.iter().map(|envelope| envelope.aggregate_version).collect::<Vec<_>>())
+    .bind(texts(|envelope| &envelope.event_type))
+    .bind(texts(|envelope| &envelope.topic))
+    .bind(envelopes.iter().map(|envelope| envelope.payload.clone()).collect::<Vec<_>>())
+    .bind(envelopes.iter().map(|envelope| envelope.occurred_at).collect::<Vec<_>>())
+    .bind(traces.clone().map(|trace| trace.map(|trace| trace.traceparent())).collect::<Vec<_>>())
+    .bind(traces.map(|trace| trace.and_then(|trace| trace.tracestate())).collect::<Vec<_>>())
+    .fetch_all(&mut **transaction)
+    .await
 }

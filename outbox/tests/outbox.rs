@@ -2,10 +2,15 @@
 
 use shop_events::{
     Envelope, TraceContext,
-    account::{Account, AccountCreated},
+    account::{Account, AccountCreated, AccountRepublished},
     envelope::now,
+    republish::PartitionStart,
+    topics,
 };
-use shop_outbox as outbox;
+use shop_outbox::{
+    self as outbox,
+    republish::{Entities, Progress, RepublishError, RepublishSettings, republish},
+};
 use shop_testkit::{TestDatabase, outbox_rows};
 use uuid::Uuid;
 
@@ -140,4 +145,152 @@ async fn every_version_of_an_aggregate_lands_in_the_same_shard() {
     assert_eq!(aggregates, 50, "every aggregate has exactly one shard");
     assert!(spread > 10, "50 random ids should spread over many of the 64 shards, got {spread}");
     assert!(max_shard < outbox::SHARD_COUNT);
+}
+
+#[tokio::test]
+async fn a_republished_row_may_repeat_a_version_that_is_still_in_the_outbox() {
+    // Arrange: version 1 of an account, not published yet.
+    let database = migrated_database().await;
+    let id = Uuid::now_v7();
+    let account = account_created(id, 1).account;
+    let mut transaction = database.pool.begin().await.unwrap();
+    outbox::append(&mut transaction, &Envelope::new(&account_created(id, 1), None)).await.unwrap();
+    transaction.commit().await.unwrap();
+
+    // Act: its current state appended again, twice (two runs), in the order given.
+    let republished = Envelope::new(&AccountRepublished { account: account.clone() }, None);
+    let again = Envelope::new(&AccountRepublished { account }, None);
+    let mut transaction = database.pool.begin().await.unwrap();
+    let positions =
+        outbox::append_republished(&mut transaction, &[republished.clone(), again.clone()]).await.unwrap();
+    transaction.commit().await.unwrap();
+
+    // Assert: after the original, in that order; a change at a taken version still conflicts.
+    let rows = outbox_rows(&database.pool).await;
+    let event_ids: Vec<Uuid> = rows.iter().map(|row| row.event_id).collect();
+    assert_eq!(event_ids[1..], [republished.event_id, again.event_id]);
+    assert_eq!(positions.len(), 2);
+    assert!(rows.iter().all(|row| row.aggregate_version == 1));
+    assert_eq!(rows[1].event_type, "shop.account.republished.v1");
+    let flagged: Vec<bool> = sqlx::query_scalar("SELECT republished FROM outbox ORDER BY position")
+        .fetch_all(&database.pool)
+        .await
+        .unwrap();
+    assert_eq!(flagged, [false, true, true]);
+    let mut transaction = database.pool.begin().await.unwrap();
+    let error =
+        outbox::append(&mut transaction, &Envelope::new(&account_created(id, 1), None)).await.unwrap_err();
+    let code = error.as_database_error().and_then(|e| e.code()).map(|c| c.into_owned());
+    assert_eq!(code.as_deref(), Some("23505"));
+}
+
+/// Accounts in a table of the test's own, republished as the account service does.
+struct TestAccounts;
+
+impl Entities for TestAccounts {
+    fn topic(&self) -> &'static str {
+        topics::ACCOUNTS
+    }
+
+    async fn count(&self, pool: &sqlx::PgPool) -> Result<u64, sqlx::Error> {
+        let count: i64 = sqlx::query_scalar("SELECT count(*) FROM test_accounts").fetch_one(pool).await?;
+        Ok(count as u64)
+    }
+
+    async fn next_batch(
+        &self,
+        transaction: &mut sqlx::PgTransaction<'_>,
+        after: Option<Uuid>,
+        limit: i64,
+    ) -> Result<Vec<Envelope>, sqlx::Error> {
+        let rows: Vec<(Uuid, i64)> = sqlx::query_as(
+            "SELECT id, version FROM test_accounts WHERE $1::uuid IS NULL OR id > $1 ORDER BY id LIMIT $2 FOR SHARE",
+        )
+        .bind(after)
+        .bind(limit)
+        .fetch_all(&mut **transaction)
+        .await?;
+        Ok(rows
+            .into_iter()
+            .map(|(id, version)| {
+                let account = account_created(id, version).account;
+                Envelope::new(&AccountRepublished { account }, None)
+            })
+            .collect())
+    }
+}
+
+async fn database_with_accounts(count: usize) -> TestDatabase {
+    let database = migrated_database().await;
+    sqlx::query("CREATE TABLE test_accounts (id uuid PRIMARY KEY, version bigint NOT NULL)")
+        .execute(&database.pool)
+        .await
+        .unwrap();
+    for _ in 0..count {
+        sqlx::query("INSERT INTO test_accounts VALUES ($1, 2)")
+            .bind(Uuid::now_v7())
+            .execute(&database.pool)
+            .await
+            .unwrap();
+    }
+    database
+}
+
+#[tokio::test]
+async fn a_republish_the_relay_does_not_publish_in_time_is_not_recorded() {
+    // Arrange: five accounts, and no relay.
+    let database = database_with_accounts(5).await;
+    let settings = RepublishSettings { batch_size: 2, relay_wait_secs: 0 };
+    let mut seen = Vec::new();
+
+    // Act
+    let error =
+        republish(&database.pool, &TestAccounts, Vec::new(), &settings, |progress| seen.push(progress))
+            .await
+            .unwrap_err();
+
+    // Assert: every entity appended, in batches of two, and no record of a completed run.
+    assert!(matches!(error, RepublishError::RelayBehind { waiting: 5, appended: 5, .. }), "{error}");
+    assert!(error.to_string().contains("is the relay running"), "{error}");
+    assert_eq!(
+        seen[..3],
+        [
+            Progress::Appending { done: 2, total: 5 },
+            Progress::Appending { done: 4, total: 5 },
+            Progress::Appending { done: 5, total: 5 }
+        ]
+    );
+    let rows = outbox_rows(&database.pool).await;
+    assert_eq!(rows.len(), 5);
+    assert!(
+        rows.iter().all(|row| row.event_type == "shop.account.republished.v1" && row.aggregate_version == 2)
+    );
+}
+
+#[tokio::test]
+async fn a_republish_is_recorded_once_the_relay_has_published_every_event_of_it() {
+    // Arrange: three accounts, and a stand-in for the relay that deletes rows as it "publishes" them.
+    let database = database_with_accounts(3).await;
+    let relay = tokio::spawn({
+        let pool = database.pool.clone();
+        async move {
+            loop {
+                sqlx::query("DELETE FROM outbox").execute(&pool).await.unwrap();
+                tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+            }
+        }
+    });
+    let starts = vec![PartitionStart { partition: 0, start_offset: 7 }];
+
+    // Act
+    let completed =
+        republish(&database.pool, &TestAccounts, starts.clone(), &RepublishSettings::default(), |_| {}).await;
+    relay.abort();
+
+    // Assert
+    let completed = completed.expect("the run to complete");
+    assert_eq!(completed.topic, topics::ACCOUNTS);
+    assert_eq!(completed.entities, 3);
+    assert_eq!(completed.partitions, starts);
+    assert!(completed.started_at <= completed.completed_at);
 }
