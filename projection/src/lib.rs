@@ -12,7 +12,9 @@
 //! - [`Completeness`]: how far a projection is known to be complete, from the relay's heartbeats: what lets a
 //!   consumer tell "does not exist" from "not here yet".
 //! - [`rebuild`]: replays the topics from offset 0 into fresh storage and swaps it in atomically, within a
-//!   deadline, while the live runner goes on; the live runner then continues from where the rebuild stopped.
+//!   deadline, while the live runner goes on; the live runner then continues from where the rebuild stopped. It
+//!   first checks that the topics still hold their history ([`check_history`]: no partition lost its first
+//!   records, or a completed republish refilled it), and refuses otherwise unless told to accept it.
 //! - [`apply_batch`] and the stored positions, for tools and tests.
 //! - [`Record`]: a consumed record, owned.
 //!
@@ -20,6 +22,7 @@
 //! older event published again after a newer one, then changes nothing.
 
 mod completeness;
+mod history;
 mod offsets;
 pub mod positions;
 mod rebuild;
@@ -41,6 +44,7 @@ use sqlx::{
 
 pub use self::{
     completeness::Completeness,
+    history::{IncompleteHistory, MissingHistory, check_history, missing_history},
     offsets::{
         BatchOptions, BatchSummary, Partition, StoredPosition, apply_batch, dead_letter, move_position,
         stored_offsets, stored_positions,
@@ -153,7 +157,7 @@ impl Source {
 }
 
 /// The (low, high) watermarks per partition, under the projection's own topic names.
-pub(crate) type Watermarks = HashMap<Partition, (i64, i64)>;
+pub type Watermarks = HashMap<Partition, (i64, i64)>;
 
 /// What became of one record.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -12,6 +12,11 @@
 //! The catch-up under the lock has a deadline ([`RebuildSettings::swap_deadline`]): should it miss it (a burst of
 //! writes, a slow broker), the rebuild lets go of the lock, catches up again unlocked and tries the swap again, so
 //! the live projection never waits on a rebuild for longer than the deadline.
+//!
+//! Before anything of that, it checks that the topics still hold their history ([`check_history`]): a partition
+//! whose first records were deleted, with no completed republish making up for them, would give a projection that
+//! lacks entities. The rebuild then refuses ([`IncompleteHistory`], naming the partitions and what to run), unless
+//! [`RebuildSettings::accept_incomplete_history`] says to go on; the report then says what is missing.
 
 use std::{
     collections::{HashMap, HashSet},
@@ -30,6 +35,7 @@ use uuid::Uuid;
 
 use super::{
     BatchSummary, Projection, Record, Source, TracingContext,
+    history::{self, IncompleteHistory, MissingHistory, check_history},
     offsets::{self, BatchOptions, Partition},
 };
 
@@ -52,18 +58,30 @@ pub trait Rebuildable: Projection + Sized {
 
 const DEFAULT_SWAP_DEADLINE_MS: u64 = 5_000;
 
-/// How a rebuild swaps its replacement in.
+/// How a rebuild checks its topics and swaps its replacement in.
 #[derive(Debug, Clone, clap::Args)]
 pub struct RebuildSettings {
     /// The longest the rebuild may hold up the live projection to catch up before the swap; past it, the rebuild
     /// lets go, catches up again and retries.
     #[arg(long, env = "REBUILD_SWAP_DEADLINE_MS", default_value_t = DEFAULT_SWAP_DEADLINE_MS)]
     pub swap_deadline_ms: u64,
+    /// Rebuild even when the topics lost their first records (retention, DeleteRecords, a broker that keeps only
+    /// so much) and no completed republish refilled them: the projection then lacks the entities whose records are
+    /// gone. Without it, such a rebuild refuses and names the partitions and the command that refills them.
+    #[arg(
+        long,
+        env = "REBUILD_ACCEPT_INCOMPLETE_HISTORY",
+        default_value_t = false,
+        action = clap::ArgAction::Set,
+        num_args = 0..=1,
+        default_missing_value = "true"
+    )]
+    pub accept_incomplete_history: bool,
 }
 
 impl Default for RebuildSettings {
     fn default() -> Self {
-        Self { swap_deadline_ms: DEFAULT_SWAP_DEADLINE_MS }
+        Self { swap_deadline_ms: DEFAULT_SWAP_DEADLINE_MS, accept_incomplete_history: false }
     }
 }
 
@@ -84,7 +102,7 @@ pub struct Progress {
 }
 
 /// What a rebuild did.
-#[derive(Debug, Clone, Copy, Default)]
+#[derive(Debug, Clone, Default)]
 pub struct RebuildReport {
     pub consumed: u64,
     pub applied: u64,
@@ -95,10 +113,14 @@ pub struct RebuildReport {
     /// Swaps given up because the catch-up under the lock missed its deadline.
     pub retried_swaps: u32,
     pub elapsed: Duration,
+    /// Partitions whose first records were gone, rebuilt anyway (with
+    /// [`RebuildSettings::accept_incomplete_history`]): the projection lacks the entities only they held.
+    pub missing_history: Vec<MissingHistory>,
 }
 
 impl std::fmt::Display for RebuildReport {
-    /// `from N events in 1.2s (800 events/s): A applied, I ignored (…), S skipped (…), C caught up before the swap`.
+    /// `from N events in 1.2s (800 events/s): A applied, I ignored (…), S skipped (…), C caught up before the swap`,
+    /// then, for an incomplete rebuild, the partitions whose first records were gone.
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         let per_second = shop_platform::progress::rate(self.consumed, self.elapsed);
         write!(
@@ -106,7 +128,15 @@ impl std::fmt::Display for RebuildReport {
             "from {} events in {:.1?} ({per_second:.0} events/s): {} applied, {} ignored (older or repeated \
              versions), {} skipped (undecodable), {} caught up before the swap",
             self.consumed, self.elapsed, self.applied, self.ignored, self.skipped, self.caught_up
-        )
+        )?;
+        if !self.missing_history.is_empty() {
+            writeln!(
+                f,
+                ". INCOMPLETE, as accepted: it lacks the entities whose only records were before these offsets:"
+            )?;
+            history::describe(f, &self.missing_history, "")?;
+        }
+        Ok(())
     }
 }
 
@@ -131,6 +161,20 @@ pub async fn rebuild<P: Rebuildable>(
     mut progress: impl FnMut(&Progress) + Send,
 ) -> anyhow::Result<RebuildReport> {
     let started = Instant::now();
+    let missing = check_history(source, live.topics()).await?;
+    if !missing.is_empty() {
+        if !settings.accept_incomplete_history {
+            return Err(IncompleteHistory { missing, topic_prefix: source.topic_prefix.clone() }.into());
+        }
+        let mut partitions = String::new();
+        history::describe(&mut partitions, &missing, &source.topic_prefix)?;
+        tracing::warn!(
+            projection = live.name(),
+            missing = partitions.trim_end(),
+            "Rebuilding from topics that lost their first records, as accepted: the projection will lack the \
+             entities only those records held."
+        );
+    }
     let shadow = live.prepare_shadow(pool).await?;
     sqlx::query("DELETE FROM projection_offsets WHERE projection = $1")
         .bind(shadow.name())
@@ -157,6 +201,7 @@ pub async fn rebuild<P: Rebuildable>(
     }
     replay.report.caught_up = replay.report.consumed - before;
     replay.report.elapsed = started.elapsed();
+    replay.report.missing_history = missing;
     Ok(replay.report)
 }
 

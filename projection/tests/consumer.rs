@@ -725,7 +725,7 @@ async fn a_rebuild_during_which_partitions_appear_finishes_and_the_live_projecti
     let (reached_tx, go_rx) = (reached.0, std::sync::Mutex::new(wait_for_go.1));
     let rebuilding = tokio::spawn({
         let (widgets, pool, source) = (widgets.clone(), database.pool.clone(), source_for(&broker.bootstrap));
-        let settings = consumer::RebuildSettings { swap_deadline_ms: 1_000 };
+        let settings = consumer::RebuildSettings { swap_deadline_ms: 1_000, ..Default::default() };
         async move {
             let mut first_batch = true;
             rebuild(&*widgets, &pool, &source, &settings, move |_| {
