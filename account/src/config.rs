@@ -2,10 +2,43 @@
 
 use std::net::SocketAddr;
 
+use shop_outbox::republish::RepublishSettings;
 use shop_platform::{
+    kafka::KafkaSettings,
     postgres::{DatabaseUrl, PoolSettings},
     telemetry::TelemetrySettings,
 };
+
+/// The `account` command line: the settings, and what to do.
+#[derive(Debug, Clone, clap::Parser)]
+#[command(name = "account", version, about = "The shop's account service (gRPC).")]
+pub struct Cli {
+    #[command(flatten)]
+    pub settings: Settings,
+    #[command(subcommand)]
+    pub command: Option<Command>,
+}
+
+/// What the `account` binary does; serving is the default.
+#[derive(Debug, Clone, clap::Subcommand)]
+pub enum Command {
+    /// Serve gRPC.
+    Serve,
+    /// Append every account's current state to the outbox again (`shop.account.republished.v1`), in batches, while
+    /// a running service goes on serving, then record the run on shop.republishes.v1: refills shop.accounts.v1
+    /// after its first records were deleted, so that rebuilds from it are complete again.
+    Republish(RepublishArgs),
+}
+
+/// What `account republish` needs besides the service's settings: Kafka, to read where the topic ends before
+/// anything is written (the service itself never talks to Kafka), and how to run.
+#[derive(Debug, Clone, clap::Args)]
+pub struct RepublishArgs {
+    #[command(flatten)]
+    pub kafka: KafkaSettings,
+    #[command(flatten)]
+    pub republish: RepublishSettings,
+}
 
 /// Where the service listens in a local run.
 pub const DEFAULT_LISTEN_ADDR: &str = "127.0.0.1:50051";
@@ -13,8 +46,7 @@ pub const DEFAULT_LISTEN_ADDR: &str = "127.0.0.1:50051";
 pub const DEFAULT_DATABASE_URL: &str = "postgres://postgres@127.0.0.1:5432/shop_account";
 
 /// Everything the account service can be told at start. `account --help` lists it all.
-#[derive(Debug, Clone, clap::Parser)]
-#[command(name = "account", version, about = "The shop's account service (gRPC).")]
+#[derive(Debug, Clone, clap::Args)]
 pub struct Settings {
     /// Address the gRPC server listens on (port 0 picks a free one).
     #[arg(long, env = "GRPC_LISTEN_ADDR", default_value = DEFAULT_LISTEN_ADDR)]

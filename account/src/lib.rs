@@ -9,6 +9,7 @@
 //! - [`database`]: connecting to the account database and migrating it.
 //! - [`domain`]: accounts and the rules for their names; no I/O.
 //! - [`repository`]: the SQL.
+//! - [`republish`]: the `republish` command: every account's current state appended to the outbox again.
 //! - [`service`]: the use cases; owns the transaction boundary.
 //! - [`grpc`]: the tonic server (`shop.account.v1.AccountService`) and a typed client.
 
@@ -17,5 +18,6 @@ pub mod database;
 pub mod domain;
 pub mod grpc;
 pub mod repository;
+pub mod republish;
 pub mod service;
 pub mod startup;

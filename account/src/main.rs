@@ -1,14 +1,23 @@
 use clap::Parser;
-use shop_account::{config::Settings, startup::Application};
+use shop_account::{
+    config::{Cli, Command},
+    republish,
+    startup::Application,
+};
 use shop_platform::{shutdown, telemetry};
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
-    let settings = Settings::parse();
+    let Cli { settings, command } = Cli::parse();
     telemetry::init(&settings.telemetry);
-    tracing::info!(?settings, "Starting the account service.");
 
-    let application = Application::build(&settings).await?;
-    tracing::info!(address = %application.local_addr(), "Serving shop.account.v1.AccountService over gRPC.");
-    application.run_until_stopped(shutdown::signal()).await
+    match command.unwrap_or(Command::Serve) {
+        Command::Serve => {
+            tracing::info!(?settings, "Starting the account service.");
+            let application = Application::build(&settings).await?;
+            tracing::info!(address = %application.local_addr(), "Serving shop.account.v1.AccountService over gRPC.");
+            application.run_until_stopped(shutdown::signal()).await
+        }
+        Command::Republish(args) => republish::republish(&settings, &args).await.map(drop),
+    }
 }

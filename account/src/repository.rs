@@ -86,3 +86,20 @@ pub async fn list_accounts(
     .await?;
     rows.into_iter().map(Account::try_from).collect()
 }
+
+/// The first `limit` accounts whose id is above `after` (from the first with `None`), in id order, held `FOR SHARE`
+/// until the transaction ends, so that no change of them commits before it does.
+pub async fn share_accounts_after(
+    connection: &mut PgConnection,
+    after: Option<Uuid>,
+    limit: i64,
+) -> Result<Vec<Account>, sqlx::Error> {
+    let rows: Vec<AccountRow> = sqlx::query_as(sqlx::AssertSqlSafe(format!(
+        "SELECT {ACCOUNT_COLUMNS} FROM accounts WHERE $1::uuid IS NULL OR id > $1 ORDER BY id LIMIT $2 FOR SHARE"
+    )))
+    .bind(after)
+    .bind(limit)
+    .fetch_all(connection)
+    .await?;
+    rows.into_iter().map(Account::try_from).collect()
+}

@@ -9,6 +9,7 @@ use shop_platform::{
 };
 
 use crate::search::SearchSettings;
+use shop_outbox::republish::RepublishSettings;
 use shop_projection::RebuildSettings;
 
 /// The `catalog` command line: the settings, and what to do.
@@ -29,6 +30,10 @@ pub enum Command {
     /// Rebuild the search index: replay shop.products.v1 into a fresh Elasticsearch index and swap it in while a
     /// running service goes on answering (elasticsearch backend), or reindex the full-text index (postgres).
     RebuildSearchIndex(RebuildSettings),
+    /// Append every product's current state to the outbox again (`shop.product.republished.v1`), in batches, while
+    /// a running service goes on serving, then record the run on shop.republishes.v1: refills shop.products.v1
+    /// after its first records were deleted, so that rebuilds from it are complete again.
+    Republish(RepublishSettings),
 }
 
 /// Where the service listens in a local run.
@@ -54,7 +59,8 @@ pub struct Settings {
     pub database: PoolSettings,
     #[command(flatten)]
     pub search: SearchSettings,
-    /// Kafka, where the Elasticsearch index reads product events (elasticsearch backend).
+    /// Kafka, where the Elasticsearch index reads product events (elasticsearch backend), and where `republish`
+    /// reads the topic's ends.
     #[command(flatten)]
     pub kafka: KafkaSettings,
     #[command(flatten)]

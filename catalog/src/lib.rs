@@ -11,6 +11,7 @@
 //! - [`rebuild`]: the `rebuild-search-index` command.
 //! - [`domain`]: products and their rules; no I/O.
 //! - [`repository`]: the SQL, including the search query.
+//! - [`republish`]: the `republish` command: every product's current state appended to the outbox again.
 //! - [`search`]: the search backends (Postgres full-text, Elasticsearch) and the index's projection.
 //! - [`service`]: the use cases; owns the transaction boundary.
 //! - [`grpc`]: the tonic server (`shop.catalog.v1.CatalogService`) and a typed client.
@@ -21,6 +22,7 @@ pub mod domain;
 pub mod grpc;
 pub mod rebuild;
 pub mod repository;
+pub mod republish;
 pub mod search;
 pub mod service;
 pub mod startup;

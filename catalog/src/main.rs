@@ -1,7 +1,7 @@
 use clap::Parser;
 use shop_catalog::{
     config::{Cli, Command},
-    rebuild,
+    rebuild, republish,
     startup::Application,
 };
 use shop_platform::{shutdown, telemetry};
@@ -21,5 +21,6 @@ async fn main() -> anyhow::Result<()> {
         Command::RebuildSearchIndex(rebuild) => {
             rebuild::rebuild_search_index(&settings, &rebuild).await.map(drop)
         }
+        Command::Republish(republish) => republish::republish(&settings, &republish).await.map(drop),
     }
 }

@@ -107,6 +107,23 @@ pub async fn lock_product(connection: &mut PgConnection, id: Uuid) -> Result<Opt
     row.map(Product::try_from).transpose()
 }
 
+/// The first `limit` products whose id is above `after` (from the first with `None`), in id order, held
+/// `FOR SHARE` until the transaction ends, so that no update of them commits before it does.
+pub async fn share_products_after(
+    connection: &mut PgConnection,
+    after: Option<Uuid>,
+    limit: i64,
+) -> Result<Vec<Product>, sqlx::Error> {
+    let rows: Vec<ProductRow> = sqlx::query_as(sqlx::AssertSqlSafe(format!(
+        "SELECT {COLUMNS} FROM products WHERE $1::uuid IS NULL OR id > $1 ORDER BY id LIMIT $2 FOR SHARE"
+    )))
+    .bind(after)
+    .bind(limit)
+    .fetch_all(connection)
+    .await?;
+    rows.into_iter().map(Product::try_from).collect()
+}
+
 /// Products matching `filter`, best search match first when there is a query, otherwise oldest first.
 pub async fn list_products(
     connection: &mut PgConnection,

@@ -12,7 +12,7 @@ const END: &str = "<!-- END CONFIGURATION REFERENCE -->";
 fn reference() -> String {
     let binaries: [(&str, clap::Command); 6] = [
         ("shop", shop::Cli::command()),
-        ("account", shop_account::config::Settings::command()),
+        ("account", shop_account::config::Cli::command()),
         ("catalog", shop_catalog::config::Cli::command()),
         ("order", shop_order::config::Cli::command()),
         ("relay", shop_relay::config::Settings::command()),

@@ -3,6 +3,7 @@
 use std::{net::SocketAddr, time::Duration};
 
 use crate::validation::ValidationSettings;
+use shop_outbox::republish::RepublishSettings;
 use shop_platform::{
     grpc::ClientSettings,
     kafka::KafkaSettings,
@@ -108,6 +109,10 @@ pub enum Command {
     /// Rebuild the accounts and products projection from offset 0 of its topics into fresh tables and swap them
     /// in, while a running service goes on answering; it then continues from where the rebuild stopped.
     RebuildProjections(RebuildSettings),
+    /// Append every order's current state to the outbox again (`shop.order.republished.v1`), in batches, while a
+    /// running service goes on serving, then record the run on shop.republishes.v1: gives consumers of
+    /// shop.orders.v1 (whose old records retention deletes) every order again.
+    Republish(RepublishSettings),
 }
 
 impl Settings {

@@ -16,6 +16,7 @@
 //!   its rebuild.
 //! - [`validation`]: the validator that confirms or rejects pending orders (projection mode).
 //! - [`repository`]: the SQL.
+//! - [`republish`]: the `republish` command: every order's current state appended to the outbox again.
 //! - [`service`]: the use cases; owns the transaction boundary.
 //! - [`grpc`]: the tonic server (`shop.order.v1.OrderService`) and a typed client.
 
@@ -26,6 +27,7 @@ pub mod domain;
 pub mod grpc;
 pub mod projection;
 pub mod repository;
+pub mod republish;
 pub mod service;
 pub mod startup;
 pub mod validation;

@@ -1,7 +1,7 @@
 use clap::Parser;
 use shop_order::{
     config::{Cli, Command},
-    projection,
+    projection, republish,
     startup::Application,
 };
 use shop_platform::{shutdown, telemetry};
@@ -19,5 +19,6 @@ async fn main() -> anyhow::Result<()> {
             application.run_until_stopped(shutdown::signal()).await
         }
         Command::RebuildProjections(rebuild) => projection::rebuild(&settings, &rebuild).await.map(drop),
+        Command::Republish(republish) => republish::republish(&settings, &republish).await.map(drop),
     }
 }

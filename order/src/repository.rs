@@ -181,6 +181,24 @@ pub async fn lock_pending_orders(
     with_lines(connection, rows).await
 }
 
+/// The first `limit` orders whose id is above `after` (from the first with `None`), in id order, with their lines,
+/// held `FOR SHARE` until the transaction ends, so that no transition of them commits before it does (the
+/// validator, which skips locked orders, takes them up afterwards).
+pub async fn share_orders_after(
+    connection: &mut PgConnection,
+    after: Option<Uuid>,
+    limit: i64,
+) -> Result<Vec<Order>, sqlx::Error> {
+    let rows: Vec<OrderRow> = sqlx::query_as(sqlx::AssertSqlSafe(format!(
+        "SELECT {ORDER_COLUMNS} FROM orders WHERE $1::uuid IS NULL OR id > $1 ORDER BY id LIMIT $2 FOR SHARE"
+    )))
+    .bind(after)
+    .bind(limit)
+    .fetch_all(&mut *connection)
+    .await?;
+    Ok(with_lines(connection, rows).await?.into_iter().map(|(order, _)| order).collect())
+}
+
 /// Stores an order's transition: its status, total, reason, version, and the pricing of its lines.
 #[tracing::instrument(skip_all, fields(order_id = %order.id, version = order.version), err)]
 pub async fn update_order(connection: &mut PgConnection, order: &Order) -> Result<(), sqlx::Error> {

@@ -11,7 +11,7 @@
 //! The caller reads where each partition of the topic ends before calling, so that every event of the run lands at
 //! or after those offsets: that is what the record vouches for.
 
-use std::{future::Future, time::Duration};
+use std::{collections::BTreeMap, future::Future, time::Duration};
 
 use chrono::Utc;
 use shop_events::{
@@ -72,6 +72,23 @@ pub enum Progress {
     Appending { done: u64, total: u64 },
     /// `published` of the `appended` events are on Kafka.
     Publishing { published: u64, appended: u64 },
+}
+
+impl Progress {
+    /// The stage's name, how far it is, and of how much: what a progress display shows.
+    pub fn stage(&self) -> (&'static str, u64, u64) {
+        match *self {
+            Self::Appending { done, total } => ("Appending current states to the outbox", done, total),
+            Self::Publishing { published, appended } => {
+                ("Waiting for the relay to publish them", published, appended)
+            }
+        }
+    }
+}
+
+/// The start offsets of a run, from where each partition ended before it wrote anything.
+pub fn start_offsets(ends: BTreeMap<i32, i64>) -> Vec<PartitionStart> {
+    ends.into_iter().map(|(partition, start_offset)| PartitionStart { partition, start_offset }).collect()
 }
 
 /// Why a republish stopped.
@@ -150,6 +167,23 @@ pub async fn republish<E: Entities>(
         "Republished the current state of every entity."
     );
     Ok(completed)
+}
+
+/// One line saying what a run did, for the command's output; `topic` as named on the cluster.
+pub fn summary(completed: &RepublishCompleted, topic: &str) -> String {
+    let starts: Vec<String> = completed
+        .partitions
+        .iter()
+        .map(|start| format!("{}:{}", start.partition, start.start_offset))
+        .collect();
+    let elapsed = (completed.completed_at - completed.started_at).to_std().unwrap_or_default();
+    format!(
+        "Republished {} entities to {topic} in {elapsed:.1?} (run {}). From offsets {} (partition:offset) on, the \
+         topic holds every entity; rebuilds of it are complete while those offsets are kept.",
+        completed.entities,
+        completed.run_id,
+        starts.join(", ")
+    )
 }
 
 /// The positions a run's rows took.

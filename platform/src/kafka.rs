@@ -1,13 +1,13 @@
 //! Kafka client settings shared by every process that talks to Kafka, the one function that turns them into an
-//! rdkafka [`ClientConfig`], and [`TracingContext`], the client context every producer and consumer of the shop
-//! uses.
+//! rdkafka [`ClientConfig`], [`TracingContext`], the client context every producer and consumer of the shop
+//! uses, and [`partition_ends`], where a topic's partitions end.
 
-use std::{fmt, str::FromStr};
+use std::{collections::BTreeMap, fmt, str::FromStr, time::Duration};
 
 use rdkafka::{
     ClientConfig, ClientContext,
     config::RDKafkaLogLevel,
-    consumer::ConsumerContext,
+    consumer::{BaseConsumer, Consumer, ConsumerContext},
     error::{KafkaError, RDKafkaErrorCode},
 };
 
@@ -94,6 +94,31 @@ impl KafkaSettings {
         }
         config
     }
+}
+
+/// Where each partition of `topic` (as named without the prefix) ends now: the offset its next record will take.
+/// Fails when the topic does not exist.
+pub async fn partition_ends(settings: &KafkaSettings, topic: &str) -> anyhow::Result<BTreeMap<i32, i64>> {
+    let (config, topic) = (settings.client_config(&[]), settings.topic(topic));
+    // Metadata calls block; keep them off the async workers.
+    tokio::task::spawn_blocking(move || {
+        let consumer: BaseConsumer<TracingContext> = config.create_with_context(TracingContext)?;
+        let metadata = consumer.fetch_metadata(Some(&topic), Duration::from_secs(10))?;
+        let partitions =
+            metadata.topics().iter().flat_map(|t| t.partitions()).map(|p| p.id()).collect::<Vec<_>>();
+        anyhow::ensure!(
+            !partitions.is_empty(),
+            "the topic {topic} does not exist (the relay creates it at start)"
+        );
+        partitions
+            .into_iter()
+            .map(|partition| {
+                let (_, high) = consumer.fetch_watermarks(&topic, partition, Duration::from_secs(10))?;
+                Ok((partition, high))
+            })
+            .collect()
+    })
+    .await?
 }
 
 /// A client context that sends librdkafka's logs and client-level errors (brokers down, authentication

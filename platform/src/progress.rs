@@ -64,6 +64,33 @@ impl Progress {
     }
 }
 
+/// Progress of work in stages, one after the other: a [`Progress`] per stage, the previous one finished when the
+/// next begins.
+#[derive(Debug, Default)]
+pub struct Stages {
+    current: Option<(String, Progress)>,
+}
+
+impl Stages {
+    /// `done` of `total` in the stage called `label`, starting that stage if it is new.
+    pub fn update(&mut self, label: &str, done: u64, total: u64) {
+        if self.current.as_ref().is_none_or(|(current, _)| current != label) {
+            self.finish();
+            self.current = Some((label.to_owned(), Progress::start(label)));
+        }
+        if let Some((_, progress)) = &mut self.current {
+            progress.update(done, total);
+        }
+    }
+
+    /// Clears the bar of the stage in progress.
+    pub fn finish(&mut self) {
+        if let Some((_, progress)) = self.current.take() {
+            progress.finish();
+        }
+    }
+}
+
 /// Events per second.
 pub fn rate(events: u64, elapsed: Duration) -> f64 {
     events as f64 / elapsed.as_secs_f64().max(f64::EPSILON)

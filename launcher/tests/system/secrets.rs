@@ -197,7 +197,10 @@ fn every_binarys_settings_log_no_planted_secret() {
             "{:?}",
             shop::Cli::try_parse_from(["shop", &format!("--postgres-url={database}"), elasticsearch])
         ),
-        format!("{:?}", shop_account::config::Settings::try_parse_from(["account", &database_flag])),
+        format!(
+            "{:?}",
+            shop_account::config::Cli::try_parse_from(with("account", &[&database_flag, "republish"]))
+        ),
         format!(
             "{:?}",
             shop_catalog::config::Cli::try_parse_from(with("catalog", &[&database_flag, elasticsearch]))
