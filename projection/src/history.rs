@@ -195,7 +195,7 @@ impl IncompleteHistory {
 
 /// One line per topic: `  shop.accounts.v1: partition 0 from offset 120, partition 2 from offset 97 (a republish
 /// from offset 60 was partly deleted since)`.
-pub(crate) fn describe(f: &mut impl fmt::Write, missing: &[MissingHistory], prefix: &str) -> fmt::Result {
+fn describe(f: &mut impl fmt::Write, missing: &[MissingHistory], prefix: &str) -> fmt::Result {
     for topic in topics_of(missing) {
         let partitions: Vec<String> = missing
             .iter()
@@ -213,6 +213,23 @@ pub(crate) fn describe(f: &mut impl fmt::Write, missing: &[MissingHistory], pref
         writeln!(f, "  {prefix}{topic}: {}", partitions.join(", "))?;
     }
     Ok(())
+}
+
+/// The same on one line: `shop.accounts.v1 partition 0 from offset 120, partition 2 from offset 97; shop.products.v1
+/// partition 1 from offset 45`.
+pub(crate) fn summary(missing: &[MissingHistory], prefix: &str) -> String {
+    topics_of(missing)
+        .into_iter()
+        .map(|topic| {
+            let partitions: Vec<String> = missing
+                .iter()
+                .filter(|gap| gap.topic == topic)
+                .map(|gap| format!("partition {} from offset {}", gap.partition, gap.first_offset))
+                .collect();
+            format!("{prefix}{topic} {}", partitions.join(", "))
+        })
+        .collect::<Vec<_>>()
+        .join("; ")
 }
 
 /// The topics of `missing`, in order, once each.
@@ -306,6 +323,21 @@ mod tests {
             [republish(topics::PRODUCTS, &[(0, 500), (3, 500)]), republish(topics::ACCOUNTS, &[(0, 500)])];
 
         assert_eq!(missing_history(&watermarks, &runs), [gap(topics::ACCOUNTS, 3, 10, None)]);
+    }
+
+    #[test]
+    fn what_an_incomplete_rebuild_lacks_reads_on_one_line() {
+        let missing = [
+            gap(topics::ACCOUNTS, 0, 120, None),
+            gap(topics::ACCOUNTS, 2, 97, None),
+            gap(topics::PRODUCTS, 1, 45, None),
+        ];
+
+        assert_eq!(
+            summary(&missing, ""),
+            "shop.accounts.v1 partition 0 from offset 120, partition 2 from offset 97; shop.products.v1 partition 1 \
+             from offset 45"
+        );
     }
 
     #[test]

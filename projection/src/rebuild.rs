@@ -120,7 +120,7 @@ pub struct RebuildReport {
 
 impl std::fmt::Display for RebuildReport {
     /// `from N events in 1.2s (800 events/s): A applied, I ignored (…), S skipped (…), C caught up before the swap`,
-    /// then, for an incomplete rebuild, the partitions whose first records were gone.
+    /// then, for an incomplete rebuild, the partitions whose first records were gone, on the same line.
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         let per_second = shop_platform::progress::rate(self.consumed, self.elapsed);
         write!(
@@ -130,11 +130,11 @@ impl std::fmt::Display for RebuildReport {
             self.consumed, self.elapsed, self.applied, self.ignored, self.skipped, self.caught_up
         )?;
         if !self.missing_history.is_empty() {
-            writeln!(
+            write!(
                 f,
-                ". INCOMPLETE, as accepted: it lacks the entities whose only records were before these offsets:"
+                "; INCOMPLETE, as accepted: it lacks every entity whose records were all before {}",
+                history::summary(&self.missing_history, "")
             )?;
-            history::describe(f, &self.missing_history, "")?;
         }
         Ok(())
     }
@@ -166,11 +166,9 @@ pub async fn rebuild<P: Rebuildable>(
         if !settings.accept_incomplete_history {
             return Err(IncompleteHistory { missing, topic_prefix: source.topic_prefix.clone() }.into());
         }
-        let mut partitions = String::new();
-        history::describe(&mut partitions, &missing, &source.topic_prefix)?;
         tracing::warn!(
             projection = live.name(),
-            missing = partitions.trim_end(),
+            missing = history::summary(&missing, &source.topic_prefix),
             "Rebuilding from topics that lost their first records, as accepted: the projection will lack the \
              entities only those records held."
         );
