@@ -1,7 +1,10 @@
 //! A Kafka-protocol broker for tests: librdkafka's mock cluster in the test process (real TCP ports, real
 //! protocol) by default, or the broker at `KAFKA_BROKERS` when set, so the same tests run against real Kafka.
 
-use std::{collections::HashMap, time::Duration};
+use std::{
+    collections::{BTreeMap, HashMap},
+    time::Duration,
+};
 
 use rdkafka::{
     ClientConfig, Message, Offset, TopicPartitionList,
@@ -155,6 +158,69 @@ impl TestBroker {
                 }
             }
             records
+        })
+        .await
+        .unwrap()
+    }
+}
+
+/// Size of the filler records that push the embedded broker's oldest records out.
+const FILLER_BYTES: usize = 512 * 1024;
+
+impl TestBroker {
+    /// Makes every partition of `topic` (its name on this broker) lose its first records, as retention or
+    /// `DeleteRecords` does, and returns each partition's first offset afterwards (all above 0).
+    ///
+    /// On a real broker: `DeleteRecords` up to where each partition ends. The embedded broker implements no
+    /// `DeleteRecords` (it answers UNSUPPORTED_FEATURE), but keeps only the last 5 MiB of each partition: records of
+    /// filler (512 KiB of `x`, no key, no headers: consumers pass them over as records without a type) are
+    /// produced to each partition until it dropped its oldest.
+    pub async fn delete_first_records(&self, topic: &str) -> BTreeMap<i32, i64> {
+        let partitions: Vec<i32> = self.watermarks(topic).await.into_keys().collect();
+        if self.mock.is_none() {
+            let ends = self.watermarks(topic).await;
+            let mut offsets = TopicPartitionList::new();
+            for (partition, (_, high)) in &ends {
+                offsets.add_partition_offset(topic, *partition, Offset::Offset(*high)).unwrap();
+            }
+            let admin: AdminClient<DefaultClientContext> = self.client_config().create().unwrap();
+            for element in admin.delete_records(&offsets, &AdminOptions::new()).await.unwrap().elements() {
+                element.error().expect("DeleteRecords on the test broker");
+            }
+        } else {
+            let producer: FutureProducer = self.client_config().create().unwrap();
+            let filler = vec![b'x'; FILLER_BYTES];
+            for partition in partitions {
+                while self.watermarks(topic).await[&partition].0 == 0 {
+                    producer
+                        .send(
+                            FutureRecord::<(), _>::to(topic).partition(partition).payload(&filler),
+                            Duration::from_secs(10),
+                        )
+                        .await
+                        .map_err(|(error, _)| error)
+                        .expect("Failed to produce filler");
+                }
+            }
+        }
+        self.watermarks(topic).await.into_iter().map(|(partition, (low, _))| (partition, low)).collect()
+    }
+
+    /// The (low, high) watermarks of every partition of `topic` (its name on this broker).
+    pub async fn watermarks(&self, topic: &str) -> BTreeMap<i32, (i64, i64)> {
+        let (config, topic) = (self.client_config(), topic.to_owned());
+        tokio::task::spawn_blocking(move || {
+            let consumer: BaseConsumer = config.create().unwrap();
+            let metadata = consumer.fetch_metadata(Some(&topic), Duration::from_secs(10)).unwrap();
+            metadata.topics()[0]
+                .partitions()
+                .iter()
+                .map(|partition| {
+                    let marks =
+                        consumer.fetch_watermarks(&topic, partition.id(), Duration::from_secs(10)).unwrap();
+                    (partition.id(), marks)
+                })
+                .collect()
         })
         .await
         .unwrap()

@@ -1,6 +1,7 @@
 use std::time::Duration;
 
-use shop_events::TraceContext;
+use shop_events::{Envelope, TraceContext};
+use shop_outbox as outbox;
 use tokio::time::Instant;
 use uuid::Uuid;
 
@@ -93,5 +94,51 @@ async fn a_commit_wakes_the_relay_long_before_the_fallback_poll() {
         latency < Duration::from_secs(5),
         "the NOTIFY path should beat the 10 s poll by far; took {latency:?}"
     );
+    relay.server.stop().await.unwrap();
+}
+
+/// A republished row repeats a version the outbox may still hold; the relay must send it in append order like any
+/// other row (after the version it repeats, before the next), and nothing about it may park its aggregate.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_republished_row_repeating_a_version_goes_out_in_append_order_and_parks_nothing() {
+    // Arrange: 20 aggregates, each with v1, v1 again (republished), v2, v2 again, all waiting in the outbox.
+    let broker = Broker::start().await;
+    let database = outbox_database().await;
+    let topic = broker.create_topic("test-relay", 3).await;
+    let ids: Vec<Uuid> = (0..20).map(|_| Uuid::now_v7()).collect();
+    let republished = |id: Uuid, version: i64| Envelope {
+        event_type: "shop.widget.republished.v1".into(),
+        ..event(&topic, id, version, 0)
+    };
+    let mut transaction = database.pool.begin().await.unwrap();
+    for id in &ids {
+        for version in 1..=2 {
+            outbox::append(&mut transaction, &event(&topic, *id, version, 0)).await.unwrap();
+            outbox::append_republished(&mut transaction, &[republished(*id, version)]).await.unwrap();
+        }
+    }
+    transaction.commit().await.unwrap();
+
+    // Act
+    let relay = spawn_relay(&relay_settings(&database, &broker)).await;
+    let records = broker.read_until(&topic, Duration::from_secs(60), |records| records.len() >= 80).await;
+
+    // Assert: per aggregate, exactly the order they were appended in.
+    let expected = [
+        (1, "shop.widget.changed.v1"),
+        (1, "shop.widget.republished.v1"),
+        (2, "shop.widget.changed.v1"),
+        (2, "shop.widget.republished.v1"),
+    ];
+    for id in &ids {
+        let sent: Vec<(i64, &str)> = records
+            .iter()
+            .filter(|record| record.key == id.to_string())
+            .map(|record| (record.version(), record.headers["ce_type"].as_str()))
+            .collect();
+        assert_eq!(sent, expected, "aggregate {id}");
+    }
+    assert_eq!(unpublished(&database.pool).await, 0);
+    assert_eq!(shop_testkit::count_rows(&database.pool, "outbox_parked").await, 0);
     relay.server.stop().await.unwrap();
 }
