@@ -166,9 +166,10 @@ impl fmt::Display for IncompleteHistory {
             }
         }
         if !commands.is_empty() {
+            let each = if commands.len() == 1 { "it appends" } else { "each appends" };
             write!(
                 f,
-                "Run {}, which append every entity's current state again, then run the rebuild again.",
+                "Run {}: {each} every entity's current state again. Then run the rebuild again.",
                 commands.join(" and ")
             )?;
         }
