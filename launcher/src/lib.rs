@@ -350,9 +350,11 @@ impl Shop {
                 self.kafka_brokers = cluster.bootstrap_servers();
                 self.embedded_kafka = Some(cluster);
                 println!(
-                    "  {:<8} up    embedded at {} — in memory: topics start empty on every run and keep the last \
-                     5 MiB of each partition (Postgres keeps accounts, products, orders and projections; consumers see a \
-                     new log and read it from offset 0). Set KAFKA_BROKERS to use a real Kafka.",
+                    "  {:<8} up    embedded at {} — in memory: topics start empty on every run and keep only about \
+                     the last 5 MiB of each partition, dropping older records (Postgres keeps accounts, products, \
+                     orders and projections; consumers see a new log and read it from offset 0). A rebuild that finds \
+                     records gone refuses; `account republish` and `catalog republish` refill the topics from \
+                     Postgres. Set KAFKA_BROKERS to use a real Kafka.",
                     "kafka", self.kafka_brokers
                 );
             }
