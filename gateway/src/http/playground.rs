@@ -42,7 +42,18 @@ const PAGE: &str = concat!(
 
 /// Mounts GraphiQL on the gateway's own endpoint. A file rather than an inline script, so the page's policy can
 /// forbid inline scripts.
-const MOUNT: &str = r#"const fetcher = GraphiQL.createFetcher({ url: new URL('/graphql', window.location.href).href });
+const MOUNT: &str = r#"const url = new URL('/graphql', window.location.href).href;
+// Subscriptions run over a WebSocket (graphql-transport-ws, with the graphql-ws client GraphiQL bundles), where a
+// browser cannot send headers: the Authorization header of the headers editor goes in connection_init instead.
+const fetcher = (params, options) => {
+  const headers = (options && options.headers) || {};
+  const authorization = headers.Authorization || headers.authorization;
+  return GraphiQL.createFetcher({
+    url,
+    subscriptionUrl: url.replace(/^http/, 'ws'),
+    wsConnectionParams: authorization ? { Authorization: authorization } : {},
+  })(params, options);
+};
 const defaultQuery = `# The shop's GraphQL API. The book icon on the left
 # opens the schema's documentation; Ctrl-Enter runs the
 # operation under the cursor.
@@ -59,6 +70,11 @@ query Shop {
 
 mutation CreateAccount {
   createAccount(account: { name: "Ada Lovelace" }) { id name }
+}
+
+# Pushes an order's every change until it is confirmed or rejected.
+subscription FollowOrder {
+  orderUpdated(id: "an order's id") { id version status totalPrice rejectionReason }
 }
 `;
 ReactDOM.createRoot(document.getElementById('graphiql')).render(

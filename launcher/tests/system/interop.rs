@@ -1,5 +1,5 @@
-//! Clients the team did not write, against the whole shop: Debian's chromium using the playground and the REST
-//! API's reference, graphql-core (Python) introspecting the schema and running the original system's operations,
+//! Clients the team did not write, against the whole shop: Debian's chromium using the playground (a query, and a
+//! subscription over WebSocket with the graphql-ws client GraphiQL bundles) and the REST API's reference, graphql-core (Python) introspecting the schema and running the original system's operations,
 //! Schemathesis (Python) testing the REST API against its OpenAPI document, grpcio (Python) finding and calling the
 //! services by reflection alone, and kcat reading the events. Each runs as its own process from `interop/`;
 //! `scripts/install-test-clients` installs them (the README's test command runs it), and a test whose client is
@@ -111,6 +111,36 @@ async fn chromium_loads_the_playground_offline_shows_the_schema_docs_and_runs_a_
     let png = std::fs::read(&screenshot).expect("the screenshot is kept");
     assert!(png.starts_with(b"\x89PNG"), "{} is not a PNG", screenshot.display());
     println!("The playground's screenshot: {}", screenshot.display());
+    shop.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn chromium_runs_a_subscription_in_the_playground_and_sees_an_order_pushed_to_confirmed() {
+    // Arrange: an account with a settled order (the subscription's first result), and a product to order.
+    installed("/usr/bin/chromium");
+    installed(repository().join("interop/browser/node_modules/playwright-core"));
+    let shop = start_shop().await;
+    wait_for_the_order_projection(&shop).await;
+    let ada = shop.client.create_account("Ada").await;
+    let kettle = shop.client.create_product("Kettle", "", 24.99).await;
+    let first = shop.client.create_order(&ada, &[(&kettle, 1)]).await;
+    shop.settled_order(first["id"].as_str().unwrap()).await;
+    let script = repository().join("interop/browser/playground-subscription.mjs");
+    let screenshot = Path::new(env!("CARGO_TARGET_TMPDIR")).join("interop/playground-subscription.png");
+    let url = format!("http://{}/playground", shop.shop.gateway_addr);
+
+    // Act: the page subscribes, then Node places an order for the account.
+    let output =
+        run_client("node", &[script.to_str().unwrap(), &url, screenshot.to_str().unwrap(), &ada, &kettle]).await;
+
+    // Assert: the playground showed the new order, pushed, up to CONFIRMED.
+    let seen = &json_lines(&output)[0];
+    let placed = seen["placed"].as_str().unwrap();
+    let results = seen["results"].as_array().unwrap();
+    assert_eq!(results[0]["data"]["accountOrders"]["id"], first["id"], "{seen}");
+    let last = &results.last().unwrap()["data"]["accountOrders"];
+    assert_eq!((last["id"].as_str(), last["status"].as_str()), (Some(placed), Some("CONFIRMED")), "{seen}");
+    println!("The subscription's screenshot: {}", screenshot.display());
     shop.stop().await;
 }
 
