@@ -19,6 +19,7 @@ pub const DEFAULT_DATABASE_URL: &str = "postgres://postgres@127.0.0.1:5432/shop_
 pub const DEFAULT_ACCOUNT_SERVICE_URL: &str = "http://127.0.0.1:50051";
 pub const DEFAULT_CATALOG_SERVICE_URL: &str = "http://127.0.0.1:50052";
 const DEFAULT_PROJECTION_WAIT_MS: u64 = 10_000;
+const DEFAULT_IDEMPOTENCY_KEY_TTL_SECONDS: u64 = 24 * 60 * 60;
 /// Well above the usual path from a commit in the account or catalog database to the projection (about 100 ms
 /// through the relay and the consumer), so an order right after its account and products is answered priced.
 pub const DEFAULT_PRICED_ANSWER_WAIT_MS: u64 = 500;
@@ -75,6 +76,11 @@ pub struct Settings {
     /// How often pending orders are looked at even without a wake-up (projection validation).
     #[arg(long, env = "ORDER_VALIDATION_INTERVAL_MS", default_value_t = DEFAULT_VALIDATION_INTERVAL_MS)]
     pub validation_interval_ms: u64,
+    /// How long an idempotency key of `PostOrder` is kept: a retry within it answers the order its first attempt
+    /// placed; past it, the key is forgotten (in the background) and may place a new order. At least a day by
+    /// default, as clients retry after outages of hours.
+    #[arg(long, env = "ORDER_IDEMPOTENCY_KEY_TTL_SECONDS", default_value_t = DEFAULT_IDEMPOTENCY_KEY_TTL_SECONDS)]
+    pub idempotency_key_ttl_seconds: u64,
     /// Kafka, where the projection reads accounts and products (projection validation).
     #[command(flatten)]
     pub kafka: KafkaSettings,
@@ -146,6 +152,7 @@ impl Default for Settings {
             database: PoolSettings::default(),
             validation: ValidationMode::Grpc,
             projection_wait_ms: DEFAULT_PROJECTION_WAIT_MS,
+            idempotency_key_ttl_seconds: DEFAULT_IDEMPOTENCY_KEY_TTL_SECONDS,
             priced_answer_wait_ms: DEFAULT_PRICED_ANSWER_WAIT_MS,
             clock_skew_ms: DEFAULT_CLOCK_SKEW_MS,
             validation_interval_ms: DEFAULT_VALIDATION_INTERVAL_MS,

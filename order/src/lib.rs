@@ -25,6 +25,7 @@ pub mod database;
 pub mod directory;
 pub mod domain;
 pub mod grpc;
+pub mod idempotency_keys;
 pub mod projection;
 pub mod repository;
 pub mod republish;

@@ -264,3 +264,55 @@ async fn with_lines(
         })
         .collect()
 }
+
+/// Claims `key` of `account_id` for `order_id`, placed by the request with `fingerprint`; `false` when the key is
+/// already claimed (by a committed transaction: a concurrent one holding it makes this wait for its outcome).
+pub async fn claim_idempotency_key(
+    connection: &mut PgConnection,
+    account_id: Uuid,
+    key: &str,
+    fingerprint: &str,
+    order_id: Uuid,
+) -> Result<bool, sqlx::Error> {
+    let claimed = sqlx::query(
+        "INSERT INTO order_idempotency_keys (account_id, key, request, order_id) VALUES ($1, $2, $3, $4)
+         ON CONFLICT (account_id, key) DO NOTHING",
+    )
+    .bind(account_id)
+    .bind(key)
+    .bind(fingerprint)
+    .bind(order_id)
+    .execute(connection)
+    .await?;
+    Ok(claimed.rows_affected() == 1)
+}
+
+/// The order `key` of `account_id` placed, and the fingerprint of the request that placed it.
+pub async fn idempotency_key_owner(
+    connection: &mut PgConnection,
+    account_id: Uuid,
+    key: &str,
+) -> Result<Option<(Uuid, String)>, sqlx::Error> {
+    sqlx::query_as("SELECT order_id, request FROM order_idempotency_keys WHERE account_id = $1 AND key = $2")
+        .bind(account_id)
+        .bind(key)
+        .fetch_optional(connection)
+        .await
+}
+
+/// Deletes at most `limit` keys claimed before `before`; returns how many.
+pub async fn delete_idempotency_keys_before(
+    connection: &mut PgConnection,
+    before: DateTime<Utc>,
+    limit: i64,
+) -> Result<u64, sqlx::Error> {
+    let deleted = sqlx::query(
+        "DELETE FROM order_idempotency_keys WHERE ctid IN (
+             SELECT ctid FROM order_idempotency_keys WHERE created_at < $1 LIMIT $2)",
+    )
+    .bind(before)
+    .bind(limit)
+    .execute(connection)
+    .await?;
+    Ok(deleted.rows_affected())
+}

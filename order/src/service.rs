@@ -12,7 +12,7 @@ use uuid::Uuid;
 
 use crate::{
     directory::Directory,
-    domain::{NewOrder, Order, OrderError, PlacedBy},
+    domain::{IdempotencyKey, NewOrder, Order, OrderError, PlacedBy, fingerprint},
     repository,
     validation::PricedAnswer,
 };
@@ -46,6 +46,41 @@ pub struct OrderService<D> {
     placement: Placement,
 }
 
+/// What storing an order came to.
+#[derive(Debug)]
+enum Stored {
+    Placed(Order),
+    /// Its idempotency key had placed `order_id` already, for the same request or not.
+    KeyTaken {
+        order_id: Uuid,
+        same_request: bool,
+    },
+}
+
+/// Why an order could not be stored.
+#[derive(Debug, thiserror::Error)]
+enum StoreError {
+    #[error(transparent)]
+    Database(#[from] sqlx::Error),
+    #[error(transparent)]
+    Service(ServiceError),
+}
+
+impl StoreError {
+    fn is_refused_for_its_data(&self) -> bool {
+        matches!(self, Self::Database(error) if shop_projection::is_refused_for_its_data(error))
+    }
+}
+
+impl From<StoreError> for ServiceError {
+    fn from(error: StoreError) -> Self {
+        match error {
+            StoreError::Database(error) => error.into(),
+            StoreError::Service(error) => error,
+        }
+    }
+}
+
 /// A deferred order as placement leaves it, before it is stored.
 #[derive(Debug)]
 struct Deferred {
@@ -66,7 +101,7 @@ impl<D: Directory> OrderService<D> {
         new_order: NewOrder,
         trace: &TraceContext,
     ) -> Result<Order, ServiceError> {
-        self.place_order_within(new_order, trace, None).await
+        self.place_order_within(new_order, None, trace, None).await
     }
 
     /// Places an order. Synchronous placement validates it against the directory, prices it and stores it
@@ -77,22 +112,39 @@ impl<D: Directory> OrderService<D> {
     /// first gives the directory until the answer's wait (at most half of `allowed`, the time the caller gives the
     /// call, if it said) to know the order's names, and stores the order decided (confirmed, priced) with both
     /// events when it does.
+    ///
+    /// With an idempotency `key`, the order is stored only if the key is not claimed yet for its account (claimed
+    /// in the same transaction): otherwise the answer is the order the key placed, as it stands now, when the
+    /// request is the same, and ALREADY_EXISTS when it is not. The caller's right to the account is checked first,
+    /// so a key never tells anything about another's account.
     #[tracing::instrument(skip_all, fields(account_id = %new_order.account_id(), order_id))]
     pub async fn place_order_within(
         &self,
         new_order: NewOrder,
+        key: Option<&IdempotencyKey>,
         trace: &TraceContext,
         allowed: Option<Duration>,
     ) -> Result<Order, ServiceError> {
-        let order = match &self.placement {
+        let stored = match &self.placement {
             Placement::Synchronous => {
                 let (order, events) = self.place_synchronously(new_order, trace).await?;
-                self.store(&order, &events, trace).await?;
-                order
+                self.store(order, &events, key, trace).await?
             }
             Placement::Deferred { validator, priced } => {
                 let deferred = self.place_deferred(new_order, trace, priced.as_ref(), allowed).await?;
-                self.store_deferred(deferred, validator, trace).await?
+                self.store_deferred(deferred, key, validator, trace).await?
+            }
+        };
+        let order = match stored {
+            Stored::Placed(order) => order,
+            Stored::KeyTaken { order_id, same_request: true } => {
+                tracing::info!(%order_id, "A retry of a placed order; answering with that order.");
+                return self.order(order_id).await;
+            }
+            Stored::KeyTaken { order_id, same_request: false } => {
+                return Err(ServiceError::AlreadyExists(format!(
+                    "the idempotency key was already used for another order ({order_id}) of this account"
+                )));
             }
         };
         tracing::Span::current().record("order_id", tracing::field::display(order.id));
@@ -162,39 +214,69 @@ impl<D: Directory> OrderService<D> {
     async fn store_deferred(
         &self,
         deferred: Deferred,
+        key: Option<&IdempotencyKey>,
         validator: &Notify,
         trace: &TraceContext,
-    ) -> Result<Order, ServiceError> {
+    ) -> Result<Stored, ServiceError> {
         let Deferred { pending: (pending, placed), decided } = deferred;
         if let Some((order, decision)) = decided {
-            match self.store(&order, &[placed.clone(), decision], trace).await {
-                Ok(()) => return Ok(order),
-                Err(error) if shop_projection::is_refused_for_its_data(&error) => tracing::warn!(
-                    order_id = %order.id,
+            match self.store(order, &[placed.clone(), decision], key, trace).await {
+                Ok(stored) => return Ok(stored),
+                Err(error) if error.is_refused_for_its_data() => tracing::warn!(
+                    order_id = %pending.id,
                     error.message = %error,
                     "The database refused an order's decision for the data it carries; storing the order pending."
                 ),
                 Err(error) => return Err(error.into()),
             }
         }
-        self.store(&pending, &[placed], trace).await?;
-        validator.notify_one();
-        Ok(pending)
+        let stored = self.store(pending, &[placed], key, trace).await?;
+        if matches!(stored, Stored::Placed(_)) {
+            validator.notify_one();
+        }
+        Ok(stored)
     }
 
-    /// Stores an order with its events, and the trace it was placed under, in one transaction.
+    /// Stores `order` and its `events` in one transaction — unless `key` is already claimed for its account, in
+    /// which case nothing is stored and the answer says which order the key placed.
     async fn store(
         &self,
-        order: &Order,
+        order: Order,
         events: &[Envelope],
+        key: Option<&IdempotencyKey>,
         trace: &TraceContext,
-    ) -> Result<(), sqlx::Error> {
+    ) -> Result<Stored, StoreError> {
         let mut transaction = self.pool.begin().await?;
-        repository::insert_order(&mut transaction, order, trace).await?;
+        if let Some(key) = key {
+            let request = fingerprint(&order);
+            let claimed = repository::claim_idempotency_key(
+                &mut transaction,
+                order.account_id,
+                key.as_str(),
+                &request,
+                order.id,
+            )
+            .await?;
+            if !claimed {
+                // The claim waited for any transaction holding the key, so its order is committed and readable.
+                let owner =
+                    repository::idempotency_key_owner(&mut transaction, order.account_id, key.as_str())
+                        .await?;
+                let Some((order_id, first_request)) = owner else {
+                    // Deleted in between (it expired): a conflict the client may retry.
+                    return Err(StoreError::Service(ServiceError::Conflict(
+                        "the idempotency key expired while this request used it; send it again".into(),
+                    )));
+                };
+                return Ok(Stored::KeyTaken { order_id, same_request: first_request == request });
+            }
+        }
+        repository::insert_order(&mut transaction, &order, trace).await?;
         for event in events {
             outbox::append(&mut transaction, event).await?;
         }
-        transaction.commit().await
+        transaction.commit().await?;
+        Ok(Stored::Placed(order))
     }
 
     pub async fn order(&self, id: Uuid) -> Result<Order, ServiceError> {

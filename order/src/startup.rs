@@ -79,6 +79,10 @@ impl Application {
                 serve(&mut supervisor, &health, self.listener, service);
             }
         }
+        let (pool, ttl) = (self.pool.clone(), Duration::from_secs(self.settings.idempotency_key_ttl_seconds));
+        supervisor.restarting("order.idempotency-keys", move |part| {
+            crate::idempotency_keys::expire(pool.clone(), ttl, part)
+        });
         let stopped = supervisor.run_until(shutdown).await;
         self.pool.close().await;
         tracing::info!("The order service stopped.");

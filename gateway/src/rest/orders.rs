@@ -1,6 +1,11 @@
 //! `/order`, `/orders`: placing and reading orders, through the order service.
 
-use axum::{Json, extract::State, http::StatusCode, response::Response};
+use axum::{
+    Json,
+    extract::State,
+    http::{HeaderMap, StatusCode},
+    response::Response,
+};
 use utoipa_axum::{router::OpenApiRouter, routes};
 
 use super::{
@@ -11,6 +16,9 @@ use super::{
     resources::{NewOrder, Order, OrderStatus},
 };
 use crate::services::{Call, Services};
+
+/// The header of the IETF draft (draft-ietf-httpapi-idempotency-key-header), as Stripe and others use it.
+const IDEMPOTENCY_KEY: &str = "idempotency-key";
 
 pub(super) fn routes() -> OpenApiRouter<Services> {
     OpenApiRouter::new().routes(routes!(place_order)).routes(routes!(get_order)).routes(routes!(list_orders))
@@ -23,11 +31,17 @@ pub(super) fn routes() -> OpenApiRouter<Services> {
 /// (validation goes on asynchronously: read it at its `Location`, or follow `shop.orders.v1`). The same rule as
 /// GraphQL's `createOrder`, which answers the same order. When the account or a product does not exist and the
 /// shop can tell at once, the answer is 422 and no order is placed.
+///
+/// Retrying safely: send an `Idempotency-Key` (1 to 255 printable ASCII characters, no spaces; a UUID serves). The
+/// same key with the same order answers the order it placed, as it stands now, whatever became of the first
+/// attempt; with another order it is `409`. Keys belong to the account and are kept at least 24 hours.
 #[utoipa::path(
     post,
     path = "/order",
     tag = ORDERS_TAG,
     request_body = NewOrder,
+    params(("Idempotency-Key" = Option<String>, Header, description = "A key for this placement, so that a retry \
+        cannot place the order twice (1 to 255 printable ASCII characters, no spaces)")),
     security(("bearer" = [])),
     responses(
         (status = CREATED, description = "The order, decided", body = Order,
@@ -38,6 +52,7 @@ pub(super) fn routes() -> OpenApiRouter<Services> {
         (status = UNAUTHORIZED, response = super::Unauthenticated),
         (status = PAYLOAD_TOO_LARGE, response = super::PayloadTooLarge),
         (status = UNSUPPORTED_MEDIA_TYPE, response = super::UnsupportedMediaType),
+        (status = CONFLICT, response = super::Conflict),
         (status = UNPROCESSABLE_ENTITY, response = super::InvalidInput),
         (status = TOO_MANY_REQUESTS, response = super::TooManyRequests),
         (status = SERVICE_UNAVAILABLE, response = super::Unavailable),
@@ -46,10 +61,14 @@ pub(super) fn routes() -> OpenApiRouter<Services> {
 async fn place_order(
     State(services): State<Services>,
     call: Call,
+    headers: HeaderMap,
     JsonBody(order): JsonBody<NewOrder>,
 ) -> Result<Response, Problem> {
+    // A key that is not text reaches the order service as such, which refuses it with the field's rule.
+    let key = headers.get(IDEMPOTENCY_KEY).map(|key| String::from_utf8_lossy(key.as_bytes()).into_owned());
     let lines = order.lines.into_iter().map(|line| (line.product_id.to_string(), line.quantity)).collect();
-    let order = Order::try_from(services.place_order(order.account_id.to_string(), lines, &call).await?)?;
+    let order =
+        Order::try_from(services.place_order(order.account_id.to_string(), lines, key, &call).await?)?;
     let status =
         if order.status == OrderStatus::Pending { StatusCode::ACCEPTED } else { StatusCode::CREATED };
     Ok(located(status, format!("/api/v1/order/{}", order.id), order))

@@ -48,9 +48,19 @@ impl Mutation {
 
     /// Places an order. Repeated products are merged; NOT_FOUND when the account or a product does not exist. A
     /// customer may order only for its own account (another's is NOT_FOUND, as a missing one).
-    async fn create_order(&self, ctx: &Context<'_>, order: OrderInput) -> Result<Order> {
+    ///
+    /// `idempotencyKey` (1 to 255 printable ASCII characters, no spaces; a UUID serves) makes retrying safe: the same
+    /// key with the same order answers the order it placed, as it stands now, whatever became of the first attempt
+    /// (an UNAVAILABLE answer, a lost response); with another order it is a CONFLICT. Keys belong to the account and
+    /// are kept at least 24 hours.
+    async fn create_order(
+        &self,
+        ctx: &Context<'_>,
+        order: OrderInput,
+        idempotency_key: Option<String>,
+    ) -> Result<Order> {
         let (services, call) = (ctx.data::<Services>()?, ctx.data::<Call>()?);
         let (account_id, lines) = order.validate()?;
-        services.place_order(account_id, lines, call).await.extend()?.try_into()
+        services.place_order(account_id, lines, idempotency_key, call).await.extend()?.try_into()
     }
 }

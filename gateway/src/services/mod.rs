@@ -245,10 +245,13 @@ impl Services {
 
     /// Places an order of `lines` (product id, quantity) for `account_id`. A customer may only order for its own
     /// account; any other answers as an account that does not exist would in the order service's synchronous mode.
+    /// With an `idempotency_key`, a retry of the same request answers the order its first attempt placed, and the
+    /// key with another request is a conflict (see the order service's `PostOrder`).
     pub async fn place_order(
         &self,
         account_id: String,
         lines: Vec<(String, u32)>,
+        idempotency_key: Option<String>,
         call: &Call,
     ) -> Result<order::Order, CallError> {
         if !self.may_act_for(&account_id, call).await? {
@@ -256,7 +259,8 @@ impl Services {
         }
         let lines =
             lines.into_iter().map(|(product_id, quantity)| LineItem { product_id, quantity }).collect();
-        let request = call.request(PostOrderRequest { account_id, lines })?;
+        let idempotency_key = idempotency_key.unwrap_or_default();
+        let request = call.request(PostOrderRequest { account_id, lines, idempotency_key })?;
         let response = self.orders.clone().post_order(request).await;
         answered(ORDER, response)?.order.ok_or_else(|| CallError::malformed(ORDER, "the placed order"))
     }

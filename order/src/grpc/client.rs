@@ -80,5 +80,6 @@ fn post_order_request(account_id: &str, lines: &[(&str, u32)]) -> proto::PostOrd
                 quantity: *quantity,
             })
             .collect(),
+        ..Default::default()
     }
 }

@@ -18,7 +18,7 @@ use tonic::{Request, Response, Status};
 
 use crate::{
     directory::Directory,
-    domain::{NewOrder, Order, OrderStatus, PlacedBy},
+    domain::{IdempotencyKey, NewOrder, Order, OrderStatus, PlacedBy},
     service::{MAX_ACCOUNTS_PER_CALL, OrderService},
 };
 
@@ -133,7 +133,8 @@ impl<D: Directory + Clone> order_service_server::OrderService for OrderGrpc<D> {
         let lines = request.lines.iter().map(|line| (line.product_id.as_str(), line.quantity));
         let new_order =
             NewOrder::parse(&request.account_id, lines).map_err(ServiceError::from)?.by(placed_by);
-        let order = self.service.place_order_within(new_order, &trace, allowed).await?;
+        let key = IdempotencyKey::parse(&request.idempotency_key).map_err(ServiceError::from)?;
+        let order = self.service.place_order_within(new_order, key.as_ref(), &trace, allowed).await?;
         Ok(Response::new(proto::PostOrderResponse { order: Some(order.into()) }))
     }
 

@@ -20,6 +20,8 @@ pub(crate) struct TestApp {
     pub(crate) client: OrderClient,
     pub(crate) accounts: AccountClient,
     pub(crate) catalog: CatalogClient,
+    /// Where the order service listens.
+    pub(crate) url: String,
     account_server: Option<RunningServer>,
     _catalog_server: RunningServer,
     _order_server: RunningServer,
@@ -27,13 +29,18 @@ pub(crate) struct TestApp {
 }
 
 pub(crate) async fn spawn_app() -> TestApp {
+    spawn_app_with(|_| {}).await
+}
+
+/// The same, with the order service's settings changed by `configure`.
+pub(crate) async fn spawn_app_with(configure: impl FnOnce(&mut Settings)) -> TestApp {
     init_test_logging();
     let (account_database, catalog_database, database) =
         (TestDatabase::create().await, TestDatabase::create().await, TestDatabase::create().await);
     let (account_url, account_server) = spawn_service!(shop_account, account_database);
     let (catalog_url, catalog_server) = spawn_service!(shop_catalog, catalog_database);
 
-    let settings = Settings {
+    let mut settings = Settings {
         listen_addr: "127.0.0.1:0".parse().unwrap(),
         database_url: database.url.parse().unwrap(),
         account_service_url: account_url.clone(),
@@ -41,11 +48,13 @@ pub(crate) async fn spawn_app() -> TestApp {
         dependency_timeout_ms: 2_000,
         ..Default::default()
     };
+    configure(&mut settings);
     let application = Application::build(&settings).await.expect("Failed to build the application");
     let address = application.local_addr();
     let order_server = RunningServer::spawn(|shutdown| application.run_until_stopped(shutdown));
 
     TestApp {
+        url: format!("http://{address}"),
         database,
         client: OrderClient::connect(format!("http://{address}")).await.unwrap(),
         accounts: AccountClient::connect(account_url).await.unwrap(),

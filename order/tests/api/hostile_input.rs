@@ -31,6 +31,7 @@ fn order_of(lines: impl IntoIterator<Item = (String, u32)>) -> PostOrderRequest 
     PostOrderRequest {
         account_id: Uuid::now_v7().to_string(),
         lines: lines.into_iter().map(|(product_id, quantity)| LineItem { product_id, quantity }).collect(),
+        ..Default::default()
     }
 }
 
@@ -178,6 +179,7 @@ async fn a_huge_tracestate_and_a_later_traceparent_version_are_stored_bounded() 
     let mut request = tonic::Request::new(PostOrderRequest {
         account_id: account,
         lines: vec![LineItem { product_id: kettle, quantity: 1 }],
+        ..Default::default()
     });
     let traceparent = "cc-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01-appended";
     request.metadata_mut().insert("traceparent", traceparent.parse().unwrap());

@@ -5,6 +5,7 @@ mod completeness;
 mod get_orders;
 mod helpers;
 mod hostile_input;
+mod idempotency;
 mod owners;
 mod post_order;
 mod projection_mode;

@@ -96,6 +96,7 @@ async fn post_order_with_malformed_identity_metadata_is_invalid_argument_and_sto
         let message = PostOrderRequest {
             account_id: account.clone(),
             lines: vec![LineItem { product_id: kettle.clone(), quantity: 1 }],
+            ..Default::default()
         };
         let mut request = Request::new(message);
         for (key, value) in entries {

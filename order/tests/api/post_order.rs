@@ -146,8 +146,11 @@ async fn the_events_carry_the_callers_trace() {
     let app = spawn_app().await;
     let (account, kettle, _) = app.seed().await;
     let trace = TraceContext::new_root();
-    let request =
-        PostOrderRequest { account_id: account, lines: vec![LineItem { product_id: kettle, quantity: 1 }] };
+    let request = PostOrderRequest {
+        account_id: account,
+        lines: vec![LineItem { product_id: kettle, quantity: 1 }],
+        ..Default::default()
+    };
 
     app.client.raw().post_order(traced_request(request, &trace)).await.unwrap();
 
