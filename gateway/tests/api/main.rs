@@ -7,6 +7,7 @@ mod authorization;
 mod errors;
 mod helpers;
 mod hostile;
+mod idempotency;
 mod http;
 mod openapi;
 mod rate_limit;

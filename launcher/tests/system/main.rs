@@ -3,6 +3,7 @@
 
 mod auth;
 mod helpers;
+mod idempotency;
 mod interop;
 mod projection_mode;
 mod rebuild;
