@@ -131,7 +131,8 @@ async fn chromium_runs_a_subscription_in_the_playground_and_sees_an_order_pushed
 
     // Act: the page subscribes, then Node places an order for the account.
     let output =
-        run_client("node", &[script.to_str().unwrap(), &url, screenshot.to_str().unwrap(), &ada, &kettle]).await;
+        run_client("node", &[script.to_str().unwrap(), &url, screenshot.to_str().unwrap(), &ada, &kettle])
+            .await;
 
     // Assert: the playground showed the new order, pushed, up to CONFIRMED.
     let seen = &json_lines(&output)[0];
