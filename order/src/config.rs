@@ -19,7 +19,10 @@ pub const DEFAULT_DATABASE_URL: &str = "postgres://postgres@127.0.0.1:5432/shop_
 pub const DEFAULT_ACCOUNT_SERVICE_URL: &str = "http://127.0.0.1:50051";
 pub const DEFAULT_CATALOG_SERVICE_URL: &str = "http://127.0.0.1:50052";
 const DEFAULT_PROJECTION_WAIT_MS: u64 = 10_000;
-const DEFAULT_IDEMPOTENCY_KEY_TTL_SECONDS: u64 = 24 * 60 * 60;
+/// A day, as Stripe keeps its idempotency keys, which is what clients are written against: long enough for a
+/// client's retries with backoff across an outage of hours, or a job re-run the next morning, to find their key.
+pub const DEFAULT_IDEMPOTENCY_KEY_TTL_SECONDS: u64 = 24 * 60 * 60;
+const DEFAULT_IDEMPOTENCY_KEY_CLEANUP_INTERVAL_SECONDS: u64 = 5 * 60;
 /// Well above the usual path from a commit in the account or catalog database to the projection (about 100 ms
 /// through the relay and the consumer), so an order right after its account and products is answered priced.
 pub const DEFAULT_PRICED_ANSWER_WAIT_MS: u64 = 500;
@@ -76,11 +79,18 @@ pub struct Settings {
     /// How often pending orders are looked at even without a wake-up (projection validation).
     #[arg(long, env = "ORDER_VALIDATION_INTERVAL_MS", default_value_t = DEFAULT_VALIDATION_INTERVAL_MS)]
     pub validation_interval_ms: u64,
-    /// How long an idempotency key of `PostOrder` is kept: a retry within it answers the order its first attempt
-    /// placed; past it, the key is forgotten (in the background) and may place a new order. At least a day by
-    /// default, as clients retry after outages of hours.
+    /// How long an idempotency key of `PostOrder` answers the order its first attempt placed; past it, the key is
+    /// forgotten and may place a new order. A day by default, as clients retry after outages of hours.
     #[arg(long, env = "ORDER_IDEMPOTENCY_KEY_TTL_SECONDS", default_value_t = DEFAULT_IDEMPOTENCY_KEY_TTL_SECONDS)]
     pub idempotency_key_ttl_seconds: u64,
+    /// How often expired idempotency keys are deleted, at most 1000 per statement. It only reclaims space: an
+    /// expired key answers nothing, deleted or not.
+    #[arg(
+        long,
+        env = "ORDER_IDEMPOTENCY_KEY_CLEANUP_INTERVAL_SECONDS",
+        default_value_t = DEFAULT_IDEMPOTENCY_KEY_CLEANUP_INTERVAL_SECONDS
+    )]
+    pub idempotency_key_cleanup_interval_seconds: u64,
     /// Kafka, where the projection reads accounts and products (projection validation).
     #[command(flatten)]
     pub kafka: KafkaSettings,
@@ -136,6 +146,11 @@ impl Settings {
         }
     }
 
+    /// How long an idempotency key answers the order it placed.
+    pub fn idempotency_key_ttl(&self) -> Duration {
+        Duration::from_secs(self.idempotency_key_ttl_seconds)
+    }
+
     /// Client settings for a dependency at `url`.
     pub fn dependency(&self, url: &str) -> ClientSettings {
         let timeout = Duration::from_millis(self.dependency_timeout_ms);
@@ -153,6 +168,7 @@ impl Default for Settings {
             validation: ValidationMode::Grpc,
             projection_wait_ms: DEFAULT_PROJECTION_WAIT_MS,
             idempotency_key_ttl_seconds: DEFAULT_IDEMPOTENCY_KEY_TTL_SECONDS,
+            idempotency_key_cleanup_interval_seconds: DEFAULT_IDEMPOTENCY_KEY_CLEANUP_INTERVAL_SECONDS,
             priced_answer_wait_ms: DEFAULT_PRICED_ANSWER_WAIT_MS,
             clock_skew_ms: DEFAULT_CLOCK_SKEW_MS,
             validation_interval_ms: DEFAULT_VALIDATION_INTERVAL_MS,

@@ -10,20 +10,17 @@ use crate::repository;
 /// Most keys deleted in one statement, so the deletion never holds many rows locked at once.
 const BATCH: i64 = 1_000;
 
-/// Deletes keys claimed more than `ttl` ago, in batches, every so often (a quarter of `ttl`, between 1 s and
-/// 5 min), until `part.stop`.
-pub async fn expire(pool: PgPool, ttl: Duration, part: Part) -> anyhow::Result<()> {
-    let every = (ttl / 4).clamp(Duration::from_secs(1), Duration::from_secs(300));
+/// Deletes keys claimed more than `ttl` ago, in batches, `every` so often, until `part.stop`.
+pub async fn expire(pool: PgPool, ttl: Duration, every: Duration, part: Part) -> anyhow::Result<()> {
     part.health.serving();
     loop {
-        let before = chrono::Utc::now() - ttl;
         let mut deleted = 0;
         loop {
             let batch =
-                repository::delete_idempotency_keys_before(&mut *pool.acquire().await?, before, BATCH)
-                    .await?;
+                repository::delete_expired_idempotency_keys(&mut *pool.acquire().await?, ttl, BATCH).await?;
             deleted += batch;
-            if batch < BATCH as u64 {
+            // A backlog is worked off in many statements; a stop waits for one at most.
+            if batch < BATCH as u64 || part.stop.is_cancelled() {
                 break;
             }
         }

@@ -1,7 +1,7 @@
 //! The order service's SQL. Every function takes the connection (or transaction) to run on; the service decides
 //! the transaction boundaries. An order is one `orders` row and its `order_lines`.
 
-use std::collections::HashMap;
+use std::{collections::HashMap, time::Duration};
 
 use chrono::{DateTime, Utc};
 use shop_events::TraceContext;
@@ -266,51 +266,68 @@ async fn with_lines(
 }
 
 /// Claims `key` of `account_id` for `order_id`, placed by the request with `fingerprint`; `false` when the key is
-/// already claimed (by a committed transaction: a concurrent one holding it makes this wait for its outcome).
+/// already claimed (by a committed transaction: a concurrent one holding it makes this wait for its outcome). A key
+/// claimed more than `ttl` ago is expired, even if the cleanup has not deleted it yet: it is claimed anew.
 pub async fn claim_idempotency_key(
     connection: &mut PgConnection,
     account_id: Uuid,
     key: &str,
     fingerprint: &str,
     order_id: Uuid,
+    ttl: Duration,
 ) -> Result<bool, sqlx::Error> {
+    // On an expired row, the update waits for any transaction holding it, then checks the row as it committed:
+    // of two attempts taking over one expired key, the second finds it fresh and claims nothing.
     let claimed = sqlx::query(
         "INSERT INTO order_idempotency_keys (account_id, key, request, order_id) VALUES ($1, $2, $3, $4)
-         ON CONFLICT (account_id, key) DO NOTHING",
+         ON CONFLICT (account_id, key) DO UPDATE
+             SET request = EXCLUDED.request, order_id = EXCLUDED.order_id, created_at = EXCLUDED.created_at
+             WHERE order_idempotency_keys.created_at < now() - make_interval(secs => $5)",
     )
     .bind(account_id)
     .bind(key)
     .bind(fingerprint)
     .bind(order_id)
+    .bind(ttl.as_secs_f64())
     .execute(connection)
     .await?;
     Ok(claimed.rows_affected() == 1)
 }
 
-/// The order `key` of `account_id` placed, and the fingerprint of the request that placed it.
+/// The order `key` of `account_id` placed, and the fingerprint of the request that placed it, unless the key was
+/// claimed more than `ttl` ago (expired, whether or not the cleanup has deleted it yet).
 pub async fn idempotency_key_owner(
     connection: &mut PgConnection,
     account_id: Uuid,
     key: &str,
+    ttl: Duration,
 ) -> Result<Option<(Uuid, String)>, sqlx::Error> {
-    sqlx::query_as("SELECT order_id, request FROM order_idempotency_keys WHERE account_id = $1 AND key = $2")
-        .bind(account_id)
-        .bind(key)
-        .fetch_optional(connection)
-        .await
+    sqlx::query_as(
+        "SELECT order_id, request FROM order_idempotency_keys
+         WHERE account_id = $1 AND key = $2 AND created_at >= now() - make_interval(secs => $3)",
+    )
+    .bind(account_id)
+    .bind(key)
+    .bind(ttl.as_secs_f64())
+    .fetch_optional(connection)
+    .await
 }
 
-/// Deletes at most `limit` keys claimed before `before`; returns how many.
-pub async fn delete_idempotency_keys_before(
+/// Deletes at most `limit` keys claimed more than `ttl` ago (by the database's clock, as they were claimed);
+/// returns how many.
+pub async fn delete_expired_idempotency_keys(
     connection: &mut PgConnection,
-    before: DateTime<Utc>,
+    ttl: Duration,
     limit: i64,
 ) -> Result<u64, sqlx::Error> {
     let deleted = sqlx::query(
-        "DELETE FROM order_idempotency_keys WHERE ctid IN (
-             SELECT ctid FROM order_idempotency_keys WHERE created_at < $1 LIMIT $2)",
+        // `created_at` again outside: a key claimed anew meanwhile (a new row version) is checked as it is now.
+        "DELETE FROM order_idempotency_keys
+         WHERE created_at < now() - make_interval(secs => $1) AND ctid IN (
+             SELECT ctid FROM order_idempotency_keys
+             WHERE created_at < now() - make_interval(secs => $1) LIMIT $2)",
     )
-    .bind(before)
+    .bind(ttl.as_secs_f64())
     .bind(limit)
     .execute(connection)
     .await?;

@@ -11,6 +11,7 @@ use tokio::{sync::Notify, time::Instant};
 use uuid::Uuid;
 
 use crate::{
+    config::DEFAULT_IDEMPOTENCY_KEY_TTL_SECONDS,
     directory::Directory,
     domain::{IdempotencyKey, NewOrder, Order, OrderError, PlacedBy, fingerprint},
     repository,
@@ -44,6 +45,8 @@ pub struct OrderService<D> {
     pool: PgPool,
     directory: D,
     placement: Placement,
+    /// How long an idempotency key answers the order it placed.
+    key_ttl: Duration,
 }
 
 /// What storing an order came to.
@@ -81,6 +84,15 @@ impl From<StoreError> for ServiceError {
     }
 }
 
+/// What placing an order comes to before anything is stored.
+#[derive(Debug)]
+enum Attempt<T> {
+    /// A new order, to store.
+    New(T),
+    /// A retry: an earlier attempt with the same key and the same request placed this order.
+    Repeated(Order),
+}
+
 /// A deferred order as placement leaves it, before it is stored.
 #[derive(Debug)]
 struct Deferred {
@@ -91,8 +103,15 @@ struct Deferred {
 }
 
 impl<D: Directory> OrderService<D> {
+    /// The service, keeping idempotency keys for the default time.
     pub fn new(pool: PgPool, directory: D, placement: Placement) -> Self {
-        Self { pool, directory, placement }
+        let key_ttl = Duration::from_secs(DEFAULT_IDEMPOTENCY_KEY_TTL_SECONDS);
+        Self { pool, directory, placement, key_ttl }
+    }
+
+    /// The same service, with idempotency keys answering the order they placed for `ttl`, and no longer.
+    pub fn keeping_keys_for(self, ttl: Duration) -> Self {
+        Self { key_ttl: ttl, ..self }
     }
 
     /// Places an order, as [`place_order_within`](Self::place_order_within) does for a caller without a deadline.
@@ -116,7 +135,9 @@ impl<D: Directory> OrderService<D> {
     /// With an idempotency `key`, the order is stored only if the key is not claimed yet for its account (claimed
     /// in the same transaction): otherwise the answer is the order the key placed, as it stands now, when the
     /// request is the same, and ALREADY_EXISTS when it is not. The caller's right to the account is checked first,
-    /// so a key never tells anything about another's account.
+    /// so a key never tells anything about another's account; a key already stored is answered right after that
+    /// check, before the products are looked up or priced, so a retry is answered even when validating the order
+    /// again would now fail or wait (a catalog down, a projection lagging).
     #[tracing::instrument(skip_all, fields(account_id = %new_order.account_id(), order_id))]
     pub async fn place_order_within(
         &self,
@@ -126,25 +147,21 @@ impl<D: Directory> OrderService<D> {
         allowed: Option<Duration>,
     ) -> Result<Order, ServiceError> {
         let stored = match &self.placement {
-            Placement::Synchronous => {
-                let (order, events) = self.place_synchronously(new_order, trace).await?;
-                self.store(order, &events, key, trace).await?
-            }
+            Placement::Synchronous => match self.place_synchronously(new_order, key, trace).await? {
+                Attempt::New((order, events)) => self.store(order, &events, key, trace).await?,
+                Attempt::Repeated(order) => return Ok(order),
+            },
             Placement::Deferred { validator, priced } => {
-                let deferred = self.place_deferred(new_order, trace, priced.as_ref(), allowed).await?;
-                self.store_deferred(deferred, key, validator, trace).await?
+                match self.place_deferred(new_order, key, trace, priced.as_ref(), allowed).await? {
+                    Attempt::New(deferred) => self.store_deferred(deferred, key, validator, trace).await?,
+                    Attempt::Repeated(order) => return Ok(order),
+                }
             }
         };
         let order = match stored {
             Stored::Placed(order) => order,
-            Stored::KeyTaken { order_id, same_request: true } => {
-                tracing::info!(%order_id, "A retry of a placed order; answering with that order.");
-                return self.order(order_id).await;
-            }
-            Stored::KeyTaken { order_id, same_request: false } => {
-                return Err(ServiceError::AlreadyExists(format!(
-                    "the idempotency key was already used for another order ({order_id}) of this account"
-                )));
+            Stored::KeyTaken { order_id, same_request } => {
+                return self.key_taken(order_id, same_request).await;
             }
         };
         tracing::Span::current().record("order_id", tracing::field::display(order.id));
@@ -152,16 +169,27 @@ impl<D: Directory> OrderService<D> {
         Ok(order)
     }
 
-    /// The order validated and priced against the directory, with its events. Stores nothing.
+    /// The order validated and priced against the directory, with its events; or, once the account is known to
+    /// be the caller's to name, the order an earlier attempt with `key` placed. Stores nothing.
     async fn place_synchronously(
         &self,
         new_order: NewOrder,
+        key: Option<&IdempotencyKey>,
         trace: &TraceContext,
-    ) -> Result<(Order, Vec<Envelope>), ServiceError> {
+    ) -> Result<Attempt<(Order, Vec<Envelope>)>, ServiceError> {
         let (mut order, placed) = Order::place(new_order);
-        let account = self.directory.account(order.account_id, trace).await?;
-        if !account.is_some_and(|account| account.open_to(&order)) {
-            return Err(unknown_account(order.account_id));
+        // A customer's right to the account comes before any key is looked at. An unrestricted caller may name
+        // any account, and a key it used proves the account existed: its retry is answered without the account
+        // service.
+        let customer = order.placed_by != PlacedBy::Unrestricted;
+        if customer {
+            self.require_account_open_to(&order, trace).await?;
+        }
+        if let Some(earlier) = self.earlier_attempt(&order, key).await? {
+            return Ok(Attempt::Repeated(earlier));
+        }
+        if !customer {
+            self.require_account_open_to(&order, trace).await?;
         }
         let catalog = self.directory.products(&order.product_ids(), trace).await?;
         let confirmed = order.confirm(&catalog).map_err(|error| match error {
@@ -169,29 +197,76 @@ impl<D: Directory> OrderService<D> {
             OrderError::TotalTooLarge => ServiceError::invalid("lines", error.to_string()),
             OrderError::NotPending(_) => ServiceError::Unexpected(anyhow::Error::new(error)),
         })?;
-        Ok((order, vec![Envelope::new(&placed, Some(trace)), Envelope::new(&confirmed, Some(trace))]))
+        let events = vec![Envelope::new(&placed, Some(trace)), Envelope::new(&confirmed, Some(trace))];
+        Ok(Attempt::New((order, events)))
     }
 
-    /// The order pending and, if `priced` lets the directory decide it in time, decided. Stores nothing.
+    /// The order pending and, if `priced` lets the directory decide it in time, decided; or, once the account is
+    /// not known to be another's, the order an earlier attempt with `key` placed. Stores nothing.
     async fn place_deferred(
         &self,
         new_order: NewOrder,
+        key: Option<&IdempotencyKey>,
         trace: &TraceContext,
         priced: Option<&PricedAnswer>,
         allowed: Option<Duration>,
-    ) -> Result<Deferred, ServiceError> {
+    ) -> Result<Attempt<Deferred>, ServiceError> {
         let (pending, placed) = Order::place(new_order);
         self.refuse_anothers_account(&pending, trace).await?;
+        if let Some(earlier) = self.earlier_attempt(&pending, key).await? {
+            return Ok(Attempt::Repeated(earlier));
+        }
         let pending = (pending, Envelope::new(&placed, Some(trace)));
         let wait =
             priced.map_or(Duration::ZERO, |priced| priced.wait.min(allowed.map_or(Duration::MAX, |a| a / 2)));
         let Some(priced) = priced.filter(|_| !wait.is_zero()) else {
-            return Ok(Deferred { pending, decided: None });
+            return Ok(Attempt::New(Deferred { pending, decided: None }));
         };
         let mut order = pending.0.clone();
         let deadline = Instant::now() + wait;
         let decided = priced.decide(&self.directory, &mut order, trace, deadline).await?;
-        Ok(Deferred { pending, decided: decided.map(|event| (order, event)) })
+        Ok(Attempt::New(Deferred { pending, decided: decided.map(|event| (order, event)) }))
+    }
+
+    /// The order an earlier attempt placed with `key` for `order`'s account, when its request was the same as
+    /// `order`'s (ALREADY_EXISTS when it was another); `None` when the key has placed nothing yet, or no key was
+    /// sent. Called only once the caller may name the account: what a key placed is never told to another.
+    async fn earlier_attempt(
+        &self,
+        order: &Order,
+        key: Option<&IdempotencyKey>,
+    ) -> Result<Option<Order>, ServiceError> {
+        let Some(key) = key else { return Ok(None) };
+        let mut connection = self.pool.acquire().await?;
+        let owner =
+            repository::idempotency_key_owner(&mut connection, order.account_id, key.as_str(), self.key_ttl)
+                .await?;
+        drop(connection);
+        let Some((order_id, first_request)) = owner else { return Ok(None) };
+        self.key_taken(order_id, first_request == fingerprint(order)).await.map(Some)
+    }
+
+    /// The answer when a key already placed `order_id`: that order, as it stands now, for the same request;
+    /// ALREADY_EXISTS for another.
+    async fn key_taken(&self, order_id: Uuid, same_request: bool) -> Result<Order, ServiceError> {
+        if !same_request {
+            return Err(ServiceError::AlreadyExists(format!(
+                "the idempotency key was already used for another order ({order_id}) of this account"
+            )));
+        }
+        tracing::Span::current().record("order_id", tracing::field::display(order_id));
+        tracing::info!(%order_id, "A retry of a placed order; answering with that order.");
+        self.order(order_id).await
+    }
+
+    /// NOT_FOUND, as for a missing account, unless the directory holds `order`'s account and whoever placed the
+    /// order may name it.
+    async fn require_account_open_to(&self, order: &Order, trace: &TraceContext) -> Result<(), ServiceError> {
+        let account = self.directory.account(order.account_id, trace).await?;
+        if !account.is_some_and(|account| account.open_to(order)) {
+            return Err(unknown_account(order.account_id));
+        }
+        Ok(())
     }
 
     /// NOT_FOUND, as for a missing account, when a customer placed `order` and the directory holds its account
@@ -255,13 +330,18 @@ impl<D: Directory> OrderService<D> {
                 key.as_str(),
                 &request,
                 order.id,
+                self.key_ttl,
             )
             .await?;
             if !claimed {
                 // The claim waited for any transaction holding the key, so its order is committed and readable.
-                let owner =
-                    repository::idempotency_key_owner(&mut transaction, order.account_id, key.as_str())
-                        .await?;
+                let owner = repository::idempotency_key_owner(
+                    &mut transaction,
+                    order.account_id,
+                    key.as_str(),
+                    self.key_ttl,
+                )
+                .await?;
                 let Some((order_id, first_request)) = owner else {
                     // Deleted in between (it expired): a conflict the client may retry.
                     return Err(StoreError::Service(ServiceError::Conflict(
@@ -319,6 +399,36 @@ mod tests {
 
     const WAIT: Duration = Duration::from_millis(500);
 
+    /// Placement as these tests drive it: without an idempotency key, so always a new order.
+    impl<D: Directory> OrderService<D> {
+        async fn place_synchronously_without_key(
+            &self,
+            new_order: NewOrder,
+            trace: &TraceContext,
+        ) -> Result<(Order, Vec<Envelope>), ServiceError> {
+            self.place_synchronously(new_order, None, trace).await.map(Attempt::fresh)
+        }
+
+        async fn place_deferred_without_key(
+            &self,
+            new_order: NewOrder,
+            trace: &TraceContext,
+            priced: Option<&PricedAnswer>,
+            allowed: Option<Duration>,
+        ) -> Result<Deferred, ServiceError> {
+            self.place_deferred(new_order, None, trace, priced, allowed).await.map(Attempt::fresh)
+        }
+    }
+
+    impl<T> Attempt<T> {
+        fn fresh(self) -> T {
+            match self {
+                Self::New(attempt) => attempt,
+                Self::Repeated(order) => panic!("no key was sent, yet order {} came back", order.id),
+            }
+        }
+    }
+
     fn service(directory: InMemoryDirectory, placement: Placement) -> OrderService<InMemoryDirectory> {
         // Placement decides without the database; the pool never connects.
         let pool = PgPool::connect_lazy("postgres://nobody@127.0.0.1:1/none").expect("a valid URL");
@@ -345,7 +455,7 @@ mod tests {
 
         // When
         let (order, events) = service(directory, Placement::Synchronous)
-            .place_synchronously(order_for(account, kettle), &TraceContext::new_root())
+            .place_synchronously_without_key(order_for(account, kettle), &TraceContext::new_root())
             .await
             .unwrap();
 
@@ -367,11 +477,11 @@ mod tests {
         let ghost_product = order_for(account, Uuid::now_v7());
 
         assert!(matches!(
-            service.place_synchronously(ghost_account, &trace).await,
+            service.place_synchronously_without_key(ghost_account, &trace).await,
             Err(ServiceError::NotFound(_))
         ));
         assert!(matches!(
-            service.place_synchronously(ghost_product, &trace).await,
+            service.place_synchronously_without_key(ghost_product, &trace).await,
             Err(ServiceError::NotFound(_))
         ));
     }
@@ -388,7 +498,8 @@ mod tests {
 
         for account in [adas, unowned, Uuid::now_v7()] {
             // When
-            let refused = service.place_synchronously(order_for(account, kettle).by(grace()), &trace).await;
+            let refused =
+                service.place_synchronously_without_key(order_for(account, kettle).by(grace()), &trace).await;
 
             // Then
             let Err(ServiceError::NotFound(message)) = refused else { panic!("{refused:?}") };
@@ -405,7 +516,8 @@ mod tests {
         let trace = TraceContext::new_root();
 
         for placed_by in [PlacedBy::Customer("auth0|ada".into()), PlacedBy::Unrestricted] {
-            let placed = service.place_synchronously(order_for(adas, kettle).by(placed_by), &trace).await;
+            let placed =
+                service.place_synchronously_without_key(order_for(adas, kettle).by(placed_by), &trace).await;
 
             assert_eq!(placed.unwrap().0.status, OrderStatus::Confirmed);
         }
@@ -422,10 +534,16 @@ mod tests {
         let not_yet_known = Uuid::now_v7();
 
         // When
-        let refused =
-            service.place_deferred(order_for(adas, Uuid::now_v7()).by(grace()), &trace, None, None).await;
+        let refused = service
+            .place_deferred_without_key(order_for(adas, Uuid::now_v7()).by(grace()), &trace, None, None)
+            .await;
         let deferred = service
-            .place_deferred(order_for(not_yet_known, Uuid::now_v7()).by(grace()), &trace, None, None)
+            .place_deferred_without_key(
+                order_for(not_yet_known, Uuid::now_v7()).by(grace()),
+                &trace,
+                None,
+                None,
+            )
             .await
             .unwrap();
 
@@ -442,7 +560,7 @@ mod tests {
         let new_order = order_for(Uuid::now_v7(), Uuid::now_v7());
 
         let deferred = service(InMemoryDirectory::default(), Placement::deferred(Arc::default()))
-            .place_deferred(new_order, &TraceContext::new_root(), None, None)
+            .place_deferred_without_key(new_order, &TraceContext::new_root(), None, None)
             .await
             .unwrap();
 
@@ -461,7 +579,12 @@ mod tests {
 
         // When
         let deferred = service(directory, Placement::deferred(Arc::default()))
-            .place_deferred(order_for(account, kettle), &TraceContext::new_root(), Some(&priced), None)
+            .place_deferred_without_key(
+                order_for(account, kettle),
+                &TraceContext::new_root(),
+                Some(&priced),
+                None,
+            )
             .await
             .unwrap();
 
@@ -496,7 +619,7 @@ mod tests {
 
         // When
         let deferred = service(directory, Placement::deferred(Arc::default()))
-            .place_deferred(
+            .place_deferred_without_key(
                 order_for(account, kettle),
                 &TraceContext::new_root(),
                 Some(&priced(WAIT, &changed)),
@@ -518,7 +641,7 @@ mod tests {
         let started = Instant::now();
 
         let deferred = service(directory, Placement::deferred(Arc::default()))
-            .place_deferred(
+            .place_deferred_without_key(
                 order_for(account, Uuid::now_v7()),
                 &TraceContext::new_root(),
                 Some(&priced(WAIT, &Arc::default())),
@@ -543,7 +666,7 @@ mod tests {
 
         let started = Instant::now();
         let hurried = service
-            .place_deferred(
+            .place_deferred_without_key(
                 order_for(account, Uuid::now_v7()),
                 &trace,
                 Some(&priced(WAIT, &never)),
@@ -552,8 +675,10 @@ mod tests {
             .await
             .unwrap();
         let hurried_for = started.elapsed();
-        let at_once =
-            service.place_deferred(order_for(account, kettle), &trace, Some(&none), None).await.unwrap();
+        let at_once = service
+            .place_deferred_without_key(order_for(account, kettle), &trace, Some(&none), None)
+            .await
+            .unwrap();
 
         assert_eq!(hurried_for, WAIT / 10);
         assert!(hurried.decided.is_none());

@@ -61,7 +61,8 @@ impl Application {
                     lazy_channel(&self.settings.dependency(&self.settings.catalog_service_url))?,
                 );
                 supervise_validator(&mut supervisor, &self.pool, directory.clone(), validation, wake);
-                let service = OrderService::new(self.pool.clone(), directory, Placement::Synchronous);
+                let service = OrderService::new(self.pool.clone(), directory, Placement::Synchronous)
+                    .keeping_keys_for(self.settings.idempotency_key_ttl());
                 serve(&mut supervisor, &health, self.listener, service);
             }
             ValidationMode::Projection => {
@@ -75,13 +76,15 @@ impl Application {
                     settings: validation,
                 };
                 let placement = Placement::Deferred { validator: wake, priced: Some(priced) };
-                let service = OrderService::new(self.pool.clone(), directory, placement);
+                let service = OrderService::new(self.pool.clone(), directory, placement)
+                    .keeping_keys_for(self.settings.idempotency_key_ttl());
                 serve(&mut supervisor, &health, self.listener, service);
             }
         }
-        let (pool, ttl) = (self.pool.clone(), Duration::from_secs(self.settings.idempotency_key_ttl_seconds));
+        let (pool, ttl) = (self.pool.clone(), self.settings.idempotency_key_ttl());
+        let every = Duration::from_secs(self.settings.idempotency_key_cleanup_interval_seconds.max(1));
         supervisor.restarting("order.idempotency-keys", move |part| {
-            crate::idempotency_keys::expire(pool.clone(), ttl, part)
+            crate::idempotency_keys::expire(pool.clone(), ttl, every, part)
         });
         let stopped = supervisor.run_until(shutdown).await;
         self.pool.close().await;

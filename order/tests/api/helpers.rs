@@ -23,7 +23,7 @@ pub(crate) struct TestApp {
     /// Where the order service listens.
     pub(crate) url: String,
     account_server: Option<RunningServer>,
-    _catalog_server: RunningServer,
+    catalog_server: Option<RunningServer>,
     _order_server: RunningServer,
     _dependency_databases: [TestDatabase; 2],
 }
@@ -60,7 +60,7 @@ pub(crate) async fn spawn_app_with(configure: impl FnOnce(&mut Settings)) -> Tes
         accounts: AccountClient::connect(account_url).await.unwrap(),
         catalog: CatalogClient::connect(catalog_url).await.unwrap(),
         account_server: Some(account_server),
-        _catalog_server: catalog_server,
+        catalog_server: Some(catalog_server),
         _order_server: order_server,
         _dependency_databases: [account_database, catalog_database],
     }
@@ -175,6 +175,11 @@ impl TestApp {
     /// Stops the account service, as an outage would.
     pub(crate) async fn stop_account_service(&mut self) {
         self.account_server.take().expect("running").stop().await.unwrap();
+    }
+
+    /// Stops the catalog service, as an outage would.
+    pub(crate) async fn stop_catalog_service(&mut self) {
+        self.catalog_server.take().expect("running").stop().await.unwrap();
     }
 
     /// An account id, and the ids of a kettle (24.99) and a mug (8.99).
