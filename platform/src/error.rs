@@ -87,6 +87,10 @@ pub enum ServiceError {
     /// A concurrent change won; read again and retry. `ABORTED`.
     #[error("{0}")]
     Conflict(String),
+    /// The entity is not in a state that allows the request (an order already final, a stock that would fall
+    /// below zero); retrying as it is cannot help until the state changes. `FAILED_PRECONDITION`.
+    #[error("{0}")]
+    FailedPrecondition(String),
     /// What the request would create exists already, and always will: retrying cannot help. `ALREADY_EXISTS`.
     #[error("{0}")]
     AlreadyExists(String),
@@ -149,6 +153,7 @@ impl From<ServiceError> for Status {
             }
             ServiceError::NotFound(message) => Status::not_found(message),
             ServiceError::Conflict(message) => Status::aborted(message),
+            ServiceError::FailedPrecondition(message) => Status::failed_precondition(message),
             ServiceError::AlreadyExists(message) => Status::already_exists(message),
             ServiceError::Unavailable(message) => {
                 tracing::warn!(error.message = %message, "A dependency is unavailable.");
