@@ -15,7 +15,7 @@ use rand::seq::IndexedRandom;
 use serde_json::json;
 use shop_events::{Envelope, TraceContext};
 use shop_order::{
-    domain::{NewOrder, Order, PricedProduct},
+    domain::{CatalogProduct, NewOrder, Order, PricedProduct},
     repository,
 };
 use shop_outbox as outbox;
@@ -149,7 +149,7 @@ pub async fn placement(levels: &[usize], duration: Duration) -> anyhow::Result<P
             description: product.description.clone(),
             unit_price_cents: product.price_cents,
         };
-        catalog.insert(product.id.parse::<Uuid>()?, priced);
+        catalog.insert(product.id.parse::<Uuid>()?, CatalogProduct { priced, tracks_stock: false });
     }
     let products: Vec<String> = catalog.keys().map(Uuid::to_string).collect();
     let (customers, products, catalog) = (Arc::new(customers), Arc::new(products), Arc::new(catalog));
@@ -242,15 +242,15 @@ fn new_order(customers: &[Customer], products: &[String]) -> anyhow::Result<NewO
 async fn place_directly(
     pool: &PgPool,
     new_order: NewOrder,
-    catalog: &HashMap<Uuid, PricedProduct>,
+    catalog: &HashMap<Uuid, CatalogProduct>,
 ) -> anyhow::Result<()> {
     let trace = TraceContext::new_root();
     let (mut order, placed) = Order::place(new_order);
-    let confirmed = order.confirm(catalog)?;
+    let confirmed = order.accept(catalog)?;
     let mut transaction = pool.begin().await?;
     repository::insert_order(&mut transaction, &order, &trace).await?;
     outbox::append(&mut transaction, &Envelope::new(&placed, Some(&trace))).await?;
-    outbox::append(&mut transaction, &Envelope::new(&confirmed, Some(&trace))).await?;
+    outbox::append(&mut transaction, &confirmed.to_envelope(Some(&trace))).await?;
     transaction.commit().await?;
     Ok(())
 }

@@ -59,6 +59,7 @@ pub async fn replay(broker: &TestBroker, events: usize) -> anyhow::Result<Replay
                 name: format!("Product v{version}"),
                 description: "A product that changes.".into(),
                 price_cents: 100 * version,
+                stock: None,
                 version,
                 created_at: now(),
                 updated_at: now(),

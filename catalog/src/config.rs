@@ -25,7 +25,7 @@ pub struct Cli {
 /// What the `catalog` binary does; serving is the default.
 #[derive(Debug, Clone, clap::Subcommand)]
 pub enum Command {
-    /// Serve gRPC (and, with the elasticsearch backend, feed the search index).
+    /// Serve gRPC, reserve and release stock as order events ask, and (elasticsearch backend) feed the search index.
     Serve,
     /// Rebuild the search index: replay shop.products.v1 into a fresh Elasticsearch index and swap it in while a
     /// running service goes on answering (elasticsearch backend), or reindex the full-text index (postgres).
@@ -59,8 +59,8 @@ pub struct Settings {
     pub database: PoolSettings,
     #[command(flatten)]
     pub search: SearchSettings,
-    /// Kafka, where the Elasticsearch index reads product events (elasticsearch backend), and where `republish`
-    /// reads the topic's ends.
+    /// Kafka, where the stock saga reads order events, where the Elasticsearch index reads product events
+    /// (elasticsearch backend), and where `republish` reads the topic's ends.
     #[command(flatten)]
     pub kafka: KafkaSettings,
     #[command(flatten)]

@@ -5,9 +5,10 @@ use chrono::{DateTime, Utc};
 use sqlx::{PgConnection, Postgres, QueryBuilder};
 use uuid::Uuid;
 
-use crate::domain::{Product, ProductDetails};
+use crate::domain::{Product, ProductDetails, Stock};
 
-const COLUMNS: &str = "id, name, description, price_cents, version, created_at, updated_at";
+const COLUMNS: &str =
+    "id, name, description, price_cents, stock, stock_received, version, created_at, updated_at";
 
 #[derive(sqlx::FromRow)]
 struct ProductRow {
@@ -15,6 +16,8 @@ struct ProductRow {
     name: String,
     description: String,
     price_cents: i64,
+    stock: Option<i64>,
+    stock_received: Option<i64>,
     version: i64,
     created_at: DateTime<Utc>,
     updated_at: DateTime<Utc>,
@@ -28,9 +31,23 @@ impl TryFrom<ProductRow> for Product {
             ProductDetails::parse(&row.name, &row.description, row.price_cents).map_err(|violations| {
                 sqlx::Error::Decode(format!("stored product {} is invalid: {violations:?}", row.id).into())
             })?;
+        let stock = match (row.stock, row.stock_received) {
+            (None, None) => None,
+            (Some(available), Some(received)) => {
+                Some(Stock::from_stored(available, received).ok_or_else(|| {
+                    sqlx::Error::Decode(format!("stored product {} has an invalid stock", row.id).into())
+                })?)
+            }
+            _ => {
+                return Err(sqlx::Error::Decode(
+                    format!("stored product {} half tracks its stock", row.id).into(),
+                ));
+            }
+        };
         Ok(Self {
             id: row.id,
             details,
+            stock,
             version: row.version,
             created_at: row.created_at,
             updated_at: row.updated_at,
@@ -52,13 +69,16 @@ pub struct ProductFilter<'a> {
 #[tracing::instrument(skip_all, fields(product_id = %product.id), err)]
 pub async fn insert_product(connection: &mut PgConnection, product: &Product) -> Result<(), sqlx::Error> {
     sqlx::query(
-        "INSERT INTO products (id, name, description, price_cents, version, created_at, updated_at)
-         VALUES ($1, $2, $3, $4, $5, $6, $7)",
+        "INSERT INTO products (id, name, description, price_cents, stock, stock_received, version, created_at,
+                               updated_at)
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
     )
     .bind(product.id)
     .bind(product.details.name())
     .bind(product.details.description())
     .bind(product.details.price().cents())
+    .bind(product.stock.map(Stock::available))
+    .bind(product.stock.map(Stock::received))
     .bind(product.version)
     .bind(product.created_at)
     .bind(product.updated_at)
@@ -67,17 +87,21 @@ pub async fn insert_product(connection: &mut PgConnection, product: &Product) ->
     Ok(())
 }
 
-/// Stores a product's new state. The caller holds the row lock taken by [`lock_product`].
+/// Stores a product's new state, stock included. The caller holds the row lock taken by [`lock_product`] or
+/// [`lock_products`].
 #[tracing::instrument(skip_all, fields(product_id = %product.id, version = product.version), err)]
 pub async fn update_product(connection: &mut PgConnection, product: &Product) -> Result<(), sqlx::Error> {
     sqlx::query(
-        "UPDATE products SET name = $2, description = $3, price_cents = $4, version = $5, updated_at = $6
+        "UPDATE products SET name = $2, description = $3, price_cents = $4, stock = $5, stock_received = $6,
+                             version = $7, updated_at = $8
          WHERE id = $1",
     )
     .bind(product.id)
     .bind(product.details.name())
     .bind(product.details.description())
     .bind(product.details.price().cents())
+    .bind(product.stock.map(Stock::available))
+    .bind(product.stock.map(Stock::received))
     .bind(product.version)
     .bind(product.updated_at)
     .execute(connection)
@@ -105,6 +129,19 @@ pub async fn lock_product(connection: &mut PgConnection, id: Uuid) -> Result<Opt
     .fetch_optional(connection)
     .await?;
     row.map(Product::try_from).transpose()
+}
+
+/// The products among `ids` that exist, locked until the transaction ends. Locks are taken in id order, whoever
+/// asks, so that transactions locking overlapping sets of products (reservations, releases, adjustments) wait for
+/// one another instead of deadlocking.
+pub async fn lock_products(connection: &mut PgConnection, ids: &[Uuid]) -> Result<Vec<Product>, sqlx::Error> {
+    let rows: Vec<ProductRow> = sqlx::query_as(sqlx::AssertSqlSafe(format!(
+        "SELECT {COLUMNS} FROM products WHERE id = ANY($1) ORDER BY id FOR UPDATE"
+    )))
+    .bind(ids)
+    .fetch_all(connection)
+    .await?;
+    rows.into_iter().map(Product::try_from).collect()
 }
 
 /// The first `limit` products whose id is above `after` (from the first with `None`), in id order, held

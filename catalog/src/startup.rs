@@ -14,6 +14,7 @@ use crate::{
     grpc::server::CatalogGrpc,
     search::{ProductIndex, SearchBackend, SearchIndexProjection},
     service::CatalogService,
+    stock::StockSaga,
 };
 
 /// The catalog service, connected and migrated, with its listener bound.
@@ -52,18 +53,27 @@ impl Application {
         self.listener.local_addr().expect("a bound listener has a local address")
     }
 
-    /// Serves until `shutdown` resolves, then drains in-flight calls (and stops feeding the search index).
+    /// Serves until `shutdown` resolves, then drains in-flight calls and stops the consumers.
     ///
-    /// With the elasticsearch backend, the consumer feeding the index runs beside the server, supervised: should it
-    /// fail, it is restarted with backoff and reported NOT_SERVING meanwhile (gRPC health `catalog.search-index`).
+    /// Beside the server run, supervised, the consumer of order events that reserves and releases stock (gRPC health
+    /// `catalog.stock-reservations`) and, with the elasticsearch backend, the consumer feeding the index
+    /// (`catalog.search-index`): should one fail, it is restarted with backoff and reported NOT_SERVING meanwhile.
+    /// A consumer waiting for Kafka is NOT_SERVING under its own name (and so in the server's overall status), while
+    /// `shop.catalog.v1.CatalogService` stays SERVING: every rpc answers from Postgres alone.
     pub async fn run_until_stopped(self, shutdown: impl Future<Output = ()> + Send) -> anyhow::Result<()> {
         let health = Health::new();
         let mut supervisor = Supervisor::new(&health);
+        let source = Source::from_settings(&self.settings.kafka);
+        let saga = Arc::new(ProjectionRunner::new(Arc::new(StockSaga), self.pool.clone(), source.clone()));
+        supervisor.restarting(StockSaga::NAME, move |part| {
+            let saga = saga.clone();
+            async move { saga.run(part).await }
+        });
         if let Some(index) = self.index.clone() {
             let runner = Arc::new(ProjectionRunner::new(
                 Arc::new(SearchIndexProjection::live(index)),
                 self.pool.clone(),
-                Source::from_settings(&self.settings.kafka),
+                source,
             ));
             supervisor.restarting(SearchIndexProjection::NAME, move |part| {
                 let runner = runner.clone();

@@ -15,6 +15,10 @@ pub struct Product {
     pub description: String,
     /// Price in cents.
     pub price_cents: i64,
+    /// Units available to order when the product tracks its stock (decided when it is created); absent when it
+    /// does not (unlimited), and in events written before stock existed. Every change of stock is a new version.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub stock: Option<i64>,
     pub version: i64,
     pub created_at: DateTime<Utc>,
     pub updated_at: DateTime<Utc>,
@@ -22,11 +26,15 @@ pub struct Product {
 
 impl Product {
     /// The catalog's rules for a product: an id, a name of 1–200 characters without control characters, a
-    /// description of at most 5 000 (line breaks and tabs allowed), a price of zero or more, a version of 1 or more.
+    /// description of at most 5 000 (line breaks and tabs allowed), a price and a stock of zero or more, a version of
+    /// 1 or more.
     pub fn check_invariants(&self) -> Result<(), String> {
         invariants::id("product.id", self.id)?;
         invariants::positive("product.version", self.version)?;
         invariants::money("product.price_cents", self.price_cents)?;
+        if let Some(stock) = self.stock.filter(|stock| *stock < 0) {
+            return Err(format!("product.stock must not be negative, not {stock}"));
+        }
         check_details("product", &self.name, &self.description)
     }
 }
@@ -49,7 +57,8 @@ pub struct ProductCreated {
     pub product: Product,
 }
 
-/// `shop.product.updated.v1`: a product's name, description or price changed; `product` is its new state.
+/// `shop.product.updated.v1`: a product's name, description, price or stock changed (stock moves when it is
+/// adjusted, and when orders reserve or release it); `product` is its new state.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 pub struct ProductUpdated {
     pub product: Product,
@@ -99,6 +108,7 @@ mod tests {
             name: "Kettle".into(),
             description: "Boils water, loudly.".into(),
             price_cents: 2_499,
+            stock: None,
             version,
             created_at: at,
             updated_at: at,
@@ -180,6 +190,7 @@ mod invariant_tests {
             name: name.into(),
             description: String::new(),
             price_cents,
+            stock: None,
             version: 1,
             created_at: at,
             updated_at: at,

@@ -21,6 +21,7 @@ impl AggregateType {
     pub const ACCOUNT: Self = Self { name: "account", topic: topics::ACCOUNTS };
     pub const PRODUCT: Self = Self { name: "product", topic: topics::PRODUCTS };
     pub const ORDER: Self = Self { name: "order", topic: topics::ORDERS };
+    pub const STOCK_RESERVATION: Self = Self { name: "stock_reservation", topic: topics::STOCK_RESERVATIONS };
 }
 
 /// A versioned event type. Its string form, `{name}.v{version}` (for example `shop.order.placed.v1`), is the
@@ -177,6 +178,13 @@ macro_rules! event_family {
                     $(Self::$variant(event) => $crate::DomainEvent::aggregate_version(event)),+
                 }
             }
+
+            /// The event in its envelope, as [`Envelope::new`]($crate::Envelope::new) wraps it.
+            pub fn to_envelope(&self, trace: Option<&$crate::TraceContext>) -> $crate::Envelope {
+                match self {
+                    $(Self::$variant(event) => $crate::Envelope::new(event, trace)),+
+                }
+            }
         }
     };
 }
@@ -186,12 +194,15 @@ pub(crate) use event_family;
 /// `version` fields).
 macro_rules! domain_event {
     ($event:ty, $aggregate:expr, $name:literal v $version:literal, $state:ident) => {
+        $crate::envelope::domain_event!($event, $aggregate, $name v $version, $state.id);
+    };
+    ($event:ty, $aggregate:expr, $name:literal v $version:literal, $state:ident . $id:ident) => {
         impl $crate::DomainEvent for $event {
             const AGGREGATE_TYPE: $crate::AggregateType = $aggregate;
             const EVENT_TYPE: $crate::EventType = $crate::EventType { name: $name, version: $version };
 
             fn aggregate_id(&self) -> uuid::Uuid {
-                self.$state.id
+                self.$state.$id
             }
 
             fn aggregate_version(&self) -> i64 {

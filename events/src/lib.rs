@@ -4,6 +4,8 @@
 //!   [`DomainEvent`], the trait every payload implements.
 //! - [`account`], [`catalog`], [`order`]: the payload types, each carrying the entity's full state, so that a
 //!   replay of a compacted topic from offset 0 rebuilds any projection.
+//! - [`stock`]: the catalog's stock reservations, one per order: the saga's answers (reserved, rejected) and its
+//!   compensation (released).
 //! - [`topics`]: topic names and the settings each topic needs.
 //! - [`cloudevents`]: the Kafka record headers an event travels with (CloudEvents 1.0 binary mode).
 //! - [`trace`]: the W3C trace context carried from the request that caused an event to its consumers.
@@ -24,6 +26,7 @@ pub mod envelope;
 pub mod heartbeat;
 pub mod order;
 pub mod republish;
+pub mod stock;
 pub mod topics;
 pub mod trace;
 

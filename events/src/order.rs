@@ -8,14 +8,52 @@ use uuid::Uuid;
 
 use crate::envelope::{AggregateType, domain_event, event_family, invariants};
 
-/// Where an order is in its life: placed orders wait as `pending` until validated, then become `confirmed`
-/// (priced) or `rejected` (with a reason).
+/// Where an order is in its life: placed orders wait as `pending` until validated; an order naming a product that
+/// tracks its stock then waits as `awaiting_stock` (priced) for the catalog to reserve it; it ends `confirmed`
+/// (priced, its stock held), `rejected` (with a reason) or `cancelled`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum OrderStatus {
     Pending,
+    AwaitingStock,
     Confirmed,
     Rejected,
+    Cancelled,
+}
+
+impl OrderStatus {
+    /// Whether the order can no longer change status.
+    pub fn is_final(self) -> bool {
+        matches!(self, Self::Confirmed | Self::Rejected | Self::Cancelled)
+    }
+}
+
+/// One step of an order's saga, as the order recorded it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+pub struct OrderStep {
+    pub step: OrderStepKind,
+    pub at: DateTime<Utc>,
+    /// What the step came to, in words: why an order was rejected or cancelled, what was short of stock.
+    pub detail: Option<String>,
+}
+
+/// The steps an order's saga takes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum OrderStepKind {
+    /// Stored, pending validation.
+    Placed,
+    /// Validated and priced; the catalog is asked to reserve stock.
+    AwaitingStock,
+    /// The catalog holds every line.
+    StockReserved,
+    /// The catalog could not hold every line, so holds none.
+    StockRejected,
+    Confirmed,
+    Rejected,
+    Cancelled,
+    /// What the catalog held for the order (if anything) went back to stock.
+    StockReleased,
 }
 
 /// An order's full state as events carry it.
@@ -33,6 +71,13 @@ pub struct Order {
     pub version: i64,
     pub created_at: DateTime<Utc>,
     pub updated_at: DateTime<Utc>,
+    /// Every step of the order's saga so far, oldest first. Empty in events written before it was recorded.
+    #[serde(default)]
+    pub history: Vec<OrderStep>,
+    /// True while the order ended (rejected or cancelled) after the catalog was asked for stock, and the catalog
+    /// has not yet said that whatever it held went back: the compensation still to complete.
+    #[serde(default)]
+    pub stock_release_pending: bool,
 }
 
 /// A product and a quantity within an order.
@@ -59,8 +104,8 @@ impl Order {
     const MAX_QUANTITY: u32 = 10_000;
 
     /// The order service's rules: ids, 1–100 lines of quantity 1 to 10 000, priced products as the catalog would
-    /// hold them, prices and total of zero or more, a total exactly when confirmed and a reason exactly when
-    /// rejected, a version of 1 or more.
+    /// hold them, prices and total of zero or more, a total exactly when awaiting stock or confirmed, a reason
+    /// exactly when rejected, a release pending only once rejected or cancelled, a version of 1 or more.
     pub fn check_invariants(&self) -> Result<(), String> {
         invariants::id("order.id", self.id)?;
         invariants::id("order.account_id", self.account_id)?;
@@ -75,8 +120,18 @@ impl Order {
         for line in &self.lines {
             line.check_invariants()?;
         }
-        if (self.status == OrderStatus::Confirmed) != self.total_price_cents.is_some() {
-            return Err("order.total_price_cents must be present exactly when the order is confirmed".into());
+        let priced = matches!(self.status, OrderStatus::AwaitingStock | OrderStatus::Confirmed);
+        if priced != self.total_price_cents.is_some() {
+            return Err(
+                "order.total_price_cents must be present exactly when the order is awaiting stock or confirmed".into()
+            );
+        }
+        if self.stock_release_pending
+            && !matches!(self.status, OrderStatus::Rejected | OrderStatus::Cancelled)
+        {
+            return Err(
+                "order.stock_release_pending may be true only once the order is rejected or cancelled".into(),
+            );
         }
         if (self.status == OrderStatus::Rejected) != self.rejection_reason.is_some() {
             return Err("order.rejection_reason must be present exactly when the order is rejected".into());
@@ -86,6 +141,11 @@ impl Order {
         }
         if let Some(reason) = &self.rejection_reason {
             invariants::text("order.rejection_reason", reason, usize::MAX, true, &[])?;
+        }
+        for step in &self.history {
+            if let Some(detail) = &step.detail {
+                invariants::text("order.history.detail", detail, usize::MAX, true, &[])?;
+            }
         }
         Ok(())
     }
@@ -110,15 +170,39 @@ pub struct OrderPlaced {
     pub order: Order,
 }
 
-/// `shop.order.confirmed.v1`: the order passed validation; its lines are priced and its total is set.
+/// `shop.order.awaiting_stock.v1`: the order passed validation and is priced, and names a product that tracks its
+/// stock: the catalog is to reserve every line (it answers on the stock reservations topic).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+pub struct OrderAwaitingStock {
+    pub order: Order,
+}
+
+/// `shop.order.confirmed.v1`: the order passed validation (and, for one that waited for stock, the catalog holds
+/// every line); its lines are priced and its total is set.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 pub struct OrderConfirmed {
     pub order: Order,
 }
 
-/// `shop.order.rejected.v1`: the order failed validation; `order.rejection_reason` says why.
+/// `shop.order.rejected.v1`: the order failed validation, was short of stock, or waited too long;
+/// `order.rejection_reason` says why. When it had waited for stock, `order.stock_release_pending` is true until the
+/// catalog released what it held.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 pub struct OrderRejected {
+    pub order: Order,
+}
+
+/// `shop.order.cancelled.v1`: the order was cancelled before it was final (by its owner or by staff); when it had
+/// waited for stock, `order.stock_release_pending` is true until the catalog released what it held.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+pub struct OrderCancelled {
+    pub order: Order,
+}
+
+/// `shop.order.stock_released.v1`: the order is rejected or cancelled, and the catalog says that what it held for
+/// it (if anything) is back in stock: the compensation completed. Its status does not change.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+pub struct OrderStockReleased {
     pub order: Order,
 }
 
@@ -131,16 +215,22 @@ pub struct OrderRepublished {
 }
 
 domain_event!(OrderPlaced, AggregateType::ORDER, "shop.order.placed" v 1, order);
+domain_event!(OrderAwaitingStock, AggregateType::ORDER, "shop.order.awaiting_stock" v 1, order);
 domain_event!(OrderConfirmed, AggregateType::ORDER, "shop.order.confirmed" v 1, order);
 domain_event!(OrderRejected, AggregateType::ORDER, "shop.order.rejected" v 1, order);
+domain_event!(OrderCancelled, AggregateType::ORDER, "shop.order.cancelled" v 1, order);
+domain_event!(OrderStockReleased, AggregateType::ORDER, "shop.order.stock_released" v 1, order);
 domain_event!(OrderRepublished, AggregateType::ORDER, "shop.order.republished" v 1, order);
 
 event_family! {
     /// Every event on the orders topic.
     pub enum OrderEvent {
         Placed(OrderPlaced),
+        AwaitingStock(OrderAwaitingStock),
         Confirmed(OrderConfirmed),
         Rejected(OrderRejected),
+        Cancelled(OrderCancelled),
+        StockReleased(OrderStockReleased),
         Republished(OrderRepublished),
     }
 }
@@ -150,8 +240,11 @@ impl OrderEvent {
     pub fn order(&self) -> &Order {
         match self {
             Self::Placed(OrderPlaced { order })
+            | Self::AwaitingStock(OrderAwaitingStock { order })
             | Self::Confirmed(OrderConfirmed { order })
             | Self::Rejected(OrderRejected { order })
+            | Self::Cancelled(OrderCancelled { order })
+            | Self::StockReleased(OrderStockReleased { order })
             | Self::Republished(OrderRepublished { order }) => order,
         }
     }
@@ -183,6 +276,8 @@ mod tests {
             version,
             created_at: at,
             updated_at: at,
+            history: vec![OrderStep { step: OrderStepKind::Placed, at, detail: None }],
+            stock_release_pending: false,
         }
     }
 
@@ -247,6 +342,8 @@ mod tests {
             Order { total_price_cents: Some(-1), ..confirmed() },
             Order { rejection_reason: Some("no".into()), ..confirmed() },
             Order { rejection_reason: Some("\0".into()), ..order(OrderStatus::Rejected, 2) },
+            Order { total_price_cents: None, ..order(OrderStatus::AwaitingStock, 2) },
+            Order { stock_release_pending: true, ..confirmed() },
             with_line(|line| line.quantity = 10_001),
             with_line(|line| line.product.as_mut().unwrap().unit_price_cents = -1),
             with_line(|line| line.product.as_mut().unwrap().name = "Ket\u{7}tle".into()),

@@ -3,7 +3,8 @@
 //! any projection — as long as the topic still holds its history. Retention, `DeleteRecords` or a broker that keeps
 //! only so much per partition remove the first records; the owning service's `republish` command then appends every
 //! entity's current state again, and records the run on [`REPUBLISHES`]. The orders topic is keyed by order id and
-//! its events carry the full order.
+//! its events carry the full order; so is the stock reservations topic, whose events carry the catalog's whole
+//! reservation for one order.
 
 /// Account events (`shop.account.*`), keyed by account id. Compacted.
 pub const ACCOUNTS: &str = "shop.accounts.v1";
@@ -13,6 +14,10 @@ pub const PRODUCTS: &str = "shop.products.v1";
 
 /// Order events (`shop.order.*`), keyed by order id.
 pub const ORDERS: &str = "shop.orders.v1";
+
+/// The catalog's stock reservations (`shop.stock.*`), keyed by order id: its answers to orders awaiting stock, and
+/// their releases ([`stock`](crate::stock)).
+pub const STOCK_RESERVATIONS: &str = "shop.stock-reservations.v1";
 
 /// The relay's heartbeats ([`heartbeat`](crate::heartbeat)), keyed by outbox. Compacted.
 pub const HEARTBEATS: &str = "shop.outbox-heartbeats.v1";
@@ -40,10 +45,11 @@ impl TopicSpec {
 }
 
 /// Every topic the shop publishes to.
-pub const ALL: [TopicSpec; 5] = [
+pub const ALL: [TopicSpec; 6] = [
     TopicSpec { name: ACCOUNTS, compacted: true, republished_by: Some("account") },
     TopicSpec { name: PRODUCTS, compacted: true, republished_by: Some("catalog") },
     TopicSpec { name: ORDERS, compacted: false, republished_by: Some("order") },
+    TopicSpec { name: STOCK_RESERVATIONS, compacted: false, republished_by: None },
     TopicSpec { name: HEARTBEATS, compacted: true, republished_by: None },
     TopicSpec { name: REPUBLISHES, compacted: true, republished_by: None },
 ];

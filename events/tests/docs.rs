@@ -11,6 +11,7 @@ use shop_events::{
     heartbeat::{self, OutboxHeartbeat},
     order::OrderEvent,
     republish::{self, RepublishCompleted},
+    stock::StockEvent,
 };
 
 const DOC: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../docs/events.md");
@@ -22,19 +23,46 @@ fn at(time: &str) -> DateTime<Utc> {
 /// One example payload per event type, with fixed ids and times so the document is stable.
 fn example(event_type: &EventType) -> Option<Value> {
     let account_id = "01928a6e-5f3c-7b2a-9d41-6f0e2c8b1a01";
-    let product = |version: i64, price_cents: i64| {
+    let product = |version: i64, price_cents: i64, stock: Option<i64>| {
         json!({ "product": {
             "id": "01928a6e-7a10-7c55-8e13-2b9d4f6a0c02",
             "name": "Kettle",
             "description": "Stainless steel electric kettle, 1.7 litres.",
             "price_cents": price_cents,
+            "stock": stock,
             "version": version,
             "created_at": at("2026-11-21T10:00:00Z"),
             "updated_at": if version == 1 { at("2026-11-21T10:00:00Z") } else { at("2026-11-21T11:30:00Z") },
         }})
     };
     let order = |status: &str, version: i64| {
-        let priced = status == "confirmed";
+        let priced = matches!(status, "awaiting_stock" | "confirmed");
+        let stocked = version > 2;
+        let step =
+            |step: &str, at_: &str, detail: Value| json!({ "step": step, "at": at(at_), "detail": detail });
+        let mut history = vec![step("placed", "2026-11-21T12:00:00Z", Value::Null)];
+        if stocked {
+            history.push(step("awaiting_stock", "2026-11-21T12:00:00.042Z", Value::Null));
+        }
+        match status {
+            "confirmed" if stocked => {
+                history.push(step("stock_reserved", "2026-11-21T12:00:00.081Z", Value::Null));
+                history.push(step("confirmed", "2026-11-21T12:00:00.081Z", Value::Null));
+            }
+            "confirmed" => history.push(step("confirmed", "2026-11-21T12:00:00.042Z", Value::Null)),
+            "rejected" => history.push(step(
+                "rejected",
+                "2026-11-21T12:00:00.042Z",
+                json!("unknown account 01928a6e-5f3c-7b2a-9d41-6f0e2c8b1a01"),
+            )),
+            "cancelled" => {
+                history.push(step("cancelled", "2026-11-21T12:01:10Z", json!("cancelled by the customer")));
+                if version == 4 {
+                    history.push(step("stock_released", "2026-11-21T12:01:10.120Z", Value::Null));
+                }
+            }
+            _ => {}
+        }
         json!({ "order": {
             "id": "01928a70-1b2c-7d3e-8f40-5a6b7c8d9e03",
             "account_id": account_id,
@@ -42,7 +70,7 @@ fn example(event_type: &EventType) -> Option<Value> {
             "lines": [{
                 "product_id": "01928a6e-7a10-7c55-8e13-2b9d4f6a0c02",
                 "quantity": 2,
-                "product": if priced {
+                "product": if priced || stocked {
                     json!({ "name": "Kettle", "description": "Stainless steel electric kettle, 1.7 litres.", "unit_price_cents": 2499 })
                 } else { Value::Null },
             }],
@@ -50,7 +78,23 @@ fn example(event_type: &EventType) -> Option<Value> {
             "rejection_reason": if status == "rejected" { json!("unknown account 01928a6e-5f3c-7b2a-9d41-6f0e2c8b1a01") } else { Value::Null },
             "version": version,
             "created_at": at("2026-11-21T12:00:00Z"),
-            "updated_at": if version == 1 { at("2026-11-21T12:00:00Z") } else { at("2026-11-21T12:00:00.042Z") },
+            "updated_at": history.last().unwrap()["at"].clone(),
+            "history": history,
+            "stock_release_pending": status == "cancelled" && version == 3,
+        }})
+    };
+    let reservation = |status: &str, version: i64| {
+        json!({ "reservation": {
+            "order_id": "01928a70-1b2c-7d3e-8f40-5a6b7c8d9e03",
+            "status": status,
+            "lines": [{ "product_id": "01928a6e-7a10-7c55-8e13-2b9d4f6a0c02", "quantity": 2 }],
+            "held": status == "reserved",
+            "shortages": if status == "rejected" {
+                json!([{ "product_id": "01928a6e-7a10-7c55-8e13-2b9d4f6a0c02", "requested": 2, "available": 1 }])
+            } else { json!([]) },
+            "version": version,
+            "created_at": at("2026-11-21T12:00:00.060Z"),
+            "updated_at": if version == 1 { at("2026-11-21T12:00:00.060Z") } else { at("2026-11-21T12:01:10.100Z") },
         }})
     };
     Some(match event_type.to_string().as_str() {
@@ -58,11 +102,17 @@ fn example(event_type: &EventType) -> Option<Value> {
             "id": account_id, "name": "Ada Lovelace", "version": 1, "created_at": at("2026-11-21T09:00:00Z"),
             "owner": "auth0|5f7c8ec7c33c6c004bbafe82",
         }}),
-        "shop.product.created.v1" => product(1, 2_499),
-        "shop.product.updated.v1" | "shop.product.republished.v1" => product(2, 1_999),
+        "shop.product.created.v1" => product(1, 2_499, Some(10)),
+        "shop.product.updated.v1" | "shop.product.republished.v1" => product(2, 1_999, Some(8)),
         "shop.order.placed.v1" => order("pending", 1),
-        "shop.order.confirmed.v1" | "shop.order.republished.v1" => order("confirmed", 2),
+        "shop.order.awaiting_stock.v1" => order("awaiting_stock", 2),
+        "shop.order.confirmed.v1" | "shop.order.republished.v1" => order("confirmed", 3),
         "shop.order.rejected.v1" => order("rejected", 2),
+        "shop.order.cancelled.v1" => order("cancelled", 3),
+        "shop.order.stock_released.v1" => order("cancelled", 4),
+        "shop.stock.reserved.v1" => reservation("reserved", 1),
+        "shop.stock.rejected.v1" => reservation("rejected", 1),
+        "shop.stock.released.v1" => reservation("released", 2),
         "shop.outbox.heartbeat.v1" => json!({
             "outbox": "shop_account",
             "as_of": at("2026-11-21T12:00:01.250Z"),
@@ -105,6 +155,7 @@ fn the_event_catalog_matches_the_rust_types() {
         .into_iter()
         .chain(ProductEvent::schemas())
         .chain(OrderEvent::schemas())
+        .chain(StockEvent::schemas())
         .chain([heartbeat, republished]);
     for (event_type, schema) in schemas {
         let example = example(&event_type).unwrap_or_else(|| panic!("write an example for {event_type}"));
@@ -119,6 +170,9 @@ fn the_event_catalog_matches_the_rust_types() {
             Some("outbox") => serde_json::from_value::<OutboxHeartbeat>(example.clone())
                 .map(drop)
                 .map_err(shop_events::DecodeError::Payload),
+            Some("stock") => {
+                StockEvent::decode(&event_type.to_string(), example.to_string().as_bytes()).map(drop)
+            }
             Some("republish") => {
                 RepublishCompleted::decode(&event_type.to_string(), example.to_string().as_bytes())
                     .map(drop)

@@ -28,6 +28,7 @@ const DEFAULT_IDEMPOTENCY_KEY_CLEANUP_INTERVAL_SECONDS: u64 = 5 * 60;
 pub const DEFAULT_PRICED_ANSWER_WAIT_MS: u64 = 500;
 const DEFAULT_CLOCK_SKEW_MS: u64 = 1_000;
 const DEFAULT_VALIDATION_INTERVAL_MS: u64 = 1_000;
+const DEFAULT_STOCK_TIMEOUT_MS: u64 = 30_000;
 const DEFAULT_DEPENDENCY_TIMEOUT_MS: u64 = 3_000;
 
 /// How `PostOrder` checks the account and the products an order names.
@@ -79,6 +80,10 @@ pub struct Settings {
     /// How often pending orders are looked at even without a wake-up (projection validation).
     #[arg(long, env = "ORDER_VALIDATION_INTERVAL_MS", default_value_t = DEFAULT_VALIDATION_INTERVAL_MS)]
     pub validation_interval_ms: u64,
+    /// How long an order may await the catalog's stock reservation before it is rejected (and releases whatever the
+    /// catalog may hold for it). Orders awaiting stock are swept every ORDER_VALIDATION_INTERVAL_MS.
+    #[arg(long, env = "ORDER_STOCK_TIMEOUT_MS", default_value_t = DEFAULT_STOCK_TIMEOUT_MS)]
+    pub stock_timeout_ms: u64,
     /// How long an idempotency key of `PostOrder` answers the order its first attempt placed; past it, the key is
     /// forgotten and may place a new order. A day by default, as clients retry after outages of hours.
     #[arg(long, env = "ORDER_IDEMPOTENCY_KEY_TTL_SECONDS", default_value_t = DEFAULT_IDEMPOTENCY_KEY_TTL_SECONDS)]
@@ -172,6 +177,7 @@ impl Default for Settings {
             priced_answer_wait_ms: DEFAULT_PRICED_ANSWER_WAIT_MS,
             clock_skew_ms: DEFAULT_CLOCK_SKEW_MS,
             validation_interval_ms: DEFAULT_VALIDATION_INTERVAL_MS,
+            stock_timeout_ms: DEFAULT_STOCK_TIMEOUT_MS,
             kafka: KafkaSettings::default(),
             account_service_url: DEFAULT_ACCOUNT_SERVICE_URL.to_owned(),
             catalog_service_url: DEFAULT_CATALOG_SERVICE_URL.to_owned(),

@@ -13,7 +13,7 @@ use shop_proto::{
 use tonic::{Code, Status, transport::Channel};
 use uuid::Uuid;
 
-use crate::domain::{Order, PricedProduct};
+use crate::domain::{CatalogProduct, Order, PricedProduct};
 
 /// An account, as much as order validation needs of it.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -38,13 +38,13 @@ pub trait Directory: Send + Sync + 'static {
         trace: &TraceContext,
     ) -> impl Future<Output = Result<Option<KnownAccount>, ServiceError>> + Send;
 
-    /// The products among `ids` that exist, with their current name, description and price; unknown ids are
-    /// left out.
+    /// The products among `ids` that exist, with their current name, description and price, and whether they
+    /// track their stock; unknown ids are left out.
     fn products(
         &self,
         ids: &[Uuid],
         trace: &TraceContext,
-    ) -> impl Future<Output = Result<HashMap<Uuid, PricedProduct>, ServiceError>> + Send;
+    ) -> impl Future<Output = Result<HashMap<Uuid, CatalogProduct>, ServiceError>> + Send;
 
     /// The time before which the directory knows every account and product that was created: one created before
     /// it and not found does not exist. `None` while that is not known.
@@ -72,7 +72,7 @@ pub struct Names {
     /// The account, if the directory holds it.
     pub account: Option<KnownAccount>,
     /// The products found, by id; unknown ids are left out.
-    pub products: HashMap<Uuid, PricedProduct>,
+    pub products: HashMap<Uuid, CatalogProduct>,
 }
 
 impl Names {
@@ -108,7 +108,7 @@ impl GrpcDirectory {
 
 /// A dependency's failure, as this service reports it: unreachable or too slow is UNAVAILABLE (the caller may
 /// retry); anything else is unexpected.
-fn dependency_error(service: &str, status: Status) -> ServiceError {
+pub(crate) fn dependency_error(service: &str, status: Status) -> ServiceError {
     match status.code() {
         Code::Unavailable | Code::DeadlineExceeded | Code::Cancelled | Code::ResourceExhausted => {
             ServiceError::Unavailable(format!("the {service} service is unavailable; retry later"))
@@ -146,7 +146,7 @@ impl Directory for GrpcDirectory {
         &self,
         ids: &[Uuid],
         trace: &TraceContext,
-    ) -> Result<HashMap<Uuid, PricedProduct>, ServiceError> {
+    ) -> Result<HashMap<Uuid, CatalogProduct>, ServiceError> {
         let request =
             GetProductsRequest { ids: ids.iter().map(ToString::to_string).collect(), ..Default::default() };
         let products = self
@@ -171,7 +171,7 @@ impl Directory for GrpcDirectory {
                     description: product.description,
                     unit_price_cents: product.price_cents,
                 };
-                Ok((id, priced))
+                Ok((id, CatalogProduct { priced, tracks_stock: product.stock.is_some() }))
             })
             .collect()
     }
@@ -190,7 +190,7 @@ pub(crate) mod fake {
     pub(crate) struct InMemoryDirectory {
         /// Each account's owner, by id.
         accounts: Arc<Mutex<HashMap<Uuid, Option<String>>>>,
-        products: Arc<Mutex<HashMap<Uuid, PricedProduct>>>,
+        products: Arc<Mutex<HashMap<Uuid, CatalogProduct>>>,
         pub(crate) known_through: Arc<Mutex<Option<DateTime<Utc>>>>,
     }
 
@@ -218,8 +218,15 @@ pub(crate) mod fake {
         }
 
         pub(crate) fn insert_product(&self, id: Uuid, name: &str, unit_price_cents: i64) {
-            let product = PricedProduct { name: name.into(), description: String::new(), unit_price_cents };
-            self.products.lock().unwrap().insert(id, product);
+            let priced = PricedProduct { name: name.into(), description: String::new(), unit_price_cents };
+            self.products.lock().unwrap().insert(id, CatalogProduct { priced, tracks_stock: false });
+        }
+
+        /// A product that tracks its stock: orders naming it wait for the catalog's reservation.
+        pub(crate) fn add_stocked_product(&self, name: &str, unit_price_cents: i64) -> Uuid {
+            let id = self.add_product(name, unit_price_cents);
+            self.products.lock().unwrap().get_mut(&id).expect("just added").tracks_stock = true;
+            id
         }
     }
 
@@ -237,7 +244,7 @@ pub(crate) mod fake {
             &self,
             ids: &[Uuid],
             _trace: &TraceContext,
-        ) -> Result<HashMap<Uuid, PricedProduct>, ServiceError> {
+        ) -> Result<HashMap<Uuid, CatalogProduct>, ServiceError> {
             let products = self.products.lock().unwrap();
             Ok(ids.iter().filter_map(|id| products.get(id).map(|product| (*id, product.clone()))).collect())
         }

@@ -4,14 +4,14 @@
 use std::{collections::HashMap, time::Duration};
 
 use chrono::{DateTime, Utc};
-use shop_events::TraceContext;
+use shop_events::{TraceContext, order::OrderStep};
 use shop_platform::pagination::Page;
-use sqlx::PgConnection;
+use sqlx::{PgConnection, types::Json};
 use uuid::Uuid;
 
 use crate::domain::{Order, OrderLine, OrderStatus, PlacedBy, PricedProduct};
 
-const ORDER_COLUMNS: &str = "id, account_id, status, total_price_cents, rejection_reason, version, created_at, updated_at, traceparent, placed_by";
+const ORDER_COLUMNS: &str = "id, account_id, status, total_price_cents, rejection_reason, version, created_at, updated_at, traceparent, placed_by, history, stock_release_pending";
 
 #[derive(sqlx::FromRow)]
 struct OrderRow {
@@ -25,6 +25,8 @@ struct OrderRow {
     updated_at: DateTime<Utc>,
     traceparent: Option<String>,
     placed_by: Option<String>,
+    history: Json<Vec<OrderStep>>,
+    stock_release_pending: bool,
 }
 
 #[derive(sqlx::FromRow)]
@@ -56,6 +58,8 @@ impl OrderRow {
             created_at: self.created_at,
             updated_at: self.updated_at,
             placed_by: PlacedBy::from_customer(self.placed_by),
+            history: self.history.0,
+            stock_release_pending: self.stock_release_pending,
         };
         Ok((order, trace))
     }
@@ -87,7 +91,7 @@ pub async fn insert_order(
     trace: &TraceContext,
 ) -> Result<(), sqlx::Error> {
     sqlx::query(sqlx::AssertSqlSafe(format!(
-        "INSERT INTO orders ({ORDER_COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)"
+        "INSERT INTO orders ({ORDER_COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)"
     )))
     .bind(order.id)
     .bind(order.account_id)
@@ -99,6 +103,8 @@ pub async fn insert_order(
     .bind(order.updated_at)
     .bind(trace.traceparent())
     .bind(order.placed_by.customer())
+    .bind(Json(&order.history))
+    .bind(order.stock_release_pending)
     .execute(&mut *connection)
     .await?;
 
@@ -181,6 +187,54 @@ pub async fn lock_pending_orders(
     with_lines(connection, rows).await
 }
 
+/// The order with `id` and the trace it was placed under, locked until the transaction ends, so that one
+/// transition at a time is decided from its current state.
+pub async fn lock_order(
+    connection: &mut PgConnection,
+    id: Uuid,
+) -> Result<Option<(Order, Option<TraceContext>)>, sqlx::Error> {
+    let rows: Vec<OrderRow> = sqlx::query_as(sqlx::AssertSqlSafe(format!(
+        "SELECT {ORDER_COLUMNS} FROM orders WHERE id = $1 FOR UPDATE"
+    )))
+    .bind(id)
+    .fetch_all(&mut *connection)
+    .await?;
+    Ok(with_lines(connection, rows).await?.pop())
+}
+
+/// Up to `limit` orders that have awaited stock since before `before`, locked until the transaction ends; orders
+/// another transaction holds are passed over, so that of several replicas only one times each order out.
+pub async fn lock_orders_awaiting_stock_since(
+    connection: &mut PgConnection,
+    before: DateTime<Utc>,
+    limit: i64,
+) -> Result<Vec<(Order, Option<TraceContext>)>, sqlx::Error> {
+    let rows: Vec<OrderRow> = sqlx::query_as(sqlx::AssertSqlSafe(format!(
+        "SELECT {ORDER_COLUMNS} FROM orders WHERE status = 'awaiting_stock' AND updated_at < $1
+         ORDER BY updated_at LIMIT $2 FOR UPDATE SKIP LOCKED"
+    )))
+    .bind(before)
+    .bind(limit)
+    .fetch_all(&mut *connection)
+    .await?;
+    with_lines(connection, rows).await
+}
+
+/// The ids of up to `limit` orders whose stock release is still to complete, ended before `before`, oldest first.
+pub async fn orders_owing_a_release(
+    connection: &mut PgConnection,
+    before: DateTime<Utc>,
+    limit: i64,
+) -> Result<Vec<Uuid>, sqlx::Error> {
+    sqlx::query_scalar(
+        "SELECT id FROM orders WHERE stock_release_pending AND updated_at < $1 ORDER BY updated_at LIMIT $2",
+    )
+    .bind(before)
+    .bind(limit)
+    .fetch_all(connection)
+    .await
+}
+
 /// The first `limit` orders whose id is above `after` (from the first with `None`), in id order, with their lines,
 /// held `FOR SHARE` until the transaction ends, so that no transition of them commits before it does (the
 /// validator, which skips locked orders, takes them up afterwards).
@@ -199,11 +253,13 @@ pub async fn share_orders_after(
     Ok(with_lines(connection, rows).await?.into_iter().map(|(order, _)| order).collect())
 }
 
-/// Stores an order's transition: its status, total, reason, version, and the pricing of its lines.
+/// Stores an order's transition: its status, total, reason, version, history, release owed, and the pricing of
+/// its lines.
 #[tracing::instrument(skip_all, fields(order_id = %order.id, version = order.version), err)]
 pub async fn update_order(connection: &mut PgConnection, order: &Order) -> Result<(), sqlx::Error> {
     sqlx::query(
-        "UPDATE orders SET status = $2, total_price_cents = $3, rejection_reason = $4, version = $5, updated_at = $6
+        "UPDATE orders SET status = $2, total_price_cents = $3, rejection_reason = $4, version = $5, updated_at = $6,
+                           history = $7, stock_release_pending = $8
          WHERE id = $1",
     )
     .bind(order.id)
@@ -212,6 +268,8 @@ pub async fn update_order(connection: &mut PgConnection, order: &Order) -> Resul
     .bind(&order.rejection_reason)
     .bind(order.version)
     .bind(order.updated_at)
+    .bind(Json(&order.history))
+    .bind(order.stock_release_pending)
     .execute(&mut *connection)
     .await?;
 

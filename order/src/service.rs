@@ -3,7 +3,7 @@
 
 use std::{sync::Arc, time::Duration};
 
-use shop_events::{Envelope, TraceContext};
+use shop_events::{Envelope, TraceContext, order::OrderEvent};
 use shop_outbox as outbox;
 use shop_platform::{ServiceError, pagination::Page};
 use sqlx::PgPool;
@@ -13,8 +13,9 @@ use uuid::Uuid;
 use crate::{
     config::DEFAULT_IDEMPOTENCY_KEY_TTL_SECONDS,
     directory::Directory,
-    domain::{IdempotencyKey, NewOrder, Order, OrderError, PlacedBy, fingerprint},
+    domain::{IdempotencyKey, NewOrder, Order, OrderError, OrderStatus, PlacedBy, fingerprint},
     repository,
+    saga::{self, catalog::CatalogStock},
     validation::PricedAnswer,
 };
 
@@ -24,8 +25,10 @@ pub const MAX_ACCOUNTS_PER_CALL: usize = 1_000;
 /// When an order is validated.
 #[derive(Debug, Clone)]
 pub enum Placement {
-    /// Before `PostOrder` answers, against the directory: the order is stored confirmed or not at all.
-    Synchronous,
+    /// Before `PostOrder` answers, against the directory: the order is stored confirmed or not at all — or, when
+    /// it names a product that tracks its stock, stored awaiting stock, reserved from the `catalog` over gRPC, and
+    /// answered confirmed or rejected.
+    Synchronous { catalog: CatalogStock },
     /// By the [`Validator`](crate::validation::Validator), which `validator` wakes when an order is stored
     /// pending; or, with a `priced` answer, by `PostOrder` itself when the directory knows the order's names in
     /// time.
@@ -147,7 +150,7 @@ impl<D: Directory> OrderService<D> {
         allowed: Option<Duration>,
     ) -> Result<Order, ServiceError> {
         let stored = match &self.placement {
-            Placement::Synchronous => match self.place_synchronously(new_order, key, trace).await? {
+            Placement::Synchronous { .. } => match self.place_synchronously(new_order, key, trace).await? {
                 Attempt::New((order, events)) => self.store(order, &events, key, trace).await?,
                 Attempt::Repeated(order) => return Ok(order),
             },
@@ -166,6 +169,131 @@ impl<D: Directory> OrderService<D> {
         };
         tracing::Span::current().record("order_id", tracing::field::display(order.id));
         tracing::info!(order_id = %order.id, status = order.status.as_str(), "Placed an order.");
+        match &self.placement {
+            Placement::Synchronous { catalog } if order.status == OrderStatus::AwaitingStock => {
+                self.reserve_synchronously(catalog, order, trace).await
+            }
+            _ => Ok(order),
+        }
+    }
+
+    /// `grpc` mode's stock step for `order`, stored awaiting stock: asks the catalog to reserve it and settles the
+    /// answer (confirmed, or rejected naming the shortages). When the catalog cannot be asked, the order is
+    /// rejected and owes a release — the catalog may have held the stock before its answer was lost — which is
+    /// asked for at once, and otherwise by the deadline sweep until the catalog answers.
+    async fn reserve_synchronously(
+        &self,
+        catalog: &CatalogStock,
+        order: Order,
+        trace: &TraceContext,
+    ) -> Result<Order, ServiceError> {
+        let answer = match catalog.reserve(&order, trace).await {
+            Ok(answer) => answer,
+            Err(error) => {
+                tracing::warn!(order_id = %order.id, error.message = %error, "Could not reserve an order's stock.");
+                let reason = format!("the catalog could not reserve the order's stock: {error}");
+                let rejected = self
+                    .change_order(order.id, trace, |order| order.reject(reason).map_err(unexpected))
+                    .await?;
+                return self.release_if_owed(catalog, rejected, trace).await;
+            }
+        };
+        let mut transaction = self.pool.begin().await?;
+        let settled = saga::settle(&mut transaction, order.id, &answer).await?;
+        transaction.commit().await?;
+        match settled {
+            Some(order) => Ok(order),
+            // Changed meanwhile (cancelled, or timed out by a sweep): answered as it stands, released if it owes.
+            None => {
+                let order = self.order(order.id).await?;
+                self.release_if_owed(catalog, order, trace).await
+            }
+        }
+    }
+
+    /// Asks the catalog to release what it may hold for `order` when the order owes a release, and settles the
+    /// answer; returns the order as it then stands. A catalog that cannot be asked leaves the release owed, for the
+    /// deadline sweep to ask again.
+    async fn release_if_owed(
+        &self,
+        catalog: &CatalogStock,
+        order: Order,
+        trace: &TraceContext,
+    ) -> Result<Order, ServiceError> {
+        if !order.stock_release_pending {
+            return Ok(order);
+        }
+        let answer = match catalog.release(order.id, trace).await {
+            Ok(answer) => answer,
+            Err(error) => {
+                tracing::warn!(
+                    order_id = %order.id,
+                    error.message = %error,
+                    "Could not ask the catalog to release an order's stock; the deadline sweep asks again."
+                );
+                return Ok(order);
+            }
+        };
+        let mut transaction = self.pool.begin().await?;
+        let settled = saga::settle(&mut transaction, order.id, &answer).await?;
+        transaction.commit().await?;
+        Ok(settled.unwrap_or(order))
+    }
+
+    /// Cancels order `id` unless it is final (FAILED_PRECONDITION), storing it with its `OrderCancelled` event.
+    /// A customer may cancel only the orders of the account they own: any other is NOT_FOUND, exactly like a
+    /// missing one. An order that awaited stock owes a release: in `grpc` mode it is asked for at once; in
+    /// projection mode the catalog releases when it consumes the cancellation.
+    #[tracing::instrument(skip_all, fields(order_id = %id))]
+    pub async fn cancel_order(
+        &self,
+        id: Uuid,
+        by: &PlacedBy,
+        trace: &TraceContext,
+    ) -> Result<Order, ServiceError> {
+        let order = self.order(id).await?;
+        if let PlacedBy::Customer(_) = by {
+            let owner =
+                self.directory.account(order.account_id, trace).await?.and_then(|account| account.owner);
+            if !by.may_order_for(owner.as_deref()) {
+                return Err(unknown_order(id));
+            }
+        }
+        let who = match by {
+            PlacedBy::Customer(_) => "the customer",
+            PlacedBy::Unrestricted => "staff",
+        };
+        let cancelled = self
+            .change_order(id, trace, |order| match order.cancel(who) {
+                Err(OrderError::Final(status)) => Err(ServiceError::FailedPrecondition(format!(
+                    "order {id} is {} already and can no longer be cancelled",
+                    status.as_str()
+                ))),
+                changed => changed.map_err(unexpected),
+            })
+            .await?;
+        tracing::info!(order_id = %id, stock_release_pending = cancelled.stock_release_pending, "Cancelled an order.");
+        match &self.placement {
+            Placement::Synchronous { catalog } => self.release_if_owed(catalog, cancelled, trace).await,
+            Placement::Deferred { .. } => Ok(cancelled),
+        }
+    }
+
+    /// Locks order `id`, applies `change`, and stores the order with the event of its transition in one
+    /// transaction; returns the order after it. NOT_FOUND for a missing order.
+    async fn change_order(
+        &self,
+        id: Uuid,
+        trace: &TraceContext,
+        change: impl FnOnce(&mut Order) -> Result<OrderEvent, ServiceError>,
+    ) -> Result<Order, ServiceError> {
+        let mut transaction = self.pool.begin().await?;
+        let (mut order, _) =
+            repository::lock_order(&mut transaction, id).await?.ok_or_else(|| unknown_order(id))?;
+        let event = change(&mut order)?;
+        repository::update_order(&mut transaction, &order).await?;
+        outbox::append(&mut transaction, &event.to_envelope(Some(trace))).await?;
+        transaction.commit().await?;
         Ok(order)
     }
 
@@ -192,12 +320,12 @@ impl<D: Directory> OrderService<D> {
             self.require_account_open_to(&order, trace).await?;
         }
         let catalog = self.directory.products(&order.product_ids(), trace).await?;
-        let confirmed = order.confirm(&catalog).map_err(|error| match error {
+        let accepted = order.accept(&catalog).map_err(|error| match error {
             OrderError::UnknownProducts(_) => ServiceError::NotFound(error.to_string()),
             OrderError::TotalTooLarge => ServiceError::invalid("lines", error.to_string()),
-            OrderError::NotPending(_) => ServiceError::Unexpected(anyhow::Error::new(error)),
+            _ => ServiceError::Unexpected(anyhow::Error::new(error)),
         })?;
-        let events = vec![Envelope::new(&placed, Some(trace)), Envelope::new(&confirmed, Some(trace))];
+        let events = vec![Envelope::new(&placed, Some(trace)), accepted.to_envelope(Some(trace))];
         Ok(Attempt::New((order, events)))
     }
 
@@ -361,9 +489,7 @@ impl<D: Directory> OrderService<D> {
 
     pub async fn order(&self, id: Uuid) -> Result<Order, ServiceError> {
         let mut connection = self.pool.acquire().await?;
-        repository::find_order(&mut connection, id)
-            .await?
-            .ok_or_else(|| ServiceError::NotFound(format!("order {id} does not exist")))
+        repository::find_order(&mut connection, id).await?.ok_or_else(|| unknown_order(id))
     }
 
     /// A page of each given account's orders, newest first.
@@ -384,6 +510,16 @@ impl<D: Directory> OrderService<D> {
         let mut connection = self.pool.acquire().await?;
         Ok(repository::orders_for_accounts(&mut connection, &account_ids, page).await?)
     }
+}
+
+/// A transition the service only asks for when the order allows it, refused anyway: a bug.
+fn unexpected(error: OrderError) -> ServiceError {
+    ServiceError::Unexpected(anyhow::Error::new(error))
+}
+
+/// The answer for an order that does not exist, and for one the caller may not see: the same.
+fn unknown_order(id: Uuid) -> ServiceError {
+    ServiceError::NotFound(format!("order {id} does not exist"))
 }
 
 /// The answer for an account that does not exist, and for one the caller may not name: the same, so that a
@@ -429,6 +565,12 @@ mod tests {
         }
     }
 
+    /// Synchronous placement with a catalog that is never reached: these tests name no product that tracks stock.
+    fn synchronous() -> Placement {
+        let nowhere = tonic::transport::Channel::from_static("http://127.0.0.1:1").connect_lazy();
+        Placement::Synchronous { catalog: CatalogStock::new(nowhere) }
+    }
+
     fn service(directory: InMemoryDirectory, placement: Placement) -> OrderService<InMemoryDirectory> {
         // Placement decides without the database; the pool never connects.
         let pool = PgPool::connect_lazy("postgres://nobody@127.0.0.1:1/none").expect("a valid URL");
@@ -454,7 +596,7 @@ mod tests {
         let (account, kettle) = (directory.add_account(), directory.add_product("Kettle", 2_499));
 
         // When
-        let (order, events) = service(directory, Placement::Synchronous)
+        let (order, events) = service(directory, synchronous())
             .place_synchronously_without_key(order_for(account, kettle), &TraceContext::new_root())
             .await
             .unwrap();
@@ -470,7 +612,7 @@ mod tests {
     async fn synchronous_placement_of_an_unknown_account_or_product_is_not_found() {
         let directory = InMemoryDirectory::default();
         let (account, kettle) = (directory.add_account(), directory.add_product("Kettle", 2_499));
-        let service = service(directory, Placement::Synchronous);
+        let service = service(directory, synchronous());
         let trace = TraceContext::new_root();
 
         let ghost_account = order_for(Uuid::now_v7(), kettle);
@@ -492,7 +634,7 @@ mod tests {
         let directory = InMemoryDirectory::default();
         let (adas, unowned) = (directory.add_account_owned_by("auth0|ada"), directory.add_account());
         let kettle = directory.add_product("Kettle", 2_499);
-        let service = service(directory, Placement::Synchronous);
+        let service = service(directory, synchronous());
         let trace = TraceContext::new_root();
         let grace = || PlacedBy::Customer("auth0|grace".into());
 
@@ -512,7 +654,7 @@ mod tests {
         let directory = InMemoryDirectory::default();
         let (adas, kettle) =
             (directory.add_account_owned_by("auth0|ada"), directory.add_product("Kettle", 2_499));
-        let service = service(directory, Placement::Synchronous);
+        let service = service(directory, synchronous());
         let trace = TraceContext::new_root();
 
         for placed_by in [PlacedBy::Customer("auth0|ada".into()), PlacedBy::Unrestricted] {

@@ -14,6 +14,7 @@ use crate::{
     directory::{Directory, GrpcDirectory},
     grpc::server::OrderGrpc,
     projection::{DirectoryProjection, ProjectionDirectory},
+    saga::{answers::StockAnswers, catalog::CatalogStock, deadlines::StockDeadlines},
     service::{OrderService, Placement},
     validation::{PricedAnswer, ValidationSettings, Validator},
 };
@@ -45,10 +46,11 @@ impl Application {
     /// Serves until `shutdown` resolves, then drains in-flight calls and stops the background parts.
     ///
     /// Beside the gRPC server runs the validator of pending orders and, in projection mode, the consumer that feeds
-    /// the projection of accounts and products. Each is supervised: should one fail, it is restarted with backoff
-    /// and reported NOT_SERVING meanwhile, in gRPC health under its own name (`order.directory`, the consumer;
-    /// `order.completeness`, the follower of the relay's heartbeats; `order.validator`) and in the server's overall
-    /// status.
+    /// the projection of accounts and products and the consumer of the catalog's answers about stock
+    /// (`order.stock-answers`); in both modes, the sweep of stock deadlines (`order.stock-deadlines`). Each is
+    /// supervised: should one fail, it is restarted with backoff and reported NOT_SERVING meanwhile, in gRPC health
+    /// under its own name (`order.directory`, the consumer; `order.completeness`, the follower of the relay's
+    /// heartbeats; `order.validator`) and in the server's overall status.
     pub async fn run_until_stopped(self, shutdown: impl Future<Output = ()> + Send) -> anyhow::Result<()> {
         let health = Health::new();
         let mut supervisor = Supervisor::new(&health);
@@ -56,13 +58,17 @@ impl Application {
         let validation = self.settings.validation_settings();
         match self.settings.validation {
             ValidationMode::Grpc => {
+                let catalog = lazy_channel(&self.settings.dependency(&self.settings.catalog_service_url))?;
                 let directory = GrpcDirectory::new(
                     lazy_channel(&self.settings.dependency(&self.settings.account_service_url))?,
-                    lazy_channel(&self.settings.dependency(&self.settings.catalog_service_url))?,
+                    catalog.clone(),
                 );
+                let catalog = CatalogStock::new(catalog);
                 supervise_validator(&mut supervisor, &self.pool, directory.clone(), validation, wake);
-                let service = OrderService::new(self.pool.clone(), directory, Placement::Synchronous)
-                    .keeping_keys_for(self.settings.idempotency_key_ttl());
+                self.supervise_deadlines(&mut supervisor, Some(catalog.clone()));
+                let service =
+                    OrderService::new(self.pool.clone(), directory, Placement::Synchronous { catalog })
+                        .keeping_keys_for(self.settings.idempotency_key_ttl());
                 serve(&mut supervisor, &health, self.listener, service);
             }
             ValidationMode::Projection => {
@@ -70,6 +76,8 @@ impl Application {
                 let directory =
                     self.supervise_projection(&mut supervisor, [wake.clone(), directory_changed.clone()]);
                 supervise_validator(&mut supervisor, &self.pool, directory.clone(), validation, wake.clone());
+                self.supervise_stock_answers(&mut supervisor);
+                self.supervise_deadlines(&mut supervisor, None);
                 let priced = PricedAnswer {
                     wait: Duration::from_millis(self.settings.priced_answer_wait_ms),
                     directory_changed,
@@ -90,6 +98,30 @@ impl Application {
         self.pool.close().await;
         tracing::info!("The order service stopped.");
         stopped
+    }
+
+    /// The consumer of the catalog's answers about stock (projection mode).
+    fn supervise_stock_answers(&self, supervisor: &mut Supervisor) {
+        let source = Source::from_settings(&self.settings.kafka);
+        let runner = Arc::new(ProjectionRunner::new(Arc::new(StockAnswers), self.pool.clone(), source));
+        supervisor.restarting(StockAnswers::NAME, move |part| {
+            let runner = runner.clone();
+            async move { runner.run(part).await }
+        });
+    }
+
+    /// The sweep of orders past their stock deadline and of releases owed (asked of `catalog` in `grpc` mode).
+    fn supervise_deadlines(&self, supervisor: &mut Supervisor, catalog: Option<CatalogStock>) {
+        let deadlines = Arc::new(StockDeadlines::new(
+            self.pool.clone(),
+            Duration::from_millis(self.settings.stock_timeout_ms),
+            Duration::from_millis(self.settings.validation_interval_ms),
+            catalog,
+        ));
+        supervisor.restarting("order.stock-deadlines", move |part| {
+            let deadlines = deadlines.clone();
+            async move { deadlines.run(part).await }
+        });
     }
 
     /// The consumer that feeds the projection of accounts and products, waking each of `on_applied` after every

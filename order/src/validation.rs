@@ -66,7 +66,7 @@ impl ValidationSettings {
     }
 }
 
-/// Moves pending orders to confirmed or rejected.
+/// Moves pending orders to confirmed, awaiting stock, or rejected.
 #[derive(Debug)]
 pub struct Validator<D> {
     pool: PgPool,
@@ -108,7 +108,7 @@ impl<D: Directory> Validator<D> {
         }
     }
 
-    /// One pass over every pending order. Returns how many were confirmed or rejected.
+    /// One pass over every pending order. Returns how many were decided.
     pub async fn validate_pending(&self) -> Result<usize, ServiceError> {
         let knowledge = self.knowledge().await?;
         let mut after = Uuid::nil();
@@ -192,8 +192,9 @@ impl<D: Directory> Validator<D> {
 }
 
 /// The validator's rule, for the validator and for [`PricedAnswer`]: an order whose names are all known is priced
-/// and confirmed (or rejected if its total cannot be counted); one naming something unknown waits, and is
-/// rejected only once it has `waited_enough` and the directory is `complete_past_placement`.
+/// and confirmed, or set to await stock when a product tracks it (or rejected if its total cannot be counted); one
+/// naming something unknown waits, and is rejected only once it has `waited_enough` and the directory is
+/// `complete_past_placement`.
 fn judge(
     order: &mut Order,
     names: &Names,
@@ -205,15 +206,16 @@ fn judge(
     let event = match order.verdict(names.account_known_to(order), &names.products, !may_reject) {
         Verdict::Wait if waited_enough => return Ok(Decision::HeldUp),
         Verdict::Wait => return Ok(Decision::Wait),
-        Verdict::Confirm => match order.confirm(&names.products) {
-            Ok(confirmed) => Envelope::new(&confirmed, Some(trace)),
+        Verdict::Accept => match order.accept(&names.products) {
+            Ok(accepted) => accepted,
             Err(OrderError::TotalTooLarge) => {
-                Envelope::new(&order.reject("the order total is too large").map_err(unexpected)?, Some(trace))
+                order.reject("the order total is too large").map_err(unexpected)?
             }
             Err(error) => return Err(unexpected(error)),
         },
-        Verdict::Reject(reason) => Envelope::new(&order.reject(reason).map_err(unexpected)?, Some(trace)),
-    };
+        Verdict::Reject(reason) => order.reject(reason).map_err(unexpected)?,
+    }
+    .to_envelope(Some(trace));
     Ok(Decision::Transition(Box::new(event)))
 }
 
@@ -313,7 +315,7 @@ async fn refuse(
         error.message = %refused,
         "The database refused an order's validation for the data it carries; rejecting the order."
     );
-    let event = Envelope::new(&order.reject(REFUSED_REASON).map_err(unexpected)?, Some(trace));
+    let event = order.reject(REFUSED_REASON).map_err(unexpected)?.to_envelope(Some(trace));
     match write_isolated(transaction, &order, &event).await? {
         Ok(()) => Ok(Some(order)),
         Err(error) => {
@@ -381,6 +383,19 @@ mod tests {
 
         assert!(matches!(decision, Decision::Transition(_)));
         assert_eq!(order.status, OrderStatus::Confirmed);
+    }
+
+    #[tokio::test]
+    async fn an_order_naming_a_product_that_tracks_its_stock_is_priced_and_awaits_stock() {
+        let directory = InMemoryDirectory::default();
+        let (account, kettle) = (directory.add_account(), directory.add_stocked_product("Kettle", 2_499));
+        let validator = validator(directory);
+        let mut order = pending(account, kettle, Duration::ZERO);
+
+        let Decision::Transition(event) = decide(&validator, &mut order).await else { panic!("not decided") };
+
+        assert_eq!(event.event_type, "shop.order.awaiting_stock.v1");
+        assert_eq!((order.status, order.total_price_cents), (OrderStatus::AwaitingStock, Some(2_499)));
     }
 
     #[tokio::test]

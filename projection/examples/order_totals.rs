@@ -66,8 +66,10 @@ impl Projection for OrderTotals {
                         let order = event.order();
                         let status = match order.status {
                             OrderStatus::Pending => "pending",
+                            OrderStatus::AwaitingStock => "awaiting_stock",
                             OrderStatus::Confirmed => "confirmed",
                             OrderStatus::Rejected => "rejected",
+                            OrderStatus::Cancelled => "cancelled",
                         };
                         sqlx::query(
                             "INSERT INTO example_orders (id, account_id, status, total_cents, version)

@@ -13,7 +13,7 @@ use shop_proto::catalog::v1::{
 use tonic::{Request, Response, Status};
 
 use crate::{
-    domain::{Product, ProductDetails},
+    domain::{Product, ProductDetails, Reservation, ReservationStatus, Stock, StockDelta, StockRequest},
     service::{CatalogService, MAX_IDS_PER_CALL, ProductQuery},
 };
 
@@ -43,7 +43,51 @@ impl From<Product> for proto::Product {
             version: product.version,
             created_at: Some(to_timestamp(product.created_at)),
             updated_at: Some(to_timestamp(product.updated_at)),
+            stock: product.stock.map(Stock::available),
         }
+    }
+}
+
+impl From<Reservation> for proto::StockReservation {
+    fn from(reservation: Reservation) -> Self {
+        let status = match reservation.status {
+            ReservationStatus::Reserved => proto::ReservationStatus::Reserved,
+            ReservationStatus::Rejected => proto::ReservationStatus::Rejected,
+            ReservationStatus::Released => proto::ReservationStatus::Released,
+        };
+        Self {
+            order_id: reservation.order_id.to_string(),
+            status: status.into(),
+            lines: reservation
+                .lines
+                .into_iter()
+                .map(|line| proto::StockLine {
+                    product_id: line.product_id.to_string(),
+                    quantity: line.quantity,
+                })
+                .collect(),
+            shortages: reservation
+                .shortages
+                .into_iter()
+                .map(|shortage| proto::StockShortage {
+                    product_id: shortage.product_id.to_string(),
+                    requested: shortage.requested,
+                    available: shortage.available,
+                })
+                .collect(),
+            version: reservation.version,
+        }
+    }
+}
+
+/// Both parsed, or every violation of either.
+fn both<A, B>(
+    a: Result<A, Vec<FieldViolation>>,
+    b: Result<B, Vec<FieldViolation>>,
+) -> Result<(A, B), ServiceError> {
+    match (a, b) {
+        (Ok(a), Ok(b)) => Ok((a, b)),
+        (a, b) => Err(ServiceError::Invalid(a.err().into_iter().chain(b.err()).flatten().collect())),
     }
 }
 
@@ -93,9 +137,10 @@ impl catalog_service_server::CatalogService for CatalogGrpc {
     ) -> Result<Response<proto::PostProductResponse>, Status> {
         let trace = trace_context(&request);
         let request = request.into_inner();
-        let details = ProductDetails::parse(&request.name, &request.description, request.price_cents)
-            .map_err(ServiceError::from)?;
-        let product = self.service.create_product(details, &trace).await?;
+        let details = ProductDetails::parse(&request.name, &request.description, request.price_cents);
+        let stock = request.stock.map(|units| Stock::parse("stock", units)).transpose().map_err(|v| vec![v]);
+        let (details, stock) = both(details, stock)?;
+        let product = self.service.create_product(details, stock, &trace).await?;
         Ok(Response::new(proto::PostProductResponse { product: Some(product.into()) }))
     }
 
@@ -136,5 +181,43 @@ impl catalog_service_server::CatalogService for CatalogGrpc {
         Ok(Response::new(proto::GetProductsResponse {
             products: products.into_iter().map(Into::into).collect(),
         }))
+    }
+
+    async fn adjust_stock(
+        &self,
+        request: Request<proto::AdjustStockRequest>,
+    ) -> Result<Response<proto::AdjustStockResponse>, Status> {
+        let trace = trace_context(&request);
+        let request = request.into_inner();
+        let (id, delta) = both(
+            parse_id("id", &request.id).map_err(|v| vec![v]),
+            StockDelta::parse("delta", request.delta).map_err(|v| vec![v]),
+        )?;
+        let product = self.service.adjust_stock(id, delta, request.expected_version, &trace).await?;
+        Ok(Response::new(proto::AdjustStockResponse { product: Some(product.into()) }))
+    }
+
+    async fn reserve_stock(
+        &self,
+        request: Request<proto::ReserveStockRequest>,
+    ) -> Result<Response<proto::ReserveStockResponse>, Status> {
+        let trace = trace_context(&request);
+        let request = request.into_inner();
+        let (order_id, stock_request) = both(
+            parse_id("order_id", &request.order_id).map_err(|v| vec![v]),
+            StockRequest::parse(request.lines.iter().map(|line| (line.product_id.as_str(), line.quantity))),
+        )?;
+        let reservation = self.service.reserve_stock(order_id, &stock_request, &trace).await?;
+        Ok(Response::new(proto::ReserveStockResponse { reservation: Some(reservation.into()) }))
+    }
+
+    async fn release_stock(
+        &self,
+        request: Request<proto::ReleaseStockRequest>,
+    ) -> Result<Response<proto::ReleaseStockResponse>, Status> {
+        let trace = trace_context(&request);
+        let order_id = parse_id("order_id", &request.get_ref().order_id).map_err(ServiceError::from)?;
+        let reservation = self.service.release_stock(order_id, &trace).await?;
+        Ok(Response::new(proto::ReleaseStockResponse { reservation: Some(reservation.into()) }))
     }
 }

@@ -121,6 +121,7 @@ mod tests {
             name: "Kettle".into(),
             description: "Boils water.".into(),
             price_cents: 2_499,
+            stock: None,
             version,
             created_at: now(),
             updated_at: now(),

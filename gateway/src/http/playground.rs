@@ -72,9 +72,14 @@ mutation CreateAccount {
   createAccount(account: { name: "Ada Lovelace" }) { id name }
 }
 
-# Pushes an order's every change until it is confirmed or rejected.
+# Pushes an order's every change until it is confirmed, rejected or cancelled.
 subscription FollowOrder {
   orderUpdated(id: "an order's id") { id version status totalPrice rejectionReason }
+}
+
+# Cancels an order that is not final yet; its history tells the saga's steps.
+mutation CancelOrder {
+  cancelOrder(id: "an order's id") { id status stockReleasePending history { kind at detail } }
 }
 `;
 ReactDOM.createRoot(document.getElementById('graphiql')).render(

@@ -8,7 +8,7 @@
 //! - `accounts`, `products`, `orders`: the handlers, each with its `#[utoipa::path]`; `utoipa_axum::routes!`
 //!   registers a handler and its documentation in one call, so no route can be served undocumented.
 //!
-//! Conventions: `201 Created` with `Location` on creation (`202 Accepted` for an order still pending); lists are
+//! Conventions: `201 Created` with `Location` on creation (`202 Accepted` for an order not decided yet); lists are
 //! JSON arrays, paged with `skip`/`take` (and `after`, which the `Link: rel="next"` header of a full page carries);
 //! `503` with `Retry-After` when a service is unavailable.
 
@@ -126,8 +126,9 @@ problem_responses! {
     InvalidInput,
     /// Nothing has this id.
     NotFound,
-    /// The resource changed since the version the request names (read it again and retry), or the identity already
-    /// has the account the request would open.
+    /// The resource changed since the version the request names (read it again and retry), its state does not allow
+    /// the change (stock that would fall below zero, a product that does not track its stock, an order already
+    /// final), or the identity already has the account the request would open.
     Conflict,
     /// The body is larger than the gateway accepts (1 MiB by default).
     PayloadTooLarge,

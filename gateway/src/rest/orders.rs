@@ -1,4 +1,4 @@
-//! `/order`, `/orders`: placing and reading orders, through the order service.
+//! `/order`, `/orders`: placing, reading and cancelling orders, through the order service.
 
 use axum::{
     Json,
@@ -13,7 +13,7 @@ use super::{
     extract::{IdPath, JsonBody, PageParams, QueryParams},
     list, located,
     problem::Problem,
-    resources::{NewOrder, Order, OrderStatus},
+    resources::{NewOrder, Order},
 };
 use crate::services::{Call, Services};
 
@@ -21,14 +21,19 @@ use crate::services::{Call, Services};
 const IDEMPOTENCY_KEY: &str = "idempotency-key";
 
 pub(super) fn routes() -> OpenApiRouter<Services> {
-    OpenApiRouter::new().routes(routes!(place_order)).routes(routes!(get_order)).routes(routes!(list_orders))
+    OpenApiRouter::new()
+        .routes(routes!(place_order))
+        .routes(routes!(get_order))
+        .routes(routes!(cancel_order))
+        .routes(routes!(list_orders))
 }
 
 /// Place an order
 ///
 /// 1 to 100 lines of quantity 1 to 10 000; repeated products are merged. The answer is the order as it stands:
-/// `201` once it is decided (`confirmed` and priced, or `rejected` with its reason), `202` while it is `pending`
-/// (validation goes on asynchronously: read it at its `Location`, or follow `shop.orders.v1`). The same rule as
+/// `201` once it is decided (`confirmed` and priced, or `rejected` with its reason), `202` while it is `pending` or
+/// `awaiting_stock` (validation and the stock reservation go on asynchronously: read it at its `Location`, or follow
+/// `shop.orders.v1`). The same rule as
 /// GraphQL's `createOrder`, which answers the same order. When the account or a product does not exist and the
 /// shop can tell at once, the answer is 422 and no order is placed.
 ///
@@ -46,7 +51,7 @@ pub(super) fn routes() -> OpenApiRouter<Services> {
     responses(
         (status = CREATED, description = "The order, decided", body = Order,
             headers(("Location" = String, description = "The order's URL"))),
-        (status = ACCEPTED, description = "The order, placed and pending validation", body = Order,
+        (status = ACCEPTED, description = "The order, placed and not decided yet", body = Order,
             headers(("Location" = String, description = "The order's URL"))),
         (status = BAD_REQUEST, response = super::BadRequest),
         (status = UNAUTHORIZED, response = super::Unauthenticated),
@@ -69,8 +74,7 @@ async fn place_order(
     let lines = order.lines.into_iter().map(|line| (line.product_id.to_string(), line.quantity)).collect();
     let order =
         Order::try_from(services.place_order(order.account_id.to_string(), lines, key, &call).await?)?;
-    let status =
-        if order.status == OrderStatus::Pending { StatusCode::ACCEPTED } else { StatusCode::CREATED };
+    let status = if order.status.is_final() { StatusCode::CREATED } else { StatusCode::ACCEPTED };
     Ok(located(status, format!("/api/v1/order/{}", order.id), order))
 }
 
@@ -96,6 +100,37 @@ async fn get_order(
     IdPath(id): IdPath,
 ) -> Result<Json<Order>, Problem> {
     let order = services.order(&id.to_string(), &call).await?.ok_or_else(|| Problem::not_found("order"))?;
+    Ok(Json(order.try_into()?))
+}
+
+/// Cancel an order
+///
+/// Cancels an order that is not final yet (`pending` or `awaiting_stock`) and answers it `cancelled`; stock the
+/// catalog may hold for it goes back (`stock_release_pending` says until when). 409 once the order is `confirmed`,
+/// `rejected` or `cancelled`. A customer may cancel only its own orders: another's answers 404, as a missing one.
+#[utoipa::path(
+    post,
+    path = "/order/{id}/cancel",
+    tag = ORDERS_TAG,
+    params(("id" = uuid::Uuid, Path, description = "The order's id")),
+    security(("bearer" = [])),
+    responses(
+        (status = OK, description = "The order, cancelled", body = Order),
+        (status = BAD_REQUEST, response = super::BadRequest),
+        (status = UNAUTHORIZED, response = super::Unauthenticated),
+        (status = NOT_FOUND, response = super::NotFound),
+        (status = CONFLICT, response = super::Conflict),
+        (status = TOO_MANY_REQUESTS, response = super::TooManyRequests),
+        (status = SERVICE_UNAVAILABLE, response = super::Unavailable),
+    )
+)]
+async fn cancel_order(
+    State(services): State<Services>,
+    call: Call,
+    IdPath(id): IdPath,
+) -> Result<Json<Order>, Problem> {
+    let order =
+        services.cancel_order(&id.to_string(), &call).await?.ok_or_else(|| Problem::not_found("order"))?;
     Ok(Json(order.try_into()?))
 }
 

@@ -156,7 +156,7 @@ impl ProblemType {
                 "The method is not one the resource supports; `Allow` lists those it does."
             }
             Self::Conflict => {
-                "The resource changed since the version the request names (read it again and retry), or the identity already has the account the request would open."
+                "The resource changed since the version the request names (read it again and retry), its state does not allow the change (stock that would fall below zero, a product that does not track its stock, an order already final), or the identity already has the account the request would open."
             }
             Self::Timeout => "The request took longer than the gateway allows.",
             Self::PayloadTooLarge => "The body is larger than the gateway accepts.",

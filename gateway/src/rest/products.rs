@@ -1,4 +1,4 @@
-//! `/product`, `/products`: the catalog, through the catalog service.
+//! `/product`, `/products`: the catalog and its stock, through the catalog service.
 
 use axum::{
     Json,
@@ -13,7 +13,7 @@ use super::{
     extract::{IdPath, JsonBody, PageParams, QueryParams},
     list,
     problem::Problem,
-    resources::{NewProduct, Product, ProductUpdate},
+    resources::{NewProduct, Product, ProductUpdate, StockAdjustment},
 };
 use crate::services::{Call, ProductFields, Services};
 
@@ -21,6 +21,7 @@ pub(super) fn routes() -> OpenApiRouter<Services> {
     OpenApiRouter::new()
         .routes(routes!(create_product))
         .routes(routes!(get_product, update_product))
+        .routes(routes!(adjust_stock))
         .routes(routes!(list_products))
 }
 
@@ -37,6 +38,7 @@ pub(super) struct SearchParams {
 /// Add a product to the catalog
 ///
 /// The name is required (at most 200 characters), the description optional (at most 5 000), the price in cents.
+/// With `stock` (zero or more units), the product tracks its stock for good; without, it never does (unlimited).
 #[utoipa::path(
     post,
     path = "/product",
@@ -66,7 +68,7 @@ async fn create_product(
         description: product.description,
         price_cents: product.price_cents,
     };
-    let product = Product::try_from(services.create_product(fields, &call).await?)?;
+    let product = Product::try_from(services.create_product(fields, product.stock, &call).await?)?;
     Ok(created(format!("/api/v1/product/{}", product.id), product))
 }
 
@@ -131,6 +133,45 @@ async fn update_product(
         ProductFields { name: update.name, description: update.description, price_cents: update.price_cents };
     let product = services
         .update_product(&id.to_string(), fields, update.expected_version, &call)
+        .await
+        .map_err(|error| super::missing_as_not_found(error, "product"))?;
+    Ok(Json(product.try_into()?))
+}
+
+/// Restock or write off a product's stock
+///
+/// Adds `delta` units to the product's stock, or takes them away when negative; not zero. 409 when the product does
+/// not track its stock, when its stock would fall below zero, or — with `expected_version` — when the product is no
+/// longer at that version (orders reserving stock move it too): nothing changes then.
+#[utoipa::path(
+    post,
+    path = "/product/{id}/stock",
+    tag = PRODUCTS_TAG,
+    params(("id" = uuid::Uuid, Path, description = "The product's id")),
+    request_body = StockAdjustment,
+    security(("bearer" = [])),
+    responses(
+        (status = OK, description = "The product, its stock adjusted", body = Product),
+        (status = BAD_REQUEST, response = super::BadRequest),
+        (status = UNAUTHORIZED, response = super::Unauthenticated),
+        (status = FORBIDDEN, response = super::Forbidden),
+        (status = NOT_FOUND, response = super::NotFound),
+        (status = CONFLICT, response = super::Conflict),
+        (status = PAYLOAD_TOO_LARGE, response = super::PayloadTooLarge),
+        (status = UNSUPPORTED_MEDIA_TYPE, response = super::UnsupportedMediaType),
+        (status = UNPROCESSABLE_ENTITY, response = super::InvalidInput),
+        (status = TOO_MANY_REQUESTS, response = super::TooManyRequests),
+        (status = SERVICE_UNAVAILABLE, response = super::Unavailable),
+    )
+)]
+async fn adjust_stock(
+    State(services): State<Services>,
+    call: Call,
+    IdPath(id): IdPath,
+    JsonBody(adjustment): JsonBody<StockAdjustment>,
+) -> Result<Json<Product>, Problem> {
+    let product = services
+        .adjust_stock(&id.to_string(), adjustment.delta, adjustment.expected_version, &call)
         .await
         .map_err(|error| super::missing_as_not_found(error, "product"))?;
     Ok(Json(product.try_into()?))

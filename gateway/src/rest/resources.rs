@@ -46,7 +46,12 @@ pub struct Product {
     pub description: String,
     /// Price in cents.
     pub price_cents: i64,
-    /// 1 on creation, one more on every update; pass it as `expected_version` to update safely.
+    /// Units available to order; absent when the product does not track its stock (it is then never short).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(minimum = 0)]
+    pub stock: Option<i64>,
+    /// 1 on creation, one more on every update (stock moving included); pass it as `expected_version` to update
+    /// safely.
     pub version: i64,
     pub created_at: DateTime<Utc>,
     pub updated_at: DateTime<Utc>,
@@ -66,6 +71,11 @@ pub struct NewProduct {
     /// Price in cents, from zero to ten million units of currency.
     #[schema(example = 2499, minimum = 0, maximum = 1_000_000_000)]
     pub price_cents: i64,
+    /// Units in stock, zero or more: the product then tracks its stock, for good. Absent, it never does (it is
+    /// never short). Only at creation; `POST /product/{id}/stock` changes it later.
+    #[serde(default)]
+    #[schema(example = 12, minimum = 0)]
+    pub stock: Option<i64>,
 }
 
 /// A product's new fields, replacing all of them.
@@ -87,14 +97,40 @@ pub struct ProductUpdate {
     pub expected_version: Option<i64>,
 }
 
-/// Where an order is in its life: placed orders wait as `pending` until validated, then become `confirmed`
-/// (priced) or `rejected` (with a reason).
+/// A change of a product's stock.
+#[derive(Debug, Clone, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct StockAdjustment {
+    /// Units to add (a restock) or, when negative, to take away (a write-off); not zero.
+    #[schema(example = 24)]
+    pub delta: i64,
+    /// The version the change is based on: when the product is no longer at it (orders reserving stock move it
+    /// too), nothing changes and the answer is 409. Absent: the change applies whatever the version.
+    #[serde(default)]
+    pub expected_version: Option<i64>,
+}
+
+/// Where an order is in its life: placed orders wait as `pending` until validated; an order naming a product that
+/// tracks its stock then waits as `awaiting_stock` (priced) for the catalog to reserve it; it ends `confirmed`
+/// (priced, its stock held), `rejected` (with a reason) or `cancelled`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum OrderStatus {
     Pending,
+    AwaitingStock,
     Confirmed,
     Rejected,
+    Cancelled,
+}
+
+impl OrderStatus {
+    /// Whether the order's status can change no more.
+    pub fn is_final(self) -> bool {
+        match self {
+            Self::Pending | Self::AwaitingStock => false,
+            Self::Confirmed | Self::Rejected | Self::Cancelled => true,
+        }
+    }
 }
 
 /// An order.
@@ -113,6 +149,38 @@ pub struct Order {
     pub version: i64,
     pub created_at: DateTime<Utc>,
     pub updated_at: DateTime<Utc>,
+    /// Every step of the order's saga so far, oldest first.
+    #[serde(default)]
+    pub history: Vec<OrderStep>,
+    /// True while the order is rejected or cancelled after stock was asked for, and the catalog has not yet given
+    /// back what it may hold for it: the compensation still to complete.
+    #[serde(default)]
+    pub stock_release_pending: bool,
+}
+
+/// One step of an order's saga.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct OrderStep {
+    pub step: OrderStepKind,
+    pub at: DateTime<Utc>,
+    /// What the step came to, in words: why an order was rejected or cancelled, what was short of stock.
+    pub detail: Option<String>,
+}
+
+/// The steps an order's saga takes: `placed`; `awaiting_stock` (validated and priced, the catalog asked to reserve
+/// its stock); `stock_reserved` or `stock_rejected` (the catalog's answer); `confirmed`, `rejected` or `cancelled`;
+/// `stock_released` (what the catalog held, if anything, went back to stock).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum OrderStepKind {
+    Placed,
+    AwaitingStock,
+    StockReserved,
+    StockRejected,
+    Confirmed,
+    Rejected,
+    Cancelled,
+    StockReleased,
 }
 
 /// A product and a quantity within an order.
@@ -191,6 +259,7 @@ impl TryFrom<catalog::Product> for Product {
             name: product.name,
             description: product.description,
             price_cents: product.price_cents,
+            stock: product.stock,
             version: product.version,
             created_at: timestamp(product.created_at, "product.created_at")?,
             updated_at: timestamp(product.updated_at, "product.updated_at")?,
@@ -204,10 +273,13 @@ impl TryFrom<order::Order> for Order {
     fn try_from(order: order::Order) -> Result<Self, Problem> {
         let status = match order.status() {
             order::OrderStatus::Pending => OrderStatus::Pending,
+            order::OrderStatus::AwaitingStock => OrderStatus::AwaitingStock,
             order::OrderStatus::Confirmed => OrderStatus::Confirmed,
             order::OrderStatus::Rejected => OrderStatus::Rejected,
+            order::OrderStatus::Cancelled => OrderStatus::Cancelled,
             order::OrderStatus::Unspecified => return Err(malformed("order.status")),
         };
+        let history = order.history.into_iter().map(OrderStep::try_from).collect::<Result<_, Problem>>()?;
         let lines = order
             .lines
             .into_iter()
@@ -233,6 +305,32 @@ impl TryFrom<order::Order> for Order {
             version: order.version,
             created_at: timestamp(order.created_at, "order.created_at")?,
             updated_at: timestamp(order.updated_at, "order.updated_at")?,
+            history,
+            stock_release_pending: order.stock_release_pending,
+        })
+    }
+}
+
+impl TryFrom<order::OrderStep> for OrderStep {
+    type Error = Problem;
+
+    fn try_from(step: order::OrderStep) -> Result<Self, Problem> {
+        use order::order_step::Kind;
+        let kind = match step.kind() {
+            Kind::Placed => OrderStepKind::Placed,
+            Kind::AwaitingStock => OrderStepKind::AwaitingStock,
+            Kind::StockReserved => OrderStepKind::StockReserved,
+            Kind::StockRejected => OrderStepKind::StockRejected,
+            Kind::Confirmed => OrderStepKind::Confirmed,
+            Kind::Rejected => OrderStepKind::Rejected,
+            Kind::Cancelled => OrderStepKind::Cancelled,
+            Kind::StockReleased => OrderStepKind::StockReleased,
+            Kind::Unspecified => return Err(malformed("order.history.kind")),
+        };
+        Ok(Self {
+            step: kind,
+            at: timestamp(step.at, "order.history.at")?,
+            detail: Some(step.detail).filter(|detail| !detail.is_empty()),
         })
     }
 }

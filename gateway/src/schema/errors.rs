@@ -32,7 +32,8 @@ pub enum ErrorCode {
     Forbidden,
     /// Something the request names does not exist.
     NotFound,
-    /// A concurrent change won; read again and retry.
+    /// A concurrent change won (read again and retry), or the state of what the request names does not allow it
+    /// (stock that would fall below zero, an order already final).
     Conflict,
     /// A service behind the gateway cannot be reached, or the gateway is overloaded; retry later.
     Unavailable,

@@ -55,6 +55,9 @@ pub struct ProductInput {
     pub description: String,
     /// Price in currency units, with at most two decimals.
     pub price: f64,
+    /// Units in stock, zero or more: the product then tracks its stock, for good. Absent, it never does (it is
+    /// never short). Only when the product is created; `adjustStock` changes it later.
+    pub stock: Option<i64>,
 }
 
 impl ProductInput {
@@ -133,7 +136,7 @@ mod tests {
     use super::*;
 
     fn price(price: f64) -> Result<i64> {
-        ProductInput { name: "x".into(), description: String::new(), price }.price_cents()
+        ProductInput { name: "x".into(), description: String::new(), price, stock: None }.price_cents()
     }
 
     #[test]

@@ -35,8 +35,9 @@ pub struct Subscription;
 #[GraphqlSubscription]
 impl Subscription {
     /// The order with `id` as it changes: first its current state, then every later version, in order, each once;
-    /// the subscription completes after the order reaches a final status (`CONFIRMED` or `REJECTED`). NOT_FOUND
-    /// when there is no such order, or when it is another customer's. Needs a token.
+    /// the subscription completes after the order can change no more: a final status (`CONFIRMED`, `REJECTED` or
+    /// `CANCELLED`) with no stock release pending (`stockReleasePending` false). NOT_FOUND when there is no such
+    /// order, or when it is another customer's. Needs a token.
     async fn order_updated(&self, ctx: &Context<'_>, id: ID) -> Result<impl Stream<Item = Order> + use<>> {
         let id = uuid("id", &id)?;
         let (listener, call) = listen(ctx, Interest::Order(id.parse()?)).await?;
@@ -45,14 +46,14 @@ impl Subscription {
         let current = Order::try_from(
             current.ok_or_else(|| CallError::NotFound(format!("order {id} does not exist")).extend())?,
         )?;
-        let (last_version, done) = (current.version, current.status.is_final());
+        let (last_version, done) = (current.version, current.is_settled());
         let later =
             stream::unfold((listener, last_version, done), |(mut listener, mut last, done)| async move {
                 if done {
                     return None;
                 }
                 let order = next_newer(&mut listener, &mut last).await?;
-                let done = order.status.is_final();
+                let done = order.is_settled();
                 Some((order, (listener, last, done)))
             });
         Ok(stream::once(std::future::ready(current)).chain(later))
@@ -129,7 +130,7 @@ async fn next_newer(listener: &mut Listener, last_version: &mut i64) -> Option<O
 /// The last version sent of each order of an `accountOrders` subscription.
 #[derive(Debug, Default)]
 struct SentVersions {
-    /// Per order: the last version sent, and whether it was final.
+    /// Per order: the last version sent, and whether it was settled (see [`Order::is_settled`]).
     orders: HashMap<ID, (i64, bool)>,
 }
 
@@ -140,10 +141,10 @@ impl SentVersions {
             return false;
         }
         if self.orders.len() >= MAX_REMEMBERED_ORDERS {
-            // Final orders change no more: a repeat of one is all forgetting it could let through.
-            self.orders.retain(|_, (_, is_final)| !*is_final);
+            // Settled orders change no more: a repeat of one is all forgetting it could let through.
+            self.orders.retain(|_, (_, settled)| !*settled);
         }
-        self.orders.insert(order.id.clone(), (order.version, order.status.is_final()));
+        self.orders.insert(order.id.clone(), (order.version, order.is_settled()));
         true
     }
 }
@@ -167,6 +168,8 @@ mod tests {
             total_price: None,
             rejection_reason: None,
             products: Vec::new(),
+            history: Vec::new(),
+            stock_release_pending: false,
         }
     }
 
@@ -193,5 +196,38 @@ mod tests {
 
         assert_eq!(sent.orders.len(), 2);
         assert!(!sent.is_newer(&order("pending", 1, OrderStatus::Pending)));
+    }
+
+    #[test]
+    fn cancelled_orders_are_final_and_orders_awaiting_stock_are_not() {
+        let finals: Vec<_> = [
+            OrderStatus::Pending,
+            OrderStatus::AwaitingStock,
+            OrderStatus::Confirmed,
+            OrderStatus::Rejected,
+            OrderStatus::Cancelled,
+        ]
+        .into_iter()
+        .filter(|status| status.is_final())
+        .collect();
+
+        assert_eq!(finals, [OrderStatus::Confirmed, OrderStatus::Rejected, OrderStatus::Cancelled]);
+    }
+
+    #[test]
+    fn an_order_whose_stock_release_is_pending_is_not_settled_so_not_forgotten() {
+        let mut sent = SentVersions::default();
+        let releasing =
+            Order { stock_release_pending: true, ..order("releasing", 3, OrderStatus::Cancelled) };
+        for n in 0..MAX_REMEMBERED_ORDERS - 1 {
+            sent.is_newer(&order(&format!("final-{n}"), 2, OrderStatus::Cancelled));
+        }
+        sent.is_newer(&releasing);
+
+        assert!(!releasing.is_settled());
+        assert!(sent.is_newer(&order("one-more", 1, OrderStatus::Pending)));
+
+        assert!(!sent.is_newer(&releasing), "remembered: its release is still to come");
+        assert!(sent.is_newer(&order("releasing", 4, OrderStatus::Cancelled)));
     }
 }

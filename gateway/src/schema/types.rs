@@ -72,7 +72,9 @@ pub struct Product {
     pub description: String,
     /// Price in currency units (two decimals).
     pub price: f64,
-    /// Incremented on every change; pass it as `expectedVersion` to update safely.
+    /// Units available to order; null when the product does not track its stock (it is then never short).
+    pub stock: Option<i64>,
+    /// Incremented on every change (stock moving included); pass it as `expectedVersion` to update safely.
     pub version: i64,
     pub created_at: DateTime<Utc>,
     pub updated_at: DateTime<Utc>,
@@ -89,6 +91,7 @@ impl TryFrom<catalog::Product> for Product {
             name: product.name,
             description: product.description,
             price: units(product.price_cents),
+            stock: product.stock,
             version: product.version,
         })
     }
@@ -99,17 +102,54 @@ impl TryFrom<catalog::Product> for Product {
 pub enum OrderStatus {
     /// Placed, waiting for validation.
     Pending,
-    /// Validated and priced.
+    /// Validated and priced; waiting for the catalog to reserve its stock.
+    AwaitingStock,
+    /// Validated and priced, its stock reserved.
     Confirmed,
     /// Refused; `rejectionReason` says why.
     Rejected,
+    /// Cancelled before it was final.
+    Cancelled,
 }
 
 impl OrderStatus {
-    /// Whether the order can change no more.
+    /// Whether the order's status can change no more.
     pub fn is_final(self) -> bool {
-        self != Self::Pending
+        match self {
+            Self::Pending | Self::AwaitingStock => false,
+            Self::Confirmed | Self::Rejected | Self::Cancelled => true,
+        }
     }
+}
+
+/// The steps of an order's saga.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Enum)]
+pub enum OrderStepKind {
+    /// Stored, waiting for validation.
+    Placed,
+    /// Validated and priced; the catalog was asked to reserve its stock.
+    AwaitingStock,
+    /// The catalog holds every line.
+    StockReserved,
+    /// The catalog could not hold every line, so holds none; `detail` says what was short.
+    StockRejected,
+    Confirmed,
+    /// `detail` says why.
+    Rejected,
+    Cancelled,
+    /// What the catalog held for the order (if anything) went back to stock.
+    StockReleased,
+}
+
+/// One step of an order's saga.
+#[derive(Debug, Clone, PartialEq, Eq, SimpleObject)]
+pub struct OrderStep {
+    pub kind: OrderStepKind,
+    /// When the order took the step.
+    pub at: Option<DateTime<Utc>>,
+    /// What the step came to, in words (why an order was rejected, what was short of stock); null when there is
+    /// nothing to say.
+    pub detail: Option<String>,
 }
 
 /// An order.
@@ -129,6 +169,18 @@ pub struct Order {
     pub rejection_reason: Option<String>,
     /// The order's lines (at most 100). They come with the order, so they cost as one item.
     pub products: Vec<OrderedProduct>,
+    /// Every step of the order's saga so far, oldest first. It comes with the order, so it costs as one item.
+    pub history: Vec<OrderStep>,
+    /// True while the order is rejected or cancelled after stock was asked for, and the catalog has not yet given
+    /// back what it may hold for it: the compensation still to complete.
+    pub stock_release_pending: bool,
+}
+
+impl Order {
+    /// Whether the order can change no more: a final status, and nothing left to give back to stock.
+    pub fn is_settled(&self) -> bool {
+        self.status.is_final() && !self.stock_release_pending
+    }
 }
 
 /// A product within an order, as it was when the order was priced.
@@ -150,13 +202,16 @@ impl TryFrom<order::Order> for Order {
     fn try_from(order: order::Order) -> Result<Self> {
         let status = match order.status() {
             order::OrderStatus::Pending => OrderStatus::Pending,
+            order::OrderStatus::AwaitingStock => OrderStatus::AwaitingStock,
             order::OrderStatus::Confirmed => OrderStatus::Confirmed,
             order::OrderStatus::Rejected => OrderStatus::Rejected,
+            order::OrderStatus::Cancelled => OrderStatus::Cancelled,
             order::OrderStatus::Unspecified => {
                 tracing::error!(order_id = %order.id, "The order service answered an order without a status.");
                 return Err(ErrorCode::Internal.error("internal error"));
             }
         };
+        let history = order.history.into_iter().map(OrderStep::try_from).collect::<Result<_>>()?;
         Ok(Self {
             created_at: timestamp(order.created_at, "order.created_at")?,
             updated_at: timestamp(order.updated_at, "order.updated_at")?,
@@ -184,6 +239,35 @@ impl TryFrom<order::Order> for Order {
                     }
                 })
                 .collect(),
+            history,
+            stock_release_pending: order.stock_release_pending,
+        })
+    }
+}
+
+impl TryFrom<order::OrderStep> for OrderStep {
+    type Error = async_graphql::Error;
+
+    fn try_from(step: order::OrderStep) -> Result<Self> {
+        use order::order_step::Kind;
+        let kind = match step.kind() {
+            Kind::Placed => OrderStepKind::Placed,
+            Kind::AwaitingStock => OrderStepKind::AwaitingStock,
+            Kind::StockReserved => OrderStepKind::StockReserved,
+            Kind::StockRejected => OrderStepKind::StockRejected,
+            Kind::Confirmed => OrderStepKind::Confirmed,
+            Kind::Rejected => OrderStepKind::Rejected,
+            Kind::Cancelled => OrderStepKind::Cancelled,
+            Kind::StockReleased => OrderStepKind::StockReleased,
+            Kind::Unspecified => {
+                tracing::error!("The order service answered a step of an order's saga without its kind.");
+                return Err(ErrorCode::Internal.error("internal error"));
+            }
+        };
+        Ok(Self {
+            kind,
+            at: step.at.as_ref().and_then(from_timestamp),
+            detail: Some(step.detail).filter(|detail| !detail.is_empty()),
         })
     }
 }
@@ -199,8 +283,10 @@ impl From<&events::Order> for Order {
             version: order.version,
             status: match order.status {
                 events::OrderStatus::Pending => OrderStatus::Pending,
+                events::OrderStatus::AwaitingStock => OrderStatus::AwaitingStock,
                 events::OrderStatus::Confirmed => OrderStatus::Confirmed,
                 events::OrderStatus::Rejected => OrderStatus::Rejected,
+                events::OrderStatus::Cancelled => OrderStatus::Cancelled,
             },
             total_price: order.total_price_cents.map(units),
             rejection_reason: order.rejection_reason.clone(),
@@ -215,6 +301,27 @@ impl From<&events::Order> for Order {
                     quantity: i32::try_from(line.quantity).unwrap_or(i32::MAX),
                 })
                 .collect(),
+            history: order.history.iter().map(OrderStep::from).collect(),
+            stock_release_pending: order.stock_release_pending,
+        }
+    }
+}
+
+impl From<&events::OrderStep> for OrderStep {
+    fn from(step: &events::OrderStep) -> Self {
+        Self {
+            kind: match step.step {
+                events::OrderStepKind::Placed => OrderStepKind::Placed,
+                events::OrderStepKind::AwaitingStock => OrderStepKind::AwaitingStock,
+                events::OrderStepKind::StockReserved => OrderStepKind::StockReserved,
+                events::OrderStepKind::StockRejected => OrderStepKind::StockRejected,
+                events::OrderStepKind::Confirmed => OrderStepKind::Confirmed,
+                events::OrderStepKind::Rejected => OrderStepKind::Rejected,
+                events::OrderStepKind::Cancelled => OrderStepKind::Cancelled,
+                events::OrderStepKind::StockReleased => OrderStepKind::StockReleased,
+            },
+            at: Some(step.at),
+            detail: step.detail.clone(),
         }
     }
 }

@@ -21,7 +21,8 @@ pub enum CallError {
     Forbidden,
     /// Something the request names does not exist — or belongs to someone else, which a caller cannot tell apart.
     NotFound(String),
-    /// A concurrent change won; read again and retry.
+    /// A concurrent change won (read again and retry), or the state of what the request names does not allow it
+    /// (FAILED_PRECONDITION: stock that would fall below zero, an order already final).
     Conflict(String),
     /// The service cannot be reached, or is overloaded; retry later.
     Unavailable { service: &'static str },

@@ -13,12 +13,12 @@ use shop_proto::{
         account_service_client::AccountServiceClient,
     },
     catalog::v1::{
-        self as catalog, GetProductRequest, GetProductsRequest, PostProductRequest, UpdateProductRequest,
-        catalog_service_client::CatalogServiceClient,
+        self as catalog, AdjustStockRequest, GetProductRequest, GetProductsRequest, PostProductRequest,
+        UpdateProductRequest, catalog_service_client::CatalogServiceClient,
     },
     order::v1::{
-        self as order, GetOrderRequest, GetOrdersForAccountsRequest, LineItem, PostOrderRequest,
-        order_service_client::OrderServiceClient,
+        self as order, CancelOrderRequest, GetOrderRequest, GetOrdersForAccountsRequest, LineItem,
+        PostOrderRequest, order_service_client::OrderServiceClient,
     },
 };
 use tonic::{Code, Status, transport::Channel};
@@ -162,10 +162,12 @@ impl Services {
         Ok(answered(CATALOG, response)?.products)
     }
 
-    /// Adds a product to the catalog (staff only).
+    /// Adds a product to the catalog (staff only). With `stock` (zero or more units), the product tracks its stock
+    /// for good; without, it never does (unlimited).
     pub async fn create_product(
         &self,
         fields: ProductFields,
+        stock: Option<i64>,
         call: &Call,
     ) -> Result<catalog::Product, CallError> {
         call.require_staff()?;
@@ -173,6 +175,7 @@ impl Services {
             name: fields.name,
             description: fields.description,
             price_cents: fields.price_cents,
+            stock,
         };
         let response = self.catalog.clone().post_product(call.request(message)?).await;
         answered(CATALOG, response)?
@@ -202,6 +205,24 @@ impl Services {
             .ok_or_else(|| CallError::malformed(CATALOG, "the updated product"))
     }
 
+    /// Adds `delta` units to a product's stock, or takes them away when negative (staff only); with
+    /// `expected_version`, only if the product is still at that version. A product that does not track its stock,
+    /// or stock that would fall below zero, is a conflict with its state, as a stale version is.
+    pub async fn adjust_stock(
+        &self,
+        id: &str,
+        delta: i64,
+        expected_version: Option<i64>,
+        call: &Call,
+    ) -> Result<catalog::Product, CallError> {
+        call.require_staff()?;
+        let message = AdjustStockRequest { id: id.to_owned(), delta, expected_version };
+        let response = self.catalog.clone().adjust_stock(call.request(message)?).await;
+        answered(CATALOG, response)?
+            .product
+            .ok_or_else(|| CallError::malformed(CATALOG, "the adjusted product"))
+    }
+
     /// The order with `id`, if there is one the caller may see.
     pub async fn order(&self, id: &str, call: &Call) -> Result<Option<order::Order>, CallError> {
         call.signed_in()?;
@@ -211,6 +232,21 @@ impl Services {
             return Ok(None);
         };
         Ok(self.may_act_for(&order.account_id, call).await?.then_some(order))
+    }
+
+    /// Cancels the order with `id` unless it is final already (a conflict then), and answers it cancelled; `None`
+    /// when there is no order the caller may see. The order service refuses a customer another's order too; asking
+    /// first keeps the rule the gateway's own, so that another's order answers what a missing one does whatever
+    /// state it is in (a final one must not tell itself apart by refusing as final).
+    pub async fn cancel_order(&self, id: &str, call: &Call) -> Result<Option<order::Order>, CallError> {
+        if call.customer()?.is_some() && self.order(id, call).await?.is_none() {
+            return Ok(None);
+        }
+        let request = call.request(CancelOrderRequest { id: id.to_owned() })?;
+        let response = self.orders.clone().cancel_order(request).await;
+        found(ORDER, response)?
+            .map(|response| response.order.ok_or_else(|| CallError::malformed(ORDER, "the cancelled order")))
+            .transpose()
     }
 
     /// The same page of each given account's orders, newest first, in one call; nothing for an account the caller

@@ -1,5 +1,6 @@
-//! Orders and their rules: what a valid order request is, and how an order moves from pending to confirmed
-//! (priced) or rejected. No I/O here: everything is unit-tested in place.
+//! Orders and their rules: what a valid order request is, and how an order moves through its saga — from pending
+//! to confirmed (priced), possibly by way of awaiting the catalog's stock, or to rejected or cancelled. No I/O
+//! here: everything is unit-tested in place.
 
 mod idempotency_key;
 mod new_order;
@@ -8,5 +9,7 @@ mod placed_by;
 
 pub use idempotency_key::{IdempotencyKey, fingerprint};
 pub use new_order::{LineItem, NewOrder};
-pub use order::{Order, OrderError, OrderLine, OrderStatus, PricedProduct, Verdict};
+pub use order::{
+    CatalogProduct, Order, OrderError, OrderLine, OrderStatus, PricedProduct, Shortage, Verdict,
+};
 pub use placed_by::PlacedBy;

@@ -64,6 +64,18 @@ impl OrderClient {
         Ok(self.inner.clone().get_orders_for_accounts(request).await?.into_inner().orders)
     }
 
+    /// Cancels an order that is not final yet; as `identity` when given (a customer may cancel only the orders of
+    /// their own account), else unrestricted.
+    pub async fn cancel_order(&self, id: &str, identity: Option<&Identity>) -> Result<proto::Order, Status> {
+        let mut request = Request::new(proto::CancelOrderRequest { id: id.to_owned() });
+        if let Some(identity) = identity {
+            attach_identity(&mut request, identity)
+                .map_err(|error| Status::invalid_argument(error.to_string()))?;
+        }
+        let response = self.inner.clone().cancel_order(request).await?.into_inner();
+        response.order.ok_or_else(|| Status::internal("the response carries no order"))
+    }
+
     /// The generated client, for calls that need request metadata.
     pub fn raw(&self) -> OrderServiceClient<Channel> {
         self.inner.clone()

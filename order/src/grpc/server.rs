@@ -3,6 +3,7 @@
 use std::time::Duration;
 
 use prost::Message;
+use shop_events::order::{OrderStep, OrderStepKind};
 use shop_platform::{
     ServiceError,
     grpc::trace_context,
@@ -39,9 +40,31 @@ impl From<OrderStatus> for proto::OrderStatus {
     fn from(status: OrderStatus) -> Self {
         match status {
             OrderStatus::Pending => Self::Pending,
+            OrderStatus::AwaitingStock => Self::AwaitingStock,
             OrderStatus::Confirmed => Self::Confirmed,
             OrderStatus::Rejected => Self::Rejected,
+            OrderStatus::Cancelled => Self::Cancelled,
         }
+    }
+}
+
+/// One step of an order's saga, as the protocol carries it.
+fn step_to_proto(step: OrderStep) -> proto::OrderStep {
+    use proto::order_step::Kind;
+    let kind = match step.step {
+        OrderStepKind::Placed => Kind::Placed,
+        OrderStepKind::AwaitingStock => Kind::AwaitingStock,
+        OrderStepKind::StockReserved => Kind::StockReserved,
+        OrderStepKind::StockRejected => Kind::StockRejected,
+        OrderStepKind::Confirmed => Kind::Confirmed,
+        OrderStepKind::Rejected => Kind::Rejected,
+        OrderStepKind::Cancelled => Kind::Cancelled,
+        OrderStepKind::StockReleased => Kind::StockReleased,
+    };
+    proto::OrderStep {
+        kind: kind.into(),
+        at: Some(to_timestamp(step.at)),
+        detail: step.detail.unwrap_or_default(),
     }
 }
 
@@ -69,6 +92,8 @@ impl From<Order> for proto::Order {
             version: order.version,
             created_at: Some(to_timestamp(order.created_at)),
             updated_at: Some(to_timestamp(order.updated_at)),
+            history: order.history.into_iter().map(step_to_proto).collect(),
+            stock_release_pending: order.stock_release_pending,
         }
     }
 }
@@ -112,8 +137,8 @@ fn allowed_time<T>(request: &Request<T>) -> Option<Duration> {
     })
 }
 
-/// Who places an order, from the caller's identity: a customer may name only their own account; staff, and a
-/// caller without an identity, any.
+/// Who places (or cancels) an order, from the caller's identity: a customer may name only their own account;
+/// staff, and a caller without an identity, any.
 fn placed_by(identity: Option<Identity>) -> PlacedBy {
     match identity {
         Some(identity) if !identity.is_staff() => PlacedBy::Customer(identity.subject),
@@ -171,6 +196,17 @@ impl<D: Directory + Clone> order_service_server::OrderService for OrderGrpc<D> {
             Page::parse_after(request.skip, request.take, &request.after).map_err(ServiceError::from)?;
         let orders = self.service.orders_for_accounts(&ids, page).await?;
         orders_response(orders, |orders| proto::GetOrdersForAccountsResponse { orders })
+    }
+
+    async fn cancel_order(
+        &self,
+        request: Request<proto::CancelOrderRequest>,
+    ) -> Result<Response<proto::CancelOrderResponse>, Status> {
+        let trace = trace_context(&request);
+        let by = placed_by(identity_of(&request).map_err(ServiceError::from)?);
+        let id = parse_id("id", &request.get_ref().id).map_err(ServiceError::from)?;
+        let order = self.service.cancel_order(id, &by, &trace).await?;
+        Ok(Response::new(proto::CancelOrderResponse { order: Some(order.into()) }))
     }
 }
 

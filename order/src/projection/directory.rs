@@ -9,7 +9,7 @@ use uuid::Uuid;
 
 use crate::{
     directory::{Directory, KnownAccount, Names},
-    domain::PricedProduct,
+    domain::{CatalogProduct, PricedProduct},
 };
 
 /// Looks accounts and products up in the order service's own projection: no call to another service. How far the
@@ -53,17 +53,23 @@ impl Directory for ProjectionDirectory {
         &self,
         ids: &[Uuid],
         _trace: &TraceContext,
-    ) -> Result<HashMap<Uuid, PricedProduct>, ServiceError> {
-        let rows: Vec<(Uuid, String, String, i64)> = sqlx::query_as(
-            "SELECT id, name, description, price_cents FROM product_projection WHERE id = ANY($1)",
+    ) -> Result<HashMap<Uuid, CatalogProduct>, ServiceError> {
+        let rows: Vec<(Uuid, String, String, i64, bool)> = sqlx::query_as(
+            "SELECT id, name, description, price_cents, tracks_stock FROM product_projection WHERE id = ANY($1)",
         )
         .bind(ids)
         .fetch_all(&self.pool)
         .await?;
         Ok(rows
             .into_iter()
-            .map(|(id, name, description, unit_price_cents)| {
-                (id, PricedProduct { name, description, unit_price_cents })
+            .map(|(id, name, description, unit_price_cents, tracks_stock)| {
+                (
+                    id,
+                    CatalogProduct {
+                        priced: PricedProduct { name, description, unit_price_cents },
+                        tracks_stock,
+                    },
+                )
             })
             .collect())
     }
@@ -78,7 +84,7 @@ impl Directory for ProjectionDirectory {
         // Always at least one row (the account's, found or not), with the products found, if any, joined to it.
         let rows: Vec<NamesRow> = sqlx::query_as(
             "SELECT account.id IS NOT NULL AS account_known, account.owner AS account_owner, product.id,
-                    product.name, product.description, product.price_cents
+                    product.name, product.description, product.price_cents, product.tracks_stock
              FROM (VALUES (1)) AS one
              LEFT JOIN account_projection AS account ON account.id = $1
              LEFT JOIN product_projection AS product ON product.id = ANY($2)",
@@ -94,12 +100,12 @@ impl Directory for ProjectionDirectory {
         let products = rows
             .into_iter()
             .filter_map(|row| {
-                let product = PricedProduct {
+                let priced = PricedProduct {
                     name: row.name?,
                     description: row.description?,
                     unit_price_cents: row.price_cents?,
                 };
-                Some((row.id?, product))
+                Some((row.id?, CatalogProduct { priced, tracks_stock: row.tracks_stock? }))
             })
             .collect();
         Ok(Names { account, products })
@@ -115,4 +121,5 @@ struct NamesRow {
     name: Option<String>,
     description: Option<String>,
     price_cents: Option<i64>,
+    tracks_stock: Option<bool>,
 }

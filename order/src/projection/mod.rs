@@ -66,11 +66,11 @@ impl DirectoryProjection {
     ) -> Result<Outcome, sqlx::Error> {
         let product = event.product();
         let changed = sqlx::query(sqlx::AssertSqlSafe(format!(
-            "INSERT INTO {table} (id, name, description, price_cents, version, updated_at)
-             VALUES ($1, $2, $3, $4, $5, $6)
+            "INSERT INTO {table} (id, name, description, price_cents, version, updated_at, tracks_stock)
+             VALUES ($1, $2, $3, $4, $5, $6, $7)
              ON CONFLICT (id) DO UPDATE SET name = EXCLUDED.name, description = EXCLUDED.description,
                                             price_cents = EXCLUDED.price_cents, version = EXCLUDED.version,
-                                            updated_at = EXCLUDED.updated_at
+                                            updated_at = EXCLUDED.updated_at, tracks_stock = EXCLUDED.tracks_stock
              WHERE {table}.version < EXCLUDED.version",
             table = self.products
         )))
@@ -80,6 +80,7 @@ impl DirectoryProjection {
         .bind(product.price_cents)
         .bind(product.version)
         .bind(product.updated_at)
+        .bind(product.stock.is_some())
         .execute(&mut **transaction)
         .await?
         .rows_affected();

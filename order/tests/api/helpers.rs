@@ -199,6 +199,7 @@ pub(crate) fn kettle(id: uuid::Uuid) -> shop_events::catalog::ProductCreated {
         name: "Kettle".into(),
         description: "Boils water.".into(),
         price_cents: 2_499,
+        stock: None,
         version: 1,
         created_at: at,
         updated_at: at,

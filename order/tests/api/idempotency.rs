@@ -155,6 +155,13 @@ impl OrderService for LosesTheFirstAnswer {
     ) -> Result<Response<proto::GetOrdersForAccountsResponse>, Status> {
         self.real.clone().get_orders_for_accounts(request.into_inner()).await
     }
+
+    async fn cancel_order(
+        &self,
+        request: Request<proto::CancelOrderRequest>,
+    ) -> Result<Response<proto::CancelOrderResponse>, Status> {
+        self.real.clone().cancel_order(request.into_inner()).await
+    }
 }
 
 #[tokio::test]

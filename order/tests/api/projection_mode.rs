@@ -34,6 +34,7 @@ fn product(id: Uuid, version: i64, name: &str, price_cents: i64) -> Product {
         name: name.into(),
         description: format!("{name}, v{version}"),
         price_cents,
+        stock: None,
         version,
         created_at: at,
         updated_at: at,
