@@ -128,6 +128,7 @@ async fn an_older_version_never_overwrites_a_newer_one_in_the_index() {
         name: name.into(),
         description: String::new(),
         price_cents: 1,
+        stock: None,
         version,
         created_at: now(),
         updated_at: now(),

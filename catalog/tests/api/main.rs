@@ -5,4 +5,8 @@ mod get_products;
 mod helpers;
 mod infrastructure;
 mod post_product;
+mod reservations;
+mod saga_consumer;
+mod saga_properties;
+mod stock;
 mod update_product;
