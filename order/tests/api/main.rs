@@ -9,3 +9,4 @@ mod idempotency;
 mod owners;
 mod post_order;
 mod projection_mode;
+mod stock_saga;
