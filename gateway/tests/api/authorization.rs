@@ -9,8 +9,9 @@ use shop_gateway::auth::dev::DevIssuer;
 use shop_testkit::graphql::GraphqlClient;
 
 use crate::{
-    helpers::{TestApp, error_codes, spawn_app_with},
+    helpers::{Decided, TestApp, error_codes, spawn_app_deciding},
     openapi::Rest,
+    stock::{ADJUST_STOCK, CANCEL_ORDER, product_with_stock},
 };
 
 /// An id nothing has.
@@ -27,9 +28,14 @@ struct Shop {
 
 impl Shop {
     async fn spawn() -> Self {
+        Self::spawn_deciding(Decided::AtOnce).await
+    }
+
+    /// The same, with orders decided as `decided` says.
+    async fn spawn_deciding(decided: Decided) -> Self {
         let issuer = DevIssuer::generate("http://issuer.test").unwrap();
         let settings = issuer.settings();
-        let app = spawn_app_with(move |gateway| gateway.auth = settings).await;
+        let app = spawn_app_deciding(decided, move |gateway| gateway.auth = settings).await;
         let client = |subject: &str, staff: bool| app.client.with_token(token(&issuer, subject, staff));
         let (staff, alice, bob) = (client("ops", true), client("alice", false), client("bob", false));
         Self { app, issuer, staff, alice, bob }
@@ -185,4 +191,88 @@ async fn over_rest_another_customers_account_and_orders_are_404_like_missing_one
     assert_eq!(anonymous.get("/api/v1/accounts").await.status, 401);
     assert_eq!(anonymous.get("/api/v1/products").await.status, 200, "the catalog is public");
     assert_eq!(staff.post("/api/v1/product", product).await.status, 201);
+}
+
+#[tokio::test]
+async fn only_staff_may_adjust_stock_over_graphql_and_rest() {
+    // Arrange
+    let shop = Shop::spawn().await;
+    let kettle = product_with_stock(&shop.staff, "Kettle", Some(5)).await;
+    let kettle = kettle["id"].as_str().unwrap();
+    let variables = json!({ "id": kettle, "delta": -5 });
+    let anonymous = Rest::new(&shop.app).await;
+    let alice = anonymous.with_token(&shop.token("alice", false));
+    let staff = anonymous.with_token(&shop.token("ops", true));
+    let path = format!("/api/v1/product/{kettle}/stock");
+
+    // Act
+    let by_customer = shop.alice.graphql(ADJUST_STOCK, variables.clone()).await;
+    let by_anonymous = shop.app.client.graphql(ADJUST_STOCK, variables.clone()).await;
+    let by_customer_rest = alice.post(&path, json!({ "delta": -5 })).await;
+    let by_anonymous_rest = anonymous.post(&path, json!({ "delta": -5 })).await;
+
+    // Assert: refused, and nothing changed; staff may.
+    assert_eq!(error_codes(&by_customer), ["FORBIDDEN"], "{by_customer:#}");
+    assert_eq!(error_codes(&by_anonymous), ["UNAUTHENTICATED"], "{by_anonymous:#}");
+    assert_eq!((by_customer_rest.status, by_customer_rest.body["code"].as_str()), (403, Some("FORBIDDEN")));
+    assert_eq!(by_anonymous_rest.status, 401);
+    assert_eq!(anonymous.get(&format!("/api/v1/product/{kettle}")).await.body["stock"], 5);
+    let by_staff = shop.staff.data(ADJUST_STOCK, json!({ "id": kettle, "delta": -2 })).await;
+    assert_eq!(by_staff["adjustStock"]["stock"], 3);
+    assert_eq!(staff.post(&path, json!({ "delta": -3 })).await.body["stock"], 0);
+}
+
+#[tokio::test]
+async fn a_customer_cancels_its_own_orders_and_anothers_looks_missing_whatever_its_state() {
+    // Arrange: orders stay pending until cancelled.
+    let shop = Shop::spawn_deciding(Decided::Never).await;
+    let placed = place_one_order_each(&shop).await;
+    shop.app.project_account(&placed.alice_account, "alice").await;
+    shop.app.project_account(&placed.bob_account, "bob").await;
+    let anonymous = Rest::new(&shop.app).await;
+    let alice = anonymous.with_token(&shop.token("alice", false));
+    let cancel = |id: &str| format!("/api/v1/order/{id}/cancel");
+    let status = "query($id: String!) { order(id: $id) { status } }";
+
+    // Act and assert: alice cancelling bob's pending order is answered as for a missing one, and changes nothing.
+    let foreign = shop.alice.graphql(CANCEL_ORDER, json!({ "id": placed.bob_order })).await;
+    let missing = shop.alice.graphql(CANCEL_ORDER, json!({ "id": MISSING })).await;
+    assert_eq!(error_codes(&foreign), ["NOT_FOUND"], "{foreign:#}");
+    assert_eq!(as_if_missing(&foreign, &placed.bob_order), missing);
+    let foreign_rest = alice.post(&cancel(&placed.bob_order), json!({})).await;
+    let missing_rest = alice.post(&cancel(MISSING), json!({})).await;
+    assert_eq!(foreign_rest.status, 404, "{:#}", foreign_rest.body);
+    assert_eq!(as_if_missing(&foreign_rest.body, &placed.bob_order), missing_rest.body);
+    assert_eq!(
+        error_codes(&shop.app.client.graphql(CANCEL_ORDER, json!({ "id": placed.bob_order })).await),
+        ["UNAUTHENTICATED"]
+    );
+    assert_eq!(anonymous.post(&cancel(&placed.bob_order), json!({})).await.status, 401);
+    let bobs = shop.bob.data(status, json!({ "id": placed.bob_order })).await;
+    assert_eq!(bobs["order"]["status"], "PENDING", "nothing changed");
+
+    // Alice cancels her own; staff cancels bob's.
+    let own = shop.alice.data(CANCEL_ORDER, json!({ "id": placed.alice_order })).await;
+    assert_eq!(own["cancelOrder"]["status"], "CANCELLED");
+    let by_staff = shop.staff.data(CANCEL_ORDER, json!({ "id": placed.bob_order })).await;
+    assert_eq!(by_staff["cancelOrder"]["status"], "CANCELLED");
+
+    // A final order of bob's still looks missing to alice, rather than refused as final.
+    let foreign_final = shop.alice.graphql(CANCEL_ORDER, json!({ "id": placed.bob_order })).await;
+    assert_eq!(as_if_missing(&foreign_final, &placed.bob_order), missing);
+    let foreign_final_rest = alice.post(&cancel(&placed.bob_order), json!({})).await;
+    assert_eq!(as_if_missing(&foreign_final_rest.body, &placed.bob_order), missing_rest.body);
+}
+
+#[tokio::test]
+async fn another_customers_confirmed_order_looks_missing_to_cancel_and_its_owner_is_refused_as_final() {
+    let shop = Shop::spawn().await;
+    let placed = place_one_order_each(&shop).await;
+
+    let foreign = shop.alice.graphql(CANCEL_ORDER, json!({ "id": placed.bob_order })).await;
+    let missing = shop.alice.graphql(CANCEL_ORDER, json!({ "id": MISSING })).await;
+    let own = shop.bob.graphql(CANCEL_ORDER, json!({ "id": placed.bob_order })).await;
+
+    assert_eq!(as_if_missing(&foreign, &placed.bob_order), missing, "{foreign:#}");
+    assert_eq!(error_codes(&own), ["CONFLICT"], "{own:#}");
 }

@@ -6,7 +6,9 @@ use std::sync::{
 use serde_json::Value;
 use shop_gateway::{auth::settings::AuthSettings, config::Settings, startup::Application};
 use shop_proto::order::v1::{self as order, order_service_client::OrderServiceClient, order_service_server};
-use shop_testkit::{RunningServer, TestDatabase, graphql::GraphqlClient, init_test_logging, spawn_service};
+use shop_testkit::{
+    RunningServer, TestDatabase, graphql::GraphqlClient, init_test_logging, kafka::TestBroker, spawn_service,
+};
 use tonic::{Request, Response, Status, transport::Channel};
 
 /// The gateway and the three services behind it.
@@ -21,6 +23,18 @@ pub(crate) struct TestApp {
     catalog_server: Option<RunningServer>,
     _servers: Vec<RunningServer>,
     _databases: Vec<TestDatabase>,
+    _broker: Option<TestBroker>,
+}
+
+/// How the order service decides the orders placed in a test.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Decided {
+    /// At once, asking the account and catalog services (`grpc` validation): placed orders are confirmed.
+    AtOnce,
+    /// Never within a test: `projection` validation, on a broker nothing publishes the accounts and products to,
+    /// so placed orders stay pending (the shape an order has while a real shop validates it). The order service
+    /// learns an account's owner only from its projection: see [`TestApp::project_account`].
+    Never,
 }
 
 pub(crate) async fn spawn_app() -> TestApp {
@@ -29,6 +43,11 @@ pub(crate) async fn spawn_app() -> TestApp {
 
 /// The same, with the gateway's settings changed by `configure`.
 pub(crate) async fn spawn_app_with(configure: impl FnOnce(&mut Settings)) -> TestApp {
+    spawn_app_deciding(Decided::AtOnce, configure).await
+}
+
+/// The same, with orders decided as `decided` says.
+pub(crate) async fn spawn_app_deciding(decided: Decided, configure: impl FnOnce(&mut Settings)) -> TestApp {
     init_test_logging();
     let databases =
         [TestDatabase::create().await, TestDatabase::create().await, TestDatabase::create().await];
@@ -36,13 +55,29 @@ pub(crate) async fn spawn_app_with(configure: impl FnOnce(&mut Settings)) -> Tes
     let (account_url, account_server) = spawn_service!(shop_account, account_database);
     let (catalog_url, catalog_server) = spawn_service!(shop_catalog, catalog_database);
 
-    let order_settings = shop_order::config::Settings {
+    let mut order_settings = shop_order::config::Settings {
         listen_addr: "127.0.0.1:0".parse().unwrap(),
         database_url: orders_database.url.parse().unwrap(),
         account_service_url: account_url.clone(),
         catalog_service_url: catalog_url.clone(),
         dependency_timeout_ms: 2_000,
         ..Default::default()
+    };
+    let broker = match decided {
+        Decided::AtOnce => None,
+        Decided::Never => {
+            let broker = TestBroker::start().await;
+            order_settings.validation = shop_order::config::ValidationMode::Projection;
+            // Answered pending at once, and not rejected for an unknown account within any test's time.
+            order_settings.priced_answer_wait_ms = 0;
+            order_settings.projection_wait_ms = 3_600_000;
+            order_settings.kafka = shop_platform::kafka::KafkaSettings {
+                kafka_brokers: broker.bootstrap.clone(),
+                kafka_options: vec!["session.timeout.ms=6000".parse().unwrap()],
+                kafka_topic_prefix: broker.topic_prefix.clone(),
+            };
+            Some(broker)
+        }
     };
     let order = shop_order::startup::Application::build(&order_settings).await.unwrap();
     let order_url = format!("http://{}", order.local_addr());
@@ -74,6 +109,7 @@ pub(crate) async fn spawn_app_with(configure: impl FnOnce(&mut Settings)) -> Tes
         catalog_server: Some(catalog_server),
         _servers: vec![account_server, order_server, counting_server, gateway_server],
         _databases: vec![account_database, catalog_database],
+        _broker: broker,
     }
 }
 
@@ -81,6 +117,20 @@ impl TestApp {
     /// The gateway's address, for requests written by hand on a raw connection.
     pub(crate) fn address(&self) -> std::net::SocketAddr {
         self.base_url.trim_start_matches("http://").parse().unwrap()
+    }
+
+    /// Gives the order service's projection the account `account_id`, owned by `owner`, as consuming its event
+    /// would have (in [`Decided::Never`] nothing publishes it), so that the service knows whose its orders are.
+    /// Its orders still wait for their products.
+    pub(crate) async fn project_account(&self, account_id: &str, owner: &str) {
+        sqlx::query(
+            "INSERT INTO account_projection (id, name, version, updated_at, owner) VALUES ($1::uuid, 'Projected', 1, now(), $2)",
+        )
+        .bind(account_id)
+        .bind(owner)
+        .execute(&self.orders_database.pool)
+        .await
+        .unwrap();
     }
 
     /// Stops the catalog service, as an outage would.
@@ -164,5 +214,12 @@ impl order_service_server::OrderService for CountingOrders {
     ) -> Result<Response<order::GetOrdersForAccountsResponse>, Status> {
         self.list_calls.fetch_add(1, Ordering::SeqCst);
         self.inner.clone().get_orders_for_accounts(forward(request)).await
+    }
+
+    async fn cancel_order(
+        &self,
+        request: Request<order::CancelOrderRequest>,
+    ) -> Result<Response<order::CancelOrderResponse>, Status> {
+        self.inner.clone().cancel_order(forward(request)).await
     }
 }

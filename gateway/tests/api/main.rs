@@ -13,3 +13,4 @@ mod openapi;
 mod rate_limit;
 mod rest;
 mod seed_parity;
+mod stock;

@@ -404,7 +404,7 @@ async fn resources_have_the_shape_of_the_entities_in_the_events() {
         event_schema(OrderEvent::schemas()),
     ];
 
-    for name in ["Account", "Product", "Order", "OrderLine", "PricedProduct"] {
+    for name in ["Account", "Product", "Order", "OrderLine", "PricedProduct", "OrderStep"] {
         let resource = &rest.document["components"]["schemas"][name];
         let entity = events.iter().find_map(|schema| schema["$defs"].get(name)).unwrap();
         assert_eq!(properties(resource), properties(entity), "{name}");
