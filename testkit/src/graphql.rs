@@ -25,18 +25,20 @@ impl GraphqlClient {
 
     /// POSTs a GraphQL request and returns the whole response body (`data` and `errors`).
     pub async fn graphql(&self, query: &str, variables: Value) -> Value {
+        self.try_graphql(query, variables)
+            .await
+            .expect("Failed to reach the gateway, or it answered something that is not JSON")
+    }
+
+    /// Like [`graphql`](Self::graphql), but says when the gateway cannot be reached (not up yet, or gone) instead of
+    /// failing the test.
+    pub async fn try_graphql(&self, query: &str, variables: Value) -> Result<Value, reqwest::Error> {
         let mut request =
             self.http.post(&self.endpoint).json(&json!({ "query": query, "variables": variables }));
         if let Some(token) = &self.token {
             request = request.bearer_auth(token);
         }
-        request
-            .send()
-            .await
-            .expect("Failed to reach the gateway")
-            .json()
-            .await
-            .expect("The gateway answered something that is not JSON")
+        request.send().await?.json().await
     }
 
     /// Like [`graphql`](Self::graphql), but fails the test on any GraphQL error and returns `data`.

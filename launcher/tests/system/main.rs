@@ -9,5 +9,6 @@ mod projection_mode;
 mod rebuild;
 mod secrets;
 mod smoke;
+mod stock;
 mod subscriptions;
 mod tail;
