@@ -74,7 +74,7 @@ pub struct NewProduct {
     /// Units in stock, zero or more: the product then tracks its stock, for good. Absent, it never does (it is
     /// never short). Only at creation; `POST /product/{id}/stock` changes it later.
     #[serde(default)]
-    #[schema(example = 12, minimum = 0)]
+    #[schema(example = 12, minimum = 0, maximum = 1_000_000_000)]
     pub stock: Option<i64>,
 }
 
@@ -101,13 +101,59 @@ pub struct ProductUpdate {
 #[derive(Debug, Clone, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct StockAdjustment {
-    /// Units to add (a restock) or, when negative, to take away (a write-off); not zero.
-    #[schema(example = 24)]
+    /// Units to add (a restock) or, when negative, to take away (a write-off); not zero, at most 10⁹ either way.
+    #[serde(deserialize_with = "integral")]
+    #[schema(schema_with = stock_delta, example = 24)]
     pub delta: i64,
     /// The version the change is based on: when the product is no longer at it (orders reserving stock move it
     /// too), nothing changes and the answer is 409. Absent: the change applies whatever the version.
-    #[serde(default)]
+    #[serde(default, deserialize_with = "optional_integral")]
     pub expected_version: Option<i64>,
+}
+
+/// An integer as JSON Schema counts one: `161`, or `161.0` (a number without a fraction). The document's
+/// `oneOf` ranges allow both, and clients generating requests from it send either.
+fn integral<'de, D: serde::Deserializer<'de>>(deserializer: D) -> Result<i64, D::Error> {
+    use serde::de::Error;
+    let number = serde_json::Number::deserialize(deserializer)?;
+    // Below 2⁵³ a float holds every integer exactly.
+    const EXACT: f64 = 9_007_199_254_740_992.0;
+    match (number.as_i64(), number.as_f64()) {
+        (Some(integer), _) => Ok(integer),
+        (None, Some(float)) if float.fract() == 0.0 && float.abs() < EXACT => Ok(float as i64),
+        _ => Err(D::Error::custom(format!("invalid type: {number}, expected an integer"))),
+    }
+}
+
+/// [`integral`], for an optional field (absent or null: `None`).
+fn optional_integral<'de, D: serde::Deserializer<'de>>(deserializer: D) -> Result<Option<i64>, D::Error> {
+    #[derive(Deserialize)]
+    struct Integral(#[serde(deserialize_with = "integral")] i64);
+    Ok(Option::<Integral>::deserialize(deserializer)?.map(|Integral(integer)| integer))
+}
+
+/// The schema of a [`StockAdjustment::delta`]: an integer from -10⁹ to 10⁹ that is not zero, written as one of two
+/// ranges so that clients (and contract testers) generating requests from the document never send a zero.
+fn stock_delta() -> utoipa::openapi::schema::Schema {
+    use utoipa::openapi::schema::{KnownFormat, ObjectBuilder, OneOfBuilder, Schema, SchemaFormat, Type};
+    const MAX: i64 = 1_000_000_000;
+    let range = |minimum: i64, maximum: i64| {
+        ObjectBuilder::new()
+            .schema_type(Type::Integer)
+            .format(Some(SchemaFormat::KnownFormat(KnownFormat::Int64)))
+            .minimum(Some(minimum))
+            .maximum(Some(maximum))
+            .build()
+    };
+    Schema::OneOf(
+        OneOfBuilder::new()
+            .item(range(-MAX, -1))
+            .item(range(1, MAX))
+            .description(Some(
+                "Units to add (a restock) or, when negative, to take away (a write-off); not zero.",
+            ))
+            .build(),
+    )
 }
 
 /// Where an order is in its life: placed orders wait as `pending` until validated; an order naming a product that
