@@ -84,15 +84,7 @@ impl CatalogService {
         trace: &TraceContext,
     ) -> Result<Product, ServiceError> {
         let mut transaction = self.pool.begin().await?;
-        let mut product = repository::lock_product(&mut transaction, id)
-            .await?
-            .ok_or_else(|| ServiceError::NotFound(format!("product {id} does not exist")))?;
-        if let Some(expected) = expected_version.filter(|expected| *expected != product.version) {
-            return Err(ServiceError::Conflict(format!(
-                "product {id} is at version {}, not {expected}; read it again and retry",
-                product.version
-            )));
-        }
+        let mut product = lock_at_version(&mut transaction, id, expected_version).await?;
         if let ProductChange::Updated(updated) = product.update(details) {
             repository::update_product(&mut transaction, &product).await?;
             outbox::append(&mut transaction, &Envelope::new(&updated, Some(trace))).await?;
@@ -114,15 +106,7 @@ impl CatalogService {
         trace: &TraceContext,
     ) -> Result<Product, ServiceError> {
         let mut transaction = self.pool.begin().await?;
-        let mut product = repository::lock_product(&mut transaction, id)
-            .await?
-            .ok_or_else(|| ServiceError::NotFound(format!("product {id} does not exist")))?;
-        if let Some(expected) = expected_version.filter(|expected| *expected != product.version) {
-            return Err(ServiceError::Conflict(format!(
-                "product {id} is at version {}, not {expected}; read it again and retry",
-                product.version
-            )));
-        }
+        let mut product = lock_at_version(&mut transaction, id, expected_version).await?;
         // The product's state refuses it (untracked, or the stock would leave its bounds): FAILED_PRECONDITION.
         let updated = product
             .adjust_stock(delta)
@@ -223,4 +207,23 @@ impl CatalogService {
         let mut connection = self.pool.acquire().await?;
         Ok(repository::list_products(&mut connection, filter, skip, limit).await?)
     }
+}
+
+/// Product `id`, its row locked until `transaction` ends: NOT_FOUND when there is none, ABORTED when
+/// `expected_version` is set and the product has moved on (optimistic concurrency for read-modify-write clients).
+async fn lock_at_version(
+    transaction: &mut sqlx::PgTransaction<'_>,
+    id: Uuid,
+    expected_version: Option<i64>,
+) -> Result<Product, ServiceError> {
+    let product = repository::lock_product(transaction, id)
+        .await?
+        .ok_or_else(|| ServiceError::NotFound(format!("product {id} does not exist")))?;
+    if let Some(expected) = expected_version.filter(|expected| *expected != product.version) {
+        return Err(ServiceError::Conflict(format!(
+            "product {id} is at version {}, not {expected}; read it again and retry",
+            product.version
+        )));
+    }
+    Ok(product)
 }
