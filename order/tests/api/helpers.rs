@@ -22,6 +22,8 @@ pub(crate) struct TestApp {
     pub(crate) catalog: CatalogClient,
     /// Where the order service listens.
     pub(crate) url: String,
+    /// The order service's settings (the account and catalog services' URLs among them), for replicas.
+    pub(crate) settings: Settings,
     account_server: Option<RunningServer>,
     catalog_server: Option<RunningServer>,
     _order_server: RunningServer,
@@ -55,6 +57,7 @@ pub(crate) async fn spawn_app_with(configure: impl FnOnce(&mut Settings)) -> Tes
 
     TestApp {
         url: format!("http://{address}"),
+        settings,
         database,
         client: OrderClient::connect(format!("http://{address}")).await.unwrap(),
         accounts: AccountClient::connect(account_url).await.unwrap(),
