@@ -1,7 +1,8 @@
 //! `shop-bench`: measures the relay (throughput against a bare producer; commit-to-Kafka latency with and without
 //! commit notifications), order placement (through the gateway against the same SQL transaction straight to
-//! Postgres, and through a gateway verifying a customer's bearer token against one without; and in projection mode, how often `createOrder` answers the priced order) and replay (rebuilding the
-//! order projection), prints a table and writes `BENCHMARKS.md`.
+//! Postgres, and through a gateway verifying a customer's bearer token against one without; in projection mode,
+//! how often `createOrder` answers the priced order, and placement to confirmation of an order with and without
+//! the stock saga) and replay (rebuilding the order projection), prints a table and writes `BENCHMARKS.md`.
 //!
 //! The relay and the gateway run as child processes (this binary in a child mode) so their peak memory can be
 //! read on its own. Kafka is the embedded mock cluster unless `KAFKA_BROKERS` is set; Postgres is the one at
@@ -30,6 +31,7 @@ pub mod produce;
 pub mod relay;
 pub mod replay;
 pub mod report;
+pub mod saga;
 pub mod stats;
 
 use std::{path::PathBuf, time::Duration};
@@ -67,6 +69,8 @@ struct Sizes {
     latency_duration: Duration,
     concurrency: &'static [usize],
     placement_duration: Duration,
+    /// The concurrency levels of placement to confirmation, with and without the stock saga.
+    saga_concurrency: &'static [usize],
     replay_events: usize,
 }
 
@@ -77,6 +81,7 @@ const FULL: Sizes = Sizes {
     latency_duration: Duration::from_secs(30),
     concurrency: &[1, 8, 32],
     placement_duration: Duration::from_secs(10),
+    saga_concurrency: &[1, 8],
     replay_events: 100_000,
 };
 
@@ -87,6 +92,7 @@ const QUICK: Sizes = Sizes {
     latency_duration: Duration::from_secs(2),
     concurrency: &[1, 4],
     placement_duration: Duration::from_secs(1),
+    saga_concurrency: &[1, 4],
     replay_events: 2_000,
 };
 
@@ -108,6 +114,8 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
     let placement = orders::placement(sizes.concurrency, sizes.placement_duration).await?;
     eprintln!("priced answers in projection mode at concurrency {:?}…", sizes.concurrency);
     let priced = priced::priced_placement(&broker, sizes.concurrency, sizes.placement_duration).await?;
+    eprintln!("placement to confirmation with the stock saga at concurrency {:?}…", sizes.saga_concurrency);
+    let saga = saga::confirmation(&broker, sizes.saga_concurrency, sizes.placement_duration).await?;
     eprintln!("replay of {} entity events…", sizes.replay_events);
     let replay = replay::replay(&broker, sizes.replay_events).await?;
 
@@ -118,6 +126,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         latency,
         placement,
         priced,
+        saga,
         replay,
     };
     println!("{}", report.tables());

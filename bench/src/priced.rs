@@ -124,7 +124,7 @@ where
 }
 
 /// Runs `mutation` (one field, selecting `id`) and returns the id.
-async fn create(http: &reqwest::Client, graphql: &str, mutation: &str) -> anyhow::Result<String> {
+pub(crate) async fn create(http: &reqwest::Client, graphql: &str, mutation: &str) -> anyhow::Result<String> {
     let query = format!("mutation {{ created: {mutation} {{ id }} }}");
     let response: Value = http.post(graphql).json(&json!({ "query": query })).send().await?.json().await?;
     response["data"]["created"]["id"].as_str().map(str::to_owned).ok_or_else(|| anyhow::anyhow!("{response}"))
@@ -155,11 +155,12 @@ async fn create_order(
     Ok(Answer { latency, priced })
 }
 
-/// The shop as `shop` runs it, but with the relay and the gateway in processes of their own.
-struct System {
-    gateway: ChildProcess,
+/// The shop as `shop` runs it, but with the relay and the gateway in processes of their own; [`crate::saga`]
+/// measures one too.
+pub(crate) struct System {
+    pub(crate) gateway: ChildProcess,
     relay: ChildProcess,
-    order_database: TestDatabase,
+    pub(crate) order_database: TestDatabase,
     account_url: String,
     catalog_url: String,
     _servers: [RunningServer; 3],
@@ -167,7 +168,7 @@ struct System {
 }
 
 impl System {
-    async fn start(broker: &TestBroker) -> anyhow::Result<Self> {
+    pub(crate) async fn start(broker: &TestBroker) -> anyhow::Result<Self> {
         // Topics of this run's own (the embedded broker cannot create them on request).
         let prefix = format!("{}bench-priced-{}.", broker.topic_prefix, Uuid::now_v7().simple());
         for spec in topics::ALL {
@@ -223,7 +224,7 @@ impl System {
 
     /// Creates `accounts` customers and `products` products, and waits until the order service's projection
     /// holds them all (its consumer group has formed and caught up).
-    async fn customers_and_products(
+    pub(crate) async fn customers_and_products(
         &self,
         accounts: usize,
         products: usize,
@@ -243,22 +244,30 @@ impl System {
                 catalog_client.post_product(&format!("product {i}"), "For benchmarks.", price).await?.id,
             );
         }
+        let held =
+            "SELECT (SELECT count(*) FROM account_projection) + (SELECT count(*) FROM product_projection)";
+        self.await_projection(held, (accounts + products) as i64).await?;
+        Ok((account_ids, product_ids))
+    }
+
+    /// Waits until `count`, a query of one count over the order database, reads `expected`: what the order
+    /// service's projection must hold before the orders that rely on it.
+    pub(crate) async fn await_projection(&self, count: &'static str, expected: i64) -> anyhow::Result<()> {
         let deadline = Instant::now() + Duration::from_secs(60);
         loop {
-            let held: i64 = sqlx::query_scalar(
-                "SELECT (SELECT count(*) FROM account_projection) + (SELECT count(*) FROM product_projection)",
-            )
-            .fetch_one(&self.order_database.pool)
-            .await?;
-            if held == (accounts + products) as i64 {
-                return Ok((account_ids, product_ids));
+            let held: i64 = sqlx::query_scalar(count).fetch_one(&self.order_database.pool).await?;
+            if held == expected {
+                return Ok(());
             }
-            anyhow::ensure!(Instant::now() < deadline, "the projection holds {held} of them after a minute");
+            anyhow::ensure!(
+                Instant::now() < deadline,
+                "the projection holds {held} of {expected} after a minute"
+            );
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
     }
 
-    async fn stop(self) -> anyhow::Result<()> {
+    pub(crate) async fn stop(self) -> anyhow::Result<()> {
         self.gateway.stop()?;
         self.relay.stop()
     }

@@ -7,6 +7,7 @@ use crate::{
     priced::{Answers, PricedPlacement},
     relay::{Latency, Throughput},
     replay::Replay,
+    saga::{Confirmations, STOCK, SagaConfirmation},
     stats::{Latencies, ms},
 };
 
@@ -19,6 +20,7 @@ pub struct Report {
     pub latency: Latency,
     pub placement: Placement,
     pub priced: PricedPlacement,
+    pub saga: SagaConfirmation,
     pub replay: Replay,
 }
 
@@ -35,6 +37,34 @@ fn answers_row(answers: &Answers) -> String {
         100.0 * answers.priced as f64 / answers.orders.max(1) as f64,
         answers.priced,
         answers.orders
+    )
+}
+
+/// The cells of `kind` after its product's: its orders, its latencies, its confirmation's p50 and p99 over those of
+/// `untracked` (the same run), and its orders that did not end confirmed.
+fn confirmations_row(kind: &Confirmations, untracked: &Confirmations) -> String {
+    let over = |quantile: fn(&Latencies) -> std::time::Duration| {
+        quantile(&kind.confirmed).as_secs_f64()
+            / quantile(&untracked.confirmed).as_secs_f64().max(f64::EPSILON)
+    };
+    let not_confirmed = kind.not_confirmed.values().sum::<usize>();
+    let not_confirmed = if not_confirmed == 0 {
+        "0".to_owned()
+    } else {
+        let statuses: Vec<String> =
+            kind.not_confirmed.iter().map(|(status, orders)| format!("{orders} {status}")).collect();
+        format!("{not_confirmed} ({})", statuses.join(", "))
+    };
+    format!(
+        "{} | {} | {} | {} | {} | {} | {:.2}× | {:.2}× | {not_confirmed}",
+        kind.orders,
+        ms(kind.answered.p50),
+        ms(kind.confirmed.p50),
+        ms(kind.confirmed.p95),
+        ms(kind.confirmed.p99),
+        ms(kind.confirmed.max),
+        over(|latencies| latencies.p50),
+        over(|latencies| latencies.p99)
     )
 }
 
@@ -107,6 +137,7 @@ impl Report {
         }
         out.push_str(&self.authentication_table());
         out.push_str(&self.priced_table());
+        out.push_str(&self.saga_table());
         let r = &self.replay;
         let _ = write!(
             out,
@@ -167,6 +198,39 @@ impl Report {
             ] {
                 let _ = writeln!(out, "| {} | {client} | {} |", level.concurrency, answers_row(answers));
             }
+        }
+        out
+    }
+
+    /// Placement to confirmation in projection mode, of a product without the stock saga and of one with it.
+    fn saga_table(&self) -> String {
+        let s = &self.saga;
+        let mut out = format!(
+            "\n### Placement to confirmation with the stock saga (projection mode, {:.0} s per level and product)\n\n\
+             From sending `createOrder` (one unit, through the gateway) to reading the order `CONFIRMED` in the \
+             order service's database, read again on every commit notification of its outbox rather than polled: \
+             for a product that does not track its stock, which `createOrder` confirms itself, and for one tracking \
+             {STOCK} units, answered `AWAITING_STOCK` and confirmed once the relay has carried it to the catalog's \
+             consumer, which reserves, and the reservation back to the order service's consumer.\n\n\
+             | concurrency | product | orders | createOrder p50 | confirmed p50 | p95 | p99 | max | p50 / untracked \
+             | p99 / untracked | not confirmed |\n|---|---|---|---|---|---|---|---|---|---|---|\n",
+            s.duration.as_secs_f64()
+        );
+        for level in &s.levels {
+            for (product, kind) in
+                [("does not track its stock", &level.untracked), ("tracks its stock", &level.tracked)]
+            {
+                let row = confirmations_row(kind, &level.untracked);
+                let _ = writeln!(out, "| {} | {product} | {row} |", level.concurrency);
+            }
+        }
+        if let Some(wait) = s.mock_fetch_wait_ms {
+            let _ = writeln!(
+                out,
+                "\nThe embedded mock cluster answers a fetch that found no record only after the consumer's \
+                 fetch.wait.max.ms ({wait} ms for the shop's consumers), even when records arrive meanwhile, so each \
+                 of the saga's two consumer hops may wait that long here; a broker answers as they arrive."
+            );
         }
         out
     }

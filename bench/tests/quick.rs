@@ -34,6 +34,9 @@ fn the_quick_benchmark_run_measures_everything_and_writes_its_report() {
         "### Order placement with authentication",
         "### Priced answers in projection mode",
         "| account and product created just before (the original's clients) |",
+        "### Placement to confirmation with the stock saga",
+        "| does not track its stock |",
+        "| tracks its stock |",
         "### Replay",
         "### Peak memory (RSS)",
         "cargo run --release -p shop-bench -- --quick",
@@ -49,4 +52,14 @@ fn the_quick_benchmark_run_measures_everything_and_writes_its_report() {
         .and_then(|line| line.split('|').nth(2))
         .and_then(|events| events.trim().parse::<u64>().ok());
     assert_eq!(replayed, Some(2_000), "the replay consumed every event it published:\n{report}");
+    // Every order of the saga's rows (two products at each of two levels) ended confirmed.
+    let saga_rows: Vec<&str> = report
+        .lines()
+        .filter(|line| line.contains("| does not track its stock |") || line.contains("| tracks its stock |"))
+        .collect();
+    assert_eq!(saga_rows.len(), 4, "a level or a product of the saga is missing:\n{report}");
+    assert!(
+        saga_rows.iter().all(|row| row.ends_with("| 0 |")),
+        "orders of the saga's benchmark did not end confirmed:\n{report}"
+    );
 }
