@@ -2,9 +2,10 @@
 
 Finds the issuer's keys by OpenID Connect discovery on the gateway and checks that the key each token names is
 published there; validates every operation against the schema graphql-core builds from introspection; then, with
-the tokens of a staff member and two customers: staff creates a product; each customer opens an account and orders;
-without a token, accounts are refused UNAUTHENTICATED; and each way of reaching the other customer's account or
-order answers exactly what the same question about an id nothing has answers.
+the tokens of a staff member and two customers: staff creates a product that tracks its stock; each customer opens an
+account and orders; without a token, accounts are refused UNAUTHENTICATED; staff restocks while a customer is refused
+FORBIDDEN; and each way of reaching the other customer's account or order (cancelling it included) answers exactly
+what the same question about an id nothing has answers.
 
     python authorization.py http://127.0.0.1:<port> <staff token> <alice's token> <bob's token>
 
@@ -20,7 +21,12 @@ import urllib.request
 from graphql import build_client_schema, get_introspection_query, parse, validate
 
 MISSING = "0190a0e0-0000-7000-8000-000000000000"
-CREATE_PRODUCT = 'mutation { createProduct(product: {name: "Kettle", description: "Boils water", price: 24.99}) { id } }'
+CREATE_PRODUCT = (
+    'mutation { createProduct(product: {name: "Kettle", description: "Boils water", price: 24.99, stock: 5}) '
+    "{ id stock } }"
+)
+ADJUST_STOCK = "mutation Adjust($id: String!) { adjustStock(id: $id, delta: 3) { id stock } }"
+PRODUCT_STOCK = "query Stock($id: String!) { products(id: $id) { stock } }"
 CREATE_ACCOUNT = "mutation CreateAccount($name: String!) { createAccount(account: {name: $name}) { id owner } }"
 CREATE_ORDER = """
 mutation CreateOrder($accountId: String!, $productId: String!) {
@@ -33,6 +39,7 @@ PROBES = [
     "query Probe($id: String!) { accounts(id: $id) { id name orders { id } } }",
     "query Probe($id: String!) { order(id: $id) { id accountId status } }",
     "query Probe($id: String!) { mine: accounts { id } theirs: accounts(id: $id) { orders { id } } }",
+    "mutation Probe($id: String!) { cancelOrder(id: $id) { id status history { kind } } }",
 ]
 
 
@@ -79,7 +86,7 @@ def main(base, staff, alice, bob):
     status, introspection = request(endpoint, {"query": get_introspection_query()})
     check(status == 200 and "data" in introspection, f"introspection without a token answered {status}")
     schema = build_client_schema(introspection["data"])
-    for operation in [CREATE_PRODUCT, CREATE_ACCOUNT, CREATE_ORDER, ACCOUNTS, *PROBES]:
+    for operation in [CREATE_PRODUCT, ADJUST_STOCK, PRODUCT_STOCK, CREATE_ACCOUNT, CREATE_ORDER, ACCOUNTS, *PROBES]:
         errors = validate(schema, parse(operation))
         check(not errors, f"invalid against the schema: {operation}: {errors}")
     print(json.dumps({"step": "validation"}))
@@ -107,6 +114,15 @@ def main(base, staff, alice, bob):
     codes = [error["extensions"]["code"] for error in anonymous.get("errors", [])]
     check(codes == ["UNAUTHENTICATED"], f"accounts without a token: {anonymous}")
     print(json.dumps({"step": "anonymous", "codes": codes}))
+
+    refused = graphql(alice, ADJUST_STOCK, {"id": product})
+    codes = [error["extensions"]["code"] for error in refused.get("errors", [])]
+    check(codes == ["FORBIDDEN"], f"a customer adjusting stock: {refused}")
+    before = data(staff, PRODUCT_STOCK, {"id": product})["products"][0]["stock"]
+    after = data(staff, ADJUST_STOCK, {"id": product})["adjustStock"]["stock"]
+    # The two orders may still be reserving meanwhile: each can take one unit between the read and the restock.
+    check(before + 1 <= after <= before + 3, f"restocked by 3 from {before}, now {after}")
+    print(json.dumps({"step": "stock", "customer": codes, "restocked": after is not None}))
 
     compared = 0
     for probe in PROBES:

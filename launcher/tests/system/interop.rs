@@ -225,10 +225,11 @@ async fn a_python_client_with_tokens_sees_another_customers_data_exactly_as_miss
     // Assert: it went through every step, and compared every probe.
     let steps: Vec<Value> = json_lines(&output);
     let names: Vec<&str> = steps.iter().map(|s| s["step"].as_str().unwrap()).collect();
-    assert_eq!(names, ["discovery", "validation", "placed", "anonymous", "others_look_missing"]);
+    assert_eq!(names, ["discovery", "validation", "placed", "anonymous", "stock", "others_look_missing"]);
     assert_eq!(steps[0]["issuer"], base.as_str());
-    assert_eq!(steps[4]["compared"], 7, "{}", steps[4]);
-    assert_eq!(steps[4]["staff_sees"], 2, "{}", steps[4]);
+    assert_eq!(steps[4]["customer"], serde_json::json!(["FORBIDDEN"]), "{}", steps[4]);
+    assert_eq!(steps[5]["compared"], 9, "{}", steps[5]);
+    assert_eq!(steps[5]["staff_sees"], 2, "{}", steps[5]);
     shop.stop().await;
 }
 
