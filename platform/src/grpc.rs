@@ -51,7 +51,8 @@ pub const MAX_MESSAGE_BYTES_ENV: &str = "GRPC_MAX_MESSAGE_BYTES";
 /// stops accepting and lets in-flight calls finish.
 ///
 /// Health reports `service` SERVING while it accepts calls, each part of `health` under its own name, and the whole
-/// server (the empty name) SERVING only while every part is; all go NOT_SERVING when shutdown begins.
+/// server (the empty name) SERVING only while every part is; all go NOT_SERVING when shutdown begins. Every call to
+/// `service`, refused or not, is counted and timed ([`metrics::grpc`](crate::metrics::grpc)).
 pub async fn serve<S>(
     listener: TcpListener,
     service: S,
@@ -96,6 +97,7 @@ where
         .http2_keepalive_interval(Some(KEEPALIVE_INTERVAL))
         .http2_keepalive_timeout(Some(KEEPALIVE_TIMEOUT))
         .tcp_keepalive(Some(KEEPALIVE_INTERVAL))
+        .layer(crate::metrics::grpc::GrpcMetricsLayer::new(S::NAME, file_descriptor_set))
         .layer(InFlightLimitLayer::new(MAX_IN_FLIGHT, overload::grpc_refusal))
         .trace_fn(|request| {
             let trace_id = TraceContext::from_headers(|name| {

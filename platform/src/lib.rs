@@ -20,6 +20,8 @@
 //! - [`progress`]: progress of long work (a bar with events/s on a terminal, plain lines otherwise).
 //! - [`overload`]: load shedding, a cap on the requests a process serves at once.
 //! - [`pagination`]: `skip`/`take` validation with a default and a maximum page size.
+//! - [`metrics`]: the process's one Prometheus registry, `GET /metrics` to serve it, the gRPC server metrics and
+//!   (feature `postgres`) the connection pools' gauges.
 
 pub mod backoff;
 pub mod error;
@@ -29,6 +31,7 @@ pub mod identity;
 pub mod ids;
 #[cfg(feature = "kafka")]
 pub mod kafka;
+pub mod metrics;
 pub mod overload;
 pub mod pagination;
 #[cfg(feature = "postgres")]
