@@ -1,4 +1,7 @@
-//! The relay's Prometheus metrics, per outbox (label `outbox`, the database name).
+//! The relay's Prometheus metrics, per outbox (label `outbox`, the database name), in the process's registry
+//! ([`shop_platform::metrics`]) under the prefix `shop_relay_`.
+
+use std::sync::{LazyLock, atomic::AtomicU64};
 
 use prometheus_client::{
     encoding::EncodeLabelSet,
@@ -10,7 +13,7 @@ use prometheus_client::{
     },
     registry::Registry,
 };
-use std::sync::atomic::AtomicU64;
+use shop_platform::metrics::with_registry;
 
 #[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct OutboxLabel {
@@ -21,6 +24,10 @@ fn latency_histogram() -> Histogram {
     // 1 ms to ~33 s.
     Histogram::new(exponential_buckets(0.001, 2.0, 16))
 }
+
+/// Registered on first use: however many relays a process builds (the tests build many), each family is
+/// registered once.
+static METRICS: LazyLock<Metrics> = LazyLock::new(|| with_registry(Metrics::register));
 
 /// Every metric family, registered once per process.
 #[derive(Debug, Clone)]
@@ -41,7 +48,12 @@ pub struct Metrics {
 }
 
 impl Metrics {
-    pub fn register(registry: &mut Registry) -> Self {
+    /// The families, in the process's registry.
+    pub fn global() -> &'static Self {
+        &METRICS
+    }
+
+    fn register(registry: &mut Registry) -> Self {
         let metrics = Self {
             published: Family::default(),
             parked_events: Family::default(),

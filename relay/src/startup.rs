@@ -3,17 +3,11 @@
 use std::{collections::BTreeMap, future::Future, net::SocketAddr, sync::Arc};
 
 use anyhow::Context;
-use axum::{
-    Json, Router,
-    extract::State,
-    http::{StatusCode, header},
-    response::IntoResponse,
-    routing::get,
-};
-use prometheus_client::registry::Registry;
+use axum::{Json, extract::State, http::StatusCode, routing::get};
 use shop_events::topics;
 use shop_platform::{
     health::{Health, PartStatus},
+    metrics::{self, pools},
     postgres,
     supervisor::Supervisor,
 };
@@ -28,7 +22,6 @@ pub struct Application {
     instance_id: Uuid,
     workers: Vec<OutboxWorker>,
     metrics_listener: TcpListener,
-    registry: Arc<Registry>,
 }
 
 impl Application {
@@ -39,8 +32,7 @@ impl Application {
         anyhow::ensure!(!settings.database_urls.is_empty(), "No outbox database given (RELAY_DATABASE_URLS)");
         kafka::check_overrides(&settings.kafka)?;
         let instance_id = Uuid::now_v7();
-        let mut registry = Registry::default();
-        let metrics = Metrics::register(&mut registry);
+        let metrics = Metrics::global();
 
         kafka::ensure_topics(
             &settings.kafka,
@@ -73,10 +65,11 @@ impl Application {
         let metrics_listener = TcpListener::bind(settings.metrics_addr)
             .await
             .with_context(|| format!("Failed to listen on {}", settings.metrics_addr))?;
-        Ok(Self { instance_id, workers, metrics_listener, registry: Arc::new(registry) })
+        Ok(Self { instance_id, workers, metrics_listener })
     }
 
-    /// Where `/metrics` and the health checks are served.
+    /// Where `/metrics` (every metric of the process, the relay's and any other part's it runs beside) and the
+    /// health checks are served.
     pub fn metrics_addr(&self) -> SocketAddr {
         self.metrics_listener.local_addr().expect("a bound listener has a local address")
     }
@@ -95,6 +88,8 @@ impl Application {
     ) -> anyhow::Result<()> {
         let health = Health::new();
         let mut supervisor = Supervisor::new(&health);
+        let _pools: Vec<pools::PoolWatch> =
+            self.workers.iter().map(|worker| pools::watch("relay", &worker.pool)).collect();
         for worker in self.workers {
             let worker = Arc::new(worker);
             supervisor.restarting(worker.outbox.clone(), move |part| {
@@ -102,12 +97,13 @@ impl Application {
                 async move { worker.run(part).await }
             });
         }
-        let router = Router::new()
-            .route("/metrics", get(metrics).with_state(self.registry.clone()))
+        let router = metrics::router()
             .route("/health", get(|| async { "ok" }))
             .route("/health/ready", get(ready).with_state(health.clone()));
         let stop = supervisor.stop_token();
         let listener = self.metrics_listener;
+        let addr = listener.local_addr()?;
+        tracing::info!(address = %addr, "Serving metrics at http://{addr}/metrics");
         supervisor.essential("the metrics server", async move {
             axum::serve(listener, router)
                 .with_graceful_shutdown(stop.cancelled_owned())
@@ -118,20 +114,6 @@ impl Application {
         supervisor.run_until(shutdown).await?;
         tracing::info!("The relay stopped.");
         Ok(())
-    }
-}
-
-async fn metrics(State(registry): State<Arc<Registry>>) -> impl IntoResponse {
-    let mut body = String::new();
-    match prometheus_client::encoding::text::encode(&mut body, &registry) {
-        Ok(()) => {
-            ([(header::CONTENT_TYPE, "application/openmetrics-text; version=1.0.0; charset=utf-8")], body)
-                .into_response()
-        }
-        Err(error) => {
-            tracing::error!(error.message = %error, "Failed to encode the metrics.");
-            StatusCode::INTERNAL_SERVER_ERROR.into_response()
-        }
     }
 }
 
