@@ -17,12 +17,15 @@
 //!   records, or a completed republish refilled it), and refuses otherwise unless told to accept it.
 //! - [`apply_batch`] and the stored positions, for tools and tests.
 //! - [`Record`]: a consumed record, owned.
+//! - Every runner counts its records by outcome and reports its lag per partition (`shop_consumer_records_total`,
+//!   `shop_consumer_lag_records`, in the process's Prometheus registry).
 //!
 //! Projections should also guard every entity write by aggregate version (apply only if newer): a replay, or an
 //! older event published again after a newer one, then changes nothing.
 
 mod completeness;
 mod history;
+mod metrics;
 mod offsets;
 pub mod positions;
 mod rebuild;

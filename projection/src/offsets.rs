@@ -1,7 +1,7 @@
 //! The projection's position in each partition, kept in Postgres with the projection itself: a batch is applied and
 //! the position moved past it in one transaction, so a record is applied once however often Kafka delivers it.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 
 use sqlx::{PgConnection, PgPool, PgTransaction};
 
@@ -29,6 +29,41 @@ impl std::ops::AddAssign for BatchSummary {
         self.skipped += other.skipped;
         self.already_applied += other.already_applied;
         self.dead_lettered += other.dead_lettered;
+    }
+}
+
+/// What one batch did, per topic (as the projection names it), for the consumer metrics.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub(crate) struct TopicSummaries(BTreeMap<String, BatchSummary>);
+
+impl TopicSummaries {
+    /// `summary`, all of it on `topic`.
+    pub(crate) fn one(topic: &str, summary: BatchSummary) -> Self {
+        Self(BTreeMap::from([(topic.to_owned(), summary)]))
+    }
+
+    /// The batch as a whole.
+    pub(crate) fn total(&self) -> BatchSummary {
+        self.0.values().fold(BatchSummary::default(), |mut total, summary| {
+            total += *summary;
+            total
+        })
+    }
+
+    pub(crate) fn iter(&self) -> impl Iterator<Item = (&str, &BatchSummary)> {
+        self.0.iter().map(|(topic, summary)| (topic.as_str(), summary))
+    }
+
+    fn topic(&mut self, topic: &str) -> &mut BatchSummary {
+        self.0.entry(topic.to_owned()).or_default()
+    }
+}
+
+impl std::ops::AddAssign for TopicSummaries {
+    fn add_assign(&mut self, other: Self) {
+        for (topic, summary) in other.0 {
+            *self.topic(&topic) += summary;
+        }
     }
 }
 
@@ -136,6 +171,16 @@ pub async fn apply_batch<P: Projection>(
     records: &[Record],
     options: BatchOptions<'_>,
 ) -> Result<BatchSummary, ProjectionError> {
+    apply_batch_by_topic(pool, projection, records, options).await.map(|summaries| summaries.total())
+}
+
+/// [`apply_batch`], telling what it did per topic.
+pub(crate) async fn apply_batch_by_topic<P: Projection>(
+    pool: &PgPool,
+    projection: &P,
+    records: &[Record],
+    options: BatchOptions<'_>,
+) -> Result<TopicSummaries, ProjectionError> {
     let mut transaction = pool.begin().await?;
     if let Some(name) = options.live_lock {
         sqlx::query("SELECT pg_advisory_xact_lock_shared(hashtextextended($1, 0))")
@@ -144,11 +189,9 @@ pub async fn apply_batch<P: Projection>(
             .await?;
     }
     let stored = lock_positions(&mut transaction, projection.name(), records).await?;
-    let fresh: Vec<Record> = records
-        .iter()
-        .filter(|record| record.offset >= stored.get(&record.partition_key()).copied().unwrap_or(0))
-        .cloned()
-        .collect();
+    let is_fresh =
+        |record: &&Record| record.offset >= stored.get(&record.partition_key()).copied().unwrap_or(0);
+    let fresh: Vec<Record> = records.iter().filter(is_fresh).cloned().collect();
 
     let outcomes = projection.apply(&mut transaction, &fresh).await?;
     if outcomes.len() != fresh.len() {
@@ -161,7 +204,9 @@ pub async fn apply_batch<P: Projection>(
         .into());
     }
     let mut summary = record_outcomes(&mut transaction, projection.name(), &fresh, &outcomes).await?;
-    summary.already_applied = (records.len() - fresh.len()) as u64;
+    for repeated in records.iter().filter(|record| !is_fresh(record)) {
+        summary.topic(&repeated.topic).already_applied += 1;
+    }
     advance(&mut transaction, projection.name(), &fresh, options.cluster_id).await?;
     transaction.commit().await?;
     Ok(summary)
@@ -197,21 +242,22 @@ async fn record_outcomes(
     projection: &str,
     records: &[Record],
     outcomes: &[Outcome],
-) -> Result<BatchSummary, sqlx::Error> {
-    let mut summary = BatchSummary::default();
+) -> Result<TopicSummaries, sqlx::Error> {
+    let mut summary = TopicSummaries::default();
     for (record, outcome) in records.iter().zip(outcomes) {
+        let counts = summary.topic(&record.topic);
         let reason = match outcome {
             Outcome::Applied => {
-                summary.applied += 1;
+                counts.applied += 1;
                 continue;
             }
             Outcome::Ignored => {
-                summary.ignored += 1;
+                counts.ignored += 1;
                 continue;
             }
             Outcome::Skipped(reason) => storable(reason, MAX_REASON_CHARS),
         };
-        summary.skipped += 1;
+        counts.skipped += 1;
         tracing::warn!(
             projection,
             topic = %record.topic,

@@ -33,7 +33,8 @@ use tokio_util::sync::CancellationToken;
 
 use super::{
     BatchSummary, Projection, ProjectionError, Record, Source, TracingContext,
-    offsets::{self, BatchOptions, Partition},
+    metrics::ConsumerMeter,
+    offsets::{self, BatchOptions, Partition, TopicSummaries},
     positions::{self, Verdict},
 };
 
@@ -171,9 +172,11 @@ impl<P: Projection> ProjectionRunner<P> {
     pub async fn run(&self, part: Part) -> anyhow::Result<()> {
         let name = self.projection.name().to_owned();
         let rebalances = Arc::new(Rebalances::default());
-        let context = RunnerContext::new(rebalances.clone(), part.health.clone());
+        let config = self.consumer_config();
+        let meter = ConsumerMeter::new(config.get("group.id").unwrap_or_default(), &self.source.topic_prefix);
+        let context = RunnerContext::new(rebalances.clone(), part.health.clone(), meter);
         let consumer: Arc<StreamConsumer<RunnerContext>> = Arc::new(
-            self.consumer_config()
+            config
                 .create_with_context(context)
                 .with_context(|| format!("Failed to create the consumer of {name}"))?,
         );
@@ -290,6 +293,7 @@ impl<P: Projection> ProjectionRunner<P> {
                 }
             }
         }
+        consumer.context().meter.track(&consuming.next);
         true
     }
 
@@ -474,10 +478,13 @@ impl<P: Projection> ProjectionRunner<P> {
         if batch.is_empty() {
             return true;
         }
-        let Some(summary) = self.apply_with_retry(&batch, consuming.cluster_id.as_deref(), stop).await else {
+        let Some(by_topic) = self.apply_with_retry(&batch, consuming.cluster_id.as_deref(), stop).await
+        else {
             return false;
         };
+        let summary = by_topic.total();
         self.stats.add(&summary);
+        consumer.context().meter.count(&by_topic);
         if summary.applied > 0 {
             for notify in &self.on_applied {
                 notify.notify_waiters();
@@ -488,6 +495,7 @@ impl<P: Projection> ProjectionRunner<P> {
             consuming.next.insert(record.partition_key(), record.offset + 1);
         }
         self.store_offsets(consumer, &batch);
+        consumer.context().meter.track(&consuming.next);
         tracing::debug!(
             projection = self.projection.name(),
             records = batch.len(),
@@ -520,7 +528,7 @@ impl<P: Projection> ProjectionRunner<P> {
         batch: &[Record],
         cluster_id: Option<&str>,
         stop: &CancellationToken,
-    ) -> Option<BatchSummary> {
+    ) -> Option<TopicSummaries> {
         let error = match self.apply_until_done_or_record_fails(batch, cluster_id, stop).await? {
             Ok(summary) => return Some(summary),
             Err(error) => error,
@@ -534,7 +542,7 @@ impl<P: Projection> ProjectionRunner<P> {
             error.message = %error,
             "A record of the batch cannot be applied; applying the batch record by record."
         );
-        let mut total = BatchSummary::default();
+        let mut total = TopicSummaries::default();
         for record in batch {
             let one = std::slice::from_ref(record);
             total += match self.apply_until_done_or_record_fails(one, cluster_id, stop).await? {
@@ -552,12 +560,12 @@ impl<P: Projection> ProjectionRunner<P> {
         records: &[Record],
         cluster_id: Option<&str>,
         stop: &CancellationToken,
-    ) -> Option<Result<BatchSummary, ProjectionError>> {
+    ) -> Option<Result<TopicSummaries, ProjectionError>> {
         let name = self.projection.name();
         let options = BatchOptions { live_lock: Some(name), cluster_id };
         let mut backoff = Backoff::standard();
         loop {
-            match offsets::apply_batch(&self.pool, &*self.projection, records, options).await {
+            match offsets::apply_batch_by_topic(&self.pool, &*self.projection, records, options).await {
                 Ok(summary) => return Some(Ok(summary)),
                 Err(error) if error.is_caused_by_a_record() => return Some(Err(error)),
                 Err(error) => tracing::warn!(
@@ -581,7 +589,7 @@ impl<P: Projection> ProjectionRunner<P> {
         first_error: ProjectionError,
         cluster_id: Option<&str>,
         stop: &CancellationToken,
-    ) -> Option<BatchSummary> {
+    ) -> Option<TopicSummaries> {
         let mut error = first_error;
         let mut backoff = Backoff::standard();
         for _ in 1..MAX_RECORD_ATTEMPTS {
@@ -606,7 +614,7 @@ impl<P: Projection> ProjectionRunner<P> {
         error: &ProjectionError,
         cluster_id: Option<&str>,
         stop: &CancellationToken,
-    ) -> Option<BatchSummary> {
+    ) -> Option<TopicSummaries> {
         let name = self.projection.name();
         let reason = format!("failed {MAX_RECORD_ATTEMPTS} times: {error}");
         tracing::error!(
@@ -623,7 +631,8 @@ impl<P: Projection> ProjectionRunner<P> {
         loop {
             match offsets::dead_letter(&self.pool, name, record, &reason, attempts, cluster_id).await {
                 Ok(moved) => {
-                    return Some(BatchSummary { dead_lettered: u64::from(moved), ..BatchSummary::default() });
+                    let summary = BatchSummary { dead_lettered: u64::from(moved), ..BatchSummary::default() };
+                    return Some(TopicSummaries::one(&record.topic, summary));
                 }
                 Err(error) => tracing::warn!(
                     projection = name,
@@ -726,6 +735,8 @@ impl Rebalances {
 struct RunnerContext {
     rebalances: Arc<Rebalances>,
     health: PartHealth,
+    /// The consumer's metrics; the lag follows the statistics.
+    meter: ConsumerMeter,
     /// The first assignment has been positioned.
     ready: AtomicBool,
     /// Some broker is up.
@@ -733,9 +744,9 @@ struct RunnerContext {
 }
 
 impl RunnerContext {
-    fn new(rebalances: Arc<Rebalances>, health: PartHealth) -> Self {
+    fn new(rebalances: Arc<Rebalances>, health: PartHealth, meter: ConsumerMeter) -> Self {
         health.not_serving("waiting for Kafka to assign partitions");
-        Self { rebalances, health, ready: AtomicBool::new(false), connected: AtomicBool::new(true) }
+        Self { rebalances, health, meter, ready: AtomicBool::new(false), connected: AtomicBool::new(true) }
     }
 
     fn set_ready(&self) {
@@ -773,6 +784,7 @@ impl ClientContext for RunnerContext {
         let connected = statistics.brokers.values().any(|broker| broker.nodeid >= 0 && broker.state == "UP");
         self.connected.store(connected, Ordering::Relaxed);
         self.refresh_health();
+        self.meter.observe(&statistics);
     }
 }
 
