@@ -21,6 +21,7 @@
 //! - [`saga`]: the stock step of the order saga: the catalog's answers (over Kafka or gRPC), the deadlines, the
 //!   releases owed.
 //! - [`repository`]: the SQL.
+//! - [`metrics`]: orders placed and settled, placement-to-confirmation latency, and the backlog of orders not done.
 //! - [`republish`]: the `republish` command: every order's current state appended to the outbox again.
 //! - [`service`]: the use cases; owns the transaction boundary.
 //! - [`grpc`]: the tonic server (`shop.order.v1.OrderService`) and a typed client.
@@ -31,6 +32,7 @@ pub mod directory;
 pub mod domain;
 pub mod grpc;
 pub mod idempotency_keys;
+pub mod metrics;
 pub mod projection;
 pub mod repository;
 pub mod republish;

@@ -253,6 +253,33 @@ pub async fn share_orders_after(
     Ok(with_lines(connection, rows).await?.into_iter().map(|(order, _)| order).collect())
 }
 
+/// What the order database holds that is not done yet, for the metrics.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Backlog {
+    /// Orders pending or awaiting stock.
+    pub unsettled: i64,
+    /// Seconds since the oldest of them was placed (by the database's clock); 0 when there is none.
+    pub oldest_unsettled_age_seconds: f64,
+    /// Final orders whose stock release the catalog has not confirmed.
+    pub releases_owed: i64,
+}
+
+/// The [`Backlog`]. Cheap however many orders are final: each condition matches a partial index
+/// (`orders_pending`, `orders_awaiting_stock`, `orders_release_pending`), so only the rows not done are read.
+pub async fn backlog(connection: &mut PgConnection) -> Result<Backlog, sqlx::Error> {
+    let (unsettled, oldest_unsettled_age_seconds, releases_owed): (i64, f64, i64) = sqlx::query_as(
+        "SELECT count(*),
+                COALESCE(extract(epoch FROM now() - min(created_at))::float8, 0),
+                (SELECT count(*) FROM orders WHERE stock_release_pending)
+         FROM (SELECT created_at FROM orders WHERE status = 'pending'
+               UNION ALL
+               SELECT created_at FROM orders WHERE status = 'awaiting_stock') AS unsettled",
+    )
+    .fetch_one(connection)
+    .await?;
+    Ok(Backlog { unsettled, oldest_unsettled_age_seconds, releases_owed })
+}
+
 /// Stores an order's transition: its status, total, reason, version, history, release owed, and the pricing of
 /// its lines.
 #[tracing::instrument(skip_all, fields(order_id = %order.id, version = order.version), err)]

@@ -14,7 +14,7 @@ use crate::{
     config::DEFAULT_IDEMPOTENCY_KEY_TTL_SECONDS,
     directory::Directory,
     domain::{IdempotencyKey, NewOrder, Order, OrderError, OrderStatus, PlacedBy, fingerprint},
-    repository,
+    metrics, repository,
     saga::{self, catalog::CatalogStock},
     validation::PricedAnswer,
 };
@@ -294,6 +294,7 @@ impl<D: Directory> OrderService<D> {
         repository::update_order(&mut transaction, &order).await?;
         outbox::append(&mut transaction, &event.to_envelope(Some(trace))).await?;
         transaction.commit().await?;
+        metrics::settled(&order);
         Ok(order)
     }
 
@@ -484,6 +485,7 @@ impl<D: Directory> OrderService<D> {
             outbox::append(&mut transaction, event).await?;
         }
         transaction.commit().await?;
+        metrics::placed(&order);
         Ok(Stored::Placed(order))
     }
 

@@ -36,6 +36,7 @@ use uuid::Uuid;
 use crate::{
     directory::{Directory, Names},
     domain::{Order, OrderError, Verdict},
+    metrics::{self, Settlement},
     repository,
 };
 
@@ -100,6 +101,7 @@ impl<D: Directory> Validator<D> {
                     part.health.not_serving(format!("validating pending orders failed: {error}"));
                 }
             }
+            metrics::refresh_backlog(&self.pool).await;
             tokio::select! {
                 () = part.stop.cancelled() => return Ok(()),
                 () = self.wake.notified() => {}
@@ -115,6 +117,7 @@ impl<D: Directory> Validator<D> {
         let (mut decided, mut held_up) = (0, 0);
         loop {
             let mut transaction = self.pool.begin().await?;
+            let mut settlements = Vec::new();
             let pending = repository::lock_pending_orders(&mut transaction, after, BATCH).await?;
             let Some((last, _)) = pending.last() else { break };
             after = last.id;
@@ -134,6 +137,7 @@ impl<D: Directory> Validator<D> {
                     Err(refused) => refuse(&mut transaction, pending_order, &refused, &trace).await?,
                 };
                 let Some(order) = settled else { continue };
+                settlements.push(Settlement::of(&order));
                 decided += 1;
                 tracing::info!(
                     order_id = %order.id,
@@ -143,6 +147,7 @@ impl<D: Directory> Validator<D> {
                 );
             }
             transaction.commit().await?;
+            settlements.into_iter().for_each(Settlement::record);
         }
         if held_up > 0 {
             self.report_lag(held_up, knowledge);

@@ -19,7 +19,7 @@ use sqlx::PgPool;
 use tokio::time::Instant;
 
 use super::{catalog::CatalogStock, settle};
-use crate::repository;
+use crate::{metrics::Settlement, repository};
 
 /// Orders timed out, or releases retried, per transaction.
 const BATCH: i64 = 100;
@@ -84,6 +84,7 @@ impl StockDeadlines {
             if orders.is_empty() {
                 return Ok(timed_out);
             }
+            let mut settlements = Vec::with_capacity(orders.len());
             for (mut order, trace) in orders {
                 let trace = trace.map(|trace| trace.child()).unwrap_or_else(TraceContext::new_root);
                 let event = order
@@ -92,9 +93,11 @@ impl StockDeadlines {
                 repository::update_order(&mut transaction, &order).await?;
                 outbox::append(&mut transaction, &event.to_envelope(Some(&trace))).await?;
                 tracing::warn!(order_id = %order.id, reason, "An order waited too long for stock; rejected it.");
+                settlements.push(Settlement::of(&order));
                 timed_out += 1;
             }
             transaction.commit().await?;
+            settlements.into_iter().for_each(Settlement::record);
         }
     }
 

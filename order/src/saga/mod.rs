@@ -23,7 +23,7 @@ use uuid::Uuid;
 
 use crate::{
     domain::{Order, OrderStatus, Shortage},
-    repository,
+    metrics, repository,
 };
 
 /// What the catalog says of an order's stock.
@@ -61,6 +61,10 @@ pub async fn settle(
     let trace = trace.map(|trace| trace.child()).unwrap_or_else(TraceContext::new_root);
     repository::update_order(transaction, &order).await?;
     outbox::append(transaction, &event.to_envelope(Some(&trace))).await?;
+    if awaiting {
+        // In the caller's transaction, which may yet fail: see `metrics` on why that is counted anyway.
+        metrics::settled(&order);
+    }
     tracing::info!(
         order_id = %order.id,
         status = order.status.as_str(),
