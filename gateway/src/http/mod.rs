@@ -8,6 +8,7 @@
 //!   `Retry-After` past it), CORS (closed unless origins are configured), a whole-request timeout.
 //! - [`rate_limit`]: a rate per client (its signed-in user, else its address); 429 with `Retry-After` past it.
 //! - [`server`]: the connection loop, with header-read and idle timeouts and HTTP/2 stream limits.
+//! - [`metrics`]: requests per method, route and status, and their durations, over every route.
 //! - [`playground`]: GraphiQL, with its assets bundled in the binary (works offline).
 //! - [`reference`]: Swagger UI on the REST API's OpenAPI document, bundled the same way ([`assets`]).
 //! - [`refusal`]: the JSON answer every refusal carries, shaped like a GraphQL error so clients show it.
@@ -15,6 +16,7 @@
 mod assets;
 mod graphql;
 mod limits;
+mod metrics;
 mod playground;
 mod rate_limit;
 mod reference;
@@ -98,7 +100,8 @@ pub(crate) fn router(
             authenticator,
         },
     )?;
-    Ok(routes.layer(middleware::from_fn(rest::problem_bodies)))
+    // Metrics outermost: they see every answer as the client gets it, refusals included.
+    Ok(routes.layer(middleware::from_fn(rest::problem_bodies)).layer(middleware::from_fn(metrics::track)))
 }
 
 /// Liveness: the process serves HTTP.

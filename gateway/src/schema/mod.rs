@@ -4,6 +4,7 @@ pub mod errors;
 pub mod inputs;
 pub mod limits;
 pub mod loaders;
+pub mod metrics;
 pub mod mutation;
 pub mod query;
 pub mod subscription;
@@ -15,6 +16,7 @@ use self::{
     errors::ErrorCodes,
     limits::{MAX_COMPLEXITY, MAX_DIRECTIVES, ShapeLimits},
     loaders::OrdersByAccount,
+    metrics::GraphqlMetrics,
     mutation::Mutation,
     query::Query,
     subscription::Subscription,
@@ -27,13 +29,15 @@ use crate::{
 /// The gateway's schema.
 pub type GatewaySchema = Schema<Query, Mutation, Subscription>;
 
-/// The schema over `services`, its subscriptions fed by `feed`, with the query limits of [`limits`].
+/// The schema over `services`, its subscriptions fed by `feed`, with the query limits of [`limits`], every request
+/// counted and timed ([`metrics`]).
 pub fn build(services: Services, feed: OrderFeed) -> GatewaySchema {
     Schema::build(Query, Mutation, Subscription)
         .data(services)
         .data(feed)
         .extension(ErrorCodes)
         .extension(ShapeLimits)
+        .extension(GraphqlMetrics)
         .limit_complexity(MAX_COMPLEXITY)
         .limit_directives(MAX_DIRECTIVES)
         .finish()
