@@ -42,6 +42,8 @@ pub struct RepublishArgs {
 
 /// Where the service listens in a local run.
 pub const DEFAULT_LISTEN_ADDR: &str = "127.0.0.1:50051";
+/// Where the process serves its metrics in a local run: each binary has its own port, so all can run on one host.
+pub const DEFAULT_METRICS_ADDR: &str = "127.0.0.1:9465";
 /// The service's database in a local run.
 pub const DEFAULT_DATABASE_URL: &str = "postgres://postgres@127.0.0.1:5432/shop_account";
 
@@ -61,6 +63,10 @@ pub struct Settings {
     pub database_url: DatabaseUrl,
     #[command(flatten)]
     pub database: PoolSettings,
+    /// Where this process serves its Prometheus metrics (`GET /metrics`; port 0 picks a free one).
+    // `None`, in code only, binds nothing: the one-command `shop` serves its one registry once, for every part.
+    #[arg(long, env = "METRICS_ADDR", default_value = DEFAULT_METRICS_ADDR)]
+    pub metrics_addr: Option<SocketAddr>,
     #[command(flatten)]
     pub telemetry: TelemetrySettings,
 }
@@ -72,6 +78,7 @@ impl Default for Settings {
             listen_addr: DEFAULT_LISTEN_ADDR.parse().expect("a valid default address"),
             database_url: DEFAULT_DATABASE_URL.parse().expect("a valid default URL"),
             database: PoolSettings::default(),
+            metrics_addr: Some(DEFAULT_METRICS_ADDR.parse().expect("a valid default address")),
             telemetry: TelemetrySettings::default(),
         }
     }

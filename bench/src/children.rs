@@ -56,6 +56,7 @@ impl ChildProcess {
     ) -> anyhow::Result<Self> {
         let mut env = vec![
             ("HTTP_LISTEN_ADDR", "127.0.0.1:0".to_owned()),
+            ("METRICS_ADDR", "127.0.0.1:0".to_owned()),
             ("ACCOUNT_SERVICE_URL", account_url.to_owned()),
             ("CATALOG_SERVICE_URL", catalog_url.to_owned()),
             ("ORDER_SERVICE_URL", order_url.to_owned()),

@@ -14,6 +14,7 @@ macro_rules! spawn_service {
     ($crate_name:ident, $database:expr) => {{
         let settings = $crate_name::config::Settings {
             listen_addr: "127.0.0.1:0".parse()?,
+            metrics_addr: Some("127.0.0.1:0".parse()?),
             database_url: $database.url.parse().map_err(anyhow::Error::msg)?,
             ..Default::default()
         };

@@ -116,6 +116,7 @@ pub async fn placement(levels: &[usize], duration: Duration) -> anyhow::Result<P
     let (catalog_url, _catalog) = spawn_service!(shop_catalog, databases[1]);
     let order_settings = shop_order::config::Settings {
         listen_addr: "127.0.0.1:0".parse()?,
+        metrics_addr: Some("127.0.0.1:0".parse()?),
         database_url: databases[2].url.parse().map_err(anyhow::Error::msg)?,
         account_service_url: account_url.clone(),
         catalog_service_url: catalog_url.clone(),

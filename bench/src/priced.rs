@@ -183,6 +183,7 @@ impl System {
         let (account_url, account) = spawn_service!(shop_account, databases[0]);
         let catalog_settings = shop_catalog::config::Settings {
             listen_addr: "127.0.0.1:0".parse()?,
+            metrics_addr: Some("127.0.0.1:0".parse()?),
             database_url: databases[1].url.parse().map_err(anyhow::Error::msg)?,
             kafka: kafka.clone(),
             ..Default::default()
@@ -192,6 +193,7 @@ impl System {
         let catalog = RunningServer::spawn(|shutdown| catalog.run_until_stopped(shutdown));
         let order_settings = shop_order::config::Settings {
             listen_addr: "127.0.0.1:0".parse()?,
+            metrics_addr: Some("127.0.0.1:0".parse()?),
             database_url: order_database.url.parse().map_err(anyhow::Error::msg)?,
             validation: ValidationMode::Projection,
             kafka,

@@ -38,6 +38,8 @@ pub enum Command {
 
 /// Where the service listens in a local run.
 pub const DEFAULT_LISTEN_ADDR: &str = "127.0.0.1:50052";
+/// Where the process serves its metrics in a local run: each binary has its own port, so all can run on one host.
+pub const DEFAULT_METRICS_ADDR: &str = "127.0.0.1:9466";
 /// The service's database in a local run.
 pub const DEFAULT_DATABASE_URL: &str = "postgres://postgres@127.0.0.1:5432/shop_catalog";
 
@@ -63,6 +65,10 @@ pub struct Settings {
     /// (elasticsearch backend), and where `republish` reads the topic's ends.
     #[command(flatten)]
     pub kafka: KafkaSettings,
+    /// Where this process serves its Prometheus metrics (`GET /metrics`; port 0 picks a free one).
+    // `None`, in code only, binds nothing: the one-command `shop` serves its one registry once, for every part.
+    #[arg(long, env = "METRICS_ADDR", default_value = DEFAULT_METRICS_ADDR)]
+    pub metrics_addr: Option<SocketAddr>,
     #[command(flatten)]
     pub telemetry: TelemetrySettings,
 }
@@ -76,6 +82,7 @@ impl Default for Settings {
             database: PoolSettings::default(),
             search: SearchSettings::default(),
             kafka: KafkaSettings::default(),
+            metrics_addr: Some(DEFAULT_METRICS_ADDR.parse().expect("a valid default address")),
             telemetry: TelemetrySettings::default(),
         }
     }

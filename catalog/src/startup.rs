@@ -3,7 +3,11 @@
 use std::{future::Future, net::SocketAddr, sync::Arc};
 
 use anyhow::Context;
-use shop_platform::{health::Health, supervisor::Supervisor};
+use shop_platform::{
+    health::Health,
+    metrics::{self, pools},
+    supervisor::Supervisor,
+};
 use shop_projection::{ProjectionRunner, Source};
 use sqlx::PgPool;
 use tokio::net::TcpListener;
@@ -21,6 +25,7 @@ use crate::{
 #[derive(Debug)]
 pub struct Application {
     listener: TcpListener,
+    metrics_listener: Option<TcpListener>,
     pool: PgPool,
     settings: Settings,
     index: Option<ProductIndex>,
@@ -28,7 +33,8 @@ pub struct Application {
 
 impl Application {
     /// Connects to the database (retrying while it is unreachable, creating it if missing), applies the
-    /// migrations, makes sure the search index exists (elasticsearch backend) and binds the gRPC listener.
+    /// migrations, makes sure the search index exists (elasticsearch backend) and binds the gRPC and metrics
+    /// listeners.
     pub async fn build(settings: &Settings) -> anyhow::Result<Self> {
         let pool = database::connect(settings).await?;
         let index = match settings.search.search_backend {
@@ -45,7 +51,8 @@ impl Application {
         let listener = TcpListener::bind(settings.listen_addr)
             .await
             .with_context(|| format!("Failed to listen on {}", settings.listen_addr))?;
-        Ok(Self { listener, pool, settings: settings.clone(), index })
+        let metrics_listener = metrics::bind(settings.metrics_addr).await?;
+        Ok(Self { listener, metrics_listener, pool, settings: settings.clone(), index })
     }
 
     /// Where the gRPC server listens (useful when the settings asked for port 0).
@@ -53,7 +60,14 @@ impl Application {
         self.listener.local_addr().expect("a bound listener has a local address")
     }
 
-    /// Serves until `shutdown` resolves, then drains in-flight calls and stops the consumers.
+    /// Where `/metrics` is served, if this process serves it.
+    pub fn metrics_addr(&self) -> Option<SocketAddr> {
+        self.metrics_listener
+            .as_ref()
+            .map(|listener| listener.local_addr().expect("a bound listener has a local address"))
+    }
+
+    /// Serves gRPC and `/metrics` until `shutdown` resolves, then drains in-flight calls and stops the consumers.
     ///
     /// Beside the server run, supervised, the consumer of order events that reserves and releases stock (gRPC health
     /// `catalog.stock-reservations`) and, with the elasticsearch backend, the consumer feeding the index
@@ -63,6 +77,8 @@ impl Application {
     pub async fn run_until_stopped(self, shutdown: impl Future<Output = ()> + Send) -> anyhow::Result<()> {
         let health = Health::new();
         let mut supervisor = Supervisor::new(&health);
+        let _pool = pools::watch("catalog", &self.pool);
+        metrics::supervise(&mut supervisor, self.metrics_listener);
         let source = Source::from_settings(&self.settings.kafka);
         let saga = Arc::new(ProjectionRunner::new(Arc::new(StockSaga), self.pool.clone(), source.clone()));
         supervisor.restarting(StockSaga::NAME, move |part| {

@@ -8,6 +8,8 @@ use crate::{auth::settings::AuthSettings, live::LiveSettings};
 
 /// Where the gateway listens in a local run.
 pub const DEFAULT_LISTEN_ADDR: &str = "127.0.0.1:8080";
+/// Where the process serves its metrics in a local run: each binary has its own port, so all can run on one host.
+pub const DEFAULT_METRICS_ADDR: &str = "127.0.0.1:9468";
 pub const DEFAULT_ACCOUNT_SERVICE_URL: &str = "http://127.0.0.1:50051";
 pub const DEFAULT_CATALOG_SERVICE_URL: &str = "http://127.0.0.1:50052";
 pub const DEFAULT_ORDER_SERVICE_URL: &str = "http://127.0.0.1:50053";
@@ -80,6 +82,10 @@ pub struct Settings {
     pub kafka: KafkaSettings,
     #[command(flatten)]
     pub live: LiveSettings,
+    /// Where this process serves its Prometheus metrics (`GET /metrics`; port 0 picks a free one).
+    // `None`, in code only, binds nothing: the one-command `shop` serves its one registry once, for every part.
+    #[arg(long, env = "METRICS_ADDR", default_value = DEFAULT_METRICS_ADDR)]
+    pub metrics_addr: Option<SocketAddr>,
     #[command(flatten)]
     pub telemetry: TelemetrySettings,
 }
@@ -116,6 +122,7 @@ impl Default for Settings {
             auth: AuthSettings::default(),
             kafka: KafkaSettings::default(),
             live: LiveSettings::default(),
+            metrics_addr: Some(DEFAULT_METRICS_ADDR.parse().expect("a valid default address")),
             telemetry: TelemetrySettings::default(),
         }
     }

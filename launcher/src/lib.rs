@@ -89,7 +89,8 @@ pub struct Settings {
     /// Where the order service listens (gRPC).
     #[arg(long, env = "ORDER_GRPC_LISTEN_ADDR", default_value = "127.0.0.1:50053")]
     pub order_listen_addr: SocketAddr,
-    /// Where the relay serves its metrics.
+    /// Where the whole process's Prometheus metrics (`/metrics`: every part's, in one registry) and the relay's
+    /// health checks are served.
     #[arg(long, env = "RELAY_METRICS_ADDR", default_value = "127.0.0.1:9464")]
     pub relay_metrics_addr: SocketAddr,
     /// How the order service validates orders.
@@ -138,7 +139,7 @@ pub struct Shop {
     pub gateway_addr: SocketAddr,
     /// Where each gRPC service listens.
     pub service_addrs: HashMap<&'static str, SocketAddr>,
-    /// Where the relay serves `/metrics`.
+    /// Where `/metrics` is served: every part's metrics, the process having one registry.
     pub relay_metrics_addr: SocketAddr,
 }
 
@@ -215,6 +216,8 @@ impl Shop {
             listen_addr: settings.account_listen_addr,
             database_url: settings.database_url("account"),
             database: settings.database.clone(),
+            // The process's one registry is served once, by the relay: see `start_relay`.
+            metrics_addr: None,
             telemetry: settings.telemetry.clone(),
         };
         let catalog_settings = shop_catalog::config::Settings {
@@ -223,6 +226,7 @@ impl Shop {
             database: settings.database.clone(),
             search: settings.search.clone(),
             kafka: kafka.clone(),
+            metrics_addr: None,
             telemetry: settings.telemetry.clone(),
         };
         let (account, catalog) = tokio::try_join!(
@@ -262,6 +266,7 @@ impl Shop {
             kafka: kafka.clone(),
             account_service_url: url(account),
             catalog_service_url: url(catalog),
+            metrics_addr: None,
             telemetry: settings.telemetry.clone(),
             ..Default::default()
         };
@@ -278,7 +283,8 @@ impl Shop {
         Ok(order_addr)
     }
 
-    /// The relay of the three services' outboxes.
+    /// The relay of the three services' outboxes. Its metrics listener serves the whole process's registry, so the
+    /// services run here bind none of their own.
     async fn start_relay(&mut self, settings: &Settings, kafka: KafkaSettings) -> anyhow::Result<()> {
         let relay_settings = shop_relay::config::Settings {
             database_urls: ["account", "catalog", "order"].map(|name| settings.database_url(name)).to_vec(),
@@ -291,7 +297,7 @@ impl Shop {
         let relay = shop_relay::startup::Application::build(&relay_settings).await.context("relay")?;
         self.relay_metrics_addr = relay.metrics_addr();
         let status = format!(
-            "3 outboxes → {}   metrics http://{}/metrics",
+            "3 outboxes → {}   metrics of every part http://{}/metrics",
             self.kafka_brokers, self.relay_metrics_addr
         );
         self.spawn("relay", status, |stop| relay.run_until_stopped(stop));
@@ -319,6 +325,7 @@ impl Shop {
             order_service_url: url(order),
             auth,
             kafka,
+            metrics_addr: None,
             telemetry: settings.telemetry.clone(),
             ..Default::default()
         };

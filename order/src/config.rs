@@ -14,6 +14,8 @@ use shop_projection::RebuildSettings;
 
 /// Where the service listens in a local run.
 pub const DEFAULT_LISTEN_ADDR: &str = "127.0.0.1:50053";
+/// Where the process serves its metrics in a local run: each binary has its own port, so all can run on one host.
+pub const DEFAULT_METRICS_ADDR: &str = "127.0.0.1:9467";
 /// The service's database in a local run.
 pub const DEFAULT_DATABASE_URL: &str = "postgres://postgres@127.0.0.1:5432/shop_order";
 pub const DEFAULT_ACCOUNT_SERVICE_URL: &str = "http://127.0.0.1:50051";
@@ -108,6 +110,10 @@ pub struct Settings {
     /// How long a call to the account or catalog service may take before the order fails as UNAVAILABLE.
     #[arg(long, env = "DEPENDENCY_TIMEOUT_MS", default_value_t = DEFAULT_DEPENDENCY_TIMEOUT_MS)]
     pub dependency_timeout_ms: u64,
+    /// Where this process serves its Prometheus metrics (`GET /metrics`; port 0 picks a free one).
+    // `None`, in code only, binds nothing: the one-command `shop` serves its one registry once, for every part.
+    #[arg(long, env = "METRICS_ADDR", default_value = DEFAULT_METRICS_ADDR)]
+    pub metrics_addr: Option<SocketAddr>,
     #[command(flatten)]
     pub telemetry: TelemetrySettings,
 }
@@ -182,6 +188,7 @@ impl Default for Settings {
             account_service_url: DEFAULT_ACCOUNT_SERVICE_URL.to_owned(),
             catalog_service_url: DEFAULT_CATALOG_SERVICE_URL.to_owned(),
             dependency_timeout_ms: DEFAULT_DEPENDENCY_TIMEOUT_MS,
+            metrics_addr: Some(DEFAULT_METRICS_ADDR.parse().expect("a valid default address")),
             telemetry: TelemetrySettings::default(),
         }
     }

@@ -3,7 +3,12 @@
 use std::{future::Future, net::SocketAddr, sync::Arc, time::Duration};
 
 use anyhow::Context;
-use shop_platform::{grpc::lazy_channel, health::Health, supervisor::Supervisor};
+use shop_platform::{
+    grpc::lazy_channel,
+    health::Health,
+    metrics::{self, pools},
+    supervisor::Supervisor,
+};
 use shop_projection::{Completeness, ProjectionRunner, Source};
 use sqlx::PgPool;
 use tokio::{net::TcpListener, sync::Notify};
@@ -19,23 +24,26 @@ use crate::{
     validation::{PricedAnswer, ValidationSettings, Validator},
 };
 
-/// The order service, connected and migrated, with its listener bound.
+/// The order service, connected and migrated, with its listeners bound.
 #[derive(Debug)]
 pub struct Application {
     listener: TcpListener,
+    metrics_listener: Option<TcpListener>,
     pool: PgPool,
     settings: Settings,
 }
 
 impl Application {
     /// Connects to the database (retrying while it is unreachable, creating it if missing), applies the
-    /// migrations, and binds the gRPC listener. Neither the services nor Kafka need be up yet.
+    /// migrations, and binds the gRPC and metrics listeners. Neither the services nor Kafka need be up yet.
     pub async fn build(settings: &Settings) -> anyhow::Result<Self> {
         let pool = database::connect(settings).await?;
         let listener = TcpListener::bind(settings.listen_addr)
             .await
             .with_context(|| format!("Failed to listen on {}", settings.listen_addr))?;
-        Ok(Self { listener, pool, settings: settings.clone() })
+        let metrics_listener = metrics::bind(settings.metrics_addr).await?;
+        crate::metrics::register_all();
+        Ok(Self { listener, metrics_listener, pool, settings: settings.clone() })
     }
 
     /// Where the gRPC server listens (useful when the settings asked for port 0).
@@ -43,7 +51,15 @@ impl Application {
         self.listener.local_addr().expect("a bound listener has a local address")
     }
 
-    /// Serves until `shutdown` resolves, then drains in-flight calls and stops the background parts.
+    /// Where `/metrics` is served, if this process serves it.
+    pub fn metrics_addr(&self) -> Option<SocketAddr> {
+        self.metrics_listener
+            .as_ref()
+            .map(|listener| listener.local_addr().expect("a bound listener has a local address"))
+    }
+
+    /// Serves gRPC and `/metrics` until `shutdown` resolves, then drains in-flight calls and stops the background
+    /// parts.
     ///
     /// Beside the gRPC server runs the validator of pending orders and, in projection mode, the consumer that feeds
     /// the projection of accounts and products and the consumer of the catalog's answers about stock
@@ -51,9 +67,14 @@ impl Application {
     /// supervised: should one fail, it is restarted with backoff and reported NOT_SERVING meanwhile, in gRPC health
     /// under its own name (`order.directory`, the consumer; `order.completeness`, the follower of the relay's
     /// heartbeats; `order.validator`) and in the server's overall status.
-    pub async fn run_until_stopped(self, shutdown: impl Future<Output = ()> + Send) -> anyhow::Result<()> {
+    pub async fn run_until_stopped(
+        mut self,
+        shutdown: impl Future<Output = ()> + Send,
+    ) -> anyhow::Result<()> {
         let health = Health::new();
         let mut supervisor = Supervisor::new(&health);
+        let _pool = pools::watch("order", &self.pool);
+        metrics::supervise(&mut supervisor, self.metrics_listener.take());
         let wake = Arc::new(Notify::new());
         let validation = self.settings.validation_settings();
         match self.settings.validation {

@@ -161,6 +161,7 @@ macro_rules! spawn_service {
     ($service:ident, $database:expr) => {{
         let settings = $service::config::Settings {
             listen_addr: "127.0.0.1:0".parse().unwrap(),
+            metrics_addr: Some("127.0.0.1:0".parse().unwrap()),
             database_url: $database.url.parse().unwrap(),
             ..Default::default()
         };

@@ -14,6 +14,7 @@ pub(crate) struct TestApp {
 pub(crate) fn settings(database: &TestDatabase) -> Settings {
     Settings {
         listen_addr: "127.0.0.1:0".parse().unwrap(),
+        metrics_addr: Some("127.0.0.1:0".parse().unwrap()),
         database_url: database.url.parse().unwrap(),
         ..Default::default()
     }

@@ -40,6 +40,7 @@ async fn spawn_es_app(url: &str, broker: &TestBroker) -> EsApp {
     let alias = format!("test-products-{}", Uuid::now_v7().simple());
     let settings = Settings {
         listen_addr: "127.0.0.1:0".parse().unwrap(),
+        metrics_addr: Some("127.0.0.1:0".parse().unwrap()),
         database_url: database.url.parse().unwrap(),
         search: SearchSettings {
             search_backend: SearchBackend::Elasticsearch,

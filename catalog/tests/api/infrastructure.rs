@@ -37,6 +37,7 @@ async fn with_no_broker_in_reach_the_service_serves_and_only_the_stock_saga_says
     let database = TestDatabase::create().await;
     let settings = Settings {
         listen_addr: "127.0.0.1:0".parse().unwrap(),
+        metrics_addr: Some("127.0.0.1:0".parse().unwrap()),
         database_url: database.url.parse().unwrap(),
         kafka: KafkaSettings::new("127.0.0.1:1"),
         ..Default::default()

@@ -170,6 +170,7 @@ async fn the_running_catalog_answers_order_events_from_the_broker_once_even_when
     let database = TestDatabase::create().await;
     let settings = Settings {
         listen_addr: "127.0.0.1:0".parse().unwrap(),
+        metrics_addr: Some("127.0.0.1:0".parse().unwrap()),
         database_url: database.url.parse().unwrap(),
         kafka: KafkaSettings {
             kafka_topic_prefix: broker.topic_prefix.clone(),

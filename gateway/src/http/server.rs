@@ -34,7 +34,7 @@ pub(crate) struct ConnectionLimits {
 const KEEPALIVE_INTERVAL: Duration = Duration::from_secs(30);
 const KEEPALIVE_TIMEOUT: Duration = Duration::from_secs(10);
 /// How long in-flight requests may take to finish after shutdown begins.
-const DRAIN_TIMEOUT: Duration = Duration::from_secs(30);
+pub(crate) const DRAIN_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// Serves `router` on `listener` until `shutdown` resolves, then stops accepting and lets open requests finish.
 pub(crate) async fn serve(

@@ -360,7 +360,11 @@ fn gateway_binary(env: &[(&str, &str)]) -> std::process::Command {
     for (name, _) in std::env::vars().filter(|(name, _)| name.starts_with("AUTH_")) {
         command.env_remove(name);
     }
-    command.env("HTTP_LISTEN_ADDR", "127.0.0.1:0").env("RUST_LOG", "warn").envs(env.iter().copied());
+    command
+        .env("HTTP_LISTEN_ADDR", "127.0.0.1:0")
+        .env("METRICS_ADDR", "127.0.0.1:0")
+        .env("RUST_LOG", "warn")
+        .envs(env.iter().copied());
     command.stdout(std::process::Stdio::null()).stderr(std::process::Stdio::piped());
     command
 }

@@ -57,6 +57,7 @@ pub(crate) async fn spawn_app_deciding(decided: Decided, configure: impl FnOnce(
 
     let mut order_settings = shop_order::config::Settings {
         listen_addr: "127.0.0.1:0".parse().unwrap(),
+        metrics_addr: Some("127.0.0.1:0".parse().unwrap()),
         database_url: orders_database.url.parse().unwrap(),
         account_service_url: account_url.clone(),
         catalog_service_url: catalog_url.clone(),
@@ -86,6 +87,7 @@ pub(crate) async fn spawn_app_deciding(decided: Decided, configure: impl FnOnce(
 
     let mut settings = Settings {
         listen_addr: "127.0.0.1:0".parse().unwrap(),
+        metrics_addr: Some("127.0.0.1:0".parse().unwrap()),
         account_service_url: account_url,
         catalog_service_url: catalog_url,
         order_service_url: counting_url,

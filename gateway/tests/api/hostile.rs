@@ -312,6 +312,7 @@ impl GatewayProcess {
         let address = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap();
         let child = Command::new(env!("CARGO_BIN_EXE_gateway"))
             .env("HTTP_LISTEN_ADDR", address.to_string())
+            .env("METRICS_ADDR", "127.0.0.1:0")
             .env("AUTH_MODE", "disabled")
             .env("RUST_LOG", "warn")
             .stdout(Stdio::null())

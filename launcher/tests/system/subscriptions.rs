@@ -177,6 +177,7 @@ async fn start_gateway(shop: &TestShop, live: LiveSettings) -> (String, RunningS
     let url = |name: &str| format!("http://{}", shop.shop.service_addrs[name]);
     let settings = shop_gateway::config::Settings {
         listen_addr: "127.0.0.1:0".parse().unwrap(),
+        metrics_addr: Some("127.0.0.1:0".parse().unwrap()),
         account_service_url: url("account"),
         catalog_service_url: url("catalog"),
         order_service_url: url("order"),

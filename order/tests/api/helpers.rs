@@ -44,6 +44,7 @@ pub(crate) async fn spawn_app_with(configure: impl FnOnce(&mut Settings)) -> Tes
 
     let mut settings = Settings {
         listen_addr: "127.0.0.1:0".parse().unwrap(),
+        metrics_addr: Some("127.0.0.1:0".parse().unwrap()),
         database_url: database.url.parse().unwrap(),
         account_service_url: account_url.clone(),
         catalog_service_url: catalog_url.clone(),
@@ -86,6 +87,7 @@ pub(crate) fn projection_settings(
 ) -> Settings {
     Settings {
         listen_addr: "127.0.0.1:0".parse().unwrap(),
+        metrics_addr: Some("127.0.0.1:0".parse().unwrap()),
         database_url: database.url.parse().unwrap(),
         validation: ValidationMode::Projection,
         projection_wait_ms: wait_ms,
