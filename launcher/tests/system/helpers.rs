@@ -48,7 +48,23 @@ pub(crate) async fn start_shop() -> TestShop {
 
 /// A shop with the test settings, changed by `change`.
 pub(crate) async fn start_shop_with(change: impl FnOnce(&mut Settings)) -> TestShop {
-    let broker = TestBroker::start().await;
+    start_shop_on(TestBroker::start().await, change).await
+}
+
+/// A shop whose topics and consumer groups have names of its own even on the embedded broker (where every shop's
+/// names are otherwise the same): what tells its consumers' metrics from those of the other shops in the process.
+pub(crate) async fn start_shop_with_own_names() -> TestShop {
+    let mut broker = TestBroker::start().await;
+    if broker.topic_prefix.is_empty() {
+        broker.topic_prefix = format!("own-{}.", Uuid::now_v7().simple());
+        for topic in shop_events::topics::ALL {
+            broker.create_named_topic(&broker.topic(topic.name), 3).await;
+        }
+    }
+    start_shop_on(broker, |_| {}).await
+}
+
+async fn start_shop_on(broker: TestBroker, change: impl FnOnce(&mut Settings)) -> TestShop {
     let mut settings = settings(&broker);
     change(&mut settings);
     let shop = Shop::start(&settings).await.expect("Failed to start the shop");

@@ -5,6 +5,7 @@ mod auth;
 mod helpers;
 mod idempotency;
 mod interop;
+mod metrics;
 mod projection_mode;
 mod rebuild;
 mod secrets;
