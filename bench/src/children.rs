@@ -85,17 +85,56 @@ impl ChildProcess {
 /// `shop-bench child-relay`: the relay, configured from the environment like the `relay` binary.
 pub async fn run_relay() -> anyhow::Result<()> {
     let settings = shop_relay::config::Settings::parse_from(["relay"]);
-    shop_platform::telemetry::init(&settings.telemetry);
-    let application = shop_relay::startup::Application::build(&settings).await?;
-    println!("{READY} {}", application.metrics_addr());
-    application.run_until_stopped(shutdown::signal()).await
+    let telemetry = shop_platform::telemetry::init(&settings.telemetry, "relay");
+    let result = async {
+        let application = shop_relay::startup::Application::build(&settings).await?;
+        println!("{READY} {}", application.metrics_addr());
+        application.run_until_stopped(shutdown::signal()).await
+    }
+    .await;
+    telemetry.shutdown().await;
+    result
 }
 
 /// `shop-bench child-gateway`: the gateway, configured from the environment like the `gateway` binary.
 pub async fn run_gateway() -> anyhow::Result<()> {
     let settings = shop_gateway::config::Settings::parse_from(["gateway"]);
-    shop_platform::telemetry::init(&settings.telemetry);
-    let application = shop_gateway::startup::Application::build(&settings).await?;
-    println!("{READY} {}", application.local_addr());
-    application.run_until_stopped(shutdown::signal()).await
+    let telemetry = shop_platform::telemetry::init(&settings.telemetry, "gateway");
+    let result = async {
+        let application = shop_gateway::startup::Application::build(&settings).await?;
+        println!("{READY} {}", application.local_addr());
+        application.run_until_stopped(shutdown::signal()).await
+    }
+    .await;
+    telemetry.shutdown().await;
+    result
+}
+
+/// `shop-bench child-{account,catalog,order}`: a service, configured from the environment like its binary (the
+/// tracing benchmark runs the whole path as processes, each with or without an exporter).
+macro_rules! run_service {
+    ($name:literal, $crate_name:ident) => {{
+        let settings = $crate_name::config::Cli::parse_from([$name]).settings;
+        let telemetry = shop_platform::telemetry::init(&settings.telemetry, $name);
+        let result = async {
+            let application = $crate_name::startup::Application::build(&settings).await?;
+            println!("{READY} {}", application.local_addr());
+            application.run_until_stopped(shutdown::signal()).await
+        }
+        .await;
+        telemetry.shutdown().await;
+        result
+    }};
+}
+
+pub async fn run_account() -> anyhow::Result<()> {
+    run_service!("account", shop_account)
+}
+
+pub async fn run_catalog() -> anyhow::Result<()> {
+    run_service!("catalog", shop_catalog)
+}
+
+pub async fn run_order() -> anyhow::Result<()> {
+    run_service!("order", shop_order)
 }

@@ -111,13 +111,13 @@ pub async fn throughput(broker: &TestBroker, aggregates: usize, versions: i64) -
     let keys: Vec<String> = rows.iter().map(|row| row.aggregate_id.to_string()).collect();
     let producer = kafka::create_producer(&KafkaSettings::new(broker.bootstrap.clone()))?;
     producer
-        .send(kafka::record(&rows[0], &baseline_topic, &keys[0]), Duration::from_secs(10))
+        .send(kafka::record(&rows[0], &baseline_topic, &keys[0], None), Duration::from_secs(10))
         .await
         .map_err(|(error, _)| error)?;
     let started = Instant::now();
     produce::send_all(
         &producer,
-        rows.iter().zip(&keys).map(|(row, key)| kafka::record(row, &baseline_topic, key)),
+        rows.iter().zip(&keys).map(|(row, key)| kafka::record(row, &baseline_topic, key, None)),
     )
     .await?;
     let baseline_per_second = per_second(events, started.elapsed());
@@ -174,8 +174,11 @@ async fn transactional(
     let started = Instant::now();
     for (rows, keys) in rows.chunks(TRANSACTION).zip(keys.chunks(TRANSACTION)) {
         producer.begin_transaction()?;
-        produce::send_all(&producer, rows.iter().zip(keys).map(|(row, key)| kafka::record(row, &topic, key)))
-            .await?;
+        produce::send_all(
+            &producer,
+            rows.iter().zip(keys).map(|(row, key)| kafka::record(row, &topic, key, None)),
+        )
+        .await?;
         blocking(producer.clone(), |p, t| p.commit_transaction(t)).await??;
     }
     let per_second = per_second(rows.len(), started.elapsed());

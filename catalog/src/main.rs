@@ -9,18 +9,23 @@ use shop_platform::{shutdown, telemetry};
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let Cli { settings, command } = Cli::parse();
-    telemetry::init(&settings.telemetry);
+    let telemetry = telemetry::init(&settings.telemetry, "catalog");
 
+    let result = async {
     match command.unwrap_or(Command::Serve) {
-        Command::Serve => {
-            tracing::info!(?settings, "Starting the catalog service.");
-            let application = Application::build(&settings).await?;
-            tracing::info!(address = %application.local_addr(), "Serving shop.catalog.v1.CatalogService over gRPC.");
-            application.run_until_stopped(shutdown::signal()).await
+            Command::Serve => {
+                tracing::info!(?settings, "Starting the catalog service.");
+                let application = Application::build(&settings).await?;
+                tracing::info!(address = %application.local_addr(), "Serving shop.catalog.v1.CatalogService over gRPC.");
+                application.run_until_stopped(shutdown::signal()).await
+            }
+            Command::RebuildSearchIndex(rebuild) => {
+                rebuild::rebuild_search_index(&settings, &rebuild).await.map(drop)
+            }
+            Command::Republish(republish) => republish::republish(&settings, &republish).await.map(drop),
         }
-        Command::RebuildSearchIndex(rebuild) => {
-            rebuild::rebuild_search_index(&settings, &rebuild).await.map(drop)
-        }
-        Command::Republish(republish) => republish::republish(&settings, &republish).await.map(drop),
     }
+    .await;
+    telemetry.shutdown().await;
+    result
 }

@@ -152,8 +152,13 @@ impl TraceContext {
         &self.traceparent[3..35]
     }
 
+    /// The 16-hex-digit id of the span this context continues from (the caller's span).
+    pub fn parent_id(&self) -> &str {
+        &self.traceparent[36..52]
+    }
+
     /// The two-hex-digit trace flags.
-    fn flags(&self) -> &str {
+    pub fn flags(&self) -> &str {
         &self.traceparent[53..55]
     }
 }
@@ -251,6 +256,8 @@ mod tests {
         assert_eq!(context.traceparent(), EXAMPLE);
         assert_eq!(context.tracestate(), Some("congo=t61rcWkgMzE"));
         assert_eq!(context.trace_id(), "4bf92f3577b34da6a3ce929d0e0e4736");
+        assert_eq!(context.parent_id(), "00f067aa0ba902b7");
+        assert_eq!(context.flags(), "01");
     }
 
     #[test]

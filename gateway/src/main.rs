@@ -5,10 +5,15 @@ use shop_platform::{shutdown, telemetry};
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let settings = Settings::parse();
-    telemetry::init(&settings.telemetry);
+    let telemetry = telemetry::init(&settings.telemetry, "gateway");
     tracing::info!(?settings, "Starting the GraphQL gateway.");
 
-    let application = Application::build(&settings).await?;
-    tracing::info!(address = %application.local_addr(), "Serving GraphQL at /graphql and the playground at /playground.");
-    application.run_until_stopped(shutdown::signal()).await
+    let result = async {
+        let application = Application::build(&settings).await?;
+        tracing::info!(address = %application.local_addr(), "Serving GraphQL at /graphql and the playground at /playground.");
+        application.run_until_stopped(shutdown::signal()).await
+    }
+    .await;
+    telemetry.shutdown().await;
+    result
 }

@@ -9,7 +9,10 @@ use rdkafka::{
     message::Headers,
 };
 use serde_json::{Value, json};
-use shop_platform::kafka::{KafkaSettings, TracingContext};
+use shop_platform::{
+    kafka::{KafkaSettings, TracingContext},
+    trace,
+};
 use uuid::Uuid;
 
 /// What to print.
@@ -71,6 +74,7 @@ pub async fn tail(
             () = &mut stop => break,
             message = consumer.recv() => message?,
         };
+        let _processing = trace::process_message_span(&group, &message).entered();
         writeln!(out, "{}", to_json(&message))?;
         out.flush()?;
         printed += 1;

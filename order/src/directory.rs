@@ -5,12 +5,15 @@ use std::{collections::HashMap, future::Future};
 
 use chrono::{DateTime, Utc};
 use shop_events::TraceContext;
-use shop_platform::{ServiceError, grpc::traced_request};
+use shop_platform::{
+    ServiceError,
+    grpc::{TracedChannel, traced_request},
+};
 use shop_proto::{
     account::v1::{GetAccountRequest, account_service_client::AccountServiceClient},
     catalog::v1::{GetProductsRequest, catalog_service_client::CatalogServiceClient},
 };
-use tonic::{Code, Status, transport::Channel};
+use tonic::{Code, Status};
 use uuid::Uuid;
 
 use crate::domain::{CatalogProduct, Order, PricedProduct};
@@ -93,12 +96,12 @@ impl Names {
 /// Asks the account and catalog services over gRPC: one call for the account, one batch call for the products.
 #[derive(Debug, Clone)]
 pub struct GrpcDirectory {
-    accounts: AccountServiceClient<Channel>,
-    catalog: CatalogServiceClient<Channel>,
+    accounts: AccountServiceClient<TracedChannel>,
+    catalog: CatalogServiceClient<TracedChannel>,
 }
 
 impl GrpcDirectory {
-    pub fn new(accounts: Channel, catalog: Channel) -> Self {
+    pub fn new(accounts: TracedChannel, catalog: TracedChannel) -> Self {
         Self {
             accounts: shop_platform::limit_message_sizes!(AccountServiceClient::new(accounts)),
             catalog: shop_platform::limit_message_sizes!(CatalogServiceClient::new(catalog)),

@@ -5,9 +5,10 @@ use std::{sync::Arc, time::Duration};
 
 use shop_events::{Envelope, TraceContext, order::OrderEvent};
 use shop_outbox as outbox;
-use shop_platform::{ServiceError, pagination::Page};
+use shop_platform::{ServiceError, pagination::Page, trace};
 use sqlx::PgPool;
 use tokio::{sync::Notify, time::Instant};
+use tracing::Instrument;
 use uuid::Uuid;
 
 use crate::{
@@ -450,6 +451,17 @@ impl<D: Directory> OrderService<D> {
         key: Option<&IdempotencyKey>,
         trace: &TraceContext,
     ) -> Result<Stored, StoreError> {
+        let span = trace::transaction_span("order", "INSERT orders order_lines outbox");
+        self.store_in_transaction(order, events, key, trace).instrument(span).await
+    }
+
+    async fn store_in_transaction(
+        &self,
+        order: Order,
+        events: &[Envelope],
+        key: Option<&IdempotencyKey>,
+        trace: &TraceContext,
+    ) -> Result<Stored, StoreError> {
         let mut transaction = self.pool.begin().await?;
         if let Some(key) = key {
             let request = fingerprint(&order);
@@ -570,7 +582,7 @@ mod tests {
     /// Synchronous placement with a catalog that is never reached: these tests name no product that tracks stock.
     fn synchronous() -> Placement {
         let nowhere = tonic::transport::Channel::from_static("http://127.0.0.1:1").connect_lazy();
-        Placement::Synchronous { catalog: CatalogStock::new(nowhere) }
+        Placement::Synchronous { catalog: CatalogStock::new(nowhere.into()) }
     }
 
     fn service(directory: InMemoryDirectory, placement: Placement) -> OrderService<InMemoryDirectory> {

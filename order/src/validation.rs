@@ -28,9 +28,10 @@ use std::{
 use chrono::{DateTime, Utc};
 use shop_events::{Envelope, TraceContext};
 use shop_outbox as outbox;
-use shop_platform::{ServiceError, supervisor::Part};
+use shop_platform::{ServiceError, supervisor::Part, trace};
 use sqlx::{PgPool, PgTransaction};
 use tokio::{sync::Notify, time::Instant};
+use tracing::Instrument;
 use uuid::Uuid;
 
 use crate::{
@@ -121,8 +122,9 @@ impl<D: Directory> Validator<D> {
             let pending = repository::lock_pending_orders(&mut transaction, after, BATCH).await?;
             let Some((last, _)) = pending.last() else { break };
             after = last.id;
-            for (pending_order, trace) in pending {
-                let trace = trace.map(|trace| trace.child()).unwrap_or_else(TraceContext::new_root);
+            for (pending_order, placed_under) in pending {
+                let trace =
+                    placed_under.as_ref().map(TraceContext::child).unwrap_or_else(TraceContext::new_root);
                 let mut order = pending_order.clone();
                 let event = match self.decide(&mut order, &trace, knowledge).await? {
                     Decision::Transition(event) => event,
@@ -132,14 +134,20 @@ impl<D: Directory> Validator<D> {
                         continue;
                     }
                 };
-                let settled = match write_isolated(&mut transaction, &order, &event).await? {
-                    Ok(()) => Some(order),
-                    Err(refused) => refuse(&mut transaction, pending_order, &refused, &trace).await?,
-                };
+                let span = Self::decision_span(&order, placed_under.as_ref());
+                let settled = async {
+                    Ok::<_, ServiceError>(match write_isolated(&mut transaction, &order, &event).await? {
+                        Ok(()) => Some(order),
+                        Err(refused) => refuse(&mut transaction, pending_order, &refused, &trace).await?,
+                    })
+                }
+                .instrument(span.clone())
+                .await?;
                 let Some(order) = settled else { continue };
                 settlements.push(Settlement::of(&order));
                 decided += 1;
                 tracing::info!(
+                    parent: &span,
                     order_id = %order.id,
                     status = order.status.as_str(),
                     reason = order.rejection_reason.as_deref(),
@@ -153,6 +161,20 @@ impl<D: Directory> Validator<D> {
             self.report_lag(held_up, knowledge);
         }
         Ok(decided)
+    }
+
+    /// The span in which the validator writes its decision about `order` and the decision's outbox row: in the trace
+    /// the order was placed under, so one order's trace runs from its placement to its confirmation.
+    fn decision_span(order: &Order, placed_under: Option<&TraceContext>) -> tracing::Span {
+        let span = tracing::info_span!(
+            "validate order",
+            otel.kind = "internal",
+            order.status = order.status.as_str(),
+        );
+        if let Some(placed_under) = placed_under {
+            trace::set_parent(&span, placed_under);
+        }
+        span
     }
 
     /// How far the directory is known complete, as of now.

@@ -52,7 +52,12 @@ pub async fn migrate(pool: &PgPool) -> Result<(), MigrateError> {
 /// conflict.
 ///
 /// The commit also notifies [`NOTIFY_CHANNEL`] (a trigger on the table does it), so the relay wakes at once.
+///
+/// When traces are exported, the row carries the context of the span it is written in (the transaction's, see
+/// [`shop_platform::trace::transaction_span`]) rather than the envelope's, so the relay's send is that span's
+/// child; otherwise the envelope's.
 pub async fn append(transaction: &mut PgTransaction<'_>, envelope: &Envelope) -> Result<(), sqlx::Error> {
+    let trace = shop_platform::trace::current().or_else(|| envelope.trace.clone());
     sqlx::query(
         "INSERT INTO outbox (event_id, aggregate_type, aggregate_id, aggregate_version, event_type, topic,
                              payload, occurred_at, traceparent, tracestate)
@@ -66,8 +71,8 @@ pub async fn append(transaction: &mut PgTransaction<'_>, envelope: &Envelope) ->
     .bind(&envelope.topic)
     .bind(&envelope.payload)
     .bind(envelope.occurred_at)
-    .bind(envelope.trace.as_ref().map(|trace| trace.traceparent()))
-    .bind(envelope.trace.as_ref().and_then(|trace| trace.tracestate()))
+    .bind(trace.as_ref().map(|trace| trace.traceparent()))
+    .bind(trace.as_ref().and_then(|trace| trace.tracestate()))
     .execute(&mut **transaction)
     .await?;
     Ok(())

@@ -5,6 +5,7 @@ use std::{collections::BTreeMap, convert::Infallible, future::Future, sync::Once
 use crate::{
     health::{Health, PartStatus},
     overload::{self, InFlightLimitLayer},
+    trace,
 };
 use anyhow::Context;
 use shop_events::TraceContext;
@@ -17,6 +18,7 @@ use tonic::{
     transport::{Channel, Endpoint, Server, server::TcpIncoming},
 };
 use tonic_health::{ServingStatus, server::HealthReporter};
+use tracing::Instrument;
 
 /// How long a request may run on the server before it is cancelled with `CANCELLED`/`DEADLINE_EXCEEDED`.
 const REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
@@ -99,14 +101,7 @@ where
         .tcp_keepalive(Some(KEEPALIVE_INTERVAL))
         .layer(crate::metrics::grpc::GrpcMetricsLayer::new(S::NAME, file_descriptor_set))
         .layer(InFlightLimitLayer::new(MAX_IN_FLIGHT, overload::grpc_refusal))
-        .trace_fn(|request| {
-            let trace_id = TraceContext::from_headers(|name| {
-                request.headers().get(name).and_then(|value| value.to_str().ok())
-            })
-            .map(|trace| trace.trace_id().to_owned())
-            .unwrap_or_default();
-            tracing::info_span!("grpc", rpc = %request.uri().path(), trace_id)
-        })
+        .trace_fn(server_span)
         .add_service(health_service)
         .add_service(reflection)
         .add_service(reflection_v1alpha)
@@ -114,6 +109,34 @@ where
         .serve_with_incoming_shutdown(TcpIncoming::from(listener).with_nodelay(Some(true)), shutdown)
         .await
         .context("The gRPC server failed")
+}
+
+/// The span of one call this server serves, named and attributed per the OpenTelemetry conventions for RPC
+/// (`{service}/{method}`, kind server), the child of the caller's span when the call carries a `traceparent`.
+/// The handler runs in it, so what it writes (outbox rows) and calls carries its context on.
+fn server_span(request: &http::Request<()>) -> tracing::Span {
+    let caller =
+        TraceContext::from_headers(|name| request.headers().get(name).and_then(|value| value.to_str().ok()));
+    let (service, method) = rpc_names(request.uri().path());
+    let span = tracing::info_span!(
+        "grpc",
+        otel.name = format!("{service}/{method}"),
+        otel.kind = "server",
+        rpc.system = "grpc",
+        rpc.service = service,
+        rpc.method = method,
+        // Kept for the logs when traces are not exported: the caller's trace id.
+        trace_id = caller.as_ref().map(TraceContext::trace_id).unwrap_or_default(),
+    );
+    if let Some(caller) = &caller {
+        trace::set_parent(&span, caller);
+    }
+    span
+}
+
+/// `("shop.order.v1.OrderService", "CreateOrder")` from the path `/shop.order.v1.OrderService/CreateOrder`.
+fn rpc_names(path: &str) -> (&str, &str) {
+    path.trim_start_matches('/').split_once('/').unwrap_or((path, ""))
 }
 
 /// Reflection (either version) as this server offers it: the services it serves, and no others. The shop's
@@ -149,11 +172,14 @@ async fn mirror_health(reporter: HealthReporter, mut parts: watch::Receiver<BTre
     }
 }
 
-/// The caller's trace context, continued for this hop; a new trace when the caller sent none or an invalid one
-/// (as the W3C specification asks).
+/// The trace context this call hands on (to the outbox rows it writes, the services it calls): the server span's
+/// when traces are exported; otherwise the caller's, continued for this hop, or a new trace when the caller sent
+/// none or an invalid one (as the W3C specification asks).
 pub fn trace_context<T>(request: &Request<T>) -> TraceContext {
     let metadata = request.metadata();
-    TraceContext::continue_from(|name| metadata.get(name).and_then(|value| value.to_str().ok()))
+    trace::current_or(|| {
+        TraceContext::continue_from(|name| metadata.get(name).and_then(|value| value.to_str().ok()))
+    })
 }
 
 /// Wraps `message` in a request that carries `trace` to the next service.
@@ -221,14 +247,95 @@ pub struct ClientSettings {
 }
 
 /// A channel that connects on first use and reconnects as needed, so a process starts even while the services it
-/// calls are down; calls made meanwhile fail fast as UNAVAILABLE.
-pub fn lazy_channel(settings: &ClientSettings) -> anyhow::Result<Channel> {
+/// calls are down; calls made meanwhile fail fast as UNAVAILABLE. Each call gets a client span (see
+/// [`TracedChannel`]).
+pub fn lazy_channel(settings: &ClientSettings) -> anyhow::Result<TracedChannel> {
     let endpoint = Endpoint::from_shared(settings.url.clone())
         .with_context(|| format!("Invalid gRPC service URL {:?}", settings.url))?
         .connect_timeout(settings.connect_timeout)
         .timeout(settings.request_timeout)
         .tcp_nodelay(true);
-    Ok(endpoint.connect_lazy())
+    Ok(TracedChannel(endpoint.connect_lazy()))
+}
+
+/// A tonic [`Channel`] whose every call runs in a client span (`{service}/{method}`, kind client, per the
+/// OpenTelemetry conventions for RPC), and carries that span's context in `traceparent`, so the server's span is
+/// its child. When traces are not exported the span is disabled and the request keeps the `traceparent` its
+/// caller set (see [`traced_request`]).
+#[derive(Debug, Clone)]
+pub struct TracedChannel(Channel);
+
+impl From<Channel> for TracedChannel {
+    fn from(channel: Channel) -> Self {
+        Self(channel)
+    }
+}
+
+impl Service<http::Request<Body>> for TracedChannel {
+    type Response = http::Response<Body>;
+    type Error = tonic::transport::Error;
+    type Future = futures::future::BoxFuture<'static, Result<Self::Response, Self::Error>>;
+
+    fn poll_ready(&mut self, cx: &mut std::task::Context<'_>) -> std::task::Poll<Result<(), Self::Error>> {
+        self.0.poll_ready(cx)
+    }
+
+    fn call(&mut self, mut request: http::Request<Body>) -> Self::Future {
+        if !trace::exporting() {
+            return Box::pin(self.0.call(request));
+        }
+        let (service, method) = rpc_names(request.uri().path());
+        let span = tracing::info_span!(
+            "grpc client",
+            otel.name = format!("{service}/{method}"),
+            otel.kind = "client",
+            rpc.system = "grpc",
+            rpc.service = service,
+            rpc.method = method,
+            rpc.grpc.status_code = tracing::field::Empty,
+        );
+        if let Some(trace) = trace::context_of(&span) {
+            set_trace_headers(request.headers_mut(), &trace);
+        }
+        let call = self.0.call(request);
+        Box::pin(
+            async move {
+                let response = call.await;
+                let span = tracing::Span::current();
+                match &response {
+                    // A call that fails is answered with its status in the headers ("trailers only").
+                    Ok(response) => {
+                        let code = response
+                            .headers()
+                            .get("grpc-status")
+                            .and_then(|code| code.to_str().ok()?.parse::<i32>().ok())
+                            .unwrap_or(0);
+                        span.record("rpc.grpc.status_code", code);
+                        if code != 0 {
+                            trace::record_error(&span, &tonic::Code::from(code));
+                        }
+                    }
+                    Err(error) => trace::record_error(&span, error),
+                }
+                response
+            }
+            .instrument(span),
+        )
+    }
+}
+
+fn set_trace_headers(headers: &mut http::HeaderMap, trace: &TraceContext) {
+    if let Ok(value) = trace.traceparent().parse() {
+        headers.insert(TraceContext::TRACEPARENT, value);
+    }
+    match trace.tracestate().map(str::parse) {
+        Some(Ok(value)) => {
+            headers.insert(TraceContext::TRACESTATE, value);
+        }
+        _ => {
+            headers.remove(TraceContext::TRACESTATE);
+        }
+    }
 }
 
 #[cfg(test)]

@@ -1,6 +1,8 @@
 //! What every shop process shares, so that each service crate holds only its own domain.
 //!
-//! - [`telemetry`]: log setup (text or JSON, filtered by `RUST_LOG`).
+//! - [`telemetry`]: log setup (text or JSON, filtered by `RUST_LOG`) and trace export over OTLP (the `OTEL_*`
+//!   variables); [`trace`]: the bridge between the W3C context the shop propagates and the exported spans, and the
+//!   messaging spans of producers and consumers.
 //! - [`shutdown`]: the Ctrl-C/SIGTERM future every long-running part stops on.
 //! - [`supervisor`]: runs a process's server and background parts together, restarting a background part that
 //!   fails; [`health`]: how each part is doing, for gRPC health checks and HTTP readiness.
@@ -41,5 +43,6 @@ pub mod redact;
 pub mod shutdown;
 pub mod supervisor;
 pub mod telemetry;
+pub mod trace;
 
 pub use error::{FieldViolation, ServiceError};

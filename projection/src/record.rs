@@ -1,7 +1,10 @@
 //! A consumed record, owned.
 
 use rdkafka::message::{Headers, Message};
-use shop_events::cloudevents::{self, InvalidHeaders, ReceivedMetadata};
+use shop_events::{
+    TraceContext,
+    cloudevents::{self, InvalidHeaders, ReceivedMetadata},
+};
 
 use crate::offsets::{Partition, storable};
 
@@ -72,6 +75,11 @@ impl Record {
     }
 
     /// The event's metadata from the CloudEvents headers.
+    /// The trace context the record carries in its `traceparent` header, if a valid one.
+    pub fn trace(&self) -> Option<TraceContext> {
+        TraceContext::from_headers(|name| self.header(name))
+    }
+
     pub fn metadata(&self) -> Result<ReceivedMetadata, InvalidHeaders> {
         ReceivedMetadata::from_headers(
             self.headers.iter().map(|(name, value)| (name.as_str(), value.as_slice())),

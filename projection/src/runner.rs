@@ -26,10 +26,11 @@ use rdkafka::{
     consumer::{BaseConsumer, CommitMode, Consumer, ConsumerContext, Rebalance, StreamConsumer},
     error::KafkaError,
 };
-use shop_platform::{backoff::Backoff, health::PartHealth, supervisor::Part};
+use shop_platform::{backoff::Backoff, health::PartHealth, supervisor::Part, trace};
 use sqlx::PgPool;
 use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
+use tracing::Instrument;
 
 use super::{
     BatchSummary, Projection, ProjectionError, Record, Source, TracingContext,
@@ -478,8 +479,8 @@ impl<P: Projection> ProjectionRunner<P> {
         if batch.is_empty() {
             return true;
         }
-        let Some(by_topic) = self.apply_with_retry(&batch, consuming.cluster_id.as_deref(), stop).await
-        else {
+        let applying = self.apply_with_retry(&batch, consuming.cluster_id.as_deref(), stop);
+        let Some(by_topic) = applying.instrument(self.process_span(&batch)).await else {
             return false;
         };
         let summary = by_topic.total();
@@ -503,6 +504,19 @@ impl<P: Projection> ProjectionRunner<P> {
             "Applied a batch."
         );
         true
+    }
+
+    /// The span of applying `batch` (see [`trace::process_span`]), named after its topic when it has one.
+    fn process_span(&self, batch: &[Record]) -> tracing::Span {
+        let topic = batch.first().map(|record| record.topic.as_str()).unwrap_or_default();
+        let topic = if batch.iter().all(|record| record.topic == topic) { topic } else { "several topics" };
+        let span = trace::process_span(self.projection.name(), topic, batch.len(), || {
+            batch.iter().filter_map(Record::trace).collect()
+        });
+        if let [record] = batch {
+            trace::record_position(&span, record.partition, record.offset);
+        }
+        span
     }
 
     /// Tells Kafka where the group resumes, now that Postgres has the batch (monitoring tools read the lag there).

@@ -12,7 +12,7 @@ use rdkafka::{
     message::{Header, OwnedHeaders},
     producer::{FutureProducer, FutureRecord},
 };
-use shop_events::topics::TopicSpec;
+use shop_events::{TraceContext, topics::TopicSpec};
 use shop_platform::{
     backoff::Backoff,
     kafka::{KafkaSettings, TracingContext},
@@ -95,9 +95,20 @@ pub async fn retire(producer: Producer) {
 }
 
 /// The record for `row` on `topic` (its topic as named on the cluster): key = aggregate id, value = payload JSON,
-/// CloudEvents binary-mode headers.
-pub fn record<'a>(row: &'a OutboxRow, topic: &'a str, key: &'a str) -> FutureRecord<'a, str, str> {
-    let headers = row.metadata().headers().into_iter().fold(OwnedHeaders::new(), |headers, (name, value)| {
+/// CloudEvents binary-mode headers. Its `traceparent` is `sent_under` (the span sending it, when traces are
+/// exported), or else the one stored with the row.
+pub fn record<'a>(
+    row: &'a OutboxRow,
+    topic: &'a str,
+    key: &'a str,
+    sent_under: Option<&TraceContext>,
+) -> FutureRecord<'a, str, str> {
+    let mut metadata = row.metadata();
+    if let Some(trace) = sent_under {
+        metadata.traceparent = Some(trace.traceparent());
+        metadata.tracestate = trace.tracestate();
+    }
+    let headers = metadata.headers().into_iter().fold(OwnedHeaders::new(), |headers, (name, value)| {
         headers.insert(Header { key: name, value: Some(&value) })
     });
     FutureRecord::to(topic).key(key).payload(row.payload.as_str()).headers(headers)
@@ -314,7 +325,7 @@ mod tests {
         };
         let key = row.aggregate_id.to_string();
 
-        let record = record(&row, &row.topic, &key);
+        let record = record(&row, &row.topic, &key, None);
 
         assert_eq!(record.topic, "shop.orders.v1");
         assert_eq!(record.key, Some(key.as_str()));

@@ -5,10 +5,15 @@ use shop_relay::{config::Settings, startup::Application};
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let settings = Settings::parse();
-    telemetry::init(&settings.telemetry);
+    let telemetry = telemetry::init(&settings.telemetry, "relay");
     tracing::info!(?settings, "Starting the outbox relay.");
 
-    let application = Application::build(&settings).await?;
-    tracing::info!(metrics = %application.metrics_addr(), "Serving /metrics.");
-    application.run_until_stopped(shutdown::signal()).await
+    let result = async {
+        let application = Application::build(&settings).await?;
+        tracing::info!(metrics = %application.metrics_addr(), "Serving /metrics.");
+        application.run_until_stopped(shutdown::signal()).await
+    }
+    .await;
+    telemetry.shutdown().await;
+    result
 }

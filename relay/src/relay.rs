@@ -39,7 +39,7 @@ use std::{collections::HashSet, sync::Arc, time::Duration};
 
 use futures::{StreamExt, stream::FuturesUnordered};
 use rdkafka::producer::{DeliveryFuture, Producer as _};
-use shop_platform::{backoff::Backoff, health::PartHealth, kafka::KafkaSettings};
+use shop_platform::{backoff::Backoff, health::PartHealth, kafka::KafkaSettings, trace};
 use sqlx::PgPool;
 use tokio::{
     sync::{Notify, watch},
@@ -355,11 +355,12 @@ impl OutboxRelay {
                 continue;
             }
             let (topic, key) = (self.parts.kafka.topic(&row.topic), row.aggregate_id.to_string());
-            let mut record = kafka::record(row, &topic, &key);
+            let span = trace::send_span(&topic, &key, || row.trace());
+            let mut record = kafka::record(row, &topic, &key, trace::context_of(&span).as_ref());
             loop {
                 let error = match producer.send_result(record) {
                     Ok(delivery) => {
-                        sent.in_flight.push(IndexedDelivery { index, delivery });
+                        sent.in_flight.push(IndexedDelivery { index, delivery, span });
                         break;
                     }
                     Err((error, returned)) => {
@@ -600,6 +601,9 @@ impl OutboxRelay {
 struct IndexedDelivery {
     index: usize,
     delivery: DeliveryFuture,
+    /// The record's send span (see [`trace::send_span`]): it ends with the acknowledgement, or when the batch is
+    /// abandoned.
+    span: tracing::Span,
 }
 
 impl std::future::Future for IndexedDelivery {
@@ -610,6 +614,17 @@ impl std::future::Future for IndexedDelivery {
         cx: &mut std::task::Context<'_>,
     ) -> std::task::Poll<Self::Output> {
         let index = self.index;
-        std::pin::Pin::new(&mut self.delivery).poll(cx).map(|result| (index, result))
+        let acknowledgement = std::pin::Pin::new(&mut self.delivery).poll(cx);
+        if let std::task::Poll::Ready(result) = &acknowledgement {
+            match result {
+                Ok(Ok(delivery)) => {
+                    self.span.record("messaging.destination.partition.id", delivery.partition.to_string());
+                    self.span.record("messaging.kafka.offset", delivery.offset);
+                }
+                Ok(Err((error, _))) => trace::record_error(&self.span, error),
+                Err(canceled) => trace::record_error(&self.span, canceled),
+            }
+        }
+        acknowledgement.map(|result| (index, result))
     }
 }

@@ -4,7 +4,7 @@
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
-use shop_events::cloudevents::EventMetadata;
+use shop_events::{TraceContext, cloudevents::EventMetadata};
 use sqlx::{PgPool, PgTransaction};
 use uuid::Uuid;
 
@@ -30,6 +30,11 @@ pub struct OutboxRow {
 }
 
 impl OutboxRow {
+    /// The trace the row was written under, when it has a valid one.
+    pub fn trace(&self) -> Option<TraceContext> {
+        TraceContext::parse(self.traceparent.as_deref()?, self.tracestate.as_deref()).ok()
+    }
+
     pub fn metadata(&self) -> EventMetadata<'_> {
         EventMetadata {
             event_id: self.event_id,

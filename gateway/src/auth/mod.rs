@@ -30,7 +30,7 @@ use axum::{
 };
 use jsonwebtoken::jwk::JwkSet;
 use shop_events::TraceContext;
-use shop_platform::identity::Identity;
+use shop_platform::{identity::Identity, trace};
 
 use self::{
     keys::KeyStore,
@@ -209,15 +209,18 @@ pub(crate) fn unauthenticated(error: Option<(&str, &str)>) -> Response {
     response
 }
 
-/// The [`Call`] a request makes: its trace, continued from its `traceparent` header (or a new one), and its caller
+/// The [`Call`] a request makes: its trace (the request's span, or continued from its `traceparent` header, or a new
+/// one), and its caller
 /// as [`authenticate`] recorded it (anonymous if it did not run, which grants the least).
 impl<S: Send + Sync> FromRequestParts<S> for Call {
     type Rejection = std::convert::Infallible;
 
     async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, Self::Rejection> {
         let headers = &parts.headers;
-        let trace =
-            TraceContext::continue_from(|name| headers.get(name).and_then(|value| value.to_str().ok()));
+        // The request's span (see `http::limits`) when traces are exported; otherwise the caller's trace.
+        let trace = trace::current_or(|| {
+            TraceContext::continue_from(|name| headers.get(name).and_then(|value| value.to_str().ok()))
+        });
         let caller = parts.extensions.get::<Caller>().cloned().unwrap_or(Caller::Anonymous);
         Ok(Self::new(trace, caller))
     }

@@ -113,8 +113,12 @@ async fn execute(state: &AppState, call: Call, request: async_graphql::Request) 
     if too_deep(&request.query) {
         return nesting_refusal();
     }
+    // Named as the OpenTelemetry GraphQL conventions ask, short of the operation type: that would take a second
+    // parse of the document.
     let span = tracing::info_span!(
         "graphql",
+        otel.name = request.operation_name.as_deref().unwrap_or("GraphQL Operation"),
+        graphql.operation.name = request.operation_name,
         trace_id = call.trace().trace_id(),
         operation = request.operation_name
     );

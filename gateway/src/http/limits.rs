@@ -5,13 +5,13 @@ use std::{sync::Arc, time::Duration};
 use anyhow::Context;
 use axum::{
     Router,
-    extract::{Request, State},
+    extract::{MatchedPath, Request, State},
     http::{HeaderName, HeaderValue, Method, StatusCode, header},
     middleware::{self, Next},
     response::Response,
 };
 use shop_events::TraceContext;
-use shop_platform::overload::InFlightLimitLayer;
+use shop_platform::{overload::InFlightLimitLayer, trace};
 use tower_http::{
     cors::{AllowOrigin, CorsLayer},
     timeout::TimeoutLayer,
@@ -47,7 +47,39 @@ pub(super) fn apply(routes: Router, layers: &Layers<'_>) -> anyhow::Result<Route
     if let Some(cors) = cors(layers.cors_allowed_origins)? {
         router = router.layer(cors);
     }
-    Ok(router.layer(TraceLayer::new_for_http()))
+    Ok(router.layer(TraceLayer::new_for_http().make_span_with(request_span).on_response(record_response)))
+}
+
+/// The span of one HTTP request, as the OpenTelemetry HTTP conventions name and attribute a server span
+/// (`{method} {route}`), the child of the caller's span when the request carries a `traceparent`.
+fn request_span(request: &Request) -> tracing::Span {
+    let route = request.extensions().get::<MatchedPath>().map(MatchedPath::as_str);
+    let method = request.method().as_str();
+    let span = tracing::info_span!(
+        "http",
+        otel.name = route.map_or_else(|| method.to_owned(), |route| format!("{method} {route}")),
+        otel.kind = "server",
+        http.request.method = method,
+        http.route = route,
+        url.path = request.uri().path(),
+        http.response.status_code = tracing::field::Empty,
+    );
+    let headers = request.headers();
+    if let Some(caller) =
+        TraceContext::from_headers(|name| headers.get(name).and_then(|value| value.to_str().ok()))
+    {
+        trace::set_parent(&span, &caller);
+    }
+    span
+}
+
+/// Records the status of the answer; a server error marks the span failed (a client error does not, per the
+/// conventions: the server did its job).
+fn record_response(response: &Response, _latency: Duration, span: &tracing::Span) {
+    span.record("http.response.status_code", response.status().as_u16());
+    if response.status().is_server_error() {
+        trace::record_error(span, &response.status());
+    }
 }
 
 /// 413 for a body whose declared length is above the limit, before a byte of it is read. Bodies sent without a

@@ -23,6 +23,7 @@ use shop_events::{
 use shop_platform::{
     backoff::Backoff,
     kafka::{KafkaSettings, TracingContext},
+    trace,
 };
 use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc, watch};
 use tokio_util::sync::CancellationToken;
@@ -31,6 +32,8 @@ use uuid::Uuid;
 use super::{Connection, LiveSettings, SLOW_SUBSCRIBER, UPDATES_LOST};
 
 /// How often the feed looks for partitions added to the order topic (or the topic appearing at all).
+/// The consumer's name in traces: it reads without a group (each gateway its own, from the end of the topic).
+const LIVE_UPDATES: &str = "gateway.live-updates";
 const PARTITION_REFRESH: Duration = Duration::from_secs(10);
 /// How long one metadata or watermark request may take.
 const METADATA_TIMEOUT: Duration = Duration::from_secs(5);
@@ -303,6 +306,7 @@ async fn consume(
             }
             message = consumer.recv() => match message {
                 Ok(message) => {
+                    let _processing = trace::process_message_span(LIVE_UPDATES, &message).entered();
                     if let Some(order) = decode(&message) {
                         let buffer = shared.settings.subscription_buffer;
                         shared.listeners.lock().expect("not poisoned").deliver(&Arc::new(order), buffer);

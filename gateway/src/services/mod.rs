@@ -6,7 +6,7 @@
 mod call;
 mod error;
 
-use shop_platform::grpc::lazy_channel;
+use shop_platform::grpc::{TracedChannel, lazy_channel};
 use shop_proto::{
     account::v1::{
         self as account, GetAccountRequest, GetAccountsRequest, PostAccountRequest,
@@ -21,7 +21,7 @@ use shop_proto::{
         PostOrderRequest, order_service_client::OrderServiceClient,
     },
 };
-use tonic::{Code, Status, transport::Channel};
+use tonic::{Code, Status};
 use tonic_health::pb::{
     HealthCheckRequest, health_check_response::ServingStatus, health_client::HealthClient,
 };
@@ -64,11 +64,11 @@ pub enum ServiceHealth {
 /// needs them, while a service is down. Cloning is cheap.
 #[derive(Debug, Clone)]
 pub struct Services {
-    accounts: AccountServiceClient<Channel>,
-    catalog: CatalogServiceClient<Channel>,
-    orders: OrderServiceClient<Channel>,
+    accounts: AccountServiceClient<TracedChannel>,
+    catalog: CatalogServiceClient<TracedChannel>,
+    orders: OrderServiceClient<TracedChannel>,
     /// Each service's name, gRPC service name and health client, for the readiness check.
-    health: [(&'static str, &'static str, HealthClient<Channel>); 3],
+    health: [(&'static str, &'static str, HealthClient<TracedChannel>); 3],
 }
 
 impl Services {

@@ -2,12 +2,14 @@
 //! idempotency key, so that a call repeated after a lost answer is answered with the same reservation.
 
 use shop_events::TraceContext;
-use shop_platform::{ServiceError, grpc::traced_request};
+use shop_platform::{
+    ServiceError,
+    grpc::{TracedChannel, traced_request},
+};
 use shop_proto::catalog::v1::{
     self as proto, ReleaseStockRequest, ReserveStockRequest, StockLine,
     catalog_service_client::CatalogServiceClient,
 };
-use tonic::transport::Channel;
 use uuid::Uuid;
 
 use super::StockAnswer;
@@ -19,11 +21,11 @@ use crate::{
 /// The catalog service's stock operations.
 #[derive(Debug, Clone)]
 pub struct CatalogStock {
-    catalog: CatalogServiceClient<Channel>,
+    catalog: CatalogServiceClient<TracedChannel>,
 }
 
 impl CatalogStock {
-    pub fn new(catalog: Channel) -> Self {
+    pub fn new(catalog: TracedChannel) -> Self {
         Self { catalog: shop_platform::limit_message_sizes!(CatalogServiceClient::new(catalog)) }
     }
 
