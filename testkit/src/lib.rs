@@ -5,6 +5,7 @@
 //! - [`kafka`]: a Kafka-protocol broker per test (the embedded mock cluster, or `KAFKA_BROKERS`), topics, and
 //!   reading a topic back.
 //! - [`proxy`]: a Kafka proxy the test can cut, heal and point at another cluster.
+//! - [`otlp`]: a real OTLP trace receiver that keeps the spans processes export to it, and prints a trace as a tree.
 //! - [`graphql`]: a GraphQL client of the gateway, over real HTTP; [`subscriptions`], its subscriptions over a real
 //!   WebSocket (`graphql-transport-ws`).
 //! - [`RunningServer`]: a server task started with a shutdown future the test controls; [`spawn_service!`] starts
@@ -17,6 +18,7 @@
 
 pub mod graphql;
 pub mod kafka;
+pub mod otlp;
 pub mod proxy;
 pub mod subscriptions;
 

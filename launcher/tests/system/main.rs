@@ -6,6 +6,7 @@ mod helpers;
 mod idempotency;
 mod interop;
 mod metrics;
+mod observability;
 mod projection_mode;
 mod rebuild;
 mod secrets;
