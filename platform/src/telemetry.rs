@@ -60,7 +60,8 @@ pub struct TelemetrySettings {
     /// Log line format.
     #[arg(long, env = "LOG_FORMAT", value_enum, default_value_t = LogFormat::Text)]
     pub log_format: LogFormat,
-    /// Which logs to keep, in `tracing` filter syntax (for example `info,sqlx=warn`).
+    /// Which logs to keep, in `tracing` filter syntax (for example `info,sqlx=warn`); also which spans are
+    /// exported when traces are on (the shop's spans are at `info`).
     #[arg(long, env = "RUST_LOG", default_value = DEFAULT_LOG_FILTER)]
     pub log_filter: String,
 }
