@@ -2,7 +2,7 @@
 //! commit notifications), order placement (through the gateway against the same SQL transaction straight to
 //! Postgres, and through a gateway verifying a customer's bearer token against one without; in projection mode,
 //! how often `createOrder` answers the priced order, and placement to confirmation of an order with and without
-//! the stock saga) and replay (rebuilding the order projection), prints a table and writes `BENCHMARKS.md`.
+//! the stock saga; with every span exported over OTLP against no exporter) and replay (rebuilding the order projection), prints a table and writes `BENCHMARKS.md`.
 //!
 //! The relay and the gateway run as child processes (this binary in a child mode) so their peak memory can be
 //! read on its own. Kafka is the embedded mock cluster unless `KAFKA_BROKERS` is set; Postgres is the one at
@@ -34,6 +34,7 @@ pub mod replay;
 pub mod report;
 pub mod saga;
 pub mod stats;
+pub mod traced;
 
 use std::{path::PathBuf, time::Duration};
 
@@ -60,6 +61,12 @@ pub enum Child {
     ChildRelay,
     /// (internal) Run the gateway, configured from the environment.
     ChildGateway,
+    /// (internal) Run the account service, configured from the environment.
+    ChildAccount,
+    /// (internal) Run the catalog service, configured from the environment.
+    ChildCatalog,
+    /// (internal) Run the order service, configured from the environment.
+    ChildOrder,
 }
 
 /// How big each benchmark is.
@@ -72,6 +79,8 @@ struct Sizes {
     placement_duration: Duration,
     /// The concurrency levels of placement to confirmation, with and without the stock saga.
     saga_concurrency: &'static [usize],
+    /// The concurrency of placement with tracing on and off.
+    traced_concurrency: usize,
     replay_events: usize,
 }
 
@@ -83,6 +92,7 @@ const FULL: Sizes = Sizes {
     concurrency: &[1, 8, 32],
     placement_duration: Duration::from_secs(10),
     saga_concurrency: &[1, 8],
+    traced_concurrency: 8,
     replay_events: 100_000,
 };
 
@@ -94,6 +104,7 @@ const QUICK: Sizes = Sizes {
     concurrency: &[1, 4],
     placement_duration: Duration::from_secs(1),
     saga_concurrency: &[1, 4],
+    traced_concurrency: 4,
     replay_events: 2_000,
 };
 
@@ -102,6 +113,9 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
     match cli.child {
         Some(Child::ChildRelay) => return children::run_relay().await,
         Some(Child::ChildGateway) => return children::run_gateway().await,
+        Some(Child::ChildAccount) => return children::run_account().await,
+        Some(Child::ChildCatalog) => return children::run_catalog().await,
+        Some(Child::ChildOrder) => return children::run_order().await,
         None => {}
     }
     let sizes = if cli.quick { QUICK } else { FULL };
@@ -117,6 +131,11 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
     let priced = priced::priced_placement(&broker, sizes.concurrency, sizes.placement_duration).await?;
     eprintln!("placement to confirmation with the stock saga at concurrency {:?}…", sizes.saga_concurrency);
     let saga = saga::confirmation(&broker, sizes.saga_concurrency, sizes.placement_duration).await?;
+    eprintln!(
+        "order placement with every span exported, and without, at concurrency {}…",
+        sizes.traced_concurrency
+    );
+    let tracing = traced::overhead(sizes.traced_concurrency, sizes.placement_duration).await?;
     eprintln!("replay of {} entity events…", sizes.replay_events);
     let replay = replay::replay(&broker, sizes.replay_events).await?;
 
@@ -128,6 +147,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         placement,
         priced,
         saga,
+        tracing,
         replay,
     };
     println!("{}", report.tables());

@@ -41,9 +41,16 @@ pub struct Level {
 
 /// A customer: its account, and a token whose subject owns it.
 #[derive(Debug)]
-struct Customer {
+pub(crate) struct Customer {
     account: String,
     token: String,
+}
+
+impl Customer {
+    /// A customer of a gateway that requires no token.
+    pub(crate) fn unauthenticated(account: String) -> Self {
+        Self { account, token: String::new() }
+    }
 }
 
 #[derive(Debug)]
@@ -54,7 +61,7 @@ pub struct Placement {
 }
 
 /// Runs `operation` from `concurrency` tasks for `duration`; returns operations per second and their latencies.
-async fn load<F, Fut>(
+pub(crate) async fn load<F, Fut>(
     concurrency: usize,
     duration: Duration,
     operation: F,
@@ -208,9 +215,20 @@ pub async fn placement(levels: &[usize], duration: Duration) -> anyhow::Result<P
 
 /// Opens an account as the owner of `token`; returns its id.
 async fn open_account(http: &reqwest::Client, graphql: &str, token: &str) -> anyhow::Result<String> {
+    account_opened(http.post(graphql).bearer_auth(token)).await
+}
+
+/// Opens an account through a gateway that requires no token; returns its id.
+pub(crate) async fn open_account_without_auth(
+    http: &reqwest::Client,
+    graphql: &str,
+) -> anyhow::Result<String> {
+    account_opened(http.post(graphql)).await
+}
+
+async fn account_opened(request: reqwest::RequestBuilder) -> anyhow::Result<String> {
     let body = json!({ "query": "mutation { createAccount(account: {name: \"A customer\"}) { id } }" });
-    let response: serde_json::Value =
-        http.post(graphql).bearer_auth(token).json(&body).send().await?.json().await?;
+    let response: serde_json::Value = request.json(&body).send().await?.json().await?;
     let id = response["data"]["createAccount"]["id"].as_str();
     id.map(str::to_owned).ok_or_else(|| anyhow::anyhow!("Failed to open an account: {response}"))
 }
@@ -224,7 +242,10 @@ fn pick<'a>(customers: &'a [Customer], products: &[String]) -> (&'a Customer, [(
 }
 
 /// A `createOrder` request for a random customer, and that customer.
-fn order_request<'a>(customers: &'a [Customer], products: &[String]) -> (&'a Customer, serde_json::Value) {
+pub(crate) fn order_request<'a>(
+    customers: &'a [Customer],
+    products: &[String],
+) -> (&'a Customer, serde_json::Value) {
     let (customer, lines) = pick(customers, products);
     let body = json!({
         "query": "mutation($o: OrderInput!) { createOrder(order: $o) { id status } }",

@@ -9,6 +9,7 @@ use crate::{
     replay::Replay,
     saga::{Confirmations, STOCK, SagaConfirmation},
     stats::{Latencies, ms},
+    traced::TracingOverhead,
 };
 
 /// Everything one run measured, and where.
@@ -21,6 +22,7 @@ pub struct Report {
     pub placement: Placement,
     pub priced: PricedPlacement,
     pub saga: SagaConfirmation,
+    pub tracing: TracingOverhead,
     pub replay: Replay,
 }
 
@@ -138,6 +140,7 @@ impl Report {
         out.push_str(&self.authentication_table());
         out.push_str(&self.priced_table());
         out.push_str(&self.saga_table());
+        out.push_str(&self.tracing_table());
         let r = &self.replay;
         let _ = write!(
             out,
@@ -230,6 +233,35 @@ impl Report {
                 "\nThe embedded mock cluster answers a fetch that found no record only after the consumer's \
                  fetch.wait.max.ms ({wait} ms for the shop's consumers), even when records arrive meanwhile, so each \
                  of the saga's two consumer hops may wait that long here; a broker answers as they arrive."
+            );
+        }
+        out
+    }
+
+    /// Placement with every span exported against no exporter.
+    fn tracing_table(&self) -> String {
+        let t = &self.tracing;
+        let mut out = format!(
+            "\n### Tracing overhead (concurrency {})\n\n\
+             `createOrder` through gateway, account, catalog and order, each its own process: with \
+             `OTEL_EXPORTER_OTLP_ENDPOINT` set and `OTEL_TRACES_SAMPLER=always_on` (every span exported over OTLP/gRPC \
+             to a receiver in the benchmark's process; {} spans for {} orders, seeding included), and the same \
+             processes started without any `OTEL_*` variable.\n\n\
+             | tracing | orders/s | p50 | p99 | max | p50 / off | p99 / off | orders/s / off |\n\
+             |---|---|---|---|---|---|---|---|\n",
+            t.concurrency, t.spans_exported, t.orders_traced
+        );
+        let off = &t.off;
+        for (name, (rate, latencies)) in [("off", &t.off), ("on, 100 % sampled", &t.on)] {
+            let _ = writeln!(
+                out,
+                "| {name} | {rate:.0} | {} | {} | {} | {:.2}× | {:.2}× | {:.2}× |",
+                ms(latencies.p50),
+                ms(latencies.p99),
+                ms(latencies.max),
+                latencies.p50.as_secs_f64() / off.1.p50.as_secs_f64().max(f64::EPSILON),
+                latencies.p99.as_secs_f64() / off.1.p99.as_secs_f64().max(f64::EPSILON),
+                rate / off.0.max(f64::EPSILON),
             );
         }
         out

@@ -37,6 +37,8 @@ fn the_quick_benchmark_run_measures_everything_and_writes_its_report() {
         "### Placement to confirmation with the stock saga",
         "| does not track its stock |",
         "| tracks its stock |",
+        "### Tracing overhead",
+        "| on, 100 % sampled |",
         "### Replay",
         "### Peak memory (RSS)",
         "cargo run --release -p shop-bench -- --quick",
@@ -52,6 +54,13 @@ fn the_quick_benchmark_run_measures_everything_and_writes_its_report() {
         .and_then(|line| line.split('|').nth(2))
         .and_then(|events| events.trim().parse::<u64>().ok());
     assert_eq!(replayed, Some(2_000), "the replay consumed every event it published:\n{report}");
+    // With tracing on, spans reached the benchmark's receiver.
+    let spans = report
+        .split(" spans for ")
+        .next()
+        .and_then(|before| before.rsplit(' ').next())
+        .and_then(|spans| spans.parse::<u64>().ok());
+    assert!(spans.is_some_and(|spans| spans > 0), "no span was exported with tracing on:\n{report}");
     // Every order of the saga's rows (two products at each of two levels) ended confirmed.
     let saga_rows: Vec<&str> = report
         .lines()
