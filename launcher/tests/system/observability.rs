@@ -380,7 +380,8 @@ async fn one_order_is_one_trace_from_the_gateway_through_the_relay_to_every_cons
 
     // The order service's projection applied the account's record: its consumer span links to the send (in the
     // account's trace when the account's record was applied alone, in a trace of its own when batched with others).
-    let spans = spans_once(&receiver, &account_trace, |spans| spans.iter().any(|span| span.service == "relay")).await;
+    let spans =
+        spans_once(&receiver, &account_trace, |spans| spans.iter().any(|span| span.service == "relay")).await;
     let sent = find(&spans, "the relay's send of the account", |span| span.service == "relay");
     let projected = eventually_found(&receiver, "the order projection's apply of the account", |span| {
         span.service == "order" && span.kind == SpanKind::Consumer && span.links_to(sent)
