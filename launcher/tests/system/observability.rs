@@ -2,10 +2,15 @@
 //! the example consumer — each exporting its spans over OTLP to a real receiver (the OpenTelemetry collector's
 //! gRPC trace service), so one order can be followed across every hop by its trace alone.
 //!
+//! Each process also serves its own `/metrics`: scraped and parsed as Prometheus does, they show the order's
+//! requests, its placement and confirmation, the consumers caught up, and every metric the Grafana dashboard
+//! queries.
+//!
 //! The services' binaries are the workspace's own (`target/<profile>/{account,catalog,…}`, next to `shop`): the
 //! README's test command (`cargo test --workspace`) builds them before any test runs.
 
 use std::{
+    collections::{BTreeMap, BTreeSet},
     net::{SocketAddr, TcpListener},
     path::PathBuf,
     process::{Child, Command, Stdio},
@@ -13,6 +18,9 @@ use std::{
 };
 
 use opentelemetry_proto::tonic::trace::v1::span::SpanKind;
+
+#[path = "../deploy/dashboard.rs"]
+mod dashboard;
 use serde_json::{Value, json};
 use shop_testkit::{
     TestDatabase, eventually,
@@ -193,7 +201,9 @@ async fn one_order_is_one_trace_from_the_gateway_through_the_relay_to_every_cons
         env.extend(kafka());
         env
     };
-    let metrics = || ("METRICS_ADDR", free_address().to_string());
+    let metrics_addresses: BTreeMap<&str, SocketAddr> =
+        ["account", "catalog", "order", "relay", "gateway"].map(|name| (name, free_address())).into();
+    let metrics = |name: &str| ("METRICS_ADDR", metrics_addresses[name].to_string());
     let processes = vec![
         spawn(
             "account",
@@ -202,7 +212,7 @@ async fn one_order_is_one_trace_from_the_gateway_through_the_relay_to_every_cons
             &with_kafka(vec![
                 ("GRPC_LISTEN_ADDR", account.to_string()),
                 ("DATABASE_URL", account_db.url.clone()),
-                metrics(),
+                metrics("account"),
             ]),
             &receiver,
         ),
@@ -213,7 +223,7 @@ async fn one_order_is_one_trace_from_the_gateway_through_the_relay_to_every_cons
             &with_kafka(vec![
                 ("GRPC_LISTEN_ADDR", catalog.to_string()),
                 ("DATABASE_URL", catalog_db.url.clone()),
-                metrics(),
+                metrics("catalog"),
             ]),
             &receiver,
         ),
@@ -228,7 +238,7 @@ async fn one_order_is_one_trace_from_the_gateway_through_the_relay_to_every_cons
                 // Stored pending and confirmed by the validator: the hop this test follows.
                 ("ORDER_PRICED_ANSWER_WAIT_MS", "0".into()),
                 ("ORDER_VALIDATION_INTERVAL_MS", "200".into()),
-                metrics(),
+                metrics("order"),
             ]),
             &receiver,
         ),
@@ -241,7 +251,7 @@ async fn one_order_is_one_trace_from_the_gateway_through_the_relay_to_every_cons
                     "RELAY_DATABASE_URLS",
                     [account_db, catalog_db, order_db].map(|db| db.url.clone()).join(","),
                 ),
-                ("RELAY_METRICS_ADDR", free_address().to_string()),
+                ("RELAY_METRICS_ADDR", metrics_addresses["relay"].to_string()),
             ]),
             &receiver,
         ),
@@ -255,7 +265,7 @@ async fn one_order_is_one_trace_from_the_gateway_through_the_relay_to_every_cons
                 ("ACCOUNT_SERVICE_URL", format!("http://{account}")),
                 ("CATALOG_SERVICE_URL", format!("http://{catalog}")),
                 ("ORDER_SERVICE_URL", format!("http://{order}")),
-                metrics(),
+                metrics("gateway"),
             ]),
             &receiver,
         ),
@@ -402,7 +412,93 @@ async fn one_order_is_one_trace_from_the_gateway_through_the_relay_to_every_cons
         "the line's span is one of the trace's: {joined}"
     );
 
+    // Every process serves its own metrics, and they moved with the order.
+    let scrape = |name: &'static str| scrape(metrics_addresses[name]);
+    let gateway_metrics = scrape("gateway").await;
+    let mutation = |field| [("operation_type", "mutation"), ("root_field", field), ("outcome", "ok")];
+    assert_eq!(gateway_metrics.sum("shop_graphql_requests_total", &mutation("createOrder")), 1.0);
+    assert_eq!(gateway_metrics.sum("shop_graphql_requests_total", &mutation("createAccount")), 1.0);
+    for (service, grpc_service, method) in [
+        ("account", "shop.account.v1.AccountService", "PostAccount"),
+        ("catalog", "shop.catalog.v1.CatalogService", "PostProduct"),
+        ("order", "shop.order.v1.OrderService", "PostOrder"),
+    ] {
+        let metrics = scrape(service).await;
+        let call = [("grpc_service", grpc_service), ("grpc_method", method), ("grpc_code", "OK")];
+        assert_eq!(metrics.sum("shop_grpc_server_handled_total", &call), 1.0, "{service}");
+        assert!(metrics.has("shop_db_pool_connections", &[("pool", service)]), "{service}");
+    }
+    let order_metrics = scrape("order").await;
+    assert_eq!(order_metrics.sum("shop_orders_placed_total", &[]), 1.0);
+    assert_eq!(order_metrics.sum("shop_orders_settled_total", &[("status", "confirmed")]), 1.0);
+    assert_eq!(order_metrics.sum("shop_order_confirmation_seconds_count", &[]), 1.0);
+    assert!(order_metrics.has("shop_order_validator_oldest_pending_age_seconds", &[]));
+    let relay_metrics = scrape("relay").await;
+    assert!(
+        relay_metrics.sum("shop_relay_published_events_total", &[]) >= 4.0,
+        "account, product, placed, confirmed"
+    );
+    for (service, consumer) in [("order", "order.directory"), ("catalog", "catalog.stock-reservations")] {
+        eventually(Duration::from_secs(30), &format!("{consumer} to have no lag"), || async {
+            let metrics = scrape(service).await;
+            metrics.has("shop_consumer_lag_records", &[("consumer", consumer)])
+                && metrics.sum("shop_consumer_lag_records", &[("consumer", consumer)]) == 0.0
+                && metrics.sum("shop_consumer_records_total", &[("consumer", consumer)]) >= 2.0
+        })
+        .await;
+    }
+    // Every metric the Grafana dashboard queries is served by one of them.
+    let mut served = BTreeSet::new();
+    for name in metrics_addresses.keys() {
+        served.extend(scrape(name).await.0.samples.into_iter().map(|sample| sample.metric));
+    }
+    for name in dashboard::DASHBOARD_METRICS {
+        let histogram = format!("{name}_count");
+        assert!(served.contains(*name) || served.contains(&histogram), "no process serves {name}");
+    }
+
     for process in processes {
         process.stop();
+    }
+}
+
+/// One scrape of `/metrics` at `address`, parsed as Prometheus parses the text format.
+async fn scrape(address: SocketAddr) -> Scrape {
+    let body =
+        reqwest::get(format!("http://{address}/metrics")).await.expect("a scrape").text().await.unwrap();
+    Scrape(
+        prometheus_parse::Scrape::parse(body.lines().map(|line| Ok(line.to_owned())))
+            .expect("the text format"),
+    )
+}
+
+struct Scrape(prometheus_parse::Scrape);
+
+impl Scrape {
+    /// The sum of the samples of `name` whose labels include `labels`.
+    fn sum(&self, name: &str, labels: &[(&str, &str)]) -> f64 {
+        self.matching(name, labels)
+            .map(|sample| match sample.value {
+                prometheus_parse::Value::Counter(value)
+                | prometheus_parse::Value::Gauge(value)
+                | prometheus_parse::Value::Untyped(value) => value,
+                _ => 0.0,
+            })
+            .sum()
+    }
+
+    fn has(&self, name: &str, labels: &[(&str, &str)]) -> bool {
+        self.matching(name, labels).next().is_some()
+    }
+
+    fn matching<'a>(
+        &'a self,
+        name: &'a str,
+        labels: &'a [(&str, &str)],
+    ) -> impl Iterator<Item = &'a prometheus_parse::Sample> + 'a {
+        self.0.samples.iter().filter(move |sample| {
+            sample.metric == name
+                && labels.iter().all(|(label, value)| sample.labels.get(label) == Some(*value))
+        })
     }
 }
