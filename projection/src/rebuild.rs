@@ -37,7 +37,9 @@ use super::{
     BatchSummary, Projection, Record, Source, TracingContext,
     history::{self, IncompleteHistory, MissingHistory, check_history},
     offsets::{self, BatchOptions, Partition},
+    record,
 };
+use tracing::Instrument;
 
 /// Most records applied per transaction during a rebuild.
 const BATCH: usize = 1_000;
@@ -152,7 +154,9 @@ impl RebuildReport {
 /// An offset per partition.
 type Positions = HashMap<Partition, i64>;
 
-/// Rebuilds `live` from offset 0 of its topics, reporting progress along the way, and swaps the result in.
+/// Rebuilds `live` from offset 0 of its topics, reporting progress along the way, and swaps the result in. Traced
+/// as one span, each batch applied a consumer span in it (see `shop_platform::trace::process_span`).
+#[tracing::instrument(name = "rebuild", skip_all, fields(projection = live.name()))]
 pub async fn rebuild<P: Rebuildable>(
     live: &P,
     pool: &PgPool,
@@ -305,13 +309,13 @@ impl<'a, P: Rebuildable> Replay<'a, P> {
             }
             let batch = self.gather().await?;
             if !batch.is_empty() {
-                let summary =
-                    match offsets::apply_batch(self.pool, self.shadow, &batch, BatchOptions::default()).await
-                    {
-                        Ok(summary) => summary,
-                        Err(error) if error.is_caused_by_a_record() => self.apply_each(&batch).await?,
-                        Err(error) => return Err(error.into()),
-                    };
+                let applying = offsets::apply_batch(self.pool, self.shadow, &batch, BatchOptions::default());
+                let summary = match applying.instrument(record::batch_span(self.shadow.name(), &batch)).await
+                {
+                    Ok(summary) => summary,
+                    Err(error) if error.is_caused_by_a_record() => self.apply_each(&batch).await?,
+                    Err(error) => return Err(error.into()),
+                };
                 self.report.add(batch.len(), &summary);
                 on_batch(&self.report);
             }

@@ -5,6 +5,7 @@ use shop_events::{
     TraceContext,
     cloudevents::{self, InvalidHeaders, ReceivedMetadata},
 };
+use shop_platform::trace;
 
 use crate::offsets::{Partition, storable};
 
@@ -90,6 +91,20 @@ impl Record {
     pub fn payload(&self) -> &[u8] {
         self.payload.as_deref().unwrap_or_default()
     }
+}
+
+/// The span of `consumer` applying `batch` in one transaction (see [`trace::process_span`]), named after its topic
+/// when it has one, with the record's place when it is alone.
+pub(crate) fn batch_span(consumer: &str, batch: &[Record]) -> tracing::Span {
+    let topic = batch.first().map(|record| record.topic.as_str()).unwrap_or_default();
+    let topic = if batch.iter().all(|record| record.topic == topic) { topic } else { "several topics" };
+    let span = trace::process_span(consumer, topic, batch.len(), || {
+        batch.iter().filter_map(Record::trace).collect()
+    });
+    if let [record] = batch {
+        trace::record_position(&span, record.partition, record.offset);
+    }
+    span
 }
 
 #[cfg(test)]

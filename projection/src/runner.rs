@@ -26,7 +26,7 @@ use rdkafka::{
     consumer::{BaseConsumer, CommitMode, Consumer, ConsumerContext, Rebalance, StreamConsumer},
     error::KafkaError,
 };
-use shop_platform::{backoff::Backoff, health::PartHealth, supervisor::Part, trace};
+use shop_platform::{backoff::Backoff, health::PartHealth, supervisor::Part};
 use sqlx::PgPool;
 use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
@@ -37,6 +37,7 @@ use super::{
     metrics::ConsumerMeter,
     offsets::{self, BatchOptions, Partition, TopicSummaries},
     positions::{self, Verdict},
+    record,
 };
 
 /// How many times a record whose content makes it fail is tried before it is passed over.
@@ -480,7 +481,8 @@ impl<P: Projection> ProjectionRunner<P> {
             return true;
         }
         let applying = self.apply_with_retry(&batch, consuming.cluster_id.as_deref(), stop);
-        let Some(by_topic) = applying.instrument(self.process_span(&batch)).await else {
+        let Some(by_topic) = applying.instrument(record::batch_span(self.projection.name(), &batch)).await
+        else {
             return false;
         };
         let summary = by_topic.total();
@@ -504,19 +506,6 @@ impl<P: Projection> ProjectionRunner<P> {
             "Applied a batch."
         );
         true
-    }
-
-    /// The span of applying `batch` (see [`trace::process_span`]), named after its topic when it has one.
-    fn process_span(&self, batch: &[Record]) -> tracing::Span {
-        let topic = batch.first().map(|record| record.topic.as_str()).unwrap_or_default();
-        let topic = if batch.iter().all(|record| record.topic == topic) { topic } else { "several topics" };
-        let span = trace::process_span(self.projection.name(), topic, batch.len(), || {
-            batch.iter().filter_map(Record::trace).collect()
-        });
-        if let [record] = batch {
-            trace::record_position(&span, record.partition, record.offset);
-        }
-        span
     }
 
     /// Tells Kafka where the group resumes, now that Postgres has the batch (monitoring tools read the lag there).
