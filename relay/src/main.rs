@@ -10,7 +10,6 @@ async fn main() -> anyhow::Result<()> {
 
     let result = async {
         let application = Application::build(&settings).await?;
-        tracing::info!(metrics = %application.metrics_addr(), "Serving /metrics.");
         application.run_until_stopped(shutdown::signal()).await
     }
     .await;
