@@ -47,7 +47,7 @@ pub enum LogFormat {
 const DEFAULT_LOG_FILTER: &str = "info,sqlx::postgres::notice=warn";
 
 /// Library targets whose spans and logs would drown the shop's own in traces (HTTP/2 frames, connection pools):
-/// off unless `RUST_LOG` names them.
+/// kept to warnings unless `RUST_LOG` names them.
 const QUIET_LIBRARIES: &[&str] = &["h2", "hyper", "hyper_util", "tower", "tonic", "rdkafka"];
 
 /// How long the shutdown waits for the last spans to reach the collector.
