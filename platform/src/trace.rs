@@ -35,7 +35,7 @@ pub(crate) fn set_exporting() {
 
 /// The W3C context of `span`, for the next hop: `None` when `span` is not traced.
 pub fn context_of(span: &Span) -> Option<TraceContext> {
-    if span.is_disabled() {
+    if !exporting() || span.is_disabled() {
         return None;
     }
     let context = span.context();

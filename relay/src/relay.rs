@@ -615,7 +615,10 @@ impl std::future::Future for IndexedDelivery {
     ) -> std::task::Poll<Self::Output> {
         let index = self.index;
         let acknowledgement = std::pin::Pin::new(&mut self.delivery).poll(cx);
-        if let std::task::Poll::Ready(result) = &acknowledgement {
+        // Only a traced send has anything to record (no allocation per row otherwise).
+        if let std::task::Poll::Ready(result) = &acknowledgement
+            && !self.span.is_disabled()
+        {
             match result {
                 Ok(Ok(delivery)) => {
                     self.span.record("messaging.destination.partition.id", delivery.partition.to_string());
