@@ -20,6 +20,9 @@ use shop::dev_auth::LocalAuth;
 
 use crate::helpers::{TestShop, start_shop, start_shop_with};
 
+#[path = "../deploy/dashboard.rs"]
+mod dashboard;
+
 /// What a test says when its client is missing.
 const NOT_INSTALLED: &str = "is missing: run scripts/install-test-clients to install the interop clients";
 /// Generous: chromium's first start on a busy two-core machine takes seconds.
@@ -206,6 +209,45 @@ async fn graphql_core_introspects_the_schema_and_runs_the_original_operations_un
     let order = &steps[2]["order"];
     assert_eq!(order["totalPrice"], 49.98, "createOrder answers the order priced: {order}");
     assert_eq!(steps[3]["accounts"][0]["orders"][0]["id"], order["id"]);
+    shop.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn prometheus_clients_openmetrics_parser_reads_every_dashboard_metric_after_an_order() {
+    // Arrange: a shop that confirmed an order, so every family has samples.
+    let python = python();
+    let shop = start_shop().await;
+    wait_for_the_order_projection(&shop).await;
+    let account = shop.client.create_account("Ada").await;
+    let product = shop.client.create_product("Kettle", "Boils water", 25.0).await;
+    let order = shop.client.create_order(&account, &[(&product, 1)]).await;
+    assert_eq!(shop.settled_order(order["id"].as_str().unwrap()).await["status"], "CONFIRMED");
+    let url = format!("http://{}/metrics", shop.shop.relay_metrics_addr);
+    // Consumer lag comes from librdkafka's statistics, every 2 s.
+    shop_testkit::eventually(Duration::from_secs(30), "the consumers' lag to be reported", || async {
+        let body = shop.http.get(&url).send().await.unwrap().text().await.unwrap();
+        body.contains("shop_consumer_lag_records{")
+    })
+    .await;
+
+    // Act: Prometheus's own Python client fetches and parses it, strictly.
+    let output = run_client(&python, &["interop/python/metrics_scrape.py", &url]).await;
+
+    // Assert: it parsed, and holds the order and every metric the Grafana dashboard queries.
+    let lines = json_lines(&output);
+    assert!(lines[0]["families"].as_u64().unwrap() > 20, "{}", lines[0]);
+    let samples = &lines[1..];
+    let value = |name: &str| -> f64 {
+        samples.iter().filter(|s| s["name"] == name).map(|s| s["value"].as_f64().unwrap()).sum()
+    };
+    assert!(value("shop_orders_placed_total") >= 1.0);
+    assert!(value("shop_order_confirmation_seconds_count") >= 1.0);
+    let names: std::collections::BTreeSet<&str> =
+        samples.iter().map(|s| s["name"].as_str().unwrap()).collect();
+    for metric in dashboard::DASHBOARD_METRICS {
+        let counted = format!("{metric}_count");
+        assert!(names.contains(metric) || names.contains(counted.as_str()), "{metric} is not served");
+    }
     shop.stop().await;
 }
 
