@@ -20,9 +20,6 @@ use shop::dev_auth::LocalAuth;
 
 use crate::helpers::{TestShop, start_shop, start_shop_with};
 
-#[path = "../deploy/dashboard.rs"]
-mod dashboard;
-
 /// What a test says when its client is missing.
 const NOT_INSTALLED: &str = "is missing: run scripts/install-test-clients to install the interop clients";
 /// Generous: chromium's first start on a busy two-core machine takes seconds.
@@ -244,7 +241,7 @@ async fn prometheus_clients_openmetrics_parser_reads_every_dashboard_metric_afte
     assert!(value("shop_order_confirmation_seconds_count") >= 1.0);
     let names: std::collections::BTreeSet<&str> =
         samples.iter().map(|s| s["name"].as_str().unwrap()).collect();
-    for metric in dashboard::DASHBOARD_METRICS {
+    for metric in crate::dashboard::DASHBOARD_METRICS {
         let counted = format!("{metric}_count");
         assert!(names.contains(metric) || names.contains(counted.as_str()), "{metric} is not served");
     }

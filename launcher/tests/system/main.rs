@@ -2,6 +2,9 @@
 //! fresh Postgres databases and a real Kafka-protocol broker (the embedded mock cluster, or `KAFKA_BROKERS`).
 
 mod auth;
+/// The Grafana dashboard's metric names, shared with the deploy tests.
+#[path = "../deploy/dashboard.rs"]
+mod dashboard;
 mod helpers;
 mod idempotency;
 mod interop;

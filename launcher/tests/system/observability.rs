@@ -19,8 +19,6 @@ use std::{
 
 use opentelemetry_proto::tonic::trace::v1::span::SpanKind;
 
-#[path = "../deploy/dashboard.rs"]
-mod dashboard;
 use serde_json::{Value, json};
 use shop_testkit::{
     TestDatabase, eventually,
@@ -452,7 +450,7 @@ async fn one_order_is_one_trace_from_the_gateway_through_the_relay_to_every_cons
     for name in metrics_addresses.keys() {
         served.extend(scrape(name).await.0.samples.into_iter().map(|sample| sample.metric));
     }
-    for name in dashboard::DASHBOARD_METRICS {
+    for name in crate::dashboard::DASHBOARD_METRICS {
         let histogram = format!("{name}_count");
         assert!(served.contains(*name) || served.contains(&histogram), "no process serves {name}");
     }
