@@ -134,7 +134,7 @@ fn server_span(request: &http::Request<()>) -> tracing::Span {
     span
 }
 
-/// `("shop.order.v1.OrderService", "CreateOrder")` from the path `/shop.order.v1.OrderService/CreateOrder`.
+/// `("shop.order.v1.OrderService", "PostOrder")` from the path `/shop.order.v1.OrderService/PostOrder`.
 fn rpc_names(path: &str) -> (&str, &str) {
     path.trim_start_matches('/').split_once('/').unwrap_or((path, ""))
 }
