@@ -82,6 +82,15 @@ impl AccountEvent {
             }
         }
     }
+
+    /// The same, owned.
+    pub fn into_account(self) -> Account {
+        match self {
+            Self::Created(AccountCreated { account }) | Self::Republished(AccountRepublished { account }) => {
+                account
+            }
+        }
+    }
 }
 
 #[cfg(test)]

@@ -94,6 +94,15 @@ impl ProductEvent {
             | Self::Republished(ProductRepublished { product }) => product,
         }
     }
+
+    /// The same, owned.
+    pub fn into_product(self) -> Product {
+        match self {
+            Self::Created(ProductCreated { product })
+            | Self::Updated(ProductUpdated { product })
+            | Self::Republished(ProductRepublished { product }) => product,
+        }
+    }
 }
 
 #[cfg(test)]

@@ -15,6 +15,8 @@
 //!   deadline, while the live runner goes on; the live runner then continues from where the rebuild stopped. It
 //!   first checks that the topics still hold their history ([`check_history`]: no partition lost its first
 //!   records, or a completed republish refilled it), and refuses otherwise unless told to accept it.
+//! - [`VersionedBatch`]: applying a batch of entity versions as one multi-row upsert per table, with the outcomes
+//!   of applying them one by one.
 //! - [`apply_batch`] and the stored positions, for tools and tests.
 //! - [`Record`]: a consumed record, owned.
 //! - Every runner counts its records by outcome and reports its lag per partition (`shop_consumer_records_total`,
@@ -31,6 +33,7 @@ pub mod positions;
 mod rebuild;
 mod record;
 mod runner;
+mod versions;
 
 use std::{collections::HashMap, future::Future, sync::Arc, time::Duration};
 
@@ -55,6 +58,7 @@ pub use self::{
     rebuild::{Progress, RebuildReport, RebuildSettings, Rebuildable, rebuild},
     record::Record,
     runner::{MAX_RECORD_ATTEMPTS, ProjectionRunner, ProjectionStats, RunnerSettings},
+    versions::VersionedBatch,
 };
 
 /// The table that records which consumer migrations a database has applied.

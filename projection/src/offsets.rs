@@ -1,7 +1,10 @@
 //! The projection's position in each partition, kept in Postgres with the projection itself: a batch is applied and
 //! the position moved past it in one transaction, so a record is applied once however often Kafka delivers it.
 
-use std::collections::{BTreeMap, HashMap};
+use std::{
+    borrow::Cow,
+    collections::{BTreeMap, HashMap},
+};
 
 use sqlx::{PgConnection, PgPool, PgTransaction};
 
@@ -191,7 +194,12 @@ pub(crate) async fn apply_batch_by_topic<P: Projection>(
     let stored = lock_positions(&mut transaction, projection.name(), records).await?;
     let is_fresh =
         |record: &&Record| record.offset >= stored.get(&record.partition_key()).copied().unwrap_or(0);
-    let fresh: Vec<Record> = records.iter().filter(is_fresh).cloned().collect();
+    // Redelivered records are rare: only then is the batch copied without them.
+    let fresh: Cow<'_, [Record]> = if records.iter().all(|record| is_fresh(&record)) {
+        Cow::Borrowed(records)
+    } else {
+        Cow::Owned(records.iter().filter(is_fresh).cloned().collect())
+    };
 
     let outcomes = projection.apply(&mut transaction, &fresh).await?;
     if outcomes.len() != fresh.len() {

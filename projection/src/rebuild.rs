@@ -21,6 +21,7 @@
 use std::{
     collections::{HashMap, HashSet},
     future::Future,
+    sync::Arc,
     time::Duration,
 };
 
@@ -30,7 +31,7 @@ use rdkafka::{
     error::KafkaError,
 };
 use sqlx::{Connection as _, PgConnection, PgPool, PgTransaction};
-use tokio::time::Instant;
+use tokio::{sync::mpsc, task::JoinHandle, time::Instant};
 use uuid::Uuid;
 
 use super::{
@@ -42,7 +43,7 @@ use super::{
 use tracing::Instrument;
 
 /// Most records applied per transaction during a rebuild.
-const BATCH: usize = 1_000;
+const BATCH: usize = 5_000;
 
 /// A projection that can be rebuilt into fresh storage and swapped in.
 pub trait Rebuildable: Projection + Sized {
@@ -212,8 +213,10 @@ struct Replay<'a, P> {
     shadow: &'a P,
     pool: &'a PgPool,
     source: &'a Source,
-    consumer: StreamConsumer<TracingContext>,
-    /// The next offset to read, per assigned partition (as the projection names it).
+    consumer: Arc<StreamConsumer<TracingContext>>,
+    /// What the read-ahead task has read, batch after batch.
+    reader: ReadAhead,
+    /// The next offset to apply, per assigned partition (as the projection names it).
     positions: Positions,
     assigned: HashSet<Partition>,
     report: RebuildReport,
@@ -226,11 +229,13 @@ impl<'a, P: Rebuildable> Replay<'a, P> {
             .set("group.id", source.topic(&format!("{}-{}", shadow.name(), Uuid::now_v7())))
             .set("enable.auto.commit", "false")
             .set("enable.partition.eof", "true");
+        let consumer = Arc::new(config.create_with_context(TracingContext)?);
         Ok(Self {
             shadow,
             pool,
             source,
-            consumer: config.create_with_context(TracingContext)?,
+            reader: ReadAhead::start(&consumer, source),
+            consumer,
             positions: Positions::new(),
             assigned: HashSet::new(),
             report: RebuildReport::default(),
@@ -240,7 +245,15 @@ impl<'a, P: Rebuildable> Replay<'a, P> {
     /// Reads the topics' partitions again, assigns any not yet read (from their beginning), and returns where every
     /// partition ends now.
     async fn assign_new_partitions(&mut self) -> anyhow::Result<Positions> {
-        let marks = self.source.watermarks(self.shadow.topics()).await?;
+        // The first time with the replay's own consumer, before it fetches anything: the metadata it learns is what
+        // its fetchers need to start at once (a consumer left to look its topics up starts about half a second
+        // later). Later with a client of its own: a consumer waiting at a partition's end queues these requests
+        // behind fetches the broker holds for up to fetch.wait.max.ms, one partition after the other.
+        let marks = if self.assigned.is_empty() {
+            self.source.watermarks_with(&self.consumer, self.shadow.topics()).await?
+        } else {
+            self.source.watermarks(self.shadow.topics()).await?
+        };
         let mut new = TopicPartitionList::new();
         for ((topic, partition), (low, _)) in &marks {
             if self.assigned.insert((topic.clone(), *partition)) {
@@ -307,7 +320,15 @@ impl<'a, P: Rebuildable> Replay<'a, P> {
             if deadline.is_some_and(|deadline| Instant::now() >= deadline) {
                 return Ok(false);
             }
-            let batch = self.gather().await?;
+            // While this batch is applied, the read-ahead task reads the next.
+            let Some(Read { records: batch, ends }) = self.reader.next().await? else { continue };
+            for record in &batch {
+                self.positions.insert(record.partition_key(), record.offset + 1);
+            }
+            for (partition, end) in ends {
+                let position = self.positions.entry(partition).or_insert(0);
+                *position = (*position).max(end);
+            }
             if !batch.is_empty() {
                 let applying = offsets::apply_batch(self.pool, self.shadow, &batch, BatchOptions::default());
                 let summary = match applying.instrument(record::batch_span(self.shadow.name(), &batch)).await
@@ -354,39 +375,87 @@ impl<'a, P: Rebuildable> Replay<'a, P> {
     fn reached(&self, goal: &Positions) -> bool {
         goal.iter().all(|(partition, offset)| self.positions.get(partition).copied().unwrap_or(0) >= *offset)
     }
+}
 
-    /// Takes what is available, up to a batch, noting how far each partition is.
-    async fn gather(&mut self) -> anyhow::Result<Vec<Record>> {
-        let mut batch = Vec::new();
-        while batch.len() < BATCH {
-            match tokio::time::timeout(Duration::from_millis(50), self.consumer.recv()).await {
-                Ok(Ok(message)) => {
-                    let record = self.source.unprefix(Record::from_message(&message));
-                    self.positions.insert(record.partition_key(), record.offset + 1);
-                    batch.push(record);
-                }
-                Ok(Err(KafkaError::PartitionEOF(partition))) => {
-                    // Compaction can remove the last records of a partition: at its end, its position is its end.
-                    for ((topic, number), offset) in self.consumer.position()?.to_topic_map() {
-                        if number == partition
-                            && let Offset::Offset(offset) = offset
-                        {
-                            let position =
-                                self.positions.entry((self.source.plain_topic(&topic), number)).or_insert(0);
-                            *position = (*position).max(offset);
-                        }
+/// A batch read ahead: its records, and the partitions found at their end with where they end (compaction can
+/// remove the last records of a partition: at its end, its position is its end).
+struct Read {
+    records: Vec<Record>,
+    ends: Vec<(Partition, i64)>,
+}
+
+/// A task reading the replay's records ahead, batch after batch, so that reading the next batch overlaps applying
+/// this one. It holds at most [`READ_AHEAD`] batches besides the one it is reading, and stops when dropped.
+struct ReadAhead {
+    batches: mpsc::Receiver<anyhow::Result<Read>>,
+    task: JoinHandle<()>,
+}
+
+/// Batches read ahead at most.
+const READ_AHEAD: usize = 2;
+
+impl ReadAhead {
+    fn start(consumer: &Arc<StreamConsumer<TracingContext>>, source: &Source) -> Self {
+        let (sender, batches) = mpsc::channel(READ_AHEAD);
+        let (consumer, source) = (consumer.clone(), source.clone());
+        let task = tokio::spawn(
+            async move {
+                loop {
+                    let read = gather(&consumer, &source).await;
+                    if matches!(&read, Ok(read) if read.records.is_empty() && read.ends.is_empty()) {
+                        continue;
                     }
-                    break;
+                    let failed = read.is_err();
+                    if sender.send(read).await.is_err() || failed {
+                        return;
+                    }
                 }
-                Ok(Err(error)) => {
-                    tracing::warn!(error.message = %error, "Kafka consumer error during a rebuild.");
-                    break;
-                }
-                Err(_timeout) => break,
             }
-        }
-        Ok(batch)
+            .in_current_span(),
+        );
+        Self { batches, task }
     }
+
+    /// The next batch read, or `None` if none came within a moment (so that the caller can look at its deadline).
+    async fn next(&mut self) -> anyhow::Result<Option<Read>> {
+        match tokio::time::timeout(Duration::from_millis(50), self.batches.recv()).await {
+            Ok(Some(read)) => read.map(Some),
+            Ok(None) => Err(anyhow::anyhow!("the rebuild's reader stopped")),
+            Err(_timeout) => Ok(None),
+        }
+    }
+}
+
+impl Drop for ReadAhead {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+/// Takes what is available, up to a batch.
+async fn gather(consumer: &StreamConsumer<TracingContext>, source: &Source) -> anyhow::Result<Read> {
+    let mut read = Read { records: Vec::with_capacity(BATCH), ends: Vec::new() };
+    while read.records.len() < BATCH {
+        match tokio::time::timeout(Duration::from_millis(50), consumer.recv()).await {
+            Ok(Ok(message)) => read.records.push(source.unprefix(Record::from_message(&message))),
+            Ok(Err(KafkaError::PartitionEOF(partition))) => {
+                for ((topic, number), offset) in consumer.position()?.to_topic_map() {
+                    if number == partition
+                        && let Offset::Offset(offset) = offset
+                    {
+                        read.ends.push(((source.plain_topic(&topic), number), offset));
+                    }
+                }
+                break;
+            }
+            Ok(Err(error)) => {
+                tracing::warn!(error.message = %error, "Kafka consumer error during a rebuild.");
+                break;
+            }
+            Err(_timeout) => break,
+        }
+    }
+    Ok(read)
 }
 
 /// The live projection's positions, capped at where each partition ends: a position past the end (the topic was

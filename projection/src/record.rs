@@ -2,7 +2,7 @@
 
 use rdkafka::message::{Headers, Message};
 use shop_events::{
-    TraceContext,
+    Envelope, TraceContext,
     cloudevents::{self, InvalidHeaders, ReceivedMetadata},
 };
 use shop_platform::trace;
@@ -41,6 +41,25 @@ impl Record {
             key: message.key().map(<[u8]>::to_vec),
             headers,
             payload: message.payload().map(<[u8]>::to_vec),
+        }
+    }
+
+    /// The record the relay publishes for `event` (key: the aggregate's id; the CloudEvents headers; the payload
+    /// as JSON), as consumed from `partition` of `topic` at `offset`: for tools and tests that feed a projection
+    /// without a broker.
+    pub fn of_event(topic: &str, partition: i32, offset: i64, event: &Envelope) -> Self {
+        Self {
+            topic: topic.to_owned(),
+            partition,
+            offset,
+            key: Some(event.aggregate_id.to_string().into_bytes()),
+            headers: event
+                .metadata()
+                .headers()
+                .into_iter()
+                .map(|(name, value)| (name.to_owned(), value.into_bytes()))
+                .collect(),
+            payload: Some(serde_json::to_vec(&event.payload).expect("a JSON value serializes")),
         }
     }
 

@@ -26,6 +26,10 @@ use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
 
+/// How long a test waits for the consumer to get somewhere. Only an upper bound: a group join, which every first
+/// wait includes, has taken over 30 s with the whole suite running on two cores.
+const PATIENCE: Duration = Duration::from_secs(60);
+
 /// Widgets by id, at their latest version.
 struct Widgets {
     name: String,
@@ -141,19 +145,7 @@ fn widget_event(id: Uuid, version: i64, name: &str) -> Envelope {
 
 /// A consumed record as the relay would have published `event`, at `offset`.
 fn record(topic: &str, offset: i64, event: &Envelope) -> Record {
-    Record {
-        topic: topic.to_owned(),
-        partition: 0,
-        offset,
-        key: Some(event.aggregate_id.to_string().into_bytes()),
-        headers: event
-            .metadata()
-            .headers()
-            .into_iter()
-            .map(|(k, v)| (k.to_owned(), v.into_bytes()))
-            .collect(),
-        payload: Some(serde_json::to_vec(&event.payload).unwrap()),
-    }
+    Record::of_event(topic, 0, offset, event)
 }
 
 async fn publish(producer: &FutureProducer, topic: &str, event: &Envelope) {
@@ -254,10 +246,8 @@ async fn the_runner_skips_and_counts_a_poison_record_and_keeps_going() {
     let stats = runner.stats();
     let stop = CancellationToken::new();
     let running = spawn_runner(runner, &stop);
-    eventually(Duration::from_secs(30), "the records applied", || async {
-        stats.applied() == 2 && stats.skipped() == 1
-    })
-    .await;
+    eventually(PATIENCE, "the records applied", || async { stats.applied() == 2 && stats.skipped() == 1 })
+        .await;
     stop.cancel();
     running.await.unwrap().unwrap();
 
@@ -361,11 +351,9 @@ async fn a_record_the_database_refuses_is_dead_lettered_and_the_partition_goes_o
     let stats = runner.stats();
     let stop = CancellationToken::new();
     let running = spawn_runner(runner, &stop);
-    eventually(
-        Duration::from_secs(60),
-        "the good records applied and the poison one dead-lettered",
-        || async { stats.applied() == 2 && stats.dead_lettered() == 1 },
-    )
+    eventually(PATIENCE, "the good records applied and the poison one dead-lettered", || async {
+        stats.applied() == 2 && stats.dead_lettered() == 1
+    })
     .await;
     stop.cancel();
     running.await.unwrap().unwrap();
@@ -419,7 +407,7 @@ async fn a_record_whose_headers_no_text_column_can_hold_is_skipped_and_the_parti
     // Act: the poison record is handled, the runner restarts (judging its position by that record's id), and a
     // record after it comes.
     let (stats, running, stop) = start();
-    eventually(Duration::from_secs(60), "the first record applied and the poison one skipped", || async {
+    eventually(PATIENCE, "the first record applied and the poison one skipped", || async {
         stats.applied() == 1 && stats.skipped() == 1
     })
     .await;
@@ -430,10 +418,7 @@ async fn a_record_whose_headers_no_text_column_can_hold_is_skipped_and_the_parti
     let kept_id = positions[&(topic.clone(), 0)].last_record_id.clone().unwrap();
     let (stats, running, stop) = start();
     publish(&producer, &topic, &second).await;
-    eventually(Duration::from_secs(30), "the record after the poison one applied", || async {
-        stats.applied() == 1
-    })
-    .await;
+    eventually(PATIENCE, "the record after the poison one applied", || async { stats.applied() == 1 }).await;
     stop.cancel();
     running.await.unwrap().unwrap();
 
@@ -465,7 +450,7 @@ fn spawn_runner(
 }
 
 async fn wait_for_rows(widgets: &Widgets, pool: &PgPool, expected: &[(Uuid, String, i64)]) {
-    eventually(Duration::from_secs(30), &format!("{} to catch up", widgets.name), || async {
+    eventually(PATIENCE, &format!("{} to catch up", widgets.name), || async {
         widgets.rows(pool).await == expected
     })
     .await;
@@ -507,7 +492,7 @@ async fn a_topic_that_restarted_from_zero_is_consumed_again_rather_than_skipped(
     let stats = runner.stats();
     let stop = CancellationToken::new();
     let running = spawn_runner(runner, &stop);
-    eventually(Duration::from_secs(30), "the record applied", || async { stats.applied() == 1 }).await;
+    eventually(PATIENCE, "the record applied", || async { stats.applied() == 1 }).await;
     stop.cancel();
     running.await.unwrap().unwrap();
 
@@ -545,7 +530,7 @@ async fn a_projection_restored_behind_the_groups_offsets_gets_every_record_in_be
     }
     let stop = CancellationToken::new();
     let (stats, _, running) = start_runner(&widgets, &database.pool, &broker.bootstrap, &stop);
-    eventually(Duration::from_secs(30), "five widgets applied", || async { stats.applied() == 5 }).await;
+    eventually(PATIENCE, "five widgets applied", || async { stats.applied() == 5 }).await;
     stop.cancel();
     running.await.unwrap().unwrap();
 
@@ -568,10 +553,7 @@ async fn a_projection_restored_behind_the_groups_offsets_gets_every_record_in_be
     let (stats, _, running) = start_runner(&widgets, &database.pool, &broker.bootstrap, &stop);
 
     // Assert
-    eventually(Duration::from_secs(30), "the three lost widgets applied again", || async {
-        stats.applied() == 3
-    })
-    .await;
+    eventually(PATIENCE, "the three lost widgets applied again", || async { stats.applied() == 3 }).await;
     stop.cancel();
     running.await.unwrap().unwrap();
     assert_eq!(widgets.rows(&database.pool).await.len(), 5);
@@ -621,7 +603,7 @@ async fn on_the_first_log() -> OnTheFirstLog {
     let proxy = KafkaProxy::start(&logs.first.bootstrap).await;
     let stop = CancellationToken::new();
     let (stats, _, running) = start_runner(&widgets, &database.pool, &proxy.bootstrap(), &stop);
-    eventually(Duration::from_secs(30), "the first log applied", || async { stats.applied() == 3 }).await;
+    eventually(PATIENCE, "the first log applied", || async { stats.applied() == 3 }).await;
     OnTheFirstLog { logs, database, widgets, proxy, stop, stats, running }
 }
 
@@ -636,7 +618,7 @@ async fn a_log_replaced_under_a_running_consumer_is_read_again_from_its_beginnin
 
     // Assert: every record of the new log is applied, including those before the old position.
     let ids = logs.on_second.clone();
-    eventually(Duration::from_secs(60), "every widget of the second log", || {
+    eventually(PATIENCE, "every widget of the second log", || {
         let (widgets, pool, ids) = (widgets.clone(), database.pool.clone(), ids.clone());
         async move {
             let held: Vec<Uuid> = widgets.rows(&pool).await.into_iter().map(|(id, _, _)| id).collect();
@@ -660,10 +642,7 @@ async fn a_log_replaced_while_the_consumer_was_stopped_is_read_from_its_beginnin
     let stop = CancellationToken::new();
     let (stats, _, running) = start_runner(&widgets, &database.pool, &proxy.bootstrap(), &stop);
 
-    eventually(Duration::from_secs(60), "the five widgets of the second log", || async {
-        stats.applied() == 5
-    })
-    .await;
+    eventually(PATIENCE, "the five widgets of the second log", || async { stats.applied() == 5 }).await;
     assert_eq!(stats.resets(), 1);
     stop.cancel();
     running.await.unwrap().unwrap();
@@ -692,7 +671,7 @@ async fn a_consumer_started_while_kafka_is_unreachable_waits_says_so_and_then_co
     // Assert
     assert!(!while_cut.is_serving(), "{while_cut:?}");
     assert!(!running.is_finished(), "the runner waits rather than failing");
-    eventually(Duration::from_secs(60), "the widget applied", || async { stats.applied() == 1 }).await;
+    eventually(PATIENCE, "the widget applied", || async { stats.applied() == 1 }).await;
     eventually(Duration::from_secs(10), "the runner to report serving", || async { health.is_serving() })
         .await;
     stop.cancel();
@@ -717,7 +696,7 @@ async fn a_rebuild_during_which_partitions_appear_finishes_and_the_live_projecti
     }
     let stop = CancellationToken::new();
     let (stats, _, live) = start_runner(&widgets, &database.pool, &broker.bootstrap, &stop);
-    eventually(Duration::from_secs(30), "the first topic applied", || async { stats.applied() == 300 }).await;
+    eventually(PATIENCE, "the first topic applied", || async { stats.applied() == 300 }).await;
 
     // Act: the rebuild pauses after its first batch; meanwhile the second topic appears and the live projection
     // applies it.
@@ -737,15 +716,13 @@ async fn a_rebuild_during_which_partitions_appear_finishes_and_the_live_projecti
             .await
         }
     });
-    reached.1.recv_timeout(Duration::from_secs(30)).unwrap();
+    reached.1.recv_timeout(PATIENCE).unwrap();
     mock.create_topic(&second, 2, 1).unwrap();
     for i in 0..10 {
         publish(&producer, &second, &widget_event(Uuid::now_v7(), 1, &format!("second {i}"))).await;
     }
-    eventually(Duration::from_secs(30), "the live projection to apply the new topic", || async {
-        stats.applied() == 310
-    })
-    .await;
+    eventually(PATIENCE, "the live projection to apply the new topic", || async { stats.applied() == 310 })
+        .await;
     wait_for_go.0.send(()).unwrap();
     let report = tokio::time::timeout(Duration::from_secs(60), rebuilding)
         .await
@@ -756,7 +733,7 @@ async fn a_rebuild_during_which_partitions_appear_finishes_and_the_live_projecti
     // Assert: the rebuilt projection holds both topics, and the live runner goes on applying after the swap.
     assert_eq!(widgets.rows(&database.pool).await.len(), 310);
     publish(&producer, &second, &widget_event(Uuid::now_v7(), 1, "after the rebuild")).await;
-    eventually(Duration::from_secs(30), "the live projection to go on", || async {
+    eventually(PATIENCE, "the live projection to go on", || async {
         widgets.rows(&database.pool).await.len() == 311
     })
     .await;
@@ -790,7 +767,7 @@ async fn records_deleted_before_they_were_applied_are_reported_and_the_consumer_
     publish(&producer, &topic, &widget_event(Uuid::now_v7(), 1, "before")).await;
     let stop = CancellationToken::new();
     let (stats, _, running) = start_runner(&widgets, &database.pool, &broker.bootstrap, &stop);
-    eventually(Duration::from_secs(30), "the first widget applied", || async { stats.applied() == 1 }).await;
+    eventually(PATIENCE, "the first widget applied", || async { stats.applied() == 1 }).await;
     stop.cancel();
     running.await.unwrap().unwrap();
     let big_name = "x".repeat(100_000);
@@ -805,7 +782,7 @@ async fn records_deleted_before_they_were_applied_are_reported_and_the_consumer_
     let (stats, _, running) = start_runner(&widgets, &database.pool, &broker.bootstrap, &stop);
 
     // Assert: the gap is reported, and what is left is applied.
-    eventually(Duration::from_secs(60), "the last widget applied", || async {
+    eventually(PATIENCE, "the last widget applied", || async {
         widgets.rows(&database.pool).await.iter().any(|(id, _, _)| *id == last.aggregate_id)
     })
     .await;

@@ -55,19 +55,7 @@ fn awaiting_then_cancelled(id: Uuid, lines: &[(&str, u32)]) -> [Envelope; 2] {
 
 /// A consumed record as the relay would have published `event` on the orders topic, at `offset`.
 fn record(offset: i64, event: &Envelope) -> Record {
-    Record {
-        topic: topics::ORDERS.to_owned(),
-        partition: 0,
-        offset,
-        key: Some(event.aggregate_id.to_string().into_bytes()),
-        headers: event
-            .metadata()
-            .headers()
-            .into_iter()
-            .map(|(k, v)| (k.to_owned(), v.into_bytes()))
-            .collect(),
-        payload: Some(serde_json::to_vec(&event.payload).unwrap()),
-    }
+    Record::of_event(topics::ORDERS, 0, offset, event)
 }
 
 /// Each stock event type the outbox holds for `order_id`, with its version.

@@ -4,9 +4,17 @@
 mod directory;
 mod rebuild;
 
-use shop_events::{DecodeError, account::AccountEvent, catalog::ProductEvent, topics};
-use shop_projection::{Outcome, Projection, ProjectionError, Rebuildable, Record};
+use std::collections::HashMap;
+
+use shop_events::{
+    DecodeError,
+    account::{Account, AccountEvent},
+    catalog::{Product, ProductEvent},
+    topics,
+};
+use shop_projection::{Outcome, Projection, ProjectionError, Rebuildable, Record, VersionedBatch};
 use sqlx::{PgPool, PgTransaction};
+use uuid::Uuid;
 
 pub use directory::ProjectionDirectory;
 pub use rebuild::rebuild;
@@ -34,57 +42,80 @@ impl DirectoryProjection {
         }
     }
 
-    async fn apply_account(
+    /// Writes the newest version of each account in one statement, guarded by version; returns the versions
+    /// stored before it.
+    async fn write_accounts(
         &self,
         transaction: &mut PgTransaction<'_>,
-        event: AccountEvent,
-    ) -> Result<Outcome, sqlx::Error> {
-        // Republished accounts too: the version guard below ignores one the projection holds already.
-        let account = event.account();
-        let changed = sqlx::query(sqlx::AssertSqlSafe(format!(
-            "INSERT INTO {table} (id, name, version, updated_at, owner) VALUES ($1, $2, $3, $4, $5)
-             ON CONFLICT (id) DO UPDATE SET name = EXCLUDED.name, version = EXCLUDED.version,
-                                            updated_at = EXCLUDED.updated_at, owner = EXCLUDED.owner
-             WHERE {table}.version < EXCLUDED.version",
+        accounts: &VersionedBatch<Account>,
+    ) -> Result<HashMap<Uuid, i64>, sqlx::Error> {
+        if accounts.is_empty() {
+            return Ok(HashMap::new());
+        }
+        let newest = accounts.newest();
+        let rows: Vec<(Uuid, i64)> = sqlx::query_as(sqlx::AssertSqlSafe(format!(
+            "WITH batch (id, name, version, updated_at, owner) AS (
+                 SELECT * FROM UNNEST($1::uuid[], $2::text[], $3::bigint[], $4::timestamptz[], $5::text[])
+             ), stored AS (
+                 SELECT id, version FROM {table} WHERE id = ANY($1)
+             ), written AS (
+                 INSERT INTO {table} (id, name, version, updated_at, owner) SELECT * FROM batch
+                 ON CONFLICT (id) DO UPDATE SET name = EXCLUDED.name, version = EXCLUDED.version,
+                                                updated_at = EXCLUDED.updated_at, owner = EXCLUDED.owner
+                 WHERE {table}.version < EXCLUDED.version
+             )
+             SELECT id, version FROM stored",
             table = self.accounts
         )))
-        .bind(account.id)
-        .bind(&account.name)
-        .bind(account.version)
-        .bind(account.created_at)
-        .bind(&account.owner)
-        .execute(&mut **transaction)
-        .await?
-        .rows_affected();
-        Ok(if changed == 1 { Outcome::Applied } else { Outcome::Ignored })
+        .bind(newest.iter().map(|(id, _)| *id).collect::<Vec<_>>())
+        .bind(newest.iter().map(|(_, account)| account.name.as_str()).collect::<Vec<_>>())
+        .bind(newest.iter().map(|(_, account)| account.version).collect::<Vec<_>>())
+        .bind(newest.iter().map(|(_, account)| account.created_at).collect::<Vec<_>>())
+        .bind(newest.iter().map(|(_, account)| account.owner.as_deref()).collect::<Vec<_>>())
+        .fetch_all(&mut **transaction)
+        .await?;
+        Ok(rows.into_iter().collect())
     }
 
-    async fn apply_product(
+    /// Writes the newest version of each product in one statement, guarded by version; returns the versions
+    /// stored before it.
+    async fn write_products(
         &self,
         transaction: &mut PgTransaction<'_>,
-        event: ProductEvent,
-    ) -> Result<Outcome, sqlx::Error> {
-        let product = event.product();
-        let changed = sqlx::query(sqlx::AssertSqlSafe(format!(
-            "INSERT INTO {table} (id, name, description, price_cents, version, updated_at, tracks_stock)
-             VALUES ($1, $2, $3, $4, $5, $6, $7)
-             ON CONFLICT (id) DO UPDATE SET name = EXCLUDED.name, description = EXCLUDED.description,
-                                            price_cents = EXCLUDED.price_cents, version = EXCLUDED.version,
-                                            updated_at = EXCLUDED.updated_at, tracks_stock = EXCLUDED.tracks_stock
-             WHERE {table}.version < EXCLUDED.version",
+        products: &VersionedBatch<Product>,
+    ) -> Result<HashMap<Uuid, i64>, sqlx::Error> {
+        if products.is_empty() {
+            return Ok(HashMap::new());
+        }
+        let newest = products.newest();
+        let rows: Vec<(Uuid, i64)> = sqlx::query_as(sqlx::AssertSqlSafe(format!(
+            "WITH batch (id, name, description, price_cents, version, updated_at, tracks_stock) AS (
+                 SELECT * FROM UNNEST($1::uuid[], $2::text[], $3::text[], $4::bigint[], $5::bigint[],
+                                      $6::timestamptz[], $7::bool[])
+             ), stored AS (
+                 SELECT id, version FROM {table} WHERE id = ANY($1)
+             ), written AS (
+                 INSERT INTO {table} (id, name, description, price_cents, version, updated_at, tracks_stock)
+                 SELECT * FROM batch
+                 ON CONFLICT (id) DO UPDATE SET name = EXCLUDED.name, description = EXCLUDED.description,
+                                                price_cents = EXCLUDED.price_cents, version = EXCLUDED.version,
+                                                updated_at = EXCLUDED.updated_at,
+                                                tracks_stock = EXCLUDED.tracks_stock
+                 WHERE {table}.version < EXCLUDED.version
+             )
+             SELECT id, version FROM stored",
             table = self.products
         )))
-        .bind(product.id)
-        .bind(&product.name)
-        .bind(&product.description)
-        .bind(product.price_cents)
-        .bind(product.version)
-        .bind(product.updated_at)
-        .bind(product.stock.is_some())
-        .execute(&mut **transaction)
-        .await?
-        .rows_affected();
-        Ok(if changed == 1 { Outcome::Applied } else { Outcome::Ignored })
+        .bind(newest.iter().map(|(id, _)| *id).collect::<Vec<_>>())
+        .bind(newest.iter().map(|(_, product)| product.name.as_str()).collect::<Vec<_>>())
+        .bind(newest.iter().map(|(_, product)| product.description.as_str()).collect::<Vec<_>>())
+        .bind(newest.iter().map(|(_, product)| product.price_cents).collect::<Vec<_>>())
+        .bind(newest.iter().map(|(_, product)| product.version).collect::<Vec<_>>())
+        .bind(newest.iter().map(|(_, product)| product.updated_at).collect::<Vec<_>>())
+        .bind(newest.iter().map(|(_, product)| product.stock.is_some()).collect::<Vec<_>>())
+        .fetch_all(&mut **transaction)
+        .await?;
+        Ok(rows.into_iter().collect())
     }
 }
 
@@ -106,30 +137,43 @@ impl Projection for DirectoryProjection {
         Self::TOPICS
     }
 
+    /// Decodes the batch, then writes it as a set: one statement per table (see [`VersionedBatch`]).
     async fn apply(
         &self,
         transaction: &mut PgTransaction<'_>,
         records: &[Record],
     ) -> Result<Vec<Outcome>, ProjectionError> {
         let mut outcomes = Vec::with_capacity(records.len());
-        for record in records {
+        let (mut accounts, mut products) = (VersionedBatch::default(), VersionedBatch::default());
+        for (index, record) in records.iter().enumerate() {
             let Some(event_type) = record.event_type() else {
                 outcomes.push(Outcome::Skipped(format!("no ce_type header on {}", record.topic)));
                 continue;
             };
-            let outcome = match record.topic.as_str() {
+            // Settled below, once the writes say which versions were new.
+            outcomes.push(Outcome::Ignored);
+            match record.topic.as_str() {
                 topics::ACCOUNTS => match AccountEvent::decode(event_type, record.payload()) {
-                    Ok(event) => self.apply_account(transaction, event).await?,
-                    Err(error) => skipped(record, &error),
+                    Ok(event) => {
+                        let account = event.into_account();
+                        accounts.push(index, account.id, account.version, account);
+                    }
+                    Err(error) => outcomes[index] = skipped(record, &error),
                 },
                 topics::PRODUCTS => match ProductEvent::decode(event_type, record.payload()) {
-                    Ok(event) => self.apply_product(transaction, event).await?,
-                    Err(error) => skipped(record, &error),
+                    Ok(event) => {
+                        let product = event.into_product();
+                        products.push(index, product.id, product.version, product);
+                    }
+                    Err(error) => outcomes[index] = skipped(record, &error),
                 },
-                _ => Outcome::Ignored,
-            };
-            outcomes.push(outcome);
+                _ => {}
+            }
         }
+        let stored = self.write_accounts(transaction, &accounts).await?;
+        accounts.settle(&stored, &mut outcomes);
+        let stored = self.write_products(transaction, &products).await?;
+        products.settle(&stored, &mut outcomes);
         Ok(outcomes)
     }
 }
