@@ -62,8 +62,9 @@ pub trait Directory: Send + Sync + 'static {
         trace: &TraceContext,
     ) -> impl Future<Output = Result<Names, ServiceError>> + Send {
         async move {
-            let account = self.account(account_id, trace).await?;
-            let products = self.products(product_ids, trace).await?;
+            // Two services, one wait.
+            let (account, products) =
+                tokio::try_join!(self.account(account_id, trace), self.products(product_ids, trace))?;
             Ok(Names { account, products })
         }
     }

@@ -311,17 +311,32 @@ impl<D: Directory> OrderService<D> {
         // A customer's right to the account comes before any key is looked at. An unrestricted caller may name
         // any account, and a key it used proves the account existed: its retry is answered without the account
         // service.
+        // The account and the products are asked for at once (two services, one wait); the products' answer
+        // matters only once the account was and no earlier attempt answers, so a retry is answered even while the
+        // catalog is away.
+        let product_ids = order.product_ids();
+        let looked_up = || async {
+            tokio::join!(
+                self.require_account_open_to(&order, trace),
+                self.directory.products(&product_ids, trace)
+            )
+        };
         let customer = order.placed_by != PlacedBy::Unrestricted;
-        if customer {
-            self.require_account_open_to(&order, trace).await?;
-        }
-        if let Some(earlier) = self.earlier_attempt(&order, key).await? {
-            return Ok(Attempt::Repeated(earlier));
-        }
-        if !customer {
-            self.require_account_open_to(&order, trace).await?;
-        }
-        let catalog = self.directory.products(&order.product_ids(), trace).await?;
+        let catalog = if customer {
+            let (account, catalog) = looked_up().await;
+            account?;
+            if let Some(earlier) = self.earlier_attempt(&order, key).await? {
+                return Ok(Attempt::Repeated(earlier));
+            }
+            catalog?
+        } else {
+            if let Some(earlier) = self.earlier_attempt(&order, key).await? {
+                return Ok(Attempt::Repeated(earlier));
+            }
+            let (account, catalog) = looked_up().await;
+            account?;
+            catalog?
+        };
         let accepted = order.accept(&catalog).map_err(|error| match error {
             OrderError::UnknownProducts(_) => ServiceError::NotFound(error.to_string()),
             OrderError::TotalTooLarge => ServiceError::invalid("lines", error.to_string()),

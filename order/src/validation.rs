@@ -78,12 +78,21 @@ pub struct Validator<D> {
     last_lag_report: Mutex<Option<Instant>>,
 }
 
-/// What one pass knows of the directory.
-#[derive(Debug, Clone, Copy)]
+/// What one pass knows: when it began, and, once an order needs it, how far the directory is known complete.
+#[derive(Debug)]
 struct Knowledge {
-    /// Orders placed before this time may be rejected for naming something unknown.
-    rejectable_before: Option<DateTime<Utc>>,
     now: DateTime<Utc>,
+    /// Orders placed before this time may be rejected for naming something unknown. Asked at most once per pass,
+    /// and only for an order naming something unknown past its wait: at hundreds of orders a second, passes are
+    /// many and short, and almost none needs it.
+    rejectable_before: tokio::sync::OnceCell<Option<DateTime<Utc>>>,
+}
+
+impl Knowledge {
+    /// What a pass beginning now knows.
+    fn now() -> Self {
+        Self { now: Utc::now(), rejectable_before: tokio::sync::OnceCell::new() }
+    }
 }
 
 impl<D: Directory> Validator<D> {
@@ -113,7 +122,7 @@ impl<D: Directory> Validator<D> {
 
     /// One pass over every pending order. Returns how many were decided.
     pub async fn validate_pending(&self) -> Result<usize, ServiceError> {
-        let knowledge = self.knowledge().await?;
+        let knowledge = Knowledge::now();
         let mut after = Uuid::nil();
         let (mut decided, mut held_up) = (0, 0);
         loop {
@@ -122,11 +131,16 @@ impl<D: Directory> Validator<D> {
             let pending = repository::lock_pending_orders(&mut transaction, after, BATCH).await?;
             let Some((last, _)) = pending.last() else { break };
             after = last.id;
+            // A batch that is not full ends the pass. Orders come in id order, and an order whose transaction
+            // committed late sits behind the cursor: under a steady stream of newer orders a pass that went on
+            // to the next batch would never end, and that order would wait for the stream to pause (10 s, at
+            // 500 orders/s). The next pass starts from the first pending order again.
+            let last_batch = pending.len() < BATCH as usize;
             for (pending_order, placed_under) in pending {
                 let trace =
                     placed_under.as_ref().map(TraceContext::child).unwrap_or_else(TraceContext::new_root);
                 let mut order = pending_order.clone();
-                let event = match self.decide(&mut order, &trace, knowledge).await? {
+                let event = match self.decide(&mut order, &trace, &knowledge).await? {
                     Decision::Transition(event) => event,
                     Decision::Wait => continue,
                     Decision::HeldUp => {
@@ -156,9 +170,12 @@ impl<D: Directory> Validator<D> {
             }
             transaction.commit().await?;
             settlements.into_iter().for_each(Settlement::record);
+            if last_batch {
+                break;
+            }
         }
         if held_up > 0 {
-            self.report_lag(held_up, knowledge);
+            self.report_lag(held_up, &knowledge);
         }
         Ok(decided)
     }
@@ -177,25 +194,28 @@ impl<D: Directory> Validator<D> {
         span
     }
 
-    /// How far the directory is known complete, as of now.
-    async fn knowledge(&self) -> Result<Knowledge, ServiceError> {
-        let known_through = self.directory.known_through().await?;
-        Ok(Knowledge { rejectable_before: self.settings.rejectable_before(known_through), now: Utc::now() })
+    /// Before when orders may be rejected for naming something unknown, from how far the directory is known
+    /// complete: asked of the directory the first time in the pass.
+    async fn rejectable_before(&self, knowledge: &Knowledge) -> Result<Option<DateTime<Utc>>, ServiceError> {
+        let asked = knowledge.rejectable_before.get_or_try_init(|| async {
+            Ok::<_, ServiceError>(self.settings.rejectable_before(self.directory.known_through().await?))
+        });
+        asked.await.copied()
     }
 
     /// Says, at most every [`LAG_REPORT_INTERVAL`], that orders wait for a directory not known complete past them.
-    fn report_lag(&self, held_up: usize, knowledge: Knowledge) {
+    fn report_lag(&self, held_up: usize, knowledge: &Knowledge) {
         let mut last = self.last_lag_report.lock().expect("not poisoned");
         if last.is_some_and(|at| at.elapsed() < LAG_REPORT_INTERVAL) {
             return;
         }
         *last = Some(Instant::now());
-        let behind_secs = knowledge
-            .rejectable_before
-            .map(|before| (knowledge.now - before).num_milliseconds() as f64 / 1e3);
+        let rejectable_before = knowledge.rejectable_before.get().copied().flatten();
+        let behind_secs =
+            rejectable_before.map(|before| (knowledge.now - before).num_milliseconds() as f64 / 1e3);
         tracing::warn!(
             orders = held_up,
-            known_complete_through = ?knowledge.rejectable_before,
+            known_complete_through = ?rejectable_before,
             behind_secs,
             "Pending orders name accounts or products the projection does not hold, and it is not known complete \
              past their placement (the relay or the projection lags, or no heartbeat has come): they stay pending \
@@ -208,13 +228,16 @@ impl<D: Directory> Validator<D> {
         &self,
         order: &mut Order,
         trace: &TraceContext,
-        knowledge: Knowledge,
+        knowledge: &Knowledge,
     ) -> Result<Decision, ServiceError> {
         let names = self.directory.names(order.account_id, &order.product_ids(), trace).await?;
         let waited = (knowledge.now - order.created_at).to_std().unwrap_or_default();
-        let complete_past_placement =
-            knowledge.rejectable_before.is_some_and(|before| order.created_at < before);
-        judge(order, &names, waited >= self.settings.reject_after, complete_past_placement, trace)
+        let waited_enough = waited >= self.settings.reject_after;
+        // How far the directory is complete matters only to a rejection, as in `PricedAnswer::decide`.
+        let complete_past_placement = waited_enough
+            && !names.knows(order)
+            && self.rejectable_before(knowledge).await?.is_some_and(|before| order.created_at < before);
+        judge(order, &names, waited_enough, complete_past_placement, trace)
     }
 }
 
@@ -395,8 +418,8 @@ mod tests {
     }
 
     async fn decide(validator: &Validator<InMemoryDirectory>, order: &mut Order) -> Decision {
-        let knowledge = validator.knowledge().await.unwrap();
-        validator.decide(order, &TraceContext::new_root(), knowledge).await.unwrap()
+        let knowledge = Knowledge::now();
+        validator.decide(order, &TraceContext::new_root(), &knowledge).await.unwrap()
     }
 
     #[tokio::test]
