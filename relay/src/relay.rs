@@ -3,6 +3,25 @@
 //! commit notification or the fallback poll. Between batches it gives back shards another instance should have,
 //! and publishes the outbox's heartbeat.
 //!
+//! # Pipelining without reordering
+//!
+//! Under load the database work of a batch overlaps Kafka's: while batch N is in flight, the bookkeeping of N-1
+//! finishes and N+1 is read; when N is acknowledged, N+1 is sent while N is recorded. The order per aggregate
+//! holds because:
+//! - N+1 is handed to the producer only after every acknowledgement of N is in and sorted, and only if Kafka took
+//!   all of N. Should any row of N fail (refused, unroutable, not acknowledged in time, a broken producer), N+1 is
+//!   dropped unsent — it may hold a later version of that row's aggregate — and the next read starts again from
+//!   the oldest unpublished row, once N is recorded.
+//! - N+1 is read after N's last position, and only if the sendable rows up to that position are still exactly
+//!   N's ([`store::unpublished_after`], in one statement). A transaction that took a lower position and committed
+//!   late, or an aggregate whose deferral ran out, makes that read come back empty; the next read then starts
+//!   from the oldest row. Since an aggregate's later version commits only after its earlier one (its writer saw
+//!   that version), a later version the read returns always has its earlier one either in N, or counted.
+//! - N-1's rows are gone from the outbox before N+1 is read (the read waits for N-1's bookkeeping), and N's only
+//!   once N+1 has been read, so N+1 never repeats a row in flight.
+//! - A read from the oldest row, a shard given back and any change of the shards held wait until nothing is in
+//!   flight or being recorded; a batch read ahead is sent only under the very leases it was read under.
+//!
 //! # Why a shard changing hands cannot reorder an aggregate
 //!
 //! The danger: relay A sends X.v1, Kafka is slow to take it, the shard moves to B, B sends X.v1 and X.v2, and A's
@@ -10,7 +29,7 @@
 //! out with a barrier: every record A will ever deliver for a shard lands before any other instance can read that
 //! shard.
 //! - A shard leaves A only between A's batches: the lease task marks shards to give back, and this loop releases
-//!   them after its batch in flight is acknowledged or abandoned.
+//!   them once its batch in flight is acknowledged or abandoned and recorded, with no batch read ahead.
 //! - A batch waits for acknowledgements at most until A's lease is known valid (renewed every quarter of
 //!   `RELAY_LEASE_TTL_MS`, trusted for four fifths of it) and at most one lease time in all. Past that, A
 //!   abandons it: the producer is dropped — purging its queue and its requests in flight, so librdkafka holds no
@@ -43,6 +62,7 @@ use shop_platform::{backoff::Backoff, health::PartHealth, kafka::KafkaSettings, 
 use sqlx::PgPool;
 use tokio::{
     sync::{Notify, watch},
+    task::JoinHandle,
     time::Instant,
 };
 use tokio_util::sync::CancellationToken;
@@ -54,7 +74,7 @@ use crate::{
     kafka::{self, Failure, Producer},
     leases::{Assignment, Leases},
     metrics::OutboxMetrics,
-    store::{self, BatchRecord, OutboxRow, Parked},
+    store::{self, BatchRecord, OutboxRow, Parked, Published},
 };
 
 /// How long a batch waits for acknowledgements before the relay says, again, that Kafka is slow or away.
@@ -99,6 +119,38 @@ pub struct OutboxRelay {
     /// Aggregates refused along with others: each is sent alone next, to find the one Kafka will not take.
     suspects: HashSet<Uuid>,
     last_heartbeat: Option<Instant>,
+    /// The next batch, read while the last one was in Kafka's hands.
+    ahead: Option<ReadAhead>,
+    /// The bookkeeping of the last batch, running while the next one is sent.
+    bookkeeping: Option<JoinHandle<Result<(), sqlx::Error>>>,
+}
+
+/// A batch read ahead, and the leases it was read under: it is sent only under the same ones.
+struct ReadAhead {
+    rows: Vec<OutboxRow>,
+    leases: Vec<(i16, i64)>,
+    /// How long the read ahead waited for the last batch's bookkeeping, then read.
+    waited: Duration,
+    read: Duration,
+}
+
+/// The batch after one in flight (whose rows are the `in_flight` ones up to position `after`), read once the
+/// bookkeeping of the batch before is done (its rows must be gone for [`store::unpublished_after`] to count right).
+async fn read_ahead(
+    pool: PgPool,
+    bookkeeping: Option<JoinHandle<Result<(), sqlx::Error>>>,
+    shards: Vec<i16>,
+    after: i64,
+    in_flight: usize,
+    limit: i64,
+) -> anyhow::Result<ReadAhead> {
+    let started = Instant::now();
+    if let Some(bookkeeping) = bookkeeping {
+        bookkeeping.await??;
+    }
+    let waited = started.elapsed();
+    let rows = store::unpublished_after(&pool, &shards, after, in_flight, limit).await?;
+    Ok(ReadAhead { rows, leases: Vec::new(), waited, read: started.elapsed() - waited })
 }
 
 impl std::fmt::Debug for OutboxRelay {
@@ -140,6 +192,8 @@ impl OutboxRelay {
             producer: Some(producer),
             suspects: HashSet::new(),
             last_heartbeat: None,
+            ahead: None,
+            bookkeeping: None,
         })
     }
 
@@ -181,6 +235,13 @@ impl OutboxRelay {
                     backoff.wait(&stop).await;
                 }
             }
+        }
+        if let Err(error) = self.drain().await {
+            tracing::warn!(
+                outbox = %self.parts.outbox,
+                error.message = %error,
+                "Failed to record the last batch; its rows stay in the outbox and will be sent again."
+            );
         }
         if let Some(producer) = self.producer.take() {
             kafka::retire(producer).await;
@@ -228,14 +289,25 @@ impl OutboxRelay {
         self.parts.leases.set_accepting(true);
     }
 
-    /// One pass: give back shards another instance should have; send suspects alone; then read, send, await
-    /// acknowledgements, record.
+    /// One pass: give back shards another instance should have; send suspects alone; then send a batch (read ahead
+    /// during the last one, or read now) and, while Kafka acknowledges it, let the last batch's bookkeeping finish
+    /// and read the next; sort the acknowledgements and record them, in the background when the next batch can go
+    /// out at once.
     #[tracing::instrument(name = "relay.batch", skip_all, fields(outbox = %self.parts.outbox))]
     async fn publish_batch(&mut self, stop: &CancellationToken) -> anyhow::Result<BatchOutcome> {
         if self.producer.is_none() {
             self.producer = Some(kafka::create_producer(&self.parts.kafka)?);
         }
-        self.release_requested().await?;
+        let ahead = self.ahead.take().filter(|ahead| {
+            let assignment = self.assignment.borrow();
+            ahead.leases == assignment.leases() && assignment.to_release().is_empty()
+        });
+        if ahead.is_none() {
+            // Shards change hands, and a read starts from the oldest row, only with nothing in flight or being
+            // recorded.
+            self.drain().await?;
+            self.release_requested().await?;
+        }
         let assignment = self.assignment.borrow().clone();
         let shards = assignment.usable_shards();
         self.parts.metrics.owned_shards.set(shards.len() as i64);
@@ -247,36 +319,90 @@ impl OutboxRelay {
             return Ok(ended);
         }
 
-        let started = Instant::now();
         let limit = i64::from(self.parts.settings.batch_size);
-        let rows = store::unpublished(&self.parts.pool, &shards, limit).await?;
-        if rows.is_empty() {
-            return Ok(BatchOutcome::Idle);
-        }
-        let read = started.elapsed();
+        let (rows, read) = match ahead {
+            Some(ahead) => (ahead.rows, ahead.read),
+            None => {
+                let started = Instant::now();
+                (store::unpublished(&self.parts.pool, &shards, limit).await?, started.elapsed())
+            }
+        };
+        let Some(last) = rows.last() else { return Ok(BatchOutcome::Idle) };
+        let full = rows.len() as i64 == limit;
         let suspects = self.suspects.clone();
-        let sent = self.send(&rows, &suspects).await;
-        let unsent = sent.unsent;
-        self.parts.metrics.in_flight.set(sent.in_flight.len() as i64);
-        let (acknowledgements, ended) = self.await_acknowledgements(sent.in_flight, deadline, stop).await;
+        // While this batch is sent and acknowledged, the last one's bookkeeping finishes and the next one is read.
+        let next = full.then(|| {
+            let (pool, bookkeeping) = (self.parts.pool.clone(), self.bookkeeping.take());
+            read_ahead(pool, bookkeeping, shards, last.position, rows.len(), limit)
+        });
+        let sending = Instant::now();
+        let ((sent, acknowledgements, ended, acknowledged), next) = tokio::join!(
+            async {
+                let mut sent = self.send(&rows, &suspects).await;
+                let in_flight = std::mem::take(&mut sent.in_flight);
+                self.parts.metrics.in_flight.set(in_flight.len() as i64);
+                let (acknowledgements, ended) = self.await_acknowledgements(in_flight, deadline, stop).await;
+                (sent, acknowledgements, ended, sending.elapsed())
+            },
+            async {
+                match next {
+                    Some(next) => Some(next.await),
+                    None => None,
+                }
+            }
+        );
         self.parts.metrics.in_flight.set(0);
         let mut record = BatchRecord { parked: sent.parked, deferred: sent.deferred, ..Default::default() };
-        let retry = unsent + self.sort_acknowledgements(&rows, acknowledgements, &mut record);
-        let acknowledged = started.elapsed();
-        self.record(&assignment, &record).await?;
-        self.report(&rows, &record, retry, [read, acknowledged - read, started.elapsed() - acknowledged]);
+        let retry = sent.unsent + self.sort_acknowledgements(&rows, acknowledgements, &mut record);
 
-        Ok(match ended {
+        // The next batch goes out only behind one Kafka took whole: had a row failed, the next batch could carry a
+        // later version of its aggregate. Otherwise it is dropped, and read again from the oldest row.
+        let complete = ended == WaitEnd::Complete
+            && retry == 0
+            && record.parked.is_empty()
+            && record.deferred.is_empty();
+        let (next, failed_read) = match next {
+            Some(Ok(next)) if complete && !next.rows.is_empty() => (Some(next), None),
+            Some(Err(error)) => (None, Some(error)),
+            _ => (None, None),
+        };
+        let outcome = match ended {
             WaitEnd::Complete => BatchOutcome::Published {
                 delivered: record.delivered.len(),
                 parked: record.parked.len(),
                 deferred: record.deferred.len(),
                 retry,
-                full: rows.len() as i64 == limit,
+                full,
             },
             WaitEnd::Abandoned(reason) => BatchOutcome::Abandoned(reason),
             WaitEnd::Stopped => BatchOutcome::Stopped,
-        })
+        };
+        let (bookkeeper, leases) = (self.bookkeeper(), assignment.leases().to_vec());
+        if let Some(next) = next {
+            self.report(&rows, &record, retry, [read, acknowledged, next.waited]);
+            // Sent next, while this one is recorded: the read ahead excluded this batch's rows, and the one after
+            // it is read only once this bookkeeping is done.
+            self.bookkeeping = Some(tokio::spawn(async move { bookkeeper.record(&leases, &record).await }));
+            self.ahead = Some(ReadAhead { leases: assignment.leases().to_vec(), ..next });
+        } else {
+            let recording = Instant::now();
+            self.drain().await?;
+            bookkeeper.record(&leases, &record).await?;
+            self.report(&rows, &record, retry, [read, acknowledged, recording.elapsed()]);
+        }
+        match failed_read {
+            Some(error) => Err(error),
+            None => Ok(outcome),
+        }
+    }
+
+    /// Waits for the last batch's bookkeeping, if it still runs; then nothing of this instance's is in flight or
+    /// being recorded.
+    async fn drain(&mut self) -> anyhow::Result<()> {
+        if let Some(bookkeeping) = self.bookkeeping.take() {
+            bookkeeping.await??;
+        }
+        Ok(())
     }
 
     /// Gives back the shards the lease task marked for another instance; nothing of this instance's is in flight.
@@ -315,7 +441,7 @@ impl OutboxRelay {
                 BatchRecord { parked: sent.parked, deferred: sent.deferred, ..Default::default() };
             for (index, acknowledgement) in acknowledgements {
                 match acknowledgement {
-                    Ok(Ok(_)) => record.delivered.push(&rows[index]),
+                    Ok(Ok(_)) => record.delivered.push(Published::of(&rows[index])),
                     Ok(Err((error, _))) => match kafka::classify(&error) {
                         // Sent alone: the refusal is this record's.
                         Failure::Refused(reason) => record.parked.push(Parked::at(&rows[index], reason)),
@@ -329,7 +455,7 @@ impl OutboxRelay {
             if !record.delivered.is_empty() || !record.parked.is_empty() || !record.deferred.is_empty() {
                 self.suspects.remove(&aggregate);
             }
-            self.record(assignment, &record).await?;
+            self.bookkeeper().record(assignment.leases(), &record).await?;
             match ended {
                 WaitEnd::Complete => {}
                 WaitEnd::Abandoned(reason) => return Ok(Some(BatchOutcome::Abandoned(reason))),
@@ -350,13 +476,21 @@ impl OutboxRelay {
             return sent;
         };
         let mut blocked: HashSet<Uuid> = held_back.clone();
+        // The topic of the last row, and its name on the cluster.
+        let mut last_topic: Option<(&str, String)> = None;
         for (index, row) in rows.iter().enumerate() {
             if blocked.contains(&row.aggregate_id) {
                 continue;
             }
-            let (topic, key) = (self.parts.kafka.topic(&row.topic), row.aggregate_id.to_string());
-            let span = trace::send_span(&topic, &key, || row.trace());
-            let mut record = kafka::record(row, &topic, &key, trace::context_of(&span).as_ref());
+            // No allocation per row for the topic and key: rows of a batch mostly share a topic.
+            let topic = match &mut last_topic {
+                Some((name, on_cluster)) if *name == row.topic => on_cluster.as_str(),
+                last_topic => &last_topic.insert((&row.topic, self.parts.kafka.topic(&row.topic))).1,
+            };
+            let mut key = Uuid::encode_buffer();
+            let key = row.aggregate_id.hyphenated().encode_lower(&mut key);
+            let span = trace::send_span(topic, key, || row.trace());
+            let mut record = kafka::record(row, topic, key, trace::context_of(&span).as_ref());
             loop {
                 let error = match producer.send_result(record) {
                     Ok(delivery) => {
@@ -464,11 +598,11 @@ impl OutboxRelay {
     }
 
     /// Sorts the acknowledgements into `record`; returns how many rows are to be sent again.
-    fn sort_acknowledgements<'a>(
+    fn sort_acknowledgements(
         &mut self,
-        rows: &'a [OutboxRow],
+        rows: &[OutboxRow],
         acknowledgements: Vec<Acknowledgement>,
-        record: &mut BatchRecord<'a>,
+        record: &mut BatchRecord,
     ) -> usize {
         let now = chrono::Utc::now();
         let mut retry = 0;
@@ -478,7 +612,7 @@ impl OutboxRelay {
             let row = &rows[index];
             let error = match acknowledgement {
                 Ok(Ok(_)) => {
-                    record.delivered.push(row);
+                    record.delivered.push(Published::of(row));
                     let latency = (now - row.occurred_at).to_std().unwrap_or_default();
                     self.parts.metrics.publish_latency.observe(latency.as_secs_f64());
                     continue;
@@ -505,33 +639,22 @@ impl OutboxRelay {
         retry
     }
 
-    /// Records the batch for the shards still held, and says which were lost.
-    async fn record(&self, assignment: &Assignment, record: &BatchRecord<'_>) -> Result<(), sqlx::Error> {
-        if record.delivered.is_empty() && record.parked.is_empty() && record.deferred.is_empty() {
-            return Ok(());
+    fn bookkeeper(&self) -> Bookkeeper {
+        Bookkeeper {
+            pool: self.parts.pool.clone(),
+            outbox: self.parts.outbox.clone(),
+            instance_id: self.parts.leases.instance_id(),
+            keep_published: self.parts.settings.retention_secs > 0,
         }
-        let lost = store::record_batch(
-            &self.parts.pool,
-            self.parts.leases.instance_id(),
-            assignment.leases(),
-            record,
-            self.parts.settings.retention_secs > 0,
-        )
-        .await?;
-        if !lost.is_empty() {
-            tracing::warn!(
-                outbox = %self.parts.outbox,
-                shards = ?lost,
-                "Shards moved to another instance during the batch; their rows are left to it (it sends them again)."
-            );
-        }
-        Ok(())
     }
 
+    /// Counts and logs a batch. The times: its read (overlapped with the last batch's Kafka wait when read ahead),
+    /// its sending until the last acknowledgement, and the bookkeeping it waited for (the last batch's, within
+    /// the read ahead, or its own).
     fn report(
         &self,
         rows: &[OutboxRow],
-        record: &BatchRecord<'_>,
+        record: &BatchRecord,
         retry: usize,
         [read, kafka, bookkeeping]: [Duration; 3],
     ) {
@@ -594,6 +717,33 @@ impl OutboxRelay {
         let Some(producer) = self.producer.clone() else { return };
         self.last_heartbeat = Some(Instant::now());
         heartbeat::publish(&self.parts, &producer).await;
+    }
+}
+
+/// What recording a batch needs, owned, so it can run on while the next batch is sent.
+struct Bookkeeper {
+    pool: PgPool,
+    outbox: String,
+    instance_id: Uuid,
+    keep_published: bool,
+}
+
+impl Bookkeeper {
+    /// Records `batch` for the shards still held under `leases`, and says which were lost.
+    async fn record(&self, leases: &[(i16, i64)], batch: &BatchRecord) -> Result<(), sqlx::Error> {
+        if batch.is_empty() {
+            return Ok(());
+        }
+        let lost =
+            store::record_batch(&self.pool, self.instance_id, leases, batch, self.keep_published).await?;
+        if !lost.is_empty() {
+            tracing::warn!(
+                outbox = %self.outbox,
+                shards = ?lost,
+                "Shards moved to another instance during the batch; their rows are left to it (it sends them again)."
+            );
+        }
+        Ok(())
     }
 }
 

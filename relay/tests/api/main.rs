@@ -7,4 +7,5 @@ mod failures;
 mod handover;
 mod helpers;
 mod housekeeping;
+mod pipelining;
 mod sharing;
