@@ -170,6 +170,14 @@ pub async fn token(args: &TokenArgs, listen_addr: SocketAddr) -> anyhow::Result<
         port != 0,
         "The shop picked its gateway's port at start (HTTP_LISTEN_ADDR has port 0): pass --port"
     );
+    let issuer = running_issuer(port).await?;
+    issuer.mint(&args.subject, args.staff, Duration::from_secs(args.lifetime_minutes * 60))
+}
+
+/// The development issuer of the shop whose gateway listens on `port` on this machine, read from its key file
+/// and checked against the keys that shop serves: what `shop token` signs with, for callers that mint many
+/// tokens (`shop load`).
+pub async fn running_issuer(port: u16) -> anyhow::Result<DevIssuer> {
     let path = key_file_path(port);
     let contents = match std::fs::read_to_string(&path) {
         Err(error) if error.kind() == io::ErrorKind::NotFound => anyhow::bail!(
@@ -183,7 +191,7 @@ pub async fn token(args: &TokenArgs, listen_addr: SocketAddr) -> anyhow::Result<
         .with_context(|| format!("{} is not a development issuer's key file", path.display()))?;
     let issuer = DevIssuer::from_private_key_pem(&file.private_key_pem, &file.issuer)?;
     check_served(&issuer, &path).await?;
-    issuer.mint(&args.subject, args.staff, Duration::from_secs(args.lifetime_minutes * 60))
+    Ok(issuer)
 }
 
 /// Fails unless the shop at the issuer's URL serves this key: a file left by a shop that was killed would
@@ -234,7 +242,7 @@ fn resolve_port(addr: SocketAddr) -> anyhow::Result<SocketAddr> {
 }
 
 /// The gateway's base URL; an unspecified address (listening everywhere) is named by its loopback address.
-fn issuer_url(addr: SocketAddr) -> String {
+pub(crate) fn issuer_url(addr: SocketAddr) -> String {
     let ip = match addr.ip() {
         IpAddr::V4(ip) if ip.is_unspecified() => IpAddr::V4(Ipv4Addr::LOCALHOST),
         IpAddr::V6(ip) if ip.is_unspecified() => IpAddr::V6(Ipv6Addr::LOCALHOST),

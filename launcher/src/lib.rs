@@ -5,12 +5,14 @@
 //!
 //! Real deployments run each part as its own binary (`account`, `catalog`, `order`, `relay`, `gateway`); this
 //! crate wires them together for a laptop, a demo, the system tests and the smoke test. `shop tail` prints a
-//! topic's events.
+//! topic's events; `shop load` drives a running shop with a mix of customer operations.
 //!
 //! - [`dev_auth`]: `--auth dev`, a development token issuer in the process, and `shop token`.
 //! - [`tail`]: `shop tail`.
+//! - [`load`]: `shop load`, the load generator (`shop-load`) against this or any shop.
 
 pub mod dev_auth;
+pub mod load;
 pub mod tail;
 
 use std::{collections::HashMap, future::Future, net::SocketAddr};
@@ -50,6 +52,9 @@ pub enum Command {
     Tail(tail::TailArgs),
     /// Print a token of the development issuer of a shop running with `--auth dev` on this machine.
     Token(dev_auth::TokenArgs),
+    /// Drive a running shop (by default this machine's one-command run) through its GraphQL API with a realistic
+    /// mix of operations, and report latencies and errors per operation.
+    Load(load::LoadCommand),
 }
 
 /// Everything the local run can be told. `shop --help` lists it all.

@@ -1,5 +1,5 @@
 use clap::Parser;
-use shop::{Cli, Command, Shop, dev_auth, tail};
+use shop::{Cli, Command, Shop, dev_auth, load, tail};
 use shop_platform::{shutdown, telemetry};
 
 #[tokio::main]
@@ -31,6 +31,10 @@ async fn main() -> anyhow::Result<()> {
             Command::Token(args) => {
                 println!("{}", dev_auth::token(&args, settings.http_listen_addr).await?);
                 Ok(())
+            }
+            // The report on stdout, progress on stderr: `shop load > report.txt` keeps the report alone.
+            Command::Load(command) => {
+                load::load(&command, settings.http_listen_addr, &mut std::io::stdout().lock()).await.map(drop)
             }
         }
     }

@@ -8,6 +8,7 @@ mod dashboard;
 mod helpers;
 mod idempotency;
 mod interop;
+mod load;
 mod metrics;
 mod observability;
 mod projection_mode;
