@@ -2,7 +2,9 @@
 //! commit notifications), order placement (through the gateway against the same SQL transaction straight to
 //! Postgres, and through a gateway verifying a customer's bearer token against one without; in projection mode,
 //! how often `createOrder` answers the priced order, and placement to confirmation of an order with and without
-//! the stock saga; with every span exported over OTLP against no exporter) and replay (rebuilding the order projection), prints a table and writes `BENCHMARKS.md`.
+//! the stock saga, and placement to confirmation at a steady rate, to the topic and to the database; with every
+//! span exported over OTLP against no exporter) and replay (rebuilding the order projection, against a bare
+//! consumer reading the same topics), prints a table and writes `BENCHMARKS.md`. `--only` measures some sections.
 //!
 //! The relay and the gateway run as child processes (this binary in a child mode) so their peak memory can be
 //! read on its own. Kafka is the embedded mock cluster unless `KAFKA_BROKERS` is set; Postgres is the one at
@@ -26,6 +28,7 @@ macro_rules! spawn_service {
 
 pub mod auth;
 pub mod children;
+pub mod confirmation;
 pub mod orders;
 pub mod priced;
 pub mod produce;
@@ -47,9 +50,13 @@ pub struct Cli {
     /// A run of seconds instead of minutes, to check that the benchmarks still work (CI).
     #[arg(long)]
     quick: bool,
-    /// Where to write the report.
-    #[arg(long, default_value = "BENCHMARKS.md")]
-    output: PathBuf,
+    /// Measure only these sections (comma-separated), to work on one of them; the tables are printed, and written
+    /// only where `--output` says.
+    #[arg(long, value_enum, value_delimiter = ',')]
+    only: Vec<Section>,
+    /// Where to write the report (default `BENCHMARKS.md`, unless `--only` is given).
+    #[arg(long)]
+    output: Option<PathBuf>,
     #[command(subcommand)]
     child: Option<Child>,
 }
@@ -69,6 +76,27 @@ pub enum Child {
     ChildOrder,
 }
 
+/// The benchmark's sections, in the order they run.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Section {
+    /// Relay throughput against a bare producer.
+    Relay,
+    /// Commit-to-consumer latency, with and without commit notifications.
+    Latency,
+    /// `createOrder` through the gateway against raw SQL, with and without authentication.
+    Placement,
+    /// Priced answers in projection mode.
+    Priced,
+    /// Placement to confirmation, with and without the stock saga.
+    Saga,
+    /// Placement to confirmation in projection mode at a steady rate.
+    Confirmation,
+    /// Placement with every span exported against none.
+    Tracing,
+    /// Rebuilding the order projection from its topics.
+    Replay,
+}
+
 /// How big each benchmark is.
 struct Sizes {
     aggregates: usize,
@@ -79,6 +107,8 @@ struct Sizes {
     placement_duration: Duration,
     /// The concurrency levels of placement to confirmation, with and without the stock saga.
     saga_concurrency: &'static [usize],
+    /// The steady rate of placement to confirmation, orders/s.
+    confirmation_rate: u32,
     /// The concurrency of placement with tracing on and off.
     traced_concurrency: usize,
     replay_events: usize,
@@ -92,6 +122,7 @@ const FULL: Sizes = Sizes {
     concurrency: &[1, 8, 32],
     placement_duration: Duration::from_secs(10),
     saga_concurrency: &[1, 8],
+    confirmation_rate: 500,
     traced_concurrency: 8,
     replay_events: 100_000,
 };
@@ -104,6 +135,7 @@ const QUICK: Sizes = Sizes {
     concurrency: &[1, 4],
     placement_duration: Duration::from_secs(1),
     saga_concurrency: &[1, 4],
+    confirmation_rate: 50,
     traced_concurrency: 4,
     replay_events: 2_000,
 };
@@ -119,40 +151,74 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         None => {}
     }
     let sizes = if cli.quick { QUICK } else { FULL };
+    let runs = |section| cli.only.is_empty() || cli.only.contains(&section);
     let broker = TestBroker::start().await;
-
-    eprintln!("relay throughput: {} events…", sizes.aggregates * sizes.versions as usize);
-    let throughput = relay::throughput(&broker, sizes.aggregates, sizes.versions).await?;
-    eprintln!("commit-to-Kafka latency: {}/s for {:?}, twice…", sizes.latency_rate, sizes.latency_duration);
-    let latency = relay::latency(&broker, sizes.latency_rate, sizes.latency_duration).await?;
-    eprintln!("order placement at concurrency {:?}…", sizes.concurrency);
-    let placement = orders::placement(sizes.concurrency, sizes.placement_duration).await?;
-    eprintln!("priced answers in projection mode at concurrency {:?}…", sizes.concurrency);
-    let priced = priced::priced_placement(&broker, sizes.concurrency, sizes.placement_duration).await?;
-    eprintln!("placement to confirmation with the stock saga at concurrency {:?}…", sizes.saga_concurrency);
-    let saga = saga::confirmation(&broker, sizes.saga_concurrency, sizes.placement_duration).await?;
-    eprintln!(
-        "order placement with every span exported, and without, at concurrency {}…",
-        sizes.traced_concurrency
-    );
-    let tracing = traced::overhead(sizes.traced_concurrency, sizes.placement_duration).await?;
-    eprintln!("replay of {} entity events…", sizes.replay_events);
-    let replay = replay::replay(&broker, sizes.replay_events).await?;
-
-    let report = report::Report {
+    let mut report = report::Report {
         command: format!("cargo run --release -p shop-bench{}", if cli.quick { " -- --quick" } else { "" }),
         machine: machine(&broker).await,
-        throughput,
-        latency,
-        placement,
-        priced,
-        saga,
-        tracing,
-        replay,
+        throughput: None,
+        latency: None,
+        placement: None,
+        priced: None,
+        saga: None,
+        confirmation: None,
+        tracing: None,
+        replay: None,
     };
+
+    if runs(Section::Relay) {
+        eprintln!("relay throughput: {} events…", sizes.aggregates * sizes.versions as usize);
+        report.throughput = Some(relay::throughput(&broker, sizes.aggregates, sizes.versions).await?);
+    }
+    if runs(Section::Latency) {
+        eprintln!(
+            "commit-to-Kafka latency: {}/s for {:?}, twice…",
+            sizes.latency_rate, sizes.latency_duration
+        );
+        report.latency = Some(relay::latency(&broker, sizes.latency_rate, sizes.latency_duration).await?);
+    }
+    if runs(Section::Placement) {
+        eprintln!("order placement at concurrency {:?}…", sizes.concurrency);
+        report.placement =
+            Some(orders::placement(&broker, sizes.concurrency, sizes.placement_duration).await?);
+    }
+    if runs(Section::Priced) {
+        eprintln!("priced answers in projection mode at concurrency {:?}…", sizes.concurrency);
+        report.priced =
+            Some(priced::priced_placement(&broker, sizes.concurrency, sizes.placement_duration).await?);
+    }
+    if runs(Section::Saga) {
+        eprintln!(
+            "placement to confirmation with the stock saga at concurrency {:?}…",
+            sizes.saga_concurrency
+        );
+        report.saga =
+            Some(saga::confirmation(&broker, sizes.saga_concurrency, sizes.placement_duration).await?);
+    }
+    if runs(Section::Confirmation) {
+        eprintln!("placement to confirmation at {} orders/s…", sizes.confirmation_rate);
+        report.confirmation = Some(
+            confirmation::confirmation(&broker, sizes.confirmation_rate, sizes.placement_duration).await?,
+        );
+    }
+    if runs(Section::Tracing) {
+        eprintln!(
+            "order placement with every span exported, and without, at concurrency {}…",
+            sizes.traced_concurrency
+        );
+        report.tracing = Some(traced::overhead(sizes.traced_concurrency, sizes.placement_duration).await?);
+    }
+    if runs(Section::Replay) {
+        eprintln!("replay of {} entity events…", sizes.replay_events);
+        report.replay = Some(replay::replay(&broker, sizes.replay_events).await?);
+    }
+
     println!("{}", report.tables());
-    std::fs::write(&cli.output, report.markdown())?;
-    eprintln!("Wrote {}", cli.output.display());
+    let output = cli.output.or_else(|| cli.only.is_empty().then(|| PathBuf::from("BENCHMARKS.md")));
+    if let Some(output) = output {
+        std::fs::write(&output, report.markdown())?;
+        eprintln!("Wrote {}", output.display());
+    }
     Ok(())
 }
 

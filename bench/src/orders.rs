@@ -1,7 +1,9 @@
 //! Order placement: `createOrder` through the gateway (GraphQL → order service → account and catalog over gRPC →
 //! one transaction), against that same transaction issued straight to Postgres, at the same concurrency; and
 //! through a second gateway that requires authentication, each request carrying the token of the customer who owns
-//! the account (verified against keys fetched from an issuer, and the ownership checked), against the first.
+//! the account (verified against keys fetched from an issuer, and the ownership checked), against the first. The
+//! gateway is driven by `shop load` (its `createOrder`-only mix); every way places the same orders, 1 to 5
+//! products, 1 to 3 of each, each with an idempotency key of its own.
 
 use std::{
     collections::HashMap,
@@ -11,7 +13,7 @@ use std::{
 };
 
 use futures::future::join_all;
-use rand::seq::IndexedRandom;
+use rand::{Rng, seq::IndexedRandom};
 use serde_json::json;
 use shop_events::{Envelope, TraceContext};
 use shop_order::{
@@ -19,13 +21,14 @@ use shop_order::{
     repository,
 };
 use shop_outbox as outbox;
-use shop_testkit::{RunningServer, TestDatabase};
+use shop_testkit::{RunningServer, TestDatabase, kafka::TestBroker};
 use sqlx::PgPool;
 use uuid::Uuid;
 
 use crate::{
     auth::BenchIssuer,
     children::ChildProcess,
+    priced::System,
     stats::{Latencies, per_second},
 };
 
@@ -34,6 +37,9 @@ use crate::{
 pub struct Level {
     pub concurrency: usize,
     pub gateway: (f64, Latencies),
+    /// Through the gateway of a shop validating from the order service's projection, as the one-command run and
+    /// docker-compose run it (the relay and every consumer running beside it).
+    pub gateway_projection: (f64, Latencies),
     /// Through the gateway that requires a bearer token.
     pub gateway_with_auth: (f64, Latencies),
     pub sql: (f64, Latencies),
@@ -116,7 +122,16 @@ where
 }
 
 /// Measures every concurrency level in `levels`, `duration` each way.
-pub async fn placement(levels: &[usize], duration: Duration) -> anyhow::Result<Placement> {
+pub async fn placement(
+    broker: &TestBroker,
+    levels: &[usize],
+    duration: Duration,
+) -> anyhow::Result<Placement> {
+    let projection_mode = System::start(broker).await?;
+    // Waits until the order service's consumers have joined their groups and follow: `shop load` then seeds its
+    // own customers and products, which the projection learns within the seed.
+    projection_mode.customers_and_products(1, 1).await?;
+    let projection_graphql = format!("http://{}/graphql", projection_mode.gateway.address);
     let databases =
         [TestDatabase::create().await, TestDatabase::create().await, TestDatabase::create().await];
     let (account_url, _account) = spawn_service!(shop_account, databases[0]);
@@ -172,15 +187,12 @@ pub async fn placement(levels: &[usize], duration: Duration) -> anyhow::Result<P
 
     let mut results = Vec::new();
     for &concurrency in levels {
-        let through = |graphql: &str, with_token: bool| {
+        let through_with_tokens = |graphql: &str| {
             let (http, graphql, customers, products) =
                 (http.clone(), graphql.to_owned(), customers.clone(), products.clone());
             load(concurrency, duration, move || {
                 let (customer, body) = order_request(&customers, &products);
-                let mut request = http.post(&graphql).json(&body);
-                if with_token {
-                    request = request.bearer_auth(&customer.token);
-                }
+                let request = http.post(&graphql).json(&body).bearer_auth(&customer.token);
                 async move {
                     let response: serde_json::Value = request.send().await?.json().await?;
                     anyhow::ensure!(response["data"]["createOrder"]["status"] == "CONFIRMED", "{response}");
@@ -188,8 +200,12 @@ pub async fn placement(levels: &[usize], duration: Duration) -> anyhow::Result<P
                 }
             })
         };
-        let gateway_way = through(&graphql, false).await?;
-        let gateway_with_auth_way = through(&graphql_with_auth, true).await?;
+        // Through `shop load`, the load generator anyone can point at a shop; the way with tokens below keeps this
+        // benchmark's own customers, whose accounts its issuer's subjects own.
+        let gateway_way = through_load_generator(&graphql, concurrency, duration).await?;
+        let gateway_projection_way =
+            through_load_generator(&projection_graphql, concurrency, duration).await?;
+        let gateway_with_auth_way = through_with_tokens(&graphql_with_auth).await?;
         let sql_way = {
             let (pool, customers, products, catalog) =
                 (baseline_pool.clone(), customers.clone(), products.clone(), catalog.clone());
@@ -203,6 +219,7 @@ pub async fn placement(levels: &[usize], duration: Duration) -> anyhow::Result<P
         results.push(Level {
             concurrency,
             gateway: gateway_way,
+            gateway_projection: gateway_projection_way,
             gateway_with_auth: gateway_with_auth_way,
             sql: sql_way,
         });
@@ -210,6 +227,7 @@ pub async fn placement(levels: &[usize], duration: Duration) -> anyhow::Result<P
     let gateway_peak_rss_mib = gateway.peak_rss_mib();
     gateway.stop()?;
     gateway_with_auth.stop()?;
+    projection_mode.stop().await?;
     Ok(Placement { levels: results, duration, gateway_peak_rss_mib })
 }
 
@@ -233,12 +251,36 @@ async fn account_opened(request: reqwest::RequestBuilder) -> anyhow::Result<Stri
     id.map(str::to_owned).ok_or_else(|| anyhow::anyhow!("Failed to open an account: {response}"))
 }
 
-/// Two random products, one or two of each, for a random customer.
-fn pick<'a>(customers: &'a [Customer], products: &[String]) -> (&'a Customer, [(String, u32); 2]) {
+/// `createOrder` at `concurrency` for `duration` through `graphql`, as `shop load` sends it (orders of 1 to 5
+/// products, 1 to 3 of each, over the customers and products it seeds); orders/s and latencies.
+async fn through_load_generator(
+    graphql: &str,
+    concurrency: usize,
+    duration: Duration,
+) -> anyhow::Result<(f64, Latencies)> {
+    let config = shop_load::LoadConfig::create_orders(
+        graphql,
+        shop_load::Credentials::Anonymous,
+        concurrency,
+        duration,
+    );
+    let report = shop_load::run(&config).await?;
+    let orders = report
+        .operation(shop_load::Operation::CreateOrder.name())
+        .ok_or_else(|| anyhow::anyhow!("shop load placed no order:\n{}", report.to_text()))?;
+    anyhow::ensure!(orders.errors == 0, "shop load saw errors:\n{}", report.to_text());
+    let [p50, p95, p99, max] = orders.percentiles();
+    Ok((orders.rate_per_second, Latencies { count: orders.count as usize, p50, p95, p99, max }))
+}
+
+/// A random customer, and 1 to 5 random products, 1 to 3 of each: the orders `shop load` places.
+fn pick<'a>(customers: &'a [Customer], products: &[String]) -> (&'a Customer, Vec<(String, u32)>) {
     let mut rng = rand::rng();
     let customer = customers.choose(&mut rng).expect("customers");
-    let two: Vec<&String> = products.choose_multiple(&mut rng, 2).collect();
-    (customer, [(two[0].clone(), 1), (two[1].clone(), 2)])
+    let count = rng.random_range(1..=5.min(products.len()));
+    let lines =
+        products.choose_multiple(&mut rng, count).map(|id| (id.clone(), rng.random_range(1..=3))).collect();
+    (customer, lines)
 }
 
 /// A `createOrder` request for a random customer, and that customer.
@@ -248,8 +290,8 @@ pub(crate) fn order_request<'a>(
 ) -> (&'a Customer, serde_json::Value) {
     let (customer, lines) = pick(customers, products);
     let body = json!({
-        "query": "mutation($o: OrderInput!) { createOrder(order: $o) { id status } }",
-        "variables": { "o": { "accountId": customer.account, "products": lines.map(|(id, quantity)| json!({ "id": id, "quantity": quantity })) } },
+        "query": "mutation($o: OrderInput!, $key: String) { createOrder(order: $o, idempotencyKey: $key) { id status } }",
+        "variables": { "key": Uuid::now_v7().to_string(), "o": { "accountId": customer.account, "products": lines.iter().map(|(id, quantity)| json!({ "id": id, "quantity": quantity })).collect::<Vec<_>>() } },
     });
     (customer, body)
 }
@@ -260,16 +302,35 @@ fn new_order(customers: &[Customer], products: &[String]) -> anyhow::Result<NewO
         .map_err(|violations| anyhow::anyhow!("{violations:?}"))
 }
 
-/// What the order service's transaction does for a confirmed order, without anything in front of it.
+/// What the order service does for a confirmed order sent with an idempotency key (as `shop load` sends every
+/// order), without anything in front of it: the key looked up, then one transaction claiming it and storing the
+/// order and its two events.
 async fn place_directly(
     pool: &PgPool,
     new_order: NewOrder,
     catalog: &HashMap<Uuid, CatalogProduct>,
 ) -> anyhow::Result<()> {
+    const KEY_TTL: Duration = Duration::from_secs(24 * 3_600);
     let trace = TraceContext::new_root();
+    let key = Uuid::now_v7().to_string();
     let (mut order, placed) = Order::place(new_order);
     let confirmed = order.accept(catalog)?;
+    let earlier =
+        repository::idempotency_key_owner(&mut *pool.acquire().await?, order.account_id, &key, KEY_TTL)
+            .await?;
+    anyhow::ensure!(earlier.is_none(), "a fresh key placed an order already");
     let mut transaction = pool.begin().await?;
+    let request = format!("{:?}", order.lines);
+    let claimed = repository::claim_idempotency_key(
+        &mut transaction,
+        order.account_id,
+        &key,
+        &request,
+        order.id,
+        KEY_TTL,
+    )
+    .await?;
+    anyhow::ensure!(claimed, "a fresh key was claimed already");
     repository::insert_order(&mut transaction, &order, &trace).await?;
     outbox::append(&mut transaction, &Envelope::new(&placed, Some(&trace))).await?;
     outbox::append(&mut transaction, &confirmed.to_envelope(Some(&trace))).await?;

@@ -160,6 +160,7 @@ async fn create_order(
 pub(crate) struct System {
     pub(crate) gateway: ChildProcess,
     relay: ChildProcess,
+    topic_prefix: String,
     pub(crate) order_database: TestDatabase,
     account_url: String,
     catalog_url: String,
@@ -169,6 +170,11 @@ pub(crate) struct System {
 
 impl System {
     pub(crate) async fn start(broker: &TestBroker) -> anyhow::Result<Self> {
+        Self::start_with(broker, DEFAULT_PRICED_ANSWER_WAIT_MS).await
+    }
+
+    /// The same, the order service answering priced within `priced_answer_wait_ms` (0: answering pending).
+    pub(crate) async fn start_with(broker: &TestBroker, priced_answer_wait_ms: u64) -> anyhow::Result<Self> {
         // Topics of this run's own (the embedded broker cannot create them on request).
         let prefix = format!("{}bench-priced-{}.", broker.topic_prefix, Uuid::now_v7().simple());
         for spec in topics::ALL {
@@ -196,6 +202,7 @@ impl System {
             metrics_addr: Some("127.0.0.1:0".parse()?),
             database_url: order_database.url.parse().map_err(anyhow::Error::msg)?,
             validation: ValidationMode::Projection,
+            priced_answer_wait_ms,
             kafka,
             ..Default::default()
         };
@@ -208,7 +215,7 @@ impl System {
             &[
                 ("RELAY_DATABASE_URLS", outboxes.join(",")),
                 ("KAFKA_BROKERS", broker.bootstrap.clone()),
-                ("KAFKA_TOPIC_PREFIX", prefix),
+                ("KAFKA_TOPIC_PREFIX", prefix.clone()),
                 ("RELAY_METRICS_ADDR", "127.0.0.1:0".to_owned()),
             ],
         )?;
@@ -216,6 +223,7 @@ impl System {
         Ok(Self {
             gateway,
             relay,
+            topic_prefix: prefix,
             order_database,
             account_url,
             catalog_url,
@@ -267,6 +275,11 @@ impl System {
             );
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
+    }
+
+    /// The name of `topic` on this system's broker.
+    pub(crate) fn topic(&self, topic: &str) -> String {
+        format!("{}{topic}", self.topic_prefix)
     }
 
     pub(crate) async fn stop(self) -> anyhow::Result<()> {

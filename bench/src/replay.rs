@@ -1,9 +1,11 @@
 //! Replay: rebuilding the order service's projection of accounts and products from a topic of entity events.
 
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use rdkafka::{
-    message::{Header, OwnedHeaders},
+    Message, Offset, TopicPartitionList,
+    consumer::{Consumer, StreamConsumer},
+    message::{Header, Headers, OwnedHeaders},
     producer::{FutureProducer, FutureRecord},
 };
 use shop_events::{
@@ -27,6 +29,8 @@ pub struct Replay {
     pub per_second: f64,
     pub applied: u64,
     pub ignored: u64,
+    /// A bare consumer reading the same topics from their beginning to their end, in the same run.
+    pub bare_consumer_per_second: f64,
 }
 
 /// Publishes `events` entity events (half account creations, half product creations and updates, five versions
@@ -72,6 +76,7 @@ pub async fn replay(broker: &TestBroker, events: usize) -> anyhow::Result<Replay
         }
     }
     publish(&producer, &topic_prefix, &envelopes).await?;
+    let bare_consumer_per_second = bare_consumer(broker, &topic_prefix, events).await?;
 
     let database = TestDatabase::create().await;
     let settings = shop_order::config::Settings {
@@ -92,7 +97,40 @@ pub async fn replay(broker: &TestBroker, events: usize) -> anyhow::Result<Replay
         per_second: per_second(report.consumed as usize, started.elapsed()),
         applied: report.applied,
         ignored: report.ignored,
+        bare_consumer_per_second,
     })
+}
+
+/// Reads every record of the replay's topics once with a bare consumer (the projection's consumer settings, no
+/// group, every partition assigned from its beginning), touching each record's payload and headers but applying
+/// nothing: how fast the topics can be read here. Returns records/s.
+async fn bare_consumer(broker: &TestBroker, topic_prefix: &str, events: usize) -> anyhow::Result<f64> {
+    let source = Source::from_settings(&KafkaSettings {
+        kafka_topic_prefix: topic_prefix.to_owned(),
+        ..KafkaSettings::new(broker.bootstrap.clone())
+    });
+    let mut config = source.config.clone();
+    config.set("group.id", format!("{topic_prefix}bare")).set("enable.auto.commit", "false");
+    let consumer: StreamConsumer = config.create()?;
+    let mut assignment = TopicPartitionList::new();
+    for topic in [topics::ACCOUNTS, topics::PRODUCTS] {
+        let topic = source.topic(topic);
+        let metadata = consumer.fetch_metadata(Some(&topic), Duration::from_secs(10))?;
+        for partition in metadata.topics().iter().flat_map(|topic| topic.partitions()) {
+            assignment.add_partition_offset(&topic, partition.id(), Offset::Beginning)?;
+        }
+    }
+    let started = Instant::now();
+    consumer.assign(&assignment)?;
+    let (mut read, mut bytes) = (0, 0);
+    while read < events {
+        let message = consumer.recv().await?;
+        bytes +=
+            message.payload().map_or(0, <[u8]>::len) + message.headers().map_or(0, |headers| headers.count());
+        read += 1;
+    }
+    std::hint::black_box(bytes);
+    Ok(per_second(read, started.elapsed()))
 }
 
 async fn publish(

@@ -3,6 +3,7 @@
 use std::fmt::Write as _;
 
 use crate::{
+    confirmation::SteadyConfirmation,
     orders::Placement,
     priced::{Answers, PricedPlacement},
     relay::{Latency, Throughput},
@@ -17,13 +18,15 @@ use crate::{
 pub struct Report {
     pub command: String,
     pub machine: Vec<(String, String)>,
-    pub throughput: Throughput,
-    pub latency: Latency,
-    pub placement: Placement,
-    pub priced: PricedPlacement,
-    pub saga: SagaConfirmation,
-    pub tracing: TracingOverhead,
-    pub replay: Replay,
+    /// Each section, when measured (`--only` measures some).
+    pub throughput: Option<Throughput>,
+    pub latency: Option<Latency>,
+    pub placement: Option<Placement>,
+    pub priced: Option<PricedPlacement>,
+    pub saga: Option<SagaConfirmation>,
+    pub confirmation: Option<SteadyConfirmation>,
+    pub tracing: Option<TracingOverhead>,
+    pub replay: Option<Replay>,
 }
 
 fn rss(mib: Option<f64>) -> String {
@@ -82,134 +85,188 @@ fn latency_row(name: &str, (latencies, rate): &(Latencies, f64)) -> String {
 }
 
 impl Report {
-    /// The results as Markdown tables (also what is printed).
+    /// The results as Markdown tables (also what is printed): every section measured, in order.
     pub fn tables(&self) -> String {
         let mut out = String::new();
-        let t = &self.throughput;
-        let _ = write!(
-            out,
-            "### Relay throughput ({} events over their aggregates, prefilled)\n\n\
-             | way | events/s | ratio |\n|---|---|---|\n\
-             | bare rdkafka producer (same records, same settings) | {:.0} | 1.00 |\n\
-             | bare transactional producer (a transaction per 1 000, the fencing alternative) | {:.0} | {:.2}× the producer's time |\n\
-             | relay (read, send, acknowledge, delete; barrier handover) | {:.0} | {:.2}× the producer's time |\n\n",
-            t.events,
-            t.baseline_per_second,
-            t.transactional_per_second,
-            t.baseline_per_second / t.transactional_per_second,
-            t.relay_per_second,
-            t.baseline_per_second / t.relay_per_second
-        );
-        let l = &self.latency;
-        let _ = write!(
-            out,
-            "### Commit-to-consumer latency ({}/s target, {:.0} s each)\n\n\
-             | relay waking on | achieved | events | p50 | p95 | p99 | max |\n|---|---|---|---|---|---|---|\n",
-            l.target_per_second,
-            l.duration.as_secs_f64()
-        );
-        out.push_str(&latency_row("commit notification (LISTEN/NOTIFY)", &l.with_notify));
-        out.push_str(&latency_row("fallback poll only (1 s)", &l.poll_only));
-        let _ = write!(
-            out,
-            "\np99 ratio, poll only / notification: {:.1}×\n\n",
-            l.poll_only.0.p99.as_secs_f64() / l.with_notify.0.p99.as_secs_f64().max(f64::EPSILON)
-        );
-        let p = &self.placement;
-        let _ = write!(
-            out,
-            "### Order placement ({:.0} s per level and way)\n\n\
-             | concurrency | gateway orders/s | p50 | p99 | SQL orders/s | p50 | p99 | SQL / gateway |\n\
-             |---|---|---|---|---|---|---|---|\n",
-            p.duration.as_secs_f64()
-        );
-        for level in &p.levels {
-            let _ = writeln!(
-                out,
-                "| {} | {:.0} | {} | {} | {:.0} | {} | {} | {:.2}× |",
-                level.concurrency,
-                level.gateway.0,
-                ms(level.gateway.1.p50),
-                ms(level.gateway.1.p99),
-                level.sql.0,
-                ms(level.sql.1.p50),
-                ms(level.sql.1.p99),
-                level.sql.0 / level.gateway.0.max(f64::EPSILON)
-            );
+        if let Some(throughput) = &self.throughput {
+            out.push_str(&throughput_table(throughput));
         }
-        out.push_str(&self.authentication_table());
-        out.push_str(&self.priced_table());
-        out.push_str(&self.saga_table());
-        out.push_str(&self.tracing_table());
-        let r = &self.replay;
-        let _ = write!(
-            out,
-            "\n### Replay\n\n| rebuild | events | events/s | applied | ignored |\n|---|---|---|---|---|\n\
-             | order projection (accounts, products) | {} | {:.0} | {} | {} |\n\n\
-             ### Peak memory (RSS)\n\n| process | peak |\n|---|---|\n| relay | {} |\n| gateway | {} |\n",
-            r.events,
-            r.per_second,
-            r.applied,
-            r.ignored,
-            rss(crate::stats::max(t.relay_peak_rss_mib, l.relay_peak_rss_mib)),
-            rss(p.gateway_peak_rss_mib)
-        );
+        if let Some(latency) = &self.latency {
+            out.push_str(&latency_table(latency));
+        }
+        if let Some(placement) = &self.placement {
+            out.push_str(&placement_table(placement));
+            out.push_str(&authentication_table(placement));
+        }
+        if let Some(priced) = &self.priced {
+            out.push_str(&priced_table(priced));
+        }
+        if let Some(saga) = &self.saga {
+            out.push_str(&saga_table(saga));
+        }
+        if let Some(confirmation) = &self.confirmation {
+            out.push_str(&confirmation_table(confirmation));
+        }
+        if let Some(tracing) = &self.tracing {
+            out.push_str(&tracing_table(tracing));
+        }
+        if let Some(replay) = &self.replay {
+            out.push_str(&replay_table(replay));
+        }
+        out.push_str(&self.memory_table());
         out
     }
 
-    /// `createOrder` through a gateway that requires a customer's token, against the one that does not.
-    fn authentication_table(&self) -> String {
-        let p = &self.placement;
-        let mut out = format!(
-            "\n### Order placement with authentication ({:.0} s per level)\n\n\
+    /// The peak memory of the child processes measured, if any.
+    fn memory_table(&self) -> String {
+        let relay = crate::stats::max(
+            self.throughput.as_ref().and_then(|t| t.relay_peak_rss_mib),
+            self.latency.as_ref().and_then(|l| l.relay_peak_rss_mib),
+        );
+        let gateway = self.placement.as_ref().and_then(|p| p.gateway_peak_rss_mib);
+        let mut out = String::new();
+        if self.throughput.is_some() || self.latency.is_some() || self.placement.is_some() {
+            out.push_str("\n### Peak memory (RSS)\n\n| process | peak |\n|---|---|\n");
+        }
+        if self.throughput.is_some() || self.latency.is_some() {
+            let _ = writeln!(out, "| relay | {} |", rss(relay));
+        }
+        if self.placement.is_some() {
+            let _ = writeln!(out, "| gateway | {} |", rss(gateway));
+        }
+        out
+    }
+}
+
+fn throughput_table(t: &Throughput) -> String {
+    format!(
+        "### Relay throughput ({} events over their aggregates, prefilled)\n\n\
+         | way | events/s | ratio |\n|---|---|---|\n\
+         | bare rdkafka producer (same records, same settings) | {:.0} | 1.00 |\n\
+         | bare transactional producer (a transaction per 1 000, the fencing alternative) | {:.0} | {:.2}× the producer's time |\n\
+         | relay (read, send, acknowledge, delete; barrier handover) | {:.0} | {:.2}× the producer's time |\n\n",
+        t.events,
+        t.baseline_per_second,
+        t.transactional_per_second,
+        t.baseline_per_second / t.transactional_per_second,
+        t.relay_per_second,
+        t.baseline_per_second / t.relay_per_second
+    )
+}
+
+fn latency_table(l: &Latency) -> String {
+    let mut out = format!(
+        "### Commit-to-consumer latency ({}/s target, {:.0} s each)\n\n\
+         | relay waking on | achieved | events | p50 | p95 | p99 | max |\n|---|---|---|---|---|---|---|\n",
+        l.target_per_second,
+        l.duration.as_secs_f64()
+    );
+    out.push_str(&latency_row("commit notification (LISTEN/NOTIFY)", &l.with_notify));
+    out.push_str(&latency_row("fallback poll only (1 s)", &l.poll_only));
+    let _ = write!(
+        out,
+        "\np99 ratio, poll only / notification: {:.1}×\n\n",
+        l.poll_only.0.p99.as_secs_f64() / l.with_notify.0.p99.as_secs_f64().max(f64::EPSILON)
+    );
+    out
+}
+
+fn placement_table(p: &Placement) -> String {
+    let mut out = format!(
+        "### Order placement ({:.0} s per level and way)\n\n\
+         `createOrder` through the gateway, driven by `shop load`, against the same SQL transaction straight to \
+         Postgres. \"grpc\": the order service asks the account and catalog services (ORDER_VALIDATION=grpc, the \
+         order service's own default). \"projection\": it validates from its projection of accounts and products \
+         and answers priced, with the relay and every consumer running, as the one-command shop and docker-compose \
+         run it.\n\n\
+         | concurrency | grpc orders/s | p50 | p99 | projection orders/s | p50 | p99 | SQL orders/s | p50 | p99 \
+         | SQL / grpc | SQL / projection |\n|---|---|---|---|---|---|---|---|---|---|---|---|\n",
+        p.duration.as_secs_f64()
+    );
+    for level in &p.levels {
+        let way = |(rate, latencies): &(f64, Latencies)| {
+            format!("{rate:.0} | {} | {}", ms(latencies.p50), ms(latencies.p99))
+        };
+        let _ = writeln!(
+            out,
+            "| {} | {} | {} | {} | {:.2}× | {:.2}× |",
+            level.concurrency,
+            way(&level.gateway),
+            way(&level.gateway_projection),
+            way(&level.sql),
+            level.sql.0 / level.gateway.0.max(f64::EPSILON),
+            level.sql.0 / level.gateway_projection.0.max(f64::EPSILON)
+        );
+    }
+    out
+}
+
+fn replay_table(r: &Replay) -> String {
+    format!(
+        "\n### Replay\n\n\
+         | rebuild | events | events/s | applied | ignored | ratio |\n|---|---|---|---|---|---|\n\
+         | bare consumer reading the same topics (no group, nothing applied) | {} | {:.0} | | | 1.00 |\n\
+         | order projection (accounts, products) | {} | {:.0} | {} | {} | {:.2}× the bare consumer's rate |\n",
+        r.events,
+        r.bare_consumer_per_second,
+        r.events,
+        r.per_second,
+        r.applied,
+        r.ignored,
+        r.per_second / r.bare_consumer_per_second.max(f64::EPSILON),
+    )
+}
+
+/// `createOrder` through a gateway that requires a customer's token, against the one that does not.
+fn authentication_table(p: &Placement) -> String {
+    let mut out = format!(
+        "\n### Order placement with authentication ({:.0} s per level)\n\n\
              Each request carries the ES256 token of the customer owning the account: verified against keys the \
              gateway fetched from the issuer's JWKS, then the account's owner checked. Compared with the gateway \
              without authentication above, measured in turn at each level.\n\n\
              | concurrency | orders/s | p50 | p99 | auth-on / auth-off, time per order | p50 auth-on / auth-off |\n\
              |---|---|---|---|---|---|\n",
-            p.duration.as_secs_f64()
+        p.duration.as_secs_f64()
+    );
+    for level in &p.levels {
+        let (on, off) = (&level.gateway_with_auth, &level.gateway);
+        let _ = writeln!(
+            out,
+            "| {} | {:.0} | {} | {} | {:.2}× | {:.2}× |",
+            level.concurrency,
+            on.0,
+            ms(on.1.p50),
+            ms(on.1.p99),
+            off.0 / on.0.max(f64::EPSILON),
+            on.1.p50.as_secs_f64() / off.1.p50.as_secs_f64().max(f64::EPSILON)
         );
-        for level in &p.levels {
-            let (on, off) = (&level.gateway_with_auth, &level.gateway);
-            let _ = writeln!(
-                out,
-                "| {} | {:.0} | {} | {} | {:.2}× | {:.2}× |",
-                level.concurrency,
-                on.0,
-                ms(on.1.p50),
-                ms(on.1.p99),
-                off.0 / on.0.max(f64::EPSILON),
-                on.1.p50.as_secs_f64() / off.1.p50.as_secs_f64().max(f64::EPSILON)
-            );
-        }
-        out
     }
+    out
+}
 
-    /// How often `createOrder` answered the priced order in projection mode.
-    fn priced_table(&self) -> String {
-        let p = &self.priced;
-        let mut out = format!(
-            "\n### Priced answers in projection mode (ORDER_PRICED_ANSWER_WAIT_MS = {}, {:.0} s per level and client)\n\n\
+/// How often `createOrder` answered the priced order in projection mode.
+fn priced_table(p: &PricedPlacement) -> String {
+    let mut out = format!(
+        "\n### Priced answers in projection mode (ORDER_PRICED_ANSWER_WAIT_MS = {}, {:.0} s per level and client)\n\n\
              | concurrency | client | orders/s | createOrder p50 | p99 | answered priced |\n|---|---|---|---|---|---|\n",
-            p.wait_ms,
-            p.duration.as_secs_f64()
-        );
-        for level in &p.levels {
-            for (client, answers) in [
-                ("customers and products created long before", &level.known),
-                ("account and product created just before (the original's clients)", &level.fresh),
-            ] {
-                let _ = writeln!(out, "| {} | {client} | {} |", level.concurrency, answers_row(answers));
-            }
+        p.wait_ms,
+        p.duration.as_secs_f64()
+    );
+    for level in &p.levels {
+        for (client, answers) in [
+            ("customers and products created long before", &level.known),
+            ("account and product created just before (the original's clients)", &level.fresh),
+        ] {
+            let _ = writeln!(out, "| {} | {client} | {} |", level.concurrency, answers_row(answers));
         }
-        out
     }
+    out
+}
 
-    /// Placement to confirmation in projection mode, of a product without the stock saga and of one with it.
-    fn saga_table(&self) -> String {
-        let s = &self.saga;
-        let mut out = format!(
-            "\n### Placement to confirmation with the stock saga (projection mode, {:.0} s per level and product)\n\n\
+/// Placement to confirmation in projection mode, of a product without the stock saga and of one with it.
+fn saga_table(s: &SagaConfirmation) -> String {
+    let mut out = format!(
+        "\n### Placement to confirmation with the stock saga (projection mode, {:.0} s per level and product)\n\n\
              From sending `createOrder` (one unit, through the gateway) to reading the order `CONFIRMED` in the \
              order service's database, read again on every commit notification of its outbox rather than polled: \
              for a product that does not track its stock, which `createOrder` confirms itself, and for one tracking \
@@ -217,56 +274,93 @@ impl Report {
              consumer, which reserves, and the reservation back to the order service's consumer.\n\n\
              | concurrency | product | orders | createOrder p50 | confirmed p50 | p95 | p99 | max | p50 / untracked \
              | p99 / untracked | not confirmed |\n|---|---|---|---|---|---|---|---|---|---|---|\n",
-            s.duration.as_secs_f64()
-        );
-        for level in &s.levels {
-            for (product, kind) in
-                [("does not track its stock", &level.untracked), ("tracks its stock", &level.tracked)]
-            {
-                let row = confirmations_row(kind, &level.untracked);
-                let _ = writeln!(out, "| {} | {product} | {row} |", level.concurrency);
-            }
+        s.duration.as_secs_f64()
+    );
+    for level in &s.levels {
+        for (product, kind) in
+            [("does not track its stock", &level.untracked), ("tracks its stock", &level.tracked)]
+        {
+            let row = confirmations_row(kind, &level.untracked);
+            let _ = writeln!(out, "| {} | {product} | {row} |", level.concurrency);
         }
-        if let Some(wait) = s.mock_fetch_wait_ms {
-            let _ = writeln!(
-                out,
-                "\nThe embedded mock cluster answers a fetch that found no record only after the consumer's \
+    }
+    if let Some(wait) = s.mock_fetch_wait_ms {
+        let _ = writeln!(
+            out,
+            "\nThe embedded mock cluster answers a fetch that found no record only after the consumer's \
                  fetch.wait.max.ms ({wait} ms for the shop's consumers), even when records arrive meanwhile, so each \
                  of the saga's two consumer hops may wait that long here; a broker answers as they arrive."
-            );
-        }
-        out
+        );
     }
+    out
+}
 
-    /// Placement with every span exported against no exporter.
-    fn tracing_table(&self) -> String {
-        let t = &self.tracing;
-        let mut out = format!(
-            "\n### Tracing overhead (concurrency {})\n\n\
+/// Placement to confirmation at a steady rate, to the topic and to the database.
+fn confirmation_table(c: &SteadyConfirmation) -> String {
+    let mut out = format!(
+        "\n### Placement to confirmation at a steady {} orders/s (projection mode, {:.0} s per way)\n\n\
+         Orders of one unit sent through the gateway on a fixed schedule (open loop), each way on a system of its \
+         own, measured after {:.0} s at the rate. From `createOrder`'s answer to the order's `shop.order.confirmed.v1` record read from the orders topic \
+         (a consumer at the topic's end), and to the order read `CONFIRMED` in the order database (read again on \
+         every commit notification of its outbox). `createOrder` is timed from when the order was due.\n\n\
+         | way | orders | achieved | createOrder p50 | p99 | → topic p50 | p95 | p99 | max | → database p50 | p99 \
+         | max | not on the topic |\n|---|---|---|---|---|---|---|---|---|---|---|---|---|\n",
+        c.rate,
+        c.duration.as_secs_f64(),
+        crate::confirmation::WARM_UP.as_secs_f64()
+    );
+    for way in &c.ways {
+        let database = way.to_database.as_ref().map_or_else(
+            || "— | — | —".to_owned(),
+            |latencies| format!("{} | {} | {}", ms(latencies.p50), ms(latencies.p99), ms(latencies.max)),
+        );
+        let _ = writeln!(
+            out,
+            "| {} | {} | {:.0}/s | {} | {} | {} | {} | {} | {} | {database} | {} |",
+            way.name,
+            way.orders,
+            way.achieved,
+            ms(way.answered.p50),
+            ms(way.answered.p99),
+            ms(way.to_topic.p50),
+            ms(way.to_topic.p95),
+            ms(way.to_topic.p99),
+            ms(way.to_topic.max),
+            way.unconfirmed
+        );
+    }
+    out
+}
+
+/// Placement with every span exported against no exporter.
+fn tracing_table(t: &TracingOverhead) -> String {
+    let mut out = format!(
+        "\n### Tracing overhead (concurrency {})\n\n\
              `createOrder` through gateway, account, catalog and order, each its own process: with \
              `OTEL_EXPORTER_OTLP_ENDPOINT` set and `OTEL_TRACES_SAMPLER=always_on` (every span exported over OTLP/gRPC \
              to a receiver in the benchmark's process; {} spans for {} orders, seeding included), and the same \
              processes started without any `OTEL_*` variable.\n\n\
              | tracing | orders/s | p50 | p99 | max | p50 / off | p99 / off | orders/s / off |\n\
              |---|---|---|---|---|---|---|---|\n",
-            t.concurrency, t.spans_exported, t.orders_traced
+        t.concurrency, t.spans_exported, t.orders_traced
+    );
+    let off = &t.off;
+    for (name, (rate, latencies)) in [("off", &t.off), ("on, 100 % sampled", &t.on)] {
+        let _ = writeln!(
+            out,
+            "| {name} | {rate:.0} | {} | {} | {} | {:.2}× | {:.2}× | {:.2}× |",
+            ms(latencies.p50),
+            ms(latencies.p99),
+            ms(latencies.max),
+            latencies.p50.as_secs_f64() / off.1.p50.as_secs_f64().max(f64::EPSILON),
+            latencies.p99.as_secs_f64() / off.1.p99.as_secs_f64().max(f64::EPSILON),
+            rate / off.0.max(f64::EPSILON),
         );
-        let off = &t.off;
-        for (name, (rate, latencies)) in [("off", &t.off), ("on, 100 % sampled", &t.on)] {
-            let _ = writeln!(
-                out,
-                "| {name} | {rate:.0} | {} | {} | {} | {:.2}× | {:.2}× | {:.2}× |",
-                ms(latencies.p50),
-                ms(latencies.p99),
-                ms(latencies.max),
-                latencies.p50.as_secs_f64() / off.1.p50.as_secs_f64().max(f64::EPSILON),
-                latencies.p99.as_secs_f64() / off.1.p99.as_secs_f64().max(f64::EPSILON),
-                rate / off.0.max(f64::EPSILON),
-            );
-        }
-        out
     }
+    out
+}
 
+impl Report {
     /// The whole `BENCHMARKS.md`.
     pub fn markdown(&self) -> String {
         let mut out = String::from("# Benchmarks\n\n");

@@ -37,9 +37,13 @@ fn the_quick_benchmark_run_measures_everything_and_writes_its_report() {
         "### Placement to confirmation with the stock saga",
         "| does not track its stock |",
         "| tracks its stock |",
+        "### Placement to confirmation at a steady",
+        "| answered pending, confirmed by the validator",
+        "| confirmed by createOrder itself",
         "### Tracing overhead",
         "| on, 100 % sampled |",
         "### Replay",
+        "| bare consumer reading the same topics",
         "### Peak memory (RSS)",
         "cargo run --release -p shop-bench -- --quick",
     ] {
