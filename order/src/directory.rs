@@ -68,6 +68,21 @@ pub trait Directory: Send + Sync + 'static {
             Ok(Names { account, products })
         }
     }
+
+    /// What the directory holds of the names each of `orders` uses, in their order, each asked under its trace:
+    /// [`names`](Self::names) for one order after the other, unless the directory can answer a batch at once.
+    fn names_of_each(
+        &self,
+        orders: &[(&Order, &TraceContext)],
+    ) -> impl Future<Output = Result<Vec<Names>, ServiceError>> + Send {
+        async move {
+            let mut names = Vec::with_capacity(orders.len());
+            for (order, trace) in orders {
+                names.push(self.names(order.account_id, &order.product_ids(), trace).await?);
+            }
+            Ok(names)
+        }
+    }
 }
 
 /// What a directory holds of the account and products one order names.
@@ -94,7 +109,9 @@ impl Names {
     }
 }
 
-/// Asks the account and catalog services over gRPC: one call for the account, one batch call for the products.
+/// Asks the account and catalog services over gRPC: one call for the account, one batch call for the products. A
+/// batch of orders is asked order by order, each under its own trace: the account service reads one account per
+/// call, and the catalog at most 1000 products.
 #[derive(Debug, Clone)]
 pub struct GrpcDirectory {
     accounts: AccountServiceClient<TracedChannel>,

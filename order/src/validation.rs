@@ -15,10 +15,13 @@
 //! order's names within a bounded wait (`ORDER_PRICED_ANSWER_WAIT_MS`), the order is stored decided and answered
 //! priced; otherwise it is stored pending for the validator. An order is decided by one or the other, never both.
 //!
-//! Pending orders are taken with `FOR UPDATE SKIP LOCKED`, so several replicas validate side by side and never
-//! the same order twice. Each order's transition is written under its own savepoint: an order whose decision the
-//! database refuses for the data it carries (a price no catalog would hold, stored before the projection checked
-//! it) is rejected with [`REFUSED_REASON`], and never keeps the other orders of the pass from being decided.
+//! Pending orders are taken a batch at a time with `FOR UPDATE SKIP LOCKED`, so several replicas validate side by
+//! side and never the same order twice. The directory is asked once for the names of the whole batch
+//! ([`Directory::names_of_each`]), and the batch's transitions are written straight into its transaction. Should
+//! the database refuse one of them for the data it carries (a price no catalog would hold, stored before the
+//! projection checked it), the transaction is rolled back and the batch taken again, each transition then
+//! written under its own savepoint: the refused order is rejected with [`REFUSED_REASON`], and never keeps the
+//! other orders of the pass from being decided.
 
 use std::{
     sync::{Arc, Mutex},
@@ -126,51 +129,21 @@ impl<D: Directory> Validator<D> {
         let mut after = Uuid::nil();
         let (mut decided, mut held_up) = (0, 0);
         loop {
-            let mut transaction = self.pool.begin().await?;
-            let mut settlements = Vec::new();
-            let pending = repository::lock_pending_orders(&mut transaction, after, BATCH).await?;
-            let Some((last, _)) = pending.last() else { break };
-            after = last.id;
+            let batch = match self.validate_batch(after, &knowledge, Writes::Together).await? {
+                // Rare (data stored before the projection checked it): the price of a savepoint per order is paid
+                // only then.
+                Batch::Refused => self.validate_batch(after, &knowledge, Writes::Isolated).await?,
+                batch => batch,
+            };
+            let Batch::Written(batch) = batch else { break };
+            after = batch.last;
+            decided += batch.decided;
+            held_up += batch.held_up;
             // A batch that is not full ends the pass. Orders come in id order, and an order whose transaction
             // committed late sits behind the cursor: under a steady stream of newer orders a pass that went on
             // to the next batch would never end, and that order would wait for the stream to pause (10 s, at
             // 500 orders/s). The next pass starts from the first pending order again.
-            let last_batch = pending.len() < BATCH as usize;
-            for (pending_order, placed_under) in pending {
-                let trace =
-                    placed_under.as_ref().map(TraceContext::child).unwrap_or_else(TraceContext::new_root);
-                let mut order = pending_order.clone();
-                let event = match self.decide(&mut order, &trace, &knowledge).await? {
-                    Decision::Transition(event) => event,
-                    Decision::Wait => continue,
-                    Decision::HeldUp => {
-                        held_up += 1;
-                        continue;
-                    }
-                };
-                let span = Self::decision_span(&order, placed_under.as_ref());
-                let settled = async {
-                    Ok::<_, ServiceError>(match write_isolated(&mut transaction, &order, &event).await? {
-                        Ok(()) => Some(order),
-                        Err(refused) => refuse(&mut transaction, pending_order, &refused, &trace).await?,
-                    })
-                }
-                .instrument(span.clone())
-                .await?;
-                let Some(order) = settled else { continue };
-                settlements.push(Settlement::of(&order));
-                decided += 1;
-                tracing::info!(
-                    parent: &span,
-                    order_id = %order.id,
-                    status = order.status.as_str(),
-                    reason = order.rejection_reason.as_deref(),
-                    "Validated an order."
-                );
-            }
-            transaction.commit().await?;
-            settlements.into_iter().for_each(Settlement::record);
-            if last_batch {
+            if !batch.full {
                 break;
             }
         }
@@ -178,6 +151,79 @@ impl<D: Directory> Validator<D> {
             self.report_lag(held_up, &knowledge);
         }
         Ok(decided)
+    }
+
+    /// Takes up to [`BATCH`] pending orders after `after`, decides them and writes their decisions as `writes`
+    /// says, in one transaction; the settled orders are counted once it commits.
+    async fn validate_batch(
+        &self,
+        after: Uuid,
+        knowledge: &Knowledge,
+        writes: Writes,
+    ) -> Result<Batch, ServiceError> {
+        let mut transaction = self.pool.begin().await?;
+        let pending = repository::lock_pending_orders(&mut transaction, after, BATCH).await?;
+        let Some((last, _)) = pending.last() else { return Ok(Batch::Empty) };
+        let (last, full) = (last.id, pending.len() == BATCH as usize);
+        let (decided, held_up) = self.decide_batch(pending, knowledge).await?;
+        let settled = match writes {
+            Writes::Together => match write_together(&mut transaction, &decided).await? {
+                Ok(()) => decided.into_iter().map(|decided| (decided.order, decided.span)).collect(),
+                Err(refused) => {
+                    tracing::debug!(
+                        error.message = %refused,
+                        "The database refused a decision of the batch for the data it carries; taking the batch \
+                         again, each order under its own savepoint."
+                    );
+                    transaction.rollback().await?;
+                    return Ok(Batch::Refused);
+                }
+            },
+            Writes::Isolated => write_each_isolated(&mut transaction, decided).await?,
+        };
+        for (order, span) in &settled {
+            tracing::info!(
+                parent: span,
+                order_id = %order.id,
+                status = order.status.as_str(),
+                reason = order.rejection_reason.as_deref(),
+                "Validated an order."
+            );
+        }
+        transaction.commit().await?;
+        settled.iter().for_each(|(order, _)| Settlement::of(order).record());
+        Ok(Batch::Written(Written { last, full, decided: settled.len(), held_up }))
+    }
+
+    /// Decides each of `pending` from one look at the directory for them all: the orders to write, and how many
+    /// are held up.
+    async fn decide_batch(
+        &self,
+        pending: Vec<(Order, Option<TraceContext>)>,
+        knowledge: &Knowledge,
+    ) -> Result<(Vec<Decided>, usize), ServiceError> {
+        let traces: Vec<TraceContext> = pending
+            .iter()
+            .map(|(_, placed_under)| {
+                placed_under.as_ref().map_or_else(TraceContext::new_root, TraceContext::child)
+            })
+            .collect();
+        let looked_up: Vec<(&Order, &TraceContext)> =
+            pending.iter().map(|(order, _)| order).zip(&traces).collect();
+        let names = self.directory.names_of_each(&looked_up).await?;
+        let (mut decided, mut held_up) = (Vec::new(), 0);
+        for (((pending, placed_under), trace), names) in pending.into_iter().zip(traces).zip(names) {
+            let mut order = pending.clone();
+            match self.decide(&mut order, &names, &trace, knowledge).await? {
+                Decision::Transition(event) => {
+                    let span = Self::decision_span(&order, placed_under.as_ref());
+                    decided.push(Decided { pending, order, event, trace, span });
+                }
+                Decision::Wait => {}
+                Decision::HeldUp => held_up += 1,
+            }
+        }
+        Ok((decided, held_up))
     }
 
     /// The span in which the validator writes its decision about `order` and the decision's outbox row: in the trace
@@ -223,21 +269,21 @@ impl<D: Directory> Validator<D> {
         );
     }
 
-    /// The order's transition and its event, or why it waits.
+    /// The order's transition and its event, or why it waits, from what the directory holds of its `names`.
     async fn decide(
         &self,
         order: &mut Order,
+        names: &Names,
         trace: &TraceContext,
         knowledge: &Knowledge,
     ) -> Result<Decision, ServiceError> {
-        let names = self.directory.names(order.account_id, &order.product_ids(), trace).await?;
         let waited = (knowledge.now - order.created_at).to_std().unwrap_or_default();
         let waited_enough = waited >= self.settings.reject_after;
         // How far the directory is complete matters only to a rejection, as in `PricedAnswer::decide`.
         let complete_past_placement = waited_enough
             && !names.knows(order)
             && self.rejectable_before(knowledge).await?.is_some_and(|before| order.created_at < before);
-        judge(order, &names, waited_enough, complete_past_placement, trace)
+        judge(order, names, waited_enough, complete_past_placement, trace)
     }
 }
 
@@ -327,27 +373,77 @@ impl PricedAnswer {
 /// Why an order is rejected when the database refuses its confirmation or rejection for the data it carries.
 pub const REFUSED_REASON: &str = "the order cannot be priced from the products' current data";
 
+/// Writes every decision of a batch straight into `transaction`, each in its order's span: no savepoint, no round
+/// trip but the writes. Returns the first refusal of the database for an order's data, after which the
+/// transaction is aborted (roll it back); any other failure (the database is away) ends the pass.
+async fn write_together(
+    transaction: &mut PgTransaction<'_>,
+    decided: &[Decided],
+) -> Result<Result<(), sqlx::Error>, sqlx::Error> {
+    for Decided { order, event, span, .. } in decided {
+        let written = write(transaction, order, event).instrument(span.clone()).await;
+        if let Err(refused) = refusal_apart(written)? {
+            return Ok(Err(refused));
+        }
+    }
+    Ok(Ok(()))
+}
+
+/// Writes each decision under its own savepoint of `transaction`, in its order's span, and rejects with
+/// [`REFUSED_REASON`] an order whose decision the database refuses ([`refuse`]). Returns the orders settled,
+/// with their spans; any failure other than a refusal ends the pass.
+async fn write_each_isolated(
+    transaction: &mut PgTransaction<'_>,
+    decided: Vec<Decided>,
+) -> Result<Vec<(Order, tracing::Span)>, ServiceError> {
+    let mut settled = Vec::with_capacity(decided.len());
+    for Decided { pending, order, event, trace, span } in decided {
+        let written = async {
+            Ok::<_, ServiceError>(match write_isolated(transaction, &order, &event).await? {
+                Ok(()) => Some(order),
+                Err(refused) => refuse(transaction, pending, &refused, &trace).await?,
+            })
+        }
+        .instrument(span.clone())
+        .await?;
+        settled.extend(written.map(|order| (order, span)));
+    }
+    Ok(settled)
+}
+
 /// Writes `order` and its `event` under a savepoint of `transaction`, so that one order the database refuses
-/// for the data it carries (a CHECK, a value it cannot store) leaves the others of the pass to be decided. Returns
-/// that refusal, the savepoint rolled back; any other failure (the database is away) ends the pass.
+/// for the data it carries (a CHECK, a value it cannot store) leaves the others of the batch to be decided.
+/// Returns that refusal, the savepoint rolled back; any other failure (the database is away) ends the pass.
 async fn write_isolated(
     transaction: &mut PgTransaction<'_>,
     order: &Order,
     event: &Envelope,
 ) -> Result<Result<(), sqlx::Error>, sqlx::Error> {
     let mut savepoint = sqlx::Acquire::begin(&mut **transaction).await?;
-    let written = async {
-        repository::update_order(&mut savepoint, order).await?;
-        outbox::append(&mut savepoint, event).await
-    }
-    .await;
-    match written {
+    match refusal_apart(write(&mut savepoint, order, event).await)? {
         Ok(()) => savepoint.commit().await.map(Ok),
-        Err(error) if shop_projection::is_refused_for_its_data(&error) => {
+        Err(refused) => {
             savepoint.rollback().await?;
-            Ok(Err(error))
+            Ok(Err(refused))
         }
-        Err(error) => Err(error),
+    }
+}
+
+/// Writes `order`'s transition and its `event`.
+async fn write(
+    transaction: &mut PgTransaction<'_>,
+    order: &Order,
+    event: &Envelope,
+) -> Result<(), sqlx::Error> {
+    repository::update_order(transaction, order).await?;
+    outbox::append(transaction, event).await
+}
+
+/// Tells the database refusing a write for the data it carries (`Ok(Err(refused))`) from its failing (`Err`).
+fn refusal_apart(written: Result<(), sqlx::Error>) -> Result<Result<(), sqlx::Error>, sqlx::Error> {
+    match written {
+        Err(error) if !shop_projection::is_refused_for_its_data(&error) => Err(error),
+        written => Ok(written),
     }
 }
 
@@ -379,6 +475,48 @@ async fn refuse(
     }
 }
 
+/// How a batch's decisions are written.
+enum Writes {
+    /// Straight into the transaction: the whole batch is refused if the database refuses one order's data.
+    Together,
+    /// Each under its own savepoint, an order refused for its data rejected with [`REFUSED_REASON`].
+    Isolated,
+}
+
+/// What became of one batch.
+enum Batch {
+    /// No pending order was left after the cursor.
+    Empty,
+    /// The database refused one decision for its data, and the batch's transaction was rolled back: nothing was
+    /// written. Only when its writes were [`Writes::Together`].
+    Refused,
+    Written(Written),
+}
+
+/// A batch written and committed.
+struct Written {
+    /// The id of the batch's last order, where the next batch starts.
+    last: Uuid,
+    /// Whether the batch took as many orders as it could.
+    full: bool,
+    /// How many of its orders were decided.
+    decided: usize,
+    /// How many of its orders wait for a directory not known complete past them.
+    held_up: usize,
+}
+
+/// A pending order decided, to be written.
+struct Decided {
+    /// The order as it was taken, pending: what is rejected if the database refuses the decision.
+    pending: Order,
+    /// The order decided.
+    order: Order,
+    event: Box<Envelope>,
+    trace: TraceContext,
+    /// The span the decision is written in ([`Validator::decision_span`]).
+    span: tracing::Span,
+}
+
 /// What becomes of a pending order in one pass.
 enum Decision {
     /// Confirmed or rejected, with the event that says so.
@@ -395,15 +533,20 @@ fn unexpected(error: OrderError) -> ServiceError {
 
 #[cfg(test)]
 mod tests {
+    use std::{
+        collections::HashMap,
+        sync::atomic::{AtomicUsize, Ordering},
+    };
+
     use super::*;
     use crate::{
-        directory::fake::InMemoryDirectory,
-        domain::{NewOrder, OrderStatus, PlacedBy},
+        directory::{KnownAccount, fake::InMemoryDirectory},
+        domain::{CatalogProduct, NewOrder, OrderStatus, PlacedBy},
     };
 
     const WAIT: Duration = Duration::from_secs(10);
 
-    fn validator(directory: InMemoryDirectory) -> Validator<InMemoryDirectory> {
+    fn validator<D: Directory>(directory: D) -> Validator<D> {
         // Deciding touches only the directory; the pool never connects.
         let pool = PgPool::connect_lazy("postgres://nobody@127.0.0.1:1/none").expect("a valid URL");
         let settings = ValidationSettings { reject_after: WAIT, clock_skew: Duration::ZERO, interval: WAIT };
@@ -418,8 +561,86 @@ mod tests {
     }
 
     async fn decide(validator: &Validator<InMemoryDirectory>, order: &mut Order) -> Decision {
-        let knowledge = Knowledge::now();
-        validator.decide(order, &TraceContext::new_root(), &knowledge).await.unwrap()
+        let (knowledge, trace) = (Knowledge::now(), TraceContext::new_root());
+        let names = validator.directory.names(order.account_id, &order.product_ids(), &trace).await.unwrap();
+        validator.decide(order, &names, &trace, &knowledge).await.unwrap()
+    }
+
+    /// Counts the looks taken at the directory it wraps (a look at a whole batch is one).
+    #[derive(Debug, Default)]
+    struct CountingDirectory {
+        inner: InMemoryDirectory,
+        looks: AtomicUsize,
+    }
+
+    impl CountingDirectory {
+        fn looked(&self) {
+            self.looks.fetch_add(1, Ordering::Relaxed);
+        }
+    }
+
+    impl Directory for CountingDirectory {
+        async fn account(
+            &self,
+            id: Uuid,
+            trace: &TraceContext,
+        ) -> Result<Option<KnownAccount>, ServiceError> {
+            self.looked();
+            self.inner.account(id, trace).await
+        }
+
+        async fn products(
+            &self,
+            ids: &[Uuid],
+            trace: &TraceContext,
+        ) -> Result<HashMap<Uuid, CatalogProduct>, ServiceError> {
+            self.looked();
+            self.inner.products(ids, trace).await
+        }
+
+        async fn known_through(&self) -> Result<Option<DateTime<Utc>>, ServiceError> {
+            self.inner.known_through().await
+        }
+
+        async fn names(
+            &self,
+            account_id: Uuid,
+            product_ids: &[Uuid],
+            trace: &TraceContext,
+        ) -> Result<Names, ServiceError> {
+            self.looked();
+            self.inner.names(account_id, product_ids, trace).await
+        }
+
+        async fn names_of_each(
+            &self,
+            orders: &[(&Order, &TraceContext)],
+        ) -> Result<Vec<Names>, ServiceError> {
+            self.looked();
+            self.inner.names_of_each(orders).await
+        }
+    }
+
+    #[tokio::test]
+    async fn a_batch_of_orders_is_decided_from_one_look_at_the_directory() {
+        // Arrange: two orders whose names the directory holds, and one for an account it does not.
+        let directory = CountingDirectory::default();
+        let (account, kettle) = (directory.inner.add_account(), directory.inner.add_product("Kettle", 2_499));
+        let validator = validator(directory);
+        let batch = Vec::from(
+            [account, Uuid::now_v7(), account]
+                .map(|account| (pending(account, kettle, Duration::ZERO), None)),
+        );
+
+        // Act
+        let (decided, held_up) = validator.decide_batch(batch, &Knowledge::now()).await.unwrap();
+
+        // Assert: the known ones confirmed, the other waiting, after one look.
+        assert_eq!(validator.directory.looks.load(Ordering::Relaxed), 1);
+        let statuses: Vec<_> =
+            decided.iter().map(|decided| (decided.order.account_id, decided.order.status)).collect();
+        assert_eq!(statuses, [(account, OrderStatus::Confirmed), (account, OrderStatus::Confirmed)]);
+        assert_eq!(held_up, 0);
     }
 
     #[tokio::test]

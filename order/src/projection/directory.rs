@@ -9,7 +9,7 @@ use uuid::Uuid;
 
 use crate::{
     directory::{Directory, KnownAccount, Names},
-    domain::{CatalogProduct, PricedProduct},
+    domain::{CatalogProduct, Order, PricedProduct},
 };
 
 /// Looks accounts and products up in the order service's own projection: no call to another service. How far the
@@ -29,6 +29,38 @@ impl ProjectionDirectory {
     /// A directory whose completeness `completeness` follows.
     pub fn with_completeness(pool: PgPool, completeness: Completeness) -> Self {
         Self { pool, completeness: Some(completeness) }
+    }
+
+    /// The accounts among `ids` that the projection holds, by id.
+    async fn accounts(&self, ids: &[Uuid]) -> Result<HashMap<Uuid, KnownAccount>, ServiceError> {
+        let rows: Vec<(Uuid, Option<String>)> =
+            sqlx::query_as("SELECT id, owner FROM account_projection WHERE id = ANY($1)")
+                .bind(ids)
+                .fetch_all(&self.pool)
+                .await?;
+        Ok(rows.into_iter().map(|(id, owner)| (id, KnownAccount { owner })).collect())
+    }
+
+    /// The products among `ids` that the projection holds, by id.
+    async fn products_among(&self, ids: &[Uuid]) -> Result<HashMap<Uuid, CatalogProduct>, ServiceError> {
+        let rows: Vec<(Uuid, String, String, i64, bool)> = sqlx::query_as(
+            "SELECT id, name, description, price_cents, tracks_stock FROM product_projection WHERE id = ANY($1)",
+        )
+        .bind(ids)
+        .fetch_all(&self.pool)
+        .await?;
+        Ok(rows
+            .into_iter()
+            .map(|(id, name, description, unit_price_cents, tracks_stock)| {
+                (
+                    id,
+                    CatalogProduct {
+                        priced: PricedProduct { name, description, unit_price_cents },
+                        tracks_stock,
+                    },
+                )
+            })
+            .collect())
     }
 }
 
@@ -54,24 +86,7 @@ impl Directory for ProjectionDirectory {
         ids: &[Uuid],
         _trace: &TraceContext,
     ) -> Result<HashMap<Uuid, CatalogProduct>, ServiceError> {
-        let rows: Vec<(Uuid, String, String, i64, bool)> = sqlx::query_as(
-            "SELECT id, name, description, price_cents, tracks_stock FROM product_projection WHERE id = ANY($1)",
-        )
-        .bind(ids)
-        .fetch_all(&self.pool)
-        .await?;
-        Ok(rows
-            .into_iter()
-            .map(|(id, name, description, unit_price_cents, tracks_stock)| {
-                (
-                    id,
-                    CatalogProduct {
-                        priced: PricedProduct { name, description, unit_price_cents },
-                        tracks_stock,
-                    },
-                )
-            })
-            .collect())
+        self.products_among(ids).await
     }
 
     /// One query for the account and the products: one round trip per look.
@@ -110,6 +125,31 @@ impl Directory for ProjectionDirectory {
             .collect();
         Ok(Names { account, products })
     }
+
+    /// Two queries for the whole batch, side by side: its accounts, and its products.
+    async fn names_of_each(&self, orders: &[(&Order, &TraceContext)]) -> Result<Vec<Names>, ServiceError> {
+        let account_ids: Vec<Uuid> = orders.iter().map(|(order, _)| order.account_id).collect();
+        let product_ids: Vec<Uuid> = orders.iter().flat_map(|(order, _)| order.product_ids()).collect();
+        let (accounts, products) =
+            tokio::try_join!(self.accounts(&account_ids), self.products_among(&product_ids))?;
+        Ok(orders.iter().map(|(order, _)| names_of(order, &accounts, &products)).collect())
+    }
+}
+
+/// What `order` names, out of the `accounts` and `products` found for its batch: as [`Directory::names`] answers
+/// for the order alone.
+fn names_of(
+    order: &Order,
+    accounts: &HashMap<Uuid, KnownAccount>,
+    products: &HashMap<Uuid, CatalogProduct>,
+) -> Names {
+    let products = order
+        .lines
+        .iter()
+        .filter_map(|line| products.get_key_value(&line.product_id))
+        .map(|(id, product)| (*id, product.clone()))
+        .collect();
+    Names { account: accounts.get(&order.account_id).cloned(), products }
 }
 
 /// The account's presence and owner, and one product found (or none).

@@ -5,12 +5,15 @@
 use std::{collections::HashMap, sync::Arc, time::Duration};
 
 use shop_events::{
+    TraceContext,
     account::{Account, AccountCreated},
     catalog::{Product, ProductCreated, ProductUpdated},
     envelope::now,
 };
 use shop_order::{
     config::Settings,
+    directory::Directory,
+    domain::{NewOrder, Order, PlacedBy},
     projection::ProjectionDirectory,
     validation::{ValidationSettings, Validator},
 };
@@ -94,6 +97,36 @@ async fn project_unchecked(pool: &sqlx::PgPool, account: Uuid, products: &[(Uuid
             .await
             .unwrap();
     }
+}
+
+/// Places, for `account`, one order of each of `products` (one unit), left pending for the validator; their ids.
+async fn place_pending(pool: &sqlx::PgPool, account: Uuid, products: &[Uuid]) -> Vec<Uuid> {
+    let service = shop_order::service::OrderService::new(
+        pool.clone(),
+        ProjectionDirectory::new(pool.clone()),
+        shop_order::service::Placement::deferred(Arc::default()),
+    );
+    let trace = TraceContext::new_root();
+    let mut placed = Vec::new();
+    for product in products {
+        let new_order = NewOrder::parse(&account.to_string(), [(&*product.to_string(), 1)]).unwrap();
+        placed.push(service.place_order(new_order, &trace).await.unwrap().id);
+    }
+    placed
+}
+
+/// A validator on the projection in `pool`, which rejects no order for naming something unknown.
+fn projection_validator(pool: &sqlx::PgPool) -> Validator<ProjectionDirectory> {
+    Validator::new(
+        pool.clone(),
+        ProjectionDirectory::new(pool.clone()),
+        ValidationSettings {
+            reject_after: Duration::from_secs(60),
+            clock_skew: Duration::ZERO,
+            interval: Duration::from_secs(1),
+        },
+        Arc::default(),
+    )
 }
 
 /// The order's only decision is one `decision` event, as version 2, and no other order was decided.
@@ -375,30 +408,11 @@ async fn several_validators_never_validate_the_same_order_twice() {
         .await
         .unwrap();
     let pool = app.database.pool.clone();
-    let service = shop_order::service::OrderService::new(
-        pool.clone(),
-        ProjectionDirectory::new(pool.clone()),
-        shop_order::service::Placement::deferred(Arc::default()),
-    );
-    let trace = shop_events::TraceContext::new_root();
-    for _ in 0..200 {
-        let new_order =
-            shop_order::domain::NewOrder::parse(&ada.to_string(), [(&*kettle.to_string(), 1)]).unwrap();
-        service.place_order(new_order, &trace).await.unwrap();
-    }
+    place_pending(&pool, ada, &[kettle; 200]).await;
 
     // Act: four validators at once.
     let validators = (0..4).map(|_| {
-        let validator = Validator::new(
-            pool.clone(),
-            ProjectionDirectory::new(pool.clone()),
-            ValidationSettings {
-                reject_after: Duration::from_secs(60),
-                clock_skew: Duration::ZERO,
-                interval: Duration::from_secs(1),
-            },
-            Arc::default(),
-        );
+        let validator = projection_validator(&pool);
         tokio::spawn(async move { validator.validate_pending().await.unwrap() })
     });
     let decided: usize = futures::future::join_all(validators).await.into_iter().map(Result::unwrap).sum();
@@ -502,31 +516,10 @@ async fn an_order_the_database_refuses_is_rejected_and_the_other_orders_of_the_p
     let pool = app.database.pool.clone();
     let (ada, broken, kettle) = (Uuid::now_v7(), Uuid::now_v7(), Uuid::now_v7());
     project_unchecked(&pool, ada, &[(broken, "Broken", -500), (kettle, "Kettle", 2_499)]).await;
-    let service = shop_order::service::OrderService::new(
-        pool.clone(),
-        ProjectionDirectory::new(pool.clone()),
-        shop_order::service::Placement::deferred(Arc::default()),
-    );
-    let trace = shop_events::TraceContext::new_root();
-    let mut placed = Vec::new();
-    for product in [broken, kettle] {
-        let new_order =
-            shop_order::domain::NewOrder::parse(&ada.to_string(), [(&*product.to_string(), 1)]).unwrap();
-        placed.push(service.place_order(new_order, &trace).await.unwrap().id);
-    }
-    let validator = Validator::new(
-        pool.clone(),
-        ProjectionDirectory::new(pool.clone()),
-        ValidationSettings {
-            reject_after: Duration::from_secs(60),
-            clock_skew: Duration::ZERO,
-            interval: Duration::from_secs(1),
-        },
-        Arc::default(),
-    );
+    let placed = place_pending(&pool, ada, &[broken, kettle]).await;
 
     // Act
-    let decided = validator.validate_pending().await;
+    let decided = projection_validator(&pool).validate_pending().await;
 
     // Assert
     assert_eq!(decided.unwrap(), 2);
@@ -554,6 +547,110 @@ async fn an_order_the_database_refuses_is_rejected_and_the_other_orders_of_the_p
         events,
         [(placed[0], "shop.order.rejected.v1".into()), (placed[1], "shop.order.confirmed.v1".into())]
     );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn several_orders_are_decided_in_one_pass_when_the_database_refuses_one_in_their_batch() {
+    // Arrange: five pending orders, the third for a negative price (stored with the CHECK dropped, as before the
+    // projection checked prices): the database refuses its confirmation after the first two were written.
+    let broker = TestBroker::start().await;
+    let app = spawn_projection_app(&broker, 60_000).await;
+    app.server.stop().await.unwrap();
+    let pool = app.database.pool.clone();
+    let (ada, broken, kettle) = (Uuid::now_v7(), Uuid::now_v7(), Uuid::now_v7());
+    project_unchecked(&pool, ada, &[(broken, "Broken", -500), (kettle, "Kettle", 2_499)]).await;
+    let placed = place_pending(&pool, ada, &[kettle, kettle, broken, kettle, kettle]).await;
+
+    // Act
+    let decided = projection_validator(&pool).validate_pending().await;
+
+    // Assert: the refused order rejected, the others confirmed, each decided by one event (the first attempt at
+    // the batch rolled back, not written twice).
+    assert_eq!(decided.unwrap(), 5);
+    let statuses: Vec<(Uuid, String, Option<String>)> =
+        sqlx::query_as("SELECT id, status, rejection_reason FROM orders WHERE id = ANY($1) ORDER BY id")
+            .bind(&placed)
+            .fetch_all(&pool)
+            .await
+            .unwrap();
+    let confirmed = |id: Uuid| (id, "confirmed".to_owned(), None);
+    let rejected =
+        (placed[2], "rejected".to_owned(), Some(shop_order::validation::REFUSED_REASON.to_owned()));
+    assert_eq!(
+        statuses,
+        [confirmed(placed[0]), confirmed(placed[1]), rejected, confirmed(placed[3]), confirmed(placed[4])]
+    );
+    let events: Vec<(Uuid, String, i64)> = outbox_rows(&pool)
+        .await
+        .into_iter()
+        .filter(|row| row.event_type != "shop.order.placed.v1")
+        .map(|row| (row.aggregate_id, row.event_type, row.aggregate_version))
+        .collect();
+    let decided = |index: usize, decision: &str| (placed[index], format!("shop.order.{decision}.v1"), 2);
+    assert_eq!(
+        events,
+        [
+            decided(0, "confirmed"),
+            decided(1, "confirmed"),
+            decided(2, "rejected"),
+            decided(3, "confirmed"),
+            decided(4, "confirmed"),
+        ]
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_projection_answers_for_a_batch_of_orders_what_it_answers_for_each_order_alone() {
+    // Arrange: Ada's account (owned by her) and a kettle and a mug in the projection; orders for her account by
+    // her and by Grace, one naming an unknown product, one for an unknown account.
+    let broker = TestBroker::start().await;
+    let app = spawn_projection_app(&broker, 60_000).await;
+    app.server.stop().await.unwrap();
+    let pool = app.database.pool.clone();
+    let (ada, kettle, mug, ghost) = (Uuid::now_v7(), Uuid::now_v7(), Uuid::now_v7(), Uuid::now_v7());
+    sqlx::query(
+        "INSERT INTO account_projection (id, name, version, updated_at, owner)
+         VALUES ($1, 'Ada', 1, now(), 'auth0|ada')",
+    )
+    .bind(ada)
+    .execute(&pool)
+    .await
+    .unwrap();
+    for (id, name) in [(kettle, "Kettle"), (mug, "Mug")] {
+        sqlx::query("INSERT INTO product_projection VALUES ($1, $2, '', 2499, 1, now())")
+            .bind(id)
+            .bind(name)
+            .execute(&pool)
+            .await
+            .unwrap();
+    }
+    let order = |account: Uuid, products: &[Uuid], by: &str| {
+        let ids: Vec<String> = products.iter().map(Uuid::to_string).collect();
+        let new_order = NewOrder::parse(&account.to_string(), ids.iter().map(|id| (&**id, 1))).unwrap();
+        Order::place(new_order.by(PlacedBy::Customer(by.into()))).0
+    };
+    let orders = [
+        order(ada, &[kettle, mug], "auth0|ada"),
+        order(ada, &[kettle], "auth0|grace"),
+        order(ada, &[mug, ghost], "auth0|ada"),
+        order(ghost, &[kettle], "auth0|ada"),
+    ];
+    let trace = TraceContext::new_root();
+    let directory = ProjectionDirectory::new(pool.clone());
+
+    // Act: asked for the batch, then for each order alone.
+    let batch: Vec<(&Order, &TraceContext)> = orders.iter().map(|order| (order, &trace)).collect();
+    let together = directory.names_of_each(&batch).await.unwrap();
+    let mut alone = Vec::new();
+    for order in &orders {
+        alone.push(directory.names(order.account_id, &order.product_ids(), &trace).await.unwrap());
+    }
+
+    // Assert
+    assert_eq!(together, alone);
+    let held: Vec<(bool, usize)> =
+        together.iter().map(|names| (names.account.is_some(), names.products.len())).collect();
+    assert_eq!(held, [(true, 2), (true, 1), (true, 1), (false, 1)], "what the projection holds of each");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
