@@ -29,6 +29,7 @@ macro_rules! spawn_service {
 pub mod auth;
 pub mod children;
 pub mod confirmation;
+pub mod cpu;
 pub mod orders;
 pub mod priced;
 pub mod produce;

@@ -4,6 +4,11 @@
 //! the account (verified against keys fetched from an issuer, and the ownership checked), against the first. The
 //! gateway is driven by `shop load` (its `createOrder`-only mix); every way places the same orders, 1 to 5
 //! products, 1 to 3 of each, each with an idempotency key of its own.
+//!
+//! Beside them, at each concurrency, the two hops the gateway's path adds, each alone and doing nothing: a
+//! `{ __typename }` query through the same gateway (HTTP and GraphQL, no service asked), and a gRPC health check
+//! of the order service (one gRPC round trip). With the cores the machine kept busy during each way, they give the
+//! least the gateway's path can cost: the SQL transaction plus those hops.
 
 use std::{
     collections::HashMap,
@@ -23,26 +28,64 @@ use shop_order::{
 use shop_outbox as outbox;
 use shop_testkit::{RunningServer, TestDatabase, kafka::TestBroker};
 use sqlx::PgPool;
+use tonic_health::pb::{
+    HealthCheckRequest, health_check_response::ServingStatus, health_client::HealthClient,
+};
 use uuid::Uuid;
 
 use crate::{
     auth::BenchIssuer,
     children::ChildProcess,
+    cpu,
     priced::System,
     stats::{Latencies, per_second},
 };
+
+/// One way of sending operations at one concurrency: how fast, how long each took, and how many cores the whole
+/// machine kept busy meanwhile.
+#[derive(Debug, Clone, Copy)]
+pub struct Way {
+    pub per_second: f64,
+    pub latencies: Latencies,
+    pub busy_cores: f64,
+}
+
+impl Way {
+    /// Measures `work` (operations/s and their latencies) with the cores busy meanwhile.
+    pub(crate) async fn of(
+        work: impl Future<Output = anyhow::Result<(f64, Latencies)>>,
+    ) -> anyhow::Result<Self> {
+        let (measured, busy_cores) = cpu::metered(work).await;
+        let (per_second, latencies) = measured?;
+        Ok(Self { per_second, latencies, busy_cores })
+    }
+
+    /// The machine's CPU time per operation, every process included.
+    pub fn cpu_per_operation(&self) -> Duration {
+        Duration::from_secs_f64(self.busy_cores / self.per_second.max(f64::EPSILON))
+    }
+
+    /// The mean time an operation took, by Little's law.
+    pub fn mean_latency(&self, concurrency: usize) -> Duration {
+        Duration::from_secs_f64(concurrency as f64 / self.per_second.max(f64::EPSILON))
+    }
+}
 
 /// One concurrency level: orders/s and latencies each way.
 #[derive(Debug)]
 pub struct Level {
     pub concurrency: usize,
-    pub gateway: (f64, Latencies),
+    pub gateway: Way,
     /// Through the gateway of a shop validating from the order service's projection, as the one-command run and
     /// docker-compose run it (the relay and every consumer running beside it).
-    pub gateway_projection: (f64, Latencies),
+    pub gateway_projection: Way,
     /// Through the gateway that requires a bearer token.
-    pub gateway_with_auth: (f64, Latencies),
-    pub sql: (f64, Latencies),
+    pub gateway_with_auth: Way,
+    pub sql: Way,
+    /// `{ __typename }` through the gateway: HTTP and GraphQL, nothing behind them.
+    pub graphql_hop: Way,
+    /// A gRPC health check of the order service: one gRPC round trip, nothing behind it.
+    pub grpc_hop: Way,
 }
 
 /// A customer: its account, and a token whose subject owns it.
@@ -147,6 +190,7 @@ pub async fn placement(
     let order = shop_order::startup::Application::build(&order_settings).await?;
     let order_url = format!("http://{}", order.local_addr());
     let _order = RunningServer::spawn(|shutdown| order.run_until_stopped(shutdown));
+    let order_channel = tonic::transport::Endpoint::from_shared(order_url.clone())?.connect().await?;
     let gateway = ChildProcess::gateway(&account_url, &catalog_url, &order_url)?;
     let issuer = BenchIssuer::start().await?;
     let gateway_with_auth =
@@ -202,18 +246,45 @@ pub async fn placement(
         };
         // Through `shop load`, the load generator anyone can point at a shop; the way with tokens below keeps this
         // benchmark's own customers, whose accounts its issuer's subjects own.
-        let gateway_way = through_load_generator(&graphql, concurrency, duration).await?;
+        let gateway_way = Way::of(through_load_generator(&graphql, concurrency, duration)).await?;
         let gateway_projection_way =
-            through_load_generator(&projection_graphql, concurrency, duration).await?;
-        let gateway_with_auth_way = through_with_tokens(&graphql_with_auth).await?;
+            Way::of(through_load_generator(&projection_graphql, concurrency, duration)).await?;
+        let gateway_with_auth_way = Way::of(through_with_tokens(&graphql_with_auth)).await?;
         let sql_way = {
             let (pool, customers, products, catalog) =
                 (baseline_pool.clone(), customers.clone(), products.clone(), catalog.clone());
-            load(concurrency, duration, move || {
+            Way::of(load(concurrency, duration, move || {
                 let new_order = new_order(&customers, &products);
                 let (pool, catalog) = (pool.clone(), catalog.clone());
                 async move { place_directly(&pool, new_order?, &catalog).await }
-            })
+            }))
+            .await?
+        };
+        let graphql_hop = {
+            let (http, graphql) = (http.clone(), graphql.clone());
+            Way::of(load(concurrency, duration, move || {
+                let request = http.post(&graphql).json(&json!({ "query": "{ __typename }" }));
+                async move {
+                    let response: serde_json::Value = request.send().await?.json().await?;
+                    anyhow::ensure!(response["data"]["__typename"].is_string(), "{response}");
+                    Ok(())
+                }
+            }))
+            .await?
+        };
+        let grpc_hop = {
+            let health = HealthClient::new(order_channel.clone());
+            Way::of(load(concurrency, duration, move || {
+                let mut health = health.clone();
+                async move {
+                    let status = health.check(HealthCheckRequest::default()).await?.into_inner().status();
+                    anyhow::ensure!(
+                        status == ServingStatus::Serving,
+                        "the order service answered {status:?}"
+                    );
+                    Ok(())
+                }
+            }))
             .await?
         };
         results.push(Level {
@@ -222,6 +293,8 @@ pub async fn placement(
             gateway_projection: gateway_projection_way,
             gateway_with_auth: gateway_with_auth_way,
             sql: sql_way,
+            graphql_hop,
+            grpc_hop,
         });
     }
     let gateway_peak_rss_mib = gateway.peak_rss_mib();

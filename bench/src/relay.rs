@@ -20,14 +20,14 @@ use rdkafka::{
 use shop_events::{Envelope, envelope::now};
 use shop_outbox as outbox;
 use shop_platform::kafka::KafkaSettings;
-use shop_relay::{kafka, store};
+use shop_relay::{kafka, leases::Leases, store};
 use shop_testkit::{TestDatabase, kafka::TestBroker};
 use sqlx::PgPool;
 use uuid::Uuid;
 
 use crate::{
     children::ChildProcess,
-    produce,
+    cpu, produce,
     stats::{Latencies, per_second},
 };
 
@@ -41,10 +41,24 @@ pub struct Throughput {
     pub transactional_per_second: f64,
     pub relay_per_second: f64,
     pub relay_peak_rss_mib: Option<f64>,
+    /// The relay's database work alone, nothing sent: its read and its bookkeeping, batch after batch.
+    pub database_per_second: f64,
+    /// Cores the whole machine kept busy during the bare producer's run, the database work's, and the relay's.
+    pub busy_cores: BusyCores,
 }
 
+/// Cores busy on the whole machine (every process, the kernel included) during each way.
+#[derive(Debug, Clone, Copy)]
+pub struct BusyCores {
+    pub baseline: f64,
+    pub database: f64,
+    pub relay: f64,
+}
+
+/// The relay's default batch.
+const RELAY_BATCH: usize = 1_000;
 /// Records per transaction in the transactional baseline: the relay's default batch.
-const TRANSACTION: usize = 1_000;
+const TRANSACTION: usize = RELAY_BATCH;
 
 /// Commit-to-Kafka latency, measured at a consumer, with commit notifications and with the fallback poll only.
 #[derive(Debug)]
@@ -115,13 +129,17 @@ pub async fn throughput(broker: &TestBroker, aggregates: usize, versions: i64) -
         .await
         .map_err(|(error, _)| error)?;
     let started = Instant::now();
-    produce::send_all(
+    let (sent, baseline_busy) = cpu::metered(produce::send_all(
         &producer,
         rows.iter().zip(&keys).map(|(row, key)| kafka::record(row, &baseline_topic, key, None)),
-    )
-    .await?;
+    ))
+    .await;
+    sent?;
     let baseline_per_second = per_second(events, started.elapsed());
     let transactional_per_second = transactional(broker, &rows, &keys).await?;
+    drop(rows);
+    let (database_per_second, database_busy) = cpu::metered(database_alone(&database.pool)).await;
+    let database_per_second = database_per_second?;
 
     // The relay, warmed up the same way (it has published one event), from the commit of the prefill to the
     // moment the outbox is empty.
@@ -134,9 +152,14 @@ pub async fn throughput(broker: &TestBroker, aggregates: usize, versions: i64) -
     }
     prefill(&relay_database.pool, &relay_topic, aggregates, versions).await?;
     let started = Instant::now();
-    while !drained(&relay_database.pool).await? {
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
+    let (drained, relay_busy) = cpu::metered(async {
+        while !drained(&relay_database.pool).await? {
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        anyhow::Ok(())
+    })
+    .await;
+    drained?;
     let relay_per_second = per_second(events, started.elapsed());
     let relay_peak_rss_mib = relay.peak_rss_mib();
     relay.stop()?;
@@ -147,7 +170,32 @@ pub async fn throughput(broker: &TestBroker, aggregates: usize, versions: i64) -
         transactional_per_second,
         relay_per_second,
         relay_peak_rss_mib,
+        database_per_second,
+        busy_cores: BusyCores { baseline: baseline_busy, database: database_busy, relay: relay_busy },
     })
+}
+
+/// The relay's database work on the prefilled outbox of `pool`, with nothing sent: batches of the relay's default
+/// size read with its statement and recorded published with its bookkeeping (under leases taken as a relay would),
+/// one after the other until none is left. Returns events/s.
+async fn database_alone(pool: &PgPool) -> anyhow::Result<f64> {
+    let leases = Leases::new(pool.clone(), "bench".to_owned(), Uuid::now_v7(), Duration::from_secs(60));
+    let assignment = leases.refresh().await?;
+    let (shards, held) = (assignment.usable_shards(), assignment.leases());
+    let (started, mut events) = (Instant::now(), 0);
+    loop {
+        let rows = store::unpublished(pool, &shards, RELAY_BATCH as i64).await?;
+        if rows.is_empty() {
+            break;
+        }
+        events += rows.len();
+        let batch = store::BatchRecord {
+            delivered: rows.iter().map(store::Published::of).collect(),
+            ..Default::default()
+        };
+        store::record_batch(pool, leases.instance_id(), held, &batch, false).await?;
+    }
+    Ok(per_second(events, started.elapsed()))
 }
 
 /// The same records through a transactional producer (the relay's settings plus a `transactional.id`), committing

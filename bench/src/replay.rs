@@ -17,11 +17,11 @@ use shop_events::{
 };
 use shop_order::projection::DirectoryProjection;
 use shop_platform::kafka::KafkaSettings;
-use shop_projection::Source;
+use shop_projection::{Record, Source};
 use shop_testkit::{TestDatabase, kafka::TestBroker};
 use uuid::Uuid;
 
-use crate::{produce, stats::per_second};
+use crate::{cpu, produce, stats::per_second};
 
 #[derive(Debug)]
 pub struct Replay {
@@ -31,7 +31,15 @@ pub struct Replay {
     pub ignored: u64,
     /// A bare consumer reading the same topics from their beginning to their end, in the same run.
     pub bare_consumer_per_second: f64,
+    /// The projection applying the same records alone, nothing read from Kafka: decoded and written in batches
+    /// of the rebuild's size, positions included.
+    pub apply_alone_per_second: f64,
+    /// Cores the whole machine kept busy during the bare consumer's run, the apply alone, and the rebuild.
+    pub busy_cores: [f64; 3],
 }
+
+/// Records per batch when applying alone: the rebuild's batch.
+const APPLY_BATCH: usize = 5_000;
 
 /// Publishes `events` entity events (half account creations, half product creations and updates, five versions
 /// per product), then rebuilds the order projection from them and measures the rebuild.
@@ -76,7 +84,11 @@ pub async fn replay(broker: &TestBroker, events: usize) -> anyhow::Result<Replay
         }
     }
     publish(&producer, &topic_prefix, &envelopes).await?;
-    let bare_consumer_per_second = bare_consumer(broker, &topic_prefix, events).await?;
+    let (bare_consumer_per_second, bare_busy) =
+        cpu::metered(bare_consumer(broker, &topic_prefix, events)).await;
+    let bare_consumer_per_second = bare_consumer_per_second?;
+    let (apply_alone_per_second, apply_busy) = cpu::metered(apply_alone(&envelopes)).await;
+    let apply_alone_per_second = apply_alone_per_second?;
 
     let database = TestDatabase::create().await;
     let settings = shop_order::config::Settings {
@@ -89,16 +101,48 @@ pub async fn replay(broker: &TestBroker, events: usize) -> anyhow::Result<Replay
         ..KafkaSettings::new(broker.bootstrap.clone())
     });
     let started = Instant::now();
-    let report =
-        shop_projection::rebuild(&DirectoryProjection::live(), &pool, &source, &Default::default(), |_| {})
-            .await?;
+    let (report, rebuild_busy) = cpu::metered(shop_projection::rebuild(
+        &DirectoryProjection::live(),
+        &pool,
+        &source,
+        &Default::default(),
+        |_| {},
+    ))
+    .await;
+    let report = report?;
     Ok(Replay {
         events: report.consumed as usize,
         per_second: per_second(report.consumed as usize, started.elapsed()),
         applied: report.applied,
         ignored: report.ignored,
         bare_consumer_per_second,
+        apply_alone_per_second,
+        busy_cores: [bare_busy, apply_busy, rebuild_busy],
     })
+}
+
+/// Applies `envelopes`, as records of their topics (one partition each, named as the rebuild names them), to a fresh order projection in batches
+/// of [`APPLY_BATCH`], as the rebuild would once it has read them. Returns events/s.
+async fn apply_alone(envelopes: &[Envelope]) -> anyhow::Result<f64> {
+    let database = TestDatabase::create().await;
+    let settings = shop_order::config::Settings {
+        database_url: database.url.parse().map_err(anyhow::Error::msg)?,
+        ..Default::default()
+    };
+    let pool = shop_order::database::connect(&settings).await?;
+    let records: Vec<Record> = envelopes
+        .iter()
+        .enumerate()
+        .map(|(offset, envelope)| Record::of_event(&envelope.topic, 0, offset as i64, envelope))
+        .collect();
+    let projection = DirectoryProjection::live();
+    let (started, mut applied) = (Instant::now(), 0);
+    for batch in records.chunks(APPLY_BATCH) {
+        applied += shop_projection::apply_batch(&pool, &projection, batch, Default::default()).await?.applied;
+    }
+    let per_second = per_second(records.len(), started.elapsed());
+    anyhow::ensure!(applied == records.len() as u64, "applied {applied} of {} records alone", records.len());
+    Ok(per_second)
 }
 
 /// Reads every record of the replay's topics once with a bare consumer (the projection's consumer settings, no

@@ -4,7 +4,7 @@ use std::fmt::Write as _;
 
 use crate::{
     confirmation::SteadyConfirmation,
-    orders::Placement,
+    orders::{Placement, Way},
     priced::{Answers, PricedPlacement},
     relay::{Latency, Throughput},
     replay::Replay,
@@ -139,17 +139,39 @@ impl Report {
 }
 
 fn throughput_table(t: &Throughput) -> String {
+    let cores = std::thread::available_parallelism().map_or(1, usize::from) as f64;
+    let cpu_per_event = |busy: f64, per_second: f64| busy / per_second.max(f64::EPSILON);
+    let (baseline_cpu, database_cpu, relay_cpu) = (
+        cpu_per_event(t.busy_cores.baseline, t.baseline_per_second),
+        cpu_per_event(t.busy_cores.database, t.database_per_second),
+        cpu_per_event(t.busy_cores.relay, t.relay_per_second),
+    );
+    // The least the relay can cost: the producer's work and the database's, each done once, spread over every core.
+    let floor_per_second = cores / (baseline_cpu + database_cpu);
     format!(
         "### Relay throughput ({} events over their aggregates, prefilled)\n\n\
-         | way | events/s | ratio |\n|---|---|---|\n\
-         | bare rdkafka producer (same records, same settings) | {:.0} | 1.00 |\n\
-         | bare transactional producer (a transaction per 1 000, the fencing alternative) | {:.0} | {:.2}× the producer's time |\n\
-         | relay (read, send, acknowledge, delete; barrier handover) | {:.0} | {:.2}× the producer's time |\n\n",
+         Busy cores are the whole machine's during each way (every process, the kernel and Postgres included; from \
+         /proc/stat). The relay cannot cost less than the bare producer's work plus its own database work, so at \
+         best it runs at {cores} cores over their CPU per event added up: {floor_per_second:.0} events/s here, \
+         {:.2}× the producer's time.\n\n\
+         | way | events/s | busy cores | CPU per event | ratio |\n|---|---|---|---|---|\n\
+         | bare rdkafka producer (same records, same settings) | {:.0} | {:.2} | {:.1} µs | 1.00 |\n\
+         | bare transactional producer (a transaction per 1 000, the fencing alternative) | {:.0} | | | {:.2}× the producer's time |\n\
+         | the relay's database work alone (its read and bookkeeping per 1 000, nothing sent) | {:.0} | {:.2} | {:.1} µs | |\n\
+         | relay (read, send, acknowledge, delete; barrier handover) | {:.0} | {:.2} | {:.1} µs | {:.2}× the producer's time |\n\n",
         t.events,
+        t.baseline_per_second / floor_per_second,
         t.baseline_per_second,
+        t.busy_cores.baseline,
+        baseline_cpu * 1e6,
         t.transactional_per_second,
         t.baseline_per_second / t.transactional_per_second,
+        t.database_per_second,
+        t.busy_cores.database,
+        database_cpu * 1e6,
         t.relay_per_second,
+        t.busy_cores.relay,
+        relay_cpu * 1e6,
         t.baseline_per_second / t.relay_per_second
     )
 }
@@ -184,8 +206,8 @@ fn placement_table(p: &Placement) -> String {
         p.duration.as_secs_f64()
     );
     for level in &p.levels {
-        let way = |(rate, latencies): &(f64, Latencies)| {
-            format!("{rate:.0} | {} | {}", ms(latencies.p50), ms(latencies.p99))
+        let way = |way: &Way| {
+            format!("{:.0} | {} | {}", way.per_second, ms(way.latencies.p50), ms(way.latencies.p99))
         };
         let _ = writeln!(
             out,
@@ -194,26 +216,107 @@ fn placement_table(p: &Placement) -> String {
             way(&level.gateway),
             way(&level.gateway_projection),
             way(&level.sql),
-            level.sql.0 / level.gateway.0.max(f64::EPSILON),
-            level.sql.0 / level.gateway_projection.0.max(f64::EPSILON)
+            level.sql.per_second / level.gateway.per_second.max(f64::EPSILON),
+            level.sql.per_second / level.gateway_projection.per_second.max(f64::EPSILON)
         );
+    }
+    out.push_str(&hops_table(p));
+    out
+}
+
+/// What each way cost the machine, and the least the gateway's path can cost: the SQL transaction plus the hops
+/// it cannot do without, each measured alone beside it.
+fn hops_table(p: &Placement) -> String {
+    let cores = std::thread::available_parallelism().map_or(1, usize::from);
+    let mut out = format!(
+        "\nWhat each way cost the whole machine (every process, the kernel included; from /proc/stat), beside the \
+         two hops the gateway's path adds, each measured alone doing nothing else: `{{ __typename }}` through the \
+         same gateway (HTTP and GraphQL), and a gRPC health check of the order service (one gRPC round trip). The \
+         grpc way makes three gRPC round trips per order (gateway → order; order → account and catalog, at once), \
+         the projection way one. The floor of a way is the SQL transaction plus its hops: at concurrency 1, their \
+         mean latencies added up (only two of grpc's round trips are in series); above it, their CPU per operation \
+         added up, spread over the {cores} cores. The ratio floor is SQL's orders/s over the floor's.\n\n\
+         | concurrency | way | ops/s | p50 | p99 | busy cores | CPU per op | floor | ratio floor | ratio |\n\
+         |---|---|---|---|---|---|---|---|---|---|\n"
+    );
+    for level in &p.levels {
+        let c = level.concurrency;
+        let hops = |serial: u32, total: u32| {
+            if c == 1 {
+                let time = level.sql.mean_latency(c)
+                    + level.graphql_hop.mean_latency(c)
+                    + level.grpc_hop.mean_latency(c) * serial;
+                c as f64 / time.as_secs_f64()
+            } else {
+                let cpu = level.sql.cpu_per_operation()
+                    + level.graphql_hop.cpu_per_operation()
+                    + level.grpc_hop.cpu_per_operation() * total;
+                cores as f64 / cpu.as_secs_f64()
+            }
+        };
+        let rows: [(&str, &Way, Option<f64>); 5] = [
+            ("SQL transaction", &level.sql, None),
+            ("`{ __typename }` through the gateway", &level.graphql_hop, None),
+            ("gRPC health check", &level.grpc_hop, None),
+            ("createOrder, grpc", &level.gateway, Some(hops(2, 3))),
+            ("createOrder, projection", &level.gateway_projection, Some(hops(1, 1))),
+        ];
+        for (name, way, floor) in rows {
+            let (floor, ratio_floor, ratio) = match floor {
+                Some(floor) => (
+                    format!("{floor:.0}/s"),
+                    format!("{:.2}×", level.sql.per_second / floor),
+                    format!("{:.2}×", level.sql.per_second / way.per_second.max(f64::EPSILON)),
+                ),
+                None => Default::default(),
+            };
+            let _ = writeln!(
+                out,
+                "| {c} | {name} | {:.0} | {} | {} | {:.2} | {:.0} µs | {floor} | {ratio_floor} | {ratio} |",
+                way.per_second,
+                ms(way.latencies.p50),
+                ms(way.latencies.p99),
+                way.busy_cores,
+                way.cpu_per_operation().as_secs_f64() * 1e6,
+            );
+        }
     }
     out
 }
 
 fn replay_table(r: &Replay) -> String {
+    let cores = std::thread::available_parallelism().map_or(1, usize::from) as f64;
+    let [bare_busy, apply_busy, rebuild_busy] = r.busy_cores;
+    let cpu = |busy: f64, per_second: f64| busy / per_second.max(f64::EPSILON) * 1e6;
+    let (bare_cpu, apply_cpu) =
+        (cpu(bare_busy, r.bare_consumer_per_second), cpu(apply_busy, r.apply_alone_per_second));
+    // The least a rebuild can cost: reading the records and applying them, each done once, over every core.
+    let floor_per_second = cores * 1e6 / (bare_cpu + apply_cpu);
     format!(
         "\n### Replay\n\n\
-         | rebuild | events | events/s | applied | ignored | ratio |\n|---|---|---|---|---|---|\n\
-         | bare consumer reading the same topics (no group, nothing applied) | {} | {:.0} | | | 1.00 |\n\
-         | order projection (accounts, products) | {} | {:.0} | {} | {} | {:.2}× the bare consumer's rate |\n",
+         Busy cores are the whole machine's during each way (every process, the kernel and Postgres included; from \
+         /proc/stat). A rebuild cannot cost less than reading the records plus applying them, so at best it runs at \
+         {cores} cores over their CPU per event added up: {floor_per_second:.0} events/s here, {:.2}× the bare \
+         consumer's rate. It applies one batch at a time (each with its positions, in order), so it also runs no \
+         faster than the projection applying alone: {:.0} events/s here, {:.2}× the bare consumer's rate.\n\n\
+         | rebuild | events | events/s | applied | ignored | ratio | busy cores | CPU per event |\n\
+         |---|---|---|---|---|---|---|---|\n\
+         | bare consumer reading the same topics (no group, nothing applied) | {} | {:.0} | | | 1.00 | {bare_busy:.2} | {bare_cpu:.1} µs |\n\
+         | the projection applying the same records alone (batches of 5 000, nothing read from Kafka) | {} | {:.0} | | | | {apply_busy:.2} | {apply_cpu:.1} µs |\n\
+         | order projection (accounts, products) | {} | {:.0} | {} | {} | {:.2}× the bare consumer's rate | {rebuild_busy:.2} | {:.1} µs |\n",
+        floor_per_second / r.bare_consumer_per_second.max(f64::EPSILON),
+        r.apply_alone_per_second,
+        r.apply_alone_per_second / r.bare_consumer_per_second.max(f64::EPSILON),
         r.events,
         r.bare_consumer_per_second,
+        r.events,
+        r.apply_alone_per_second,
         r.events,
         r.per_second,
         r.applied,
         r.ignored,
         r.per_second / r.bare_consumer_per_second.max(f64::EPSILON),
+        cpu(rebuild_busy, r.per_second),
     )
 }
 
@@ -234,11 +337,11 @@ fn authentication_table(p: &Placement) -> String {
             out,
             "| {} | {:.0} | {} | {} | {:.2}× | {:.2}× |",
             level.concurrency,
-            on.0,
-            ms(on.1.p50),
-            ms(on.1.p99),
-            off.0 / on.0.max(f64::EPSILON),
-            on.1.p50.as_secs_f64() / off.1.p50.as_secs_f64().max(f64::EPSILON)
+            on.per_second,
+            ms(on.latencies.p50),
+            ms(on.latencies.p99),
+            off.per_second / on.per_second.max(f64::EPSILON),
+            on.latencies.p50.as_secs_f64() / off.latencies.p50.as_secs_f64().max(f64::EPSILON)
         );
     }
     out
