@@ -23,6 +23,11 @@ impl Ticks {
     }
 }
 
+/// The cores this machine has (1 where that cannot be read).
+pub fn cores() -> usize {
+    std::thread::available_parallelism().map_or(1, usize::from)
+}
+
 /// Runs `work` and returns its output with the average number of cores busy meanwhile (0 where `/proc/stat` is
 /// missing).
 pub async fn metered<T>(work: impl Future<Output = T>) -> (T, f64) {
@@ -30,8 +35,7 @@ pub async fn metered<T>(work: impl Future<Output = T>) -> (T, f64) {
     let output = work.await;
     let busy_cores = match (before, Ticks::now()) {
         (Some(before), Some(after)) if after.total > before.total => {
-            let cores = std::thread::available_parallelism().map_or(1, usize::from) as f64;
-            cores * (after.busy - before.busy) as f64 / (after.total - before.total) as f64
+            cores() as f64 * (after.busy - before.busy) as f64 / (after.total - before.total) as f64
         }
         _ => 0.0,
     };

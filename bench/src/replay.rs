@@ -34,8 +34,16 @@ pub struct Replay {
     /// The projection applying the same records alone, nothing read from Kafka: decoded and written in batches
     /// of the rebuild's size, positions included.
     pub apply_alone_per_second: f64,
-    /// Cores the whole machine kept busy during the bare consumer's run, the apply alone, and the rebuild.
-    pub busy_cores: [f64; 3],
+    /// Cores the whole machine kept busy during each way.
+    pub busy_cores: BusyCores,
+}
+
+/// Cores busy on the whole machine (every process, the kernel included) during each way.
+#[derive(Debug, Clone, Copy)]
+pub struct BusyCores {
+    pub bare_consumer: f64,
+    pub apply_alone: f64,
+    pub rebuild: f64,
 }
 
 /// Records per batch when applying alone: the rebuild's batch.
@@ -117,7 +125,7 @@ pub async fn replay(broker: &TestBroker, events: usize) -> anyhow::Result<Replay
         ignored: report.ignored,
         bare_consumer_per_second,
         apply_alone_per_second,
-        busy_cores: [bare_busy, apply_busy, rebuild_busy],
+        busy_cores: BusyCores { bare_consumer: bare_busy, apply_alone: apply_busy, rebuild: rebuild_busy },
     })
 }
 

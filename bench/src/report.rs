@@ -4,6 +4,7 @@ use std::fmt::Write as _;
 
 use crate::{
     confirmation::SteadyConfirmation,
+    cpu,
     orders::{Placement, Way},
     priced::{Answers, PricedPlacement},
     relay::{Latency, Throughput},
@@ -139,7 +140,7 @@ impl Report {
 }
 
 fn throughput_table(t: &Throughput) -> String {
-    let cores = std::thread::available_parallelism().map_or(1, usize::from) as f64;
+    let cores = cpu::cores() as f64;
     let cpu_per_event = |busy: f64, per_second: f64| busy / per_second.max(f64::EPSILON);
     let (baseline_cpu, database_cpu, relay_cpu) = (
         cpu_per_event(t.busy_cores.baseline, t.baseline_per_second),
@@ -227,7 +228,7 @@ fn placement_table(p: &Placement) -> String {
 /// What each way cost the machine, and the least the gateway's path can cost: the SQL transaction plus the hops
 /// it cannot do without, each measured alone beside it.
 fn hops_table(p: &Placement) -> String {
-    let cores = std::thread::available_parallelism().map_or(1, usize::from);
+    let cores = cpu::cores();
     let mut out = format!(
         "\nWhat each way cost the whole machine (every process, the kernel included; from /proc/stat), beside the \
          two hops the gateway's path adds, each measured alone doing nothing else: `{{ __typename }}` through the \
@@ -285,8 +286,9 @@ fn hops_table(p: &Placement) -> String {
 }
 
 fn replay_table(r: &Replay) -> String {
-    let cores = std::thread::available_parallelism().map_or(1, usize::from) as f64;
-    let [bare_busy, apply_busy, rebuild_busy] = r.busy_cores;
+    let cores = cpu::cores() as f64;
+    let (bare_busy, apply_busy, rebuild_busy) =
+        (r.busy_cores.bare_consumer, r.busy_cores.apply_alone, r.busy_cores.rebuild);
     let cpu = |busy: f64, per_second: f64| busy / per_second.max(f64::EPSILON) * 1e6;
     let (bare_cpu, apply_cpu) =
         (cpu(bare_busy, r.bare_consumer_per_second), cpu(apply_busy, r.apply_alone_per_second));
