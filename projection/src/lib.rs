@@ -56,7 +56,7 @@ pub use self::{
         stored_offsets, stored_positions,
     },
     rebuild::{Progress, RebuildReport, RebuildSettings, Rebuildable, rebuild},
-    record::Record,
+    record::{Record, RecordHeaders},
     runner::{MAX_RECORD_ATTEMPTS, ProjectionRunner, ProjectionStats, RunnerSettings},
     versions::VersionedBatch,
 };
@@ -121,10 +121,10 @@ impl Source {
         topic.strip_prefix(self.topic_prefix.as_str()).unwrap_or(topic).to_owned()
     }
 
-    /// Gives `record` back the topic name the projection knows.
-    pub(crate) fn unprefix(&self, mut record: Record) -> Record {
-        record.topic = self.plain_topic(&record.topic);
-        record
+    /// A copy of `message`, its topic named as the projection knows it.
+    pub(crate) fn record(&self, message: &impl rdkafka::Message) -> Record {
+        let topic = message.topic();
+        Record::from_message_of(message, topic.strip_prefix(self.topic_prefix.as_str()).unwrap_or(topic))
     }
 
     /// The (low, high) watermarks of every partition of `topics`, under their plain names, read with a client of

@@ -42,8 +42,12 @@ use super::{
 };
 use tracing::Instrument;
 
-/// Most records applied per transaction during a rebuild.
+/// Most records read per batch during a rebuild.
 const BATCH: usize = 5_000;
+
+/// Transactions a batch is applied in side by side, each holding partitions of its own: one lane's records are
+/// decoded while another's statements run in Postgres.
+const APPLY_LANES: usize = 2;
 
 /// A projection that can be rebuilt into fresh storage and swapped in.
 pub trait Rebuildable: Projection + Sized {
@@ -111,6 +115,8 @@ pub struct RebuildReport {
     pub applied: u64,
     pub ignored: u64,
     pub skipped: u64,
+    /// Records the database refused (a constraint, a value out of range), passed over into `projection_skipped`.
+    pub dead_lettered: u64,
     /// Records consumed after the start, to catch up with the live projection before the swap.
     pub caught_up: u64,
     /// Swaps given up because the catch-up under the lock missed its deadline.
@@ -122,15 +128,23 @@ pub struct RebuildReport {
 }
 
 impl std::fmt::Display for RebuildReport {
-    /// `from N events in 1.2s (800 events/s): A applied, I ignored (…), S skipped (…), C caught up before the swap`,
+    /// `from N events in 1.2s (800 events/s): A applied, I ignored (…), S skipped (…), D passed over (…), C caught up
+    /// before the swap`,
     /// then, for an incomplete rebuild, the partitions whose first records were gone, on the same line.
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         let per_second = shop_platform::progress::rate(self.consumed, self.elapsed);
         write!(
             f,
             "from {} events in {:.1?} ({per_second:.0} events/s): {} applied, {} ignored (older or repeated \
-             versions), {} skipped (undecodable), {} caught up before the swap",
-            self.consumed, self.elapsed, self.applied, self.ignored, self.skipped, self.caught_up
+             versions), {} skipped (undecodable), {} passed over (refused by the database), {} caught up before \
+             the swap",
+            self.consumed,
+            self.elapsed,
+            self.applied,
+            self.ignored,
+            self.skipped,
+            self.dead_lettered,
+            self.caught_up
         )?;
         if !self.missing_history.is_empty() {
             write!(
@@ -149,6 +163,7 @@ impl RebuildReport {
         self.applied += summary.applied;
         self.ignored += summary.ignored;
         self.skipped += summary.skipped;
+        self.dead_lettered += summary.dead_lettered;
     }
 }
 
@@ -183,7 +198,7 @@ pub async fn rebuild<P: Rebuildable>(
         .bind(shadow.name())
         .execute(pool)
         .await?;
-    let mut replay = Replay::start(&shadow, pool, source)?;
+    let mut replay = Replay::start(Arc::new(shadow), pool, source)?;
 
     let ends = replay.assign_new_partitions().await?;
     let target = ends.iter().map(|(partition, end)| (end - replay.positions[partition]).max(0) as u64).sum();
@@ -210,7 +225,7 @@ pub async fn rebuild<P: Rebuildable>(
 
 /// The replay into the shadow projection.
 struct Replay<'a, P> {
-    shadow: &'a P,
+    shadow: Arc<P>,
     pool: &'a PgPool,
     source: &'a Source,
     consumer: Arc<StreamConsumer<TracingContext>>,
@@ -223,7 +238,7 @@ struct Replay<'a, P> {
 }
 
 impl<'a, P: Rebuildable> Replay<'a, P> {
-    fn start(shadow: &'a P, pool: &'a PgPool, source: &'a Source) -> anyhow::Result<Self> {
+    fn start(shadow: Arc<P>, pool: &'a PgPool, source: &'a Source) -> anyhow::Result<Self> {
         let mut config = source.config.clone();
         config
             .set("group.id", source.topic(&format!("{}-{}", shadow.name(), Uuid::now_v7())))
@@ -294,7 +309,7 @@ impl<'a, P: Rebuildable> Replay<'a, P> {
             return Ok(false);
         }
         let mut transaction = sqlx::Connection::begin(connection).await?;
-        live.swap_in(self.shadow, &mut transaction).await?;
+        live.swap_in(&self.shadow, &mut transaction).await?;
         sqlx::query("DELETE FROM projection_offsets WHERE projection = $1")
             .bind(live.name())
             .execute(&mut *transaction)
@@ -322,59 +337,78 @@ impl<'a, P: Rebuildable> Replay<'a, P> {
             }
             // While this batch is applied, the read-ahead task reads the next.
             let Some(Read { records: batch, ends }) = self.reader.next().await? else { continue };
-            for record in &batch {
-                self.positions.insert(record.partition_key(), record.offset + 1);
-            }
+            let (lanes, next_offsets) = into_lanes(batch, APPLY_LANES);
+            self.positions.extend(next_offsets);
             for (partition, end) in ends {
                 let position = self.positions.entry(partition).or_insert(0);
                 *position = (*position).max(end);
             }
-            if !batch.is_empty() {
-                let applying = offsets::apply_batch(self.pool, self.shadow, &batch, BatchOptions::default());
-                let summary = match applying.instrument(record::batch_span(self.shadow.name(), &batch)).await
-                {
-                    Ok(summary) => summary,
-                    Err(error) if error.is_caused_by_a_record() => self.apply_each(&batch).await?,
-                    Err(error) => return Err(error.into()),
-                };
-                self.report.add(batch.len(), &summary);
+            let records = lanes.iter().map(Vec::len).sum();
+            if records > 0 {
+                let applying = lanes.into_iter().map(|lane| {
+                    let (pool, shadow) = (self.pool.clone(), self.shadow.clone());
+                    tokio::spawn(apply(pool, shadow, lane).in_current_span())
+                });
+                let mut summary = BatchSummary::default();
+                for applied in futures::future::try_join_all(applying).await? {
+                    summary += applied?;
+                }
+                self.report.add(records, &summary);
                 on_batch(&self.report);
             }
         }
         Ok(true)
     }
 
-    /// Applies `batch` record by record, passing over into the dead-letter table each record whose own content
-    /// makes it fail (a rebuild runs once: there is no later attempt to wait for).
-    async fn apply_each(&self, batch: &[Record]) -> anyhow::Result<BatchSummary> {
-        let mut total = BatchSummary::default();
-        for record in batch {
-            let one = std::slice::from_ref(record);
-            total += match offsets::apply_batch(self.pool, self.shadow, one, BatchOptions::default()).await {
-                Ok(summary) => summary,
-                Err(error) if error.is_caused_by_a_record() => {
-                    let reason = format!("failed during a rebuild: {error}");
-                    tracing::error!(
-                        projection = self.shadow.name(),
-                        topic = %record.topic,
-                        partition = record.partition,
-                        offset = record.offset,
-                        reason,
-                        "A record cannot be applied; it is passed over into projection_skipped."
-                    );
-                    let moved =
-                        offsets::dead_letter(self.pool, self.shadow.name(), record, &reason, 1, None).await?;
-                    BatchSummary { dead_lettered: u64::from(moved), ..BatchSummary::default() }
-                }
-                Err(error) => return Err(error.into()),
-            };
-        }
-        Ok(total)
-    }
-
     fn reached(&self, goal: &Positions) -> bool {
         goal.iter().all(|(partition, offset)| self.positions.get(partition).copied().unwrap_or(0) >= *offset)
     }
+}
+
+/// Applies `batch` to `shadow` in one transaction with its partitions' positions; should a record's own content
+/// make it fail, record by record.
+async fn apply<P: Projection>(
+    pool: PgPool,
+    shadow: Arc<P>,
+    batch: Vec<Record>,
+) -> anyhow::Result<BatchSummary> {
+    let applying = offsets::apply_batch(&pool, &*shadow, &batch, BatchOptions::default());
+    match applying.instrument(record::batch_span(shadow.name(), &batch)).await {
+        Ok(summary) => Ok(summary),
+        Err(error) if error.is_caused_by_a_record() => apply_each(&pool, &*shadow, &batch).await,
+        Err(error) => Err(error.into()),
+    }
+}
+
+/// Applies `batch` record by record, passing over into the dead-letter table each record whose own content makes
+/// it fail (a rebuild runs once: there is no later attempt to wait for).
+async fn apply_each<P: Projection>(
+    pool: &PgPool,
+    shadow: &P,
+    batch: &[Record],
+) -> anyhow::Result<BatchSummary> {
+    let mut total = BatchSummary::default();
+    for record in batch {
+        let one = std::slice::from_ref(record);
+        total += match offsets::apply_batch(pool, shadow, one, BatchOptions::default()).await {
+            Ok(summary) => summary,
+            Err(error) if error.is_caused_by_a_record() => {
+                let reason = format!("failed during a rebuild: {error}");
+                tracing::error!(
+                    projection = shadow.name(),
+                    topic = %record.topic,
+                    partition = record.partition,
+                    offset = record.offset,
+                    reason,
+                    "A record cannot be applied; it is passed over into projection_skipped."
+                );
+                let moved = offsets::dead_letter(pool, shadow.name(), record, &reason, 1, None).await?;
+                BatchSummary { dead_lettered: u64::from(moved), ..BatchSummary::default() }
+            }
+            Err(error) => return Err(error.into()),
+        };
+    }
+    Ok(total)
 }
 
 /// A batch read ahead: its records, and the partitions found at their end with where they end (compaction can
@@ -432,12 +466,14 @@ impl Drop for ReadAhead {
     }
 }
 
-/// Takes what is available, up to a batch.
+/// Takes what is available, up to a batch. Once a partition ends, it waits only a moment for more: the other
+/// partitions' records are then already fetched, or there are none (a caught-up replay must not wait).
 async fn gather(consumer: &StreamConsumer<TracingContext>, source: &Source) -> anyhow::Result<Read> {
     let mut read = Read { records: Vec::with_capacity(BATCH), ends: Vec::new() };
+    let mut wait = Duration::from_millis(50);
     while read.records.len() < BATCH {
-        match tokio::time::timeout(Duration::from_millis(50), consumer.recv()).await {
-            Ok(Ok(message)) => read.records.push(source.unprefix(Record::from_message(&message))),
+        match tokio::time::timeout(wait, consumer.recv()).await {
+            Ok(Ok(message)) => read.records.push(source.record(&message)),
             Ok(Err(KafkaError::PartitionEOF(partition))) => {
                 for ((topic, number), offset) in consumer.position()?.to_topic_map() {
                     if number == partition
@@ -446,7 +482,7 @@ async fn gather(consumer: &StreamConsumer<TracingContext>, source: &Source) -> a
                         read.ends.push(((source.plain_topic(&topic), number), offset));
                     }
                 }
-                break;
+                wait = Duration::from_millis(2);
             }
             Ok(Err(error)) => {
                 tracing::warn!(error.message = %error, "Kafka consumer error during a rebuild.");
@@ -456,6 +492,43 @@ async fn gather(consumer: &StreamConsumer<TracingContext>, source: &Source) -> a
         }
     }
     Ok(read)
+}
+
+/// Splits `batch` into at most `lanes` batches that share no partition, about even in records, each keeping its
+/// records in the order read; gives with them the next offset of every partition in `batch`.
+///
+/// Lanes can commit in any order: a partition's records (so an entity's, keyed by its id) all go to one lane, and
+/// the version guard keeps the newest version of an entity whose records moved partition.
+fn into_lanes(batch: Vec<Record>, lanes: usize) -> (Vec<Vec<Record>>, Vec<(Partition, i64)>) {
+    // Each partition's records and next offset, the partitions numbered as they first come.
+    let mut numbers: HashMap<(&str, i32), usize> = HashMap::new();
+    let mut partitions: Vec<(Partition, usize, i64)> = Vec::new();
+    let mut partition_of = Vec::with_capacity(batch.len());
+    for record in &batch {
+        let number = *numbers.entry((record.topic.as_str(), record.partition)).or_insert_with(|| {
+            partitions.push(((record.topic.clone(), record.partition), 0, 0));
+            partitions.len() - 1
+        });
+        let (_, records, next) = &mut partitions[number];
+        *records += 1;
+        *next = record.offset + 1;
+        partition_of.push(number);
+    }
+    // The partitions largest first, each to the lane with the fewest records so far.
+    let mut loads = vec![0; lanes.clamp(1, partitions.len().max(1))];
+    let mut lane_of = vec![0; partitions.len()];
+    let mut by_size: Vec<usize> = (0..partitions.len()).collect();
+    by_size.sort_unstable_by_key(|&number| std::cmp::Reverse(partitions[number].1));
+    for number in by_size {
+        let lane = (0..loads.len()).min_by_key(|&lane| loads[lane]).unwrap_or_default();
+        loads[lane] += partitions[number].1;
+        lane_of[number] = lane;
+    }
+    let mut split: Vec<Vec<Record>> = loads.iter().map(|&load| Vec::with_capacity(load)).collect();
+    for (record, number) in batch.into_iter().zip(partition_of) {
+        split[lane_of[number]].push(record);
+    }
+    (split, partitions.into_iter().map(|(partition, _, next)| (partition, next)).collect())
 }
 
 /// The live projection's positions, capped at where each partition ends: a position past the end (the topic was
@@ -476,4 +549,67 @@ async fn lock(connection: &mut PgConnection, projection: &str, take: bool) -> Re
         "SELECT pg_advisory_unlock(hashtextextended($1, 0))"
     };
     sqlx::query(statement).bind(projection).execute(connection).await.map(drop)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn record(topic: &str, partition: i32, offset: i64) -> Record {
+        Record {
+            topic: topic.into(),
+            partition,
+            offset,
+            key: None,
+            headers: Default::default(),
+            payload: None,
+        }
+    }
+
+    #[test]
+    fn lanes_share_no_partition_keep_the_read_order_and_hold_about_as_many_records() {
+        // Partitions of 4, 3, 2 and 2 records, interleaved as a fetch interleaves them.
+        let places =
+            [("a", 0, 10), ("b", 0, 5), ("a", 1, 0), ("a", 0, 11), ("a", 2, 7), ("a", 0, 12), ("b", 0, 6)];
+        let more = [("a", 1, 1), ("a", 0, 13), ("a", 2, 8), ("b", 0, 7)];
+        let batch: Vec<Record> = places
+            .iter()
+            .chain(&more)
+            .map(|&(topic, partition, offset)| record(topic, partition, offset))
+            .collect();
+
+        let (lanes, next_offsets) = into_lanes(batch.clone(), 2);
+
+        let place = |record: &Record| (record.topic.clone(), record.partition, record.offset);
+        let partitions_of = |lane: &[Record]| lane.iter().map(Record::partition_key).collect::<HashSet<_>>();
+        assert_eq!(lanes.len(), 2);
+        assert!(partitions_of(&lanes[0]).is_disjoint(&partitions_of(&lanes[1])));
+        let mut sizes: Vec<usize> = lanes.iter().map(Vec::len).collect();
+        sizes.sort_unstable();
+        assert_eq!(sizes, [5, 6]);
+        for lane in &lanes {
+            let in_read_order: Vec<_> =
+                batch.iter().filter(|record| lane.contains(record)).map(place).collect();
+            assert_eq!(lane.iter().map(place).collect::<Vec<_>>(), in_read_order);
+        }
+        assert_eq!(
+            next_offsets.into_iter().collect::<HashMap<_, _>>(),
+            HashMap::from([
+                (("a".into(), 0), 14),
+                (("b".into(), 0), 8),
+                (("a".into(), 1), 2),
+                (("a".into(), 2), 9)
+            ])
+        );
+    }
+
+    #[test]
+    fn a_batch_of_one_partition_or_none_makes_one_lane() {
+        let (lanes, next_offsets) = into_lanes(vec![record("a", 0, 0), record("a", 0, 1)], 2);
+        assert_eq!(lanes.iter().map(Vec::len).collect::<Vec<_>>(), [2]);
+        assert_eq!(next_offsets, [(("a".into(), 0), 2)]);
+
+        let (lanes, next_offsets) = into_lanes(Vec::new(), 2);
+        assert!(lanes.iter().all(Vec::is_empty) && next_offsets.is_empty());
+    }
 }

@@ -238,7 +238,7 @@ impl<P: Projection> ProjectionRunner<P> {
                 biased;
                 () = rebalances.arrived() => return Step::Rebalance,
                 received = consumer.recv() => match received {
-                    Ok(message) => break self.source.unprefix(Record::from_message(&message)),
+                    Ok(message) => break self.source.record(&message),
                     Err(error) => {
                         tracing::warn!(projection = self.projection.name(), error.message = %error, "Kafka consumer error.");
                         tokio::time::sleep(Duration::from_millis(200)).await;
@@ -249,7 +249,7 @@ impl<P: Projection> ProjectionRunner<P> {
         let mut batch = vec![first];
         while batch.len() < self.settings.batch_size && !rebalances.is_pending() {
             match tokio::time::timeout(self.settings.batch_wait, consumer.recv()).await {
-                Ok(Ok(message)) => batch.push(self.source.unprefix(Record::from_message(&message))),
+                Ok(Ok(message)) => batch.push(self.source.record(&message)),
                 Ok(Err(_)) | Err(_) => break,
             }
         }
@@ -841,7 +841,7 @@ mod tests {
             partition: 0,
             offset,
             key: None,
-            headers: Vec::new(),
+            headers: Default::default(),
             payload: None,
         };
         let consuming =

@@ -1,5 +1,6 @@
 //! The order projection applies a batch as a set (one upsert per table): a batch holding several versions of one
-//! entity, versions arriving out of order across batches, and a record the database refuses inside a batch.
+//! entity, versions arriving out of order across batches, and a record the database refuses inside a batch, live
+//! and during a rebuild (which applies a batch's partitions in transactions side by side).
 
 use std::{sync::Arc, time::Duration};
 
@@ -8,6 +9,7 @@ use shop_events::{
     account::{Account, AccountCreated},
     catalog::{Product, ProductCreated, ProductUpdated},
     envelope::now,
+    topics,
 };
 use shop_order::projection::DirectoryProjection;
 use shop_platform::kafka::KafkaSettings;
@@ -149,10 +151,7 @@ async fn a_record_the_database_refuses_inside_a_batch_is_dead_lettered_and_the_r
     // let through), and one batch on the topic: a kettle, the refused product, a mug, and the kettle's version 2.
     let broker = TestBroker::start().await;
     let (database, pool) = migrated_database().await;
-    sqlx::query("ALTER TABLE product_projection ADD CONSTRAINT refuses_poison CHECK (name <> 'Poison')")
-        .execute(&pool)
-        .await
-        .unwrap();
+    refuse_poison(&pool).await;
     let (kettle, poison, mug) = (Uuid::now_v7(), Uuid::now_v7(), Uuid::now_v7());
     // Under one key (so on one partition), before the consumer starts, so that they come in one batch.
     for event in [
@@ -165,11 +164,7 @@ async fn a_record_the_database_refuses_inside_a_batch_is_dead_lettered_and_the_r
     }
 
     // Act
-    let source = Source::from_settings(&KafkaSettings {
-        kafka_topic_prefix: broker.topic_prefix.clone(),
-        ..KafkaSettings::new(broker.bootstrap.clone())
-    });
-    let runner = ProjectionRunner::new(Arc::new(DirectoryProjection::live()), pool.clone(), source);
+    let runner = ProjectionRunner::new(Arc::new(DirectoryProjection::live()), pool.clone(), source(&broker));
     let stats = runner.stats();
     let stop = CancellationToken::new();
     let running = tokio::spawn({
@@ -204,6 +199,78 @@ async fn a_record_the_database_refuses_inside_a_batch_is_dead_lettered_and_the_r
             .unwrap();
     assert_eq!(offsets.values().sum::<i64>(), 4, "{offsets:?}");
     drop(database);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_rebuild_applies_partitions_side_by_side_and_passes_over_each_record_the_database_refuses() {
+    // Arrange: 40 products in three versions each, on the topic's three partitions (each under its id, as the
+    // relay keys them), one of them a product the database refuses.
+    let broker = TestBroker::start().await;
+    let (database, pool) = migrated_database().await;
+    refuse_poison(&pool).await;
+    let products: Vec<Uuid> = (0..40).map(|_| Uuid::now_v7()).collect();
+    let poison = products[17];
+    for version in 1..=3 {
+        for &id in &products {
+            let event = product_event(id, version, if id == poison { "Poison" } else { "Kettle" });
+            let payload = serde_json::to_vec(&event.payload).unwrap();
+            let topic = broker.topic(&event.topic);
+            broker.produce(&topic, &id.to_string(), &event.metadata().headers(), &payload).await;
+        }
+    }
+    let filled = broker.watermarks(&broker.topic(topics::PRODUCTS)).await;
+    assert!(filled.values().filter(|(low, high)| high > low).count() >= 2, "{filled:?}");
+
+    // Act
+    let report = shop_projection::rebuild(
+        &DirectoryProjection::live(),
+        &pool,
+        &source(&broker),
+        &Default::default(),
+        |_| {},
+    )
+    .await
+    .unwrap();
+
+    // Assert: the partitions' lanes were applied, the one holding the refused product record by record.
+    assert_eq!(
+        (report.consumed, report.applied, report.ignored, report.dead_lettered),
+        (120, 117, 0, 3),
+        "{report}"
+    );
+    for &id in products.iter().filter(|&&id| id != poison) {
+        assert_eq!(stored_product(&pool, id).await, Some(("Kettle, v3".into(), 300, 3)));
+    }
+    assert_eq!(stored_product(&pool, poison).await, None);
+    let refused: i64 =
+        sqlx::query_scalar("SELECT count(*) FROM projection_skipped WHERE reason LIKE '%refuses_poison%'")
+            .fetch_one(&pool)
+            .await
+            .unwrap();
+    assert_eq!(refused, 3);
+    let offsets =
+        shop_projection::stored_offsets(&mut pool.acquire().await.unwrap(), DirectoryProjection::NAME)
+            .await
+            .unwrap();
+    assert_eq!(offsets.values().sum::<i64>(), 120, "{offsets:?}");
+    drop(database);
+}
+
+/// Where the order projection reads from on `broker`.
+fn source(broker: &TestBroker) -> Source {
+    Source::from_settings(&KafkaSettings {
+        kafka_topic_prefix: broker.topic_prefix.clone(),
+        ..KafkaSettings::new(broker.bootstrap.clone())
+    })
+}
+
+/// Makes the product projection refuse a product named `Poison` (a CHECK standing for any value Postgres refuses
+/// that decoding let through).
+async fn refuse_poison(pool: &PgPool) {
+    sqlx::query("ALTER TABLE product_projection ADD CONSTRAINT refuses_poison CHECK (name <> 'Poison')")
+        .execute(pool)
+        .await
+        .unwrap();
 }
 
 /// Publishes `event` as the relay would, but under one key for every event.
