@@ -10,6 +10,8 @@ use anyhow::Context;
 use clap::Parser as _;
 use shop_platform::shutdown;
 
+use crate::cpu;
+
 /// The first line a child prints, followed by the address it listens on.
 const READY: &str = "READY";
 
@@ -32,6 +34,12 @@ impl ChildProcess {
             command.env(key, value);
         }
         let mut child = command.spawn().with_context(|| format!("Failed to start the {mode} child"))?;
+        let part = match mode {
+            "child-gateway" => cpu::Part::Gateway,
+            "child-relay" => cpu::Part::Relay,
+            _ => cpu::Part::OtherChild,
+        };
+        cpu::register_child(child.id(), part);
         let stdout = child.stdout.take().context("no stdout")?;
         let mut lines = BufReader::new(stdout).lines();
         let first = lines.next().context("The child exited before it was ready")??;

@@ -48,6 +48,8 @@ pub struct Way {
     pub per_second: f64,
     pub latencies: Latencies,
     pub busy_cores: f64,
+    /// Which processes kept those cores busy.
+    pub by_process: cpu::ByProcess,
 }
 
 impl Way {
@@ -55,9 +57,9 @@ impl Way {
     pub(crate) async fn of(
         work: impl Future<Output = anyhow::Result<(f64, Latencies)>>,
     ) -> anyhow::Result<Self> {
-        let (measured, busy_cores) = cpu::metered(work).await;
+        let (measured, busy_cores, by_process) = cpu::metered_by_process(work).await;
         let (per_second, latencies) = measured?;
-        Ok(Self { per_second, latencies, busy_cores })
+        Ok(Self { per_second, latencies, busy_cores, by_process })
     }
 
     /// The machine's CPU time per operation, every process included.

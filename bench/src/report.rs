@@ -222,6 +222,48 @@ fn placement_table(p: &Placement) -> String {
         );
     }
     out.push_str(&hops_table(p));
+    out.push_str(&by_process_table(p));
+    out
+}
+
+/// Where each way's CPU per operation went, by process: what the gateway's path spends beyond the SQL
+/// transaction, and who spends it.
+fn by_process_table(p: &Placement) -> String {
+    let mut out = String::from(
+        "\nWhere each operation's CPU went, by process (user and system time from /proc/<pid>/stat, the kernel's \
+         work for each process included; \"rest\" is what else kept the machine busy: interrupts, other processes). \
+         \"bench\" is this benchmark's process: the client sending the operations (sqlx for the SQL way, `shop \
+         load`'s HTTP client for the gateway's), and in the grpc and projection ways also the account, catalog and \
+         order services, which it runs in-process; in the projection way, the order and catalog services' consumers \
+         and the embedded Kafka broker too. \"relay\" is the projection system's relay, carrying each order's events \
+         to Kafka.\n\n\
+         | concurrency | way | bench | gateway | relay | Postgres | rest | CPU per op |\n\
+         |---|---|---|---|---|---|---|---|\n",
+    );
+    for level in &p.levels {
+        let rows: [(&str, &Way); 4] = [
+            ("SQL transaction", &level.sql),
+            ("`{ __typename }` through the gateway", &level.graphql_hop),
+            ("createOrder, grpc", &level.gateway),
+            ("createOrder, projection", &level.gateway_projection),
+        ];
+        for (name, way) in rows {
+            let per_op = |cores: f64| format!("{:.0} µs", cores / way.per_second.max(f64::EPSILON) * 1e6);
+            let split = way.by_process;
+            let rest = (way.busy_cores - split.bench - split.gateway - split.relay - split.postgres).max(0.0);
+            let _ = writeln!(
+                out,
+                "| {} | {name} | {} | {} | {} | {} | {} | {} |",
+                level.concurrency,
+                per_op(split.bench),
+                per_op(split.gateway),
+                per_op(split.relay),
+                per_op(split.postgres),
+                per_op(rest),
+                per_op(way.busy_cores),
+            );
+        }
+    }
     out
 }
 
