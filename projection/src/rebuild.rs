@@ -9,6 +9,10 @@
 //! applied are applied to the new storage, records the rebuild already applied are left out by the positions
 //! guard. No write is lost, none is applied twice.
 //!
+//! A task reads ahead while batches are applied; each batch is split by partition into lanes applied side by side,
+//! each in its own transaction with its own partitions' positions ([`into_lanes`]), so that decoding one lane
+//! overlaps Postgres writing the other.
+//!
 //! The catch-up under the lock has a deadline ([`RebuildSettings::swap_deadline`]): should it miss it (a burst of
 //! writes, a slow broker), the rebuild lets go of the lock, catches up again unlocked and tries the swap again, so
 //! the live projection never waits on a rebuild for longer than the deadline.

@@ -144,3 +144,26 @@ async fn a_call_whose_database_connection_is_terminated_answers_unavailable() {
     lock.rollback().await.unwrap();
     app.client.post_account("Ada").await.unwrap();
 }
+
+#[tokio::test]
+async fn connections_postgres_dropped_while_they_sat_idle_are_replaced_before_a_call_uses_them() {
+    // Arrange: the service's pool holds connections, then Postgres drops them all (as a restart or an idle
+    // timeout on the server's side would) while they sit idle for longer than the pool trusts an idle connection.
+    let app = spawn_app().await;
+    app.client.post_account("Ada").await.unwrap();
+    let dropped: Vec<bool> = sqlx::query_scalar(
+        "SELECT pg_terminate_backend(pid) FROM pg_stat_activity
+         WHERE datname = current_database() AND pid <> pg_backend_pid()",
+    )
+    .fetch_all(&app.database.pool)
+    .await
+    .unwrap();
+    assert!(dropped.contains(&true), "no connection of the service's to drop");
+    tokio::time::sleep(std::time::Duration::from_millis(700)).await;
+
+    // Act
+    let answer = app.client.post_account("Grace").await;
+
+    // Assert: the pool pinged each idle connection before handing it out, and replaced the dead ones.
+    assert!(answer.is_ok(), "{answer:?}");
+}
