@@ -134,6 +134,11 @@ pub fn cores() -> usize {
     std::thread::available_parallelism().map_or(1, usize::from)
 }
 
+/// The CPU seconds each operation cost when `busy_cores` were busy while `per_second` operations were done.
+pub fn seconds_per_operation(busy_cores: f64, per_second: f64) -> f64 {
+    busy_cores / per_second.max(f64::EPSILON)
+}
+
 /// Runs `work` and returns its output with the average number of cores busy meanwhile (0 where `/proc/stat` is
 /// missing).
 pub async fn metered<T>(work: impl Future<Output = T>) -> (T, f64) {

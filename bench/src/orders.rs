@@ -64,7 +64,7 @@ impl Way {
 
     /// The machine's CPU time per operation, every process included.
     pub fn cpu_per_operation(&self) -> Duration {
-        Duration::from_secs_f64(self.busy_cores / self.per_second.max(f64::EPSILON))
+        Duration::from_secs_f64(cpu::seconds_per_operation(self.busy_cores, self.per_second))
     }
 
     /// The mean time an operation took, by Little's law.

@@ -141,7 +141,7 @@ impl Report {
 
 fn throughput_table(t: &Throughput) -> String {
     let cores = cpu::cores() as f64;
-    let cpu_per_event = |busy: f64, per_second: f64| busy / per_second.max(f64::EPSILON);
+    let cpu_per_event = cpu::seconds_per_operation;
     let (baseline_cpu, database_cpu, relay_cpu) = (
         cpu_per_event(t.busy_cores.baseline, t.baseline_per_second),
         cpu_per_event(t.busy_cores.database, t.database_per_second),
@@ -248,7 +248,8 @@ fn by_process_table(p: &Placement) -> String {
             ("createOrder, projection", &level.gateway_projection),
         ];
         for (name, way) in rows {
-            let per_op = |cores: f64| format!("{:.0} µs", cores / way.per_second.max(f64::EPSILON) * 1e6);
+            let per_op =
+                |cores: f64| format!("{:.0} µs", cpu::seconds_per_operation(cores, way.per_second) * 1e6);
             let split = way.by_process;
             let rest = (way.busy_cores - split.bench - split.gateway - split.relay - split.postgres).max(0.0);
             let _ = writeln!(
@@ -331,9 +332,9 @@ fn replay_table(r: &Replay) -> String {
     let cores = cpu::cores() as f64;
     let (bare_busy, apply_busy, rebuild_busy) =
         (r.busy_cores.bare_consumer, r.busy_cores.apply_alone, r.busy_cores.rebuild);
-    let cpu = |busy: f64, per_second: f64| busy / per_second.max(f64::EPSILON) * 1e6;
+    let micros = |busy: f64, per_second: f64| cpu::seconds_per_operation(busy, per_second) * 1e6;
     let (bare_cpu, apply_cpu) =
-        (cpu(bare_busy, r.bare_consumer_per_second), cpu(apply_busy, r.apply_alone_per_second));
+        (micros(bare_busy, r.bare_consumer_per_second), micros(apply_busy, r.apply_alone_per_second));
     // The least a rebuild can cost: reading the records and applying them, each done once, over every core.
     let floor_per_second = cores * 1e6 / (bare_cpu + apply_cpu);
     format!(
@@ -361,7 +362,7 @@ fn replay_table(r: &Replay) -> String {
         r.applied,
         r.ignored,
         r.per_second / r.bare_consumer_per_second.max(f64::EPSILON),
-        cpu(rebuild_busy, r.per_second),
+        micros(rebuild_busy, r.per_second),
     )
 }
 
