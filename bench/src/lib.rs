@@ -18,6 +18,7 @@ macro_rules! spawn_service {
             listen_addr: "127.0.0.1:0".parse()?,
             metrics_addr: Some("127.0.0.1:0".parse()?),
             database_url: $database.url.parse().map_err(anyhow::Error::msg)?,
+            database: $crate::pool_settings(),
             ..Default::default()
         };
         let application = $crate_name::startup::Application::build(&settings).await?;
@@ -43,6 +44,21 @@ pub mod traced;
 use std::{path::PathBuf, time::Duration};
 
 use shop_testkit::kafka::TestBroker;
+
+/// How long the pools of the services this benchmark runs keep a connection idle. Two whole shops and the SQL
+/// baseline share one Postgres, whose default `max_connections` (100) their pools' peaks would pass if each kept
+/// what a burst opened for sqlx's ten minutes: the ways run one after the other, so each gives back what it no
+/// longer uses while the next runs. Within a way every pool stays busy, and keeps its connections.
+const POOL_IDLE_TIMEOUT_MS: u64 = 2_000;
+
+/// The pool settings of every service this benchmark runs: the defaults, but idle connections closed after
+/// [`POOL_IDLE_TIMEOUT_MS`].
+pub(crate) fn pool_settings() -> shop_platform::postgres::PoolSettings {
+    shop_platform::postgres::PoolSettings {
+        database_idle_timeout_ms: POOL_IDLE_TIMEOUT_MS,
+        ..Default::default()
+    }
+}
 
 /// The command line.
 #[derive(Debug, clap::Parser)]

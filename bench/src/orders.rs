@@ -5,10 +5,12 @@
 //! gateway is driven by `shop load` (its `createOrder`-only mix); every way places the same orders, 1 to 5
 //! products, 1 to 3 of each, each with an idempotency key of its own.
 //!
-//! Beside them, at each concurrency, the two hops the gateway's path adds, each alone and doing nothing: a
-//! `{ __typename }` query through the same gateway (HTTP and GraphQL, no service asked), and a gRPC health check
-//! of the order service (one gRPC round trip). With the cores the machine kept busy during each way, they give the
-//! least the gateway's path can cost: the SQL transaction plus those hops.
+//! Beside them, at each concurrency, what the gateway's path adds to that transaction, each measured alone: a
+//! `{ __typename }` query through the same gateway (HTTP and GraphQL, no service asked), a gRPC health check of the
+//! order service (one gRPC round trip, nothing behind it), and validation's look-ups — `GetAccount` of the account
+//! service and `GetProducts` of the catalog (grpc validation), or the one read of the order service's projection
+//! (projection validation). With the cores the machine kept busy during each way, they give the least the
+//! gateway's path can cost: the SQL transaction plus those parts.
 
 use std::{
     collections::HashMap,
@@ -22,6 +24,7 @@ use rand::{Rng, seq::IndexedRandom};
 use serde_json::json;
 use shop_events::{Envelope, TraceContext};
 use shop_order::{
+    directory::Directory,
     domain::{CatalogProduct, NewOrder, Order, PricedProduct},
     repository,
 };
@@ -88,6 +91,14 @@ pub struct Level {
     pub graphql_hop: Way,
     /// A gRPC health check of the order service: one gRPC round trip, nothing behind it.
     pub grpc_hop: Way,
+    /// The account service's `GetAccount` alone: the round trip and the query grpc validation asks for.
+    pub account_lookup: Way,
+    /// The catalog service's `GetProducts` of 1 to 5 products alone: grpc validation's other round trip.
+    pub products_lookup: Way,
+    /// The projection's one read of an order's account and 1 to 5 products (what projection validation reads
+    /// instead), straight to the SQL baseline's database, whose projection tables hold the same customers and
+    /// products.
+    pub projection_lookup: Way,
 }
 
 /// A customer: its account, and a token whose subject owns it.
@@ -185,6 +196,7 @@ pub async fn placement(
         listen_addr: "127.0.0.1:0".parse()?,
         metrics_addr: Some("127.0.0.1:0".parse()?),
         database_url: databases[2].url.parse().map_err(anyhow::Error::msg)?,
+        database: crate::pool_settings(),
         account_service_url: account_url.clone(),
         catalog_service_url: catalog_url.clone(),
         ..Default::default()
@@ -202,7 +214,8 @@ pub async fn placement(
     let graphql_with_auth = format!("http://{}/graphql", gateway_with_auth.address);
 
     // The same customers and products for every way; each account is opened with its owner's token.
-    let catalog_client = shop_catalog::grpc::client::CatalogClient::connect(catalog_url).await?;
+    let catalog_client = shop_catalog::grpc::client::CatalogClient::connect(catalog_url.clone()).await?;
+    let account_client = shop_account::grpc::client::AccountClient::connect(account_url.clone()).await?;
     let mut customers = Vec::new();
     for i in 0..50 {
         let token = issuer.customer_token(&format!("customer-{i}"))?;
@@ -227,9 +240,14 @@ pub async fn placement(
     let baseline = TestDatabase::create().await;
     let baseline_settings = shop_order::config::Settings {
         database_url: baseline.url.parse().map_err(anyhow::Error::msg)?,
+        database: crate::pool_settings(),
         ..Default::default()
     };
     let baseline_pool = shop_order::database::connect(&baseline_settings).await?;
+    // The projection's look-up reads the same customers and products, copied into the baseline's projection
+    // tables: the same query on the same tables as projection validation, on no connection more.
+    project(&baseline_pool, &customers, &catalog).await?;
+    let projection_directory = shop_order::projection::ProjectionDirectory::new(baseline_pool.clone());
 
     let mut results = Vec::new();
     for &concurrency in levels {
@@ -289,6 +307,53 @@ pub async fn placement(
             }))
             .await?
         };
+        let account_lookup = {
+            let (accounts, customers, products) =
+                (account_client.clone(), customers.clone(), products.clone());
+            Way::of(load(concurrency, duration, move || {
+                let (accounts, account) = (accounts.clone(), pick(&customers, &products).0.account.clone());
+                async move {
+                    accounts.get_account(&account).await?;
+                    Ok(())
+                }
+            }))
+            .await?
+        };
+        let products_lookup = {
+            let (catalog, customers, products) =
+                (catalog_client.clone(), customers.clone(), products.clone());
+            Way::of(load(concurrency, duration, move || {
+                let ids: Vec<String> = pick(&customers, &products).1.into_iter().map(|(id, _)| id).collect();
+                let catalog = catalog.clone();
+                async move {
+                    let expected = ids.len();
+                    let request = shop_proto::catalog::v1::GetProductsRequest { ids, ..Default::default() };
+                    let found = catalog.get_products(request).await?.len();
+                    anyhow::ensure!(found == expected, "the catalog found {found} of {expected} products");
+                    Ok(())
+                }
+            }))
+            .await?
+        };
+        let projection_lookup = {
+            let (directory, customers, products) =
+                (projection_directory.clone(), customers.clone(), products.clone());
+            Way::of(load(concurrency, duration, move || {
+                let (customer, lines) = pick(&customers, &products);
+                let ids = lines.iter().map(|(id, _)| id.parse::<Uuid>()).collect::<Result<Vec<_>, _>>();
+                let (directory, account) = (directory.clone(), customer.account.parse::<Uuid>());
+                async move {
+                    let (account, ids) = (account?, ids?);
+                    let names = directory.names(account, &ids, &TraceContext::new_root()).await?;
+                    anyhow::ensure!(
+                        names.account.is_some() && names.products.len() == ids.len(),
+                        "the projection lacks a name it was given"
+                    );
+                    Ok(())
+                }
+            }))
+            .await?
+        };
         results.push(Level {
             concurrency,
             gateway: gateway_way,
@@ -297,6 +362,9 @@ pub async fn placement(
             sql: sql_way,
             graphql_hop,
             grpc_hop,
+            account_lookup,
+            products_lookup,
+            projection_lookup,
         });
     }
     let gateway_peak_rss_mib = gateway.peak_rss_mib();
@@ -304,6 +372,39 @@ pub async fn placement(
     gateway_with_auth.stop()?;
     projection_mode.stop().await?;
     Ok(Placement { levels: results, duration, gateway_peak_rss_mib })
+}
+
+/// Stores `customers`' accounts and `catalog`'s products in the order projection's tables of `pool`'s database,
+/// as the projection would hold them.
+async fn project(
+    pool: &PgPool,
+    customers: &[Customer],
+    catalog: &HashMap<Uuid, CatalogProduct>,
+) -> anyhow::Result<()> {
+    let accounts =
+        customers.iter().map(|customer| customer.account.parse()).collect::<Result<Vec<Uuid>, _>>()?;
+    sqlx::query(
+        "INSERT INTO account_projection (id, name, version, updated_at)
+         SELECT id, 'A customer', 1, now() FROM UNNEST($1::uuid[]) AS id",
+    )
+    .bind(&accounts)
+    .execute(pool)
+    .await?;
+    let (ids, products): (Vec<Uuid>, Vec<&CatalogProduct>) = catalog.iter().map(|(id, p)| (*id, p)).unzip();
+    sqlx::query(
+        "INSERT INTO product_projection (id, name, description, price_cents, version, updated_at, tracks_stock)
+         SELECT id, name, description, price_cents, 1, now(), tracks_stock
+         FROM UNNEST($1::uuid[], $2::text[], $3::text[], $4::bigint[], $5::bool[])
+             AS product (id, name, description, price_cents, tracks_stock)",
+    )
+    .bind(&ids)
+    .bind(products.iter().map(|p| p.priced.name.as_str()).collect::<Vec<_>>())
+    .bind(products.iter().map(|p| p.priced.description.as_str()).collect::<Vec<_>>())
+    .bind(products.iter().map(|p| p.priced.unit_price_cents).collect::<Vec<_>>())
+    .bind(products.iter().map(|p| p.tracks_stock).collect::<Vec<_>>())
+    .execute(pool)
+    .await?;
+    Ok(())
 }
 
 /// Opens an account as the owner of `token`; returns its id.

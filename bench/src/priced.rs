@@ -191,6 +191,7 @@ impl System {
             listen_addr: "127.0.0.1:0".parse()?,
             metrics_addr: Some("127.0.0.1:0".parse()?),
             database_url: databases[1].url.parse().map_err(anyhow::Error::msg)?,
+            database: crate::pool_settings(),
             kafka: kafka.clone(),
             ..Default::default()
         };
@@ -201,6 +202,7 @@ impl System {
             listen_addr: "127.0.0.1:0".parse()?,
             metrics_addr: Some("127.0.0.1:0".parse()?),
             database_url: order_database.url.parse().map_err(anyhow::Error::msg)?,
+            database: crate::pool_settings(),
             validation: ValidationMode::Projection,
             priced_answer_wait_ms,
             kafka,

@@ -1,6 +1,6 @@
 //! The results as a table on stdout and as `BENCHMARKS.md`.
 
-use std::fmt::Write as _;
+use std::{fmt::Write as _, time::Duration};
 
 use crate::{
     confirmation::SteadyConfirmation,
@@ -269,41 +269,50 @@ fn by_process_table(p: &Placement) -> String {
 }
 
 /// What each way cost the machine, and the least the gateway's path can cost: the SQL transaction plus the hops
-/// it cannot do without, each measured alone beside it.
+/// and look-ups it cannot do without, each measured alone beside it.
 fn hops_table(p: &Placement) -> String {
     let cores = cpu::cores();
     let mut out = format!(
-        "\nWhat each way cost the whole machine (every process, the kernel included; from /proc/stat), beside the \
-         two hops the gateway's path adds, each measured alone doing nothing else: `{{ __typename }}` through the \
-         same gateway (HTTP and GraphQL), and a gRPC health check of the order service (one gRPC round trip). The \
-         grpc way makes three gRPC round trips per order (gateway → order; order → account and catalog, at once), \
-         the projection way one. The floor of a way is the SQL transaction plus its hops: at concurrency 1, their \
-         mean latencies added up (only two of grpc's round trips are in series); above it, their CPU per operation \
-         added up, spread over the {cores} cores. The ratio floor is SQL's orders/s over the floor's.\n\n\
+        "\nWhat each way cost the whole machine (every process, the kernel included; from /proc/stat), beside what \
+         the gateway's path adds to the SQL transaction, each measured alone doing nothing else: `{{ __typename }}` \
+         through the same gateway (HTTP and GraphQL), a gRPC health check of the order service (one gRPC round \
+         trip), and validation's look-ups — the account service's `GetAccount` and the catalog's `GetProducts` of 1 \
+         to 5 products (grpc validation asks both, at once), or the one read of the order service's projection of \
+         accounts and products (projection validation). The floor of a way is the SQL transaction plus its parts: \
+         at concurrency 1, their mean latencies added up (grpc's two look-ups count once, the slower); above it, \
+         their CPU per operation added up, spread over the {cores} cores. The ratio floor is SQL's orders/s over the \
+         floor's. The projection way's floor leaves out carrying the order's events to Kafka and consuming them, \
+         which the relay and the consumers do beside the placement (see the next table).\n\n\
          | concurrency | way | ops/s | p50 | p99 | busy cores | CPU per op | floor | ratio floor | ratio |\n\
          |---|---|---|---|---|---|---|---|---|---|\n"
     );
     for level in &p.levels {
         let c = level.concurrency;
-        let hops = |serial: u32, total: u32| {
+        // The SQL transaction, the gateway and the hop to the order service, then validation's `lookups`.
+        let floor = |lookups: &[&Way]| {
+            let path = [&level.sql, &level.graphql_hop, &level.grpc_hop];
             if c == 1 {
-                let time = level.sql.mean_latency(c)
-                    + level.graphql_hop.mean_latency(c)
-                    + level.grpc_hop.mean_latency(c) * serial;
+                let slowest = lookups.iter().map(|way| way.mean_latency(c)).max().unwrap_or_default();
+                let time = path.iter().map(|way| way.mean_latency(c)).sum::<Duration>() + slowest;
                 c as f64 / time.as_secs_f64()
             } else {
-                let cpu = level.sql.cpu_per_operation()
-                    + level.graphql_hop.cpu_per_operation()
-                    + level.grpc_hop.cpu_per_operation() * total;
+                let cpu = path.iter().chain(lookups).map(|way| way.cpu_per_operation()).sum::<Duration>();
                 cores as f64 / cpu.as_secs_f64()
             }
         };
-        let rows: [(&str, &Way, Option<f64>); 5] = [
+        let rows: [(&str, &Way, Option<f64>); 8] = [
             ("SQL transaction", &level.sql, None),
             ("`{ __typename }` through the gateway", &level.graphql_hop, None),
             ("gRPC health check", &level.grpc_hop, None),
-            ("createOrder, grpc", &level.gateway, Some(hops(2, 3))),
-            ("createOrder, projection", &level.gateway_projection, Some(hops(1, 1))),
+            ("`GetAccount` of the account service", &level.account_lookup, None),
+            ("`GetProducts` of the catalog", &level.products_lookup, None),
+            ("the projection's read of an order's names", &level.projection_lookup, None),
+            (
+                "createOrder, grpc",
+                &level.gateway,
+                Some(floor(&[&level.account_lookup, &level.products_lookup])),
+            ),
+            ("createOrder, projection", &level.gateway_projection, Some(floor(&[&level.projection_lookup]))),
         ];
         for (name, way, floor) in rows {
             let (floor, ratio_floor, ratio) = match floor {

@@ -167,3 +167,40 @@ async fn connections_postgres_dropped_while_they_sat_idle_are_replaced_before_a_
     // Assert: the pool pinged each idle connection before handing it out, and replaced the dead ones.
     assert!(answer.is_ok(), "{answer:?}");
 }
+
+#[tokio::test]
+async fn connections_a_burst_opened_are_given_back_to_postgres_once_idle_past_the_timeout() {
+    // Arrange: a service whose pool closes connections idle for 200 ms, and a burst of calls that makes it open
+    // several.
+    let database = TestDatabase::create().await;
+    let mut settings = settings(&database);
+    settings.database.database_idle_timeout_ms = 200;
+    let application = Application::build(&settings).await.unwrap();
+    let url = format!("http://{}", application.local_addr());
+    let _server = shop_testkit::RunningServer::spawn(|shutdown| application.run_until_stopped(shutdown));
+    let client = shop_account::grpc::client::AccountClient::connect(url).await.unwrap();
+    let burst: Vec<_> = (0..8)
+        .map(|i| {
+            let client = client.clone();
+            tokio::spawn(async move { client.post_account(&format!("Customer {i}")).await })
+        })
+        .collect();
+    for call in burst {
+        call.await.unwrap().unwrap();
+    }
+    // The service's connections: every one to this database but the test's own (its pool holds one).
+    let services = "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() AND pid <> pg_backend_pid()";
+    let after_the_burst: i64 = sqlx::query_scalar(services).fetch_one(&database.pool).await.unwrap();
+
+    // Act: nothing asks the service for a while.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+    let mut open = after_the_burst;
+    while open > 0 && std::time::Instant::now() < deadline {
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+        open = sqlx::query_scalar(services).fetch_one(&database.pool).await.unwrap();
+    }
+
+    // Assert: the burst opened more than one connection, and the pool closed them all.
+    assert!(after_the_burst > 1, "the burst opened {after_the_burst} connection(s)");
+    assert_eq!(open, 0, "connections still open to the service's database");
+}
