@@ -6,6 +6,9 @@ use shop_account::{
 };
 use shop_platform::{shutdown, telemetry};
 
+#[global_allocator]
+static ALLOCATOR: shop_platform::Allocator = shop_platform::Allocator;
+
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let Cli { settings, command } = Cli::parse();

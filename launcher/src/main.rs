@@ -2,6 +2,9 @@ use clap::Parser;
 use shop::{Cli, Command, Shop, dev_auth, load, tail};
 use shop_platform::{shutdown, telemetry};
 
+#[global_allocator]
+static ALLOCATOR: shop_platform::Allocator = shop_platform::Allocator;
+
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let Cli { settings, command } = Cli::parse();

@@ -2,6 +2,9 @@ use clap::Parser;
 use shop_platform::{shutdown, telemetry};
 use shop_relay::{config::Settings, startup::Application};
 
+#[global_allocator]
+static ALLOCATOR: shop_platform::Allocator = shop_platform::Allocator;
+
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let settings = Settings::parse();
