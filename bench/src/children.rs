@@ -31,7 +31,7 @@ impl ChildProcess {
         let log = std::env::var("RUST_LOG").unwrap_or_else(|_| "warn".to_owned());
         command.arg(mode).env("RUST_LOG", log).stdout(Stdio::piped()).stderr(Stdio::inherit());
         // Pools as the in-process services' ([`crate::pool_settings`]).
-        command.env("DATABASE_IDLE_TIMEOUT_MS", crate::pool_settings().database_idle_timeout_ms.to_string());
+        command.env("DATABASE_MAX_CONNECTIONS", crate::pool_settings().database_max_connections.to_string());
         for (key, value) in env {
             command.env(key, value);
         }

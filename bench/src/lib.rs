@@ -45,17 +45,17 @@ use std::{path::PathBuf, time::Duration};
 
 use shop_testkit::kafka::TestBroker;
 
-/// How long the pools of the services this benchmark runs keep a connection idle. Two whole shops and the SQL
-/// baseline share one Postgres, whose default `max_connections` (100) their pools' peaks would pass if each kept
-/// what a burst opened for sqlx's ten minutes: the ways run one after the other, so each gives back what it no
-/// longer uses while the next runs. Within a way every pool stays busy, and keeps its connections.
-const POOL_IDLE_TIMEOUT_MS: u64 = 2_000;
+/// Most connections each pool of the services this benchmark runs may open. Two whole shops and the SQL baseline
+/// share one Postgres, whose default `max_connections` (100) their pools would pass at the services' default of 10
+/// each: sqlx keeps what a busy way opened until it has been idle ten minutes. Six is still three times what two
+/// cores keep busy. (Closing idle connections sooner would also do, but a short `idle_timeout` makes sqlx 0.9's
+/// pool maintenance spin a core forever now and then: launchbadge/sqlx#3645, fixed upstream after 0.9.0.)
+const POOL_MAX_CONNECTIONS: u32 = 6;
 
-/// The pool settings of every service this benchmark runs: the defaults, but idle connections closed after
-/// [`POOL_IDLE_TIMEOUT_MS`].
+/// The pool settings of every service this benchmark runs: the defaults, but at most [`POOL_MAX_CONNECTIONS`].
 pub(crate) fn pool_settings() -> shop_platform::postgres::PoolSettings {
     shop_platform::postgres::PoolSettings {
-        database_idle_timeout_ms: POOL_IDLE_TIMEOUT_MS,
+        database_max_connections: POOL_MAX_CONNECTIONS,
         ..Default::default()
     }
 }

@@ -105,8 +105,6 @@ impl fmt::Debug for DatabaseUrl {
 
 const DEFAULT_MAX_CONNECTIONS: u32 = 10;
 const DEFAULT_ACQUIRE_TIMEOUT_MS: u64 = 5_000;
-/// sqlx's own default, ten minutes.
-const DEFAULT_IDLE_TIMEOUT_MS: u64 = 600_000;
 const DEFAULT_STARTUP_TIMEOUT_SECS: u64 = 60;
 
 /// Connection pool and start-up settings, flattened into every service's settings.
@@ -118,10 +116,6 @@ pub struct PoolSettings {
     /// How long a query waits for a free connection before the call fails as UNAVAILABLE.
     #[arg(long, env = "DATABASE_ACQUIRE_TIMEOUT_MS", default_value_t = DEFAULT_ACQUIRE_TIMEOUT_MS)]
     pub database_acquire_timeout_ms: u64,
-    /// How long a connection may sit unused in the pool before it is closed: a burst's extra connections are
-    /// given back to Postgres (whose `max_connections` every process on the server shares) this long after it.
-    #[arg(long, env = "DATABASE_IDLE_TIMEOUT_MS", default_value_t = DEFAULT_IDLE_TIMEOUT_MS)]
-    pub database_idle_timeout_ms: u64,
     /// How long to keep retrying at start while Postgres cannot be reached.
     #[arg(long, env = "DATABASE_STARTUP_TIMEOUT_SECS", default_value_t = DEFAULT_STARTUP_TIMEOUT_SECS)]
     pub database_startup_timeout_secs: u64,
@@ -135,7 +129,6 @@ impl Default for PoolSettings {
         Self {
             database_max_connections: DEFAULT_MAX_CONNECTIONS,
             database_acquire_timeout_ms: DEFAULT_ACQUIRE_TIMEOUT_MS,
-            database_idle_timeout_ms: DEFAULT_IDLE_TIMEOUT_MS,
             database_startup_timeout_secs: DEFAULT_STARTUP_TIMEOUT_SECS,
             database_create_if_missing: true,
         }
@@ -158,7 +151,6 @@ pub async fn connect(url: &DatabaseUrl, settings: &PoolSettings) -> anyhow::Resu
     let pool_options = PgPoolOptions::new()
         .max_connections(settings.database_max_connections)
         .acquire_timeout(Duration::from_millis(settings.database_acquire_timeout_ms))
-        .idle_timeout(Duration::from_millis(settings.database_idle_timeout_ms))
         // sqlx pings every idle connection it hands out: a round trip more per acquire, which under load is a
         // statement more per query. A connection used within the last moment is known alive; only one idle for
         // longer is pinged (HikariCP's aliveBypassWindowMs, 500 ms, does the same).
