@@ -308,34 +308,48 @@ impl<D: Directory> OrderService<D> {
         trace: &TraceContext,
     ) -> Result<Attempt<(Order, Vec<Envelope>)>, ServiceError> {
         let (mut order, placed) = Order::place(new_order);
-        // A customer's right to the account comes before any key is looked at. An unrestricted caller may name
-        // any account, and a key it used proves the account existed: its retry is answered without the account
-        // service.
-        // The account and the products are asked for at once (two services, one wait); the products' answer
-        // matters only once the account was and no earlier attempt answers, so a retry is answered even while the
-        // catalog is away.
-        let product_ids = order.product_ids();
-        let looked_up = || async {
-            tokio::join!(
-                self.require_account_open_to(&order, trace),
-                self.directory.products(&product_ids, trace)
-            )
-        };
-        let customer = order.placed_by != PlacedBy::Unrestricted;
-        let catalog = if customer {
-            let (account, catalog) = looked_up().await;
-            account?;
-            if let Some(earlier) = self.earlier_attempt(&order, key).await? {
-                return Ok(Attempt::Repeated(earlier));
+        // The key, the account and the products are looked up at once: three reads, one wait. The account and
+        // the products are asked for side by side (two services); the products' answer matters only once the
+        // account was and no earlier attempt answers, so a retry is answered even while the catalog is away.
+        let catalog = {
+            let product_ids = order.product_ids();
+            let directory = async {
+                tokio::join!(
+                    self.require_account_open_to(&order, trace),
+                    self.directory.products(&product_ids, trace)
+                )
+            };
+            let key_owner = self.key_owner(&order, key);
+            tokio::pin!(directory, key_owner);
+            if order.placed_by != PlacedBy::Unrestricted {
+                // A customer's right to the account comes before anything the key placed is told.
+                let ((account, catalog), owner) = tokio::join!(&mut directory, &mut key_owner);
+                account?;
+                if let Some(earlier) = self.earlier_answer(&order, owner?).await? {
+                    return Ok(Attempt::Repeated(earlier));
+                }
+                catalog?
+            } else {
+                // An unrestricted caller may name any account, and a key it used proves the account existed: its
+                // retry is answered as soon as the key is found, without waiting for the account and catalog
+                // services (which may be away).
+                let mut answered = None;
+                let owner = loop {
+                    tokio::select! {
+                        owner = &mut key_owner => break owner,
+                        answers = &mut directory, if answered.is_none() => answered = Some(answers),
+                    }
+                };
+                if let Some(earlier) = self.earlier_answer(&order, owner?).await? {
+                    return Ok(Attempt::Repeated(earlier));
+                }
+                let (account, catalog) = match answered {
+                    Some(answers) => answers,
+                    None => directory.await,
+                };
+                account?;
+                catalog?
             }
-            catalog?
-        } else {
-            if let Some(earlier) = self.earlier_attempt(&order, key).await? {
-                return Ok(Attempt::Repeated(earlier));
-            }
-            let (account, catalog) = looked_up().await;
-            account?;
-            catalog?
         };
         let accepted = order.accept(&catalog).map_err(|error| match error {
             OrderError::UnknownProducts(_) => ServiceError::NotFound(error.to_string()),
@@ -381,12 +395,32 @@ impl<D: Directory> OrderService<D> {
         order: &Order,
         key: Option<&IdempotencyKey>,
     ) -> Result<Option<Order>, ServiceError> {
+        let owner = self.key_owner(order, key).await?;
+        self.earlier_answer(order, owner).await
+    }
+
+    /// The order `key` placed for `order`'s account, and the request it placed it for; `None` when the key has
+    /// placed nothing yet, or no key was sent. Tells the caller nothing by itself: [`Self::earlier_answer`] does,
+    /// once the caller may name the account.
+    async fn key_owner(
+        &self,
+        order: &Order,
+        key: Option<&IdempotencyKey>,
+    ) -> Result<Option<(Uuid, String)>, ServiceError> {
         let Some(key) = key else { return Ok(None) };
         let mut connection = self.pool.acquire().await?;
         let owner =
             repository::idempotency_key_owner(&mut connection, order.account_id, key.as_str(), self.key_ttl)
                 .await?;
-        drop(connection);
+        Ok(owner)
+    }
+
+    /// [`Self::earlier_attempt`]'s answer, given what [`Self::key_owner`] found.
+    async fn earlier_answer(
+        &self,
+        order: &Order,
+        owner: Option<(Uuid, String)>,
+    ) -> Result<Option<Order>, ServiceError> {
         let Some((order_id, first_request)) = owner else { return Ok(None) };
         self.key_taken(order_id, first_request == fingerprint(order)).await.map(Some)
     }
