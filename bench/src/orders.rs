@@ -308,10 +308,10 @@ pub async fn placement(
             .await?
         };
         let account_lookup = {
-            let (accounts, customers, products) =
-                (account_client.clone(), customers.clone(), products.clone());
+            let (accounts, customers) = (account_client.clone(), customers.clone());
             Way::of(load(concurrency, duration, move || {
-                let (accounts, account) = (accounts.clone(), pick(&customers, &products).0.account.clone());
+                let customer = customers.choose(&mut rand::rng()).expect("customers");
+                let (accounts, account) = (accounts.clone(), customer.account.clone());
                 async move {
                     accounts.get_account(&account).await?;
                     Ok(())
