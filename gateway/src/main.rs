@@ -2,8 +2,9 @@ use clap::Parser;
 use shop_gateway::{config::Settings, startup::Application};
 use shop_platform::{shutdown, telemetry};
 
-#[global_allocator]
-static ALLOCATOR: shop_platform::Allocator = shop_platform::Allocator;
+// The gateway keeps glibc's allocator, not `shop_platform::Allocator`: it is the process hostile clients reach,
+// and with mimalloc three refused 64 MiB bodies raised its peak RSS by 16 MiB instead of 1.7 MiB
+// (`hostile::a_64_mib_body_is_refused_with_413_without_being_held`), for about 3 % of its CPU per order.
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {

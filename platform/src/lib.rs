@@ -22,7 +22,7 @@
 //! - [`progress`]: progress of long work (a bar with events/s on a terminal, plain lines otherwise).
 //! - [`overload`]: load shedding, a cap on the requests a process serves at once.
 //! - [`pagination`]: `skip`/`take` validation with a default and a maximum page size.
-//! - [`Allocator`]: the memory allocator every shop binary declares as its global one.
+//! - [`Allocator`]: the memory allocator the shop's binaries declare as their global one (all but the gateway's).
 //! - [`metrics`]: the process's one Prometheus registry, `GET /metrics` to serve it, the gRPC server metrics and
 //!   (feature `postgres`) the connection pools' gauges.
 
@@ -48,8 +48,8 @@ pub mod trace;
 
 pub use error::{FieldViolation, ServiceError};
 
-/// The allocator every shop binary declares (`#[global_allocator] static ALLOCATOR: shop_platform::Allocator =
-/// shop_platform::Allocator;` in its `main.rs`): mimalloc. The shop's hot paths allocate small, short-lived buffers
+/// The allocator every shop binary but the gateway declares (`#[global_allocator] static ALLOCATOR:
+/// shop_platform::Allocator = shop_platform::Allocator;` in its `main.rs`): mimalloc. The shop's hot paths allocate small, short-lived buffers
 /// on one worker thread and free them on another (a record decoded by the read-ahead and applied by a lane, a
 /// request's frames built by hyper and dropped by tonic), which glibc's malloc serves through locked arenas: it
 /// was about a tenth of a replay's CPU and a fifth of the in-process services' under `createOrder`. With mimalloc's
