@@ -6,6 +6,8 @@
 mod call;
 mod error;
 
+use std::sync::Arc;
+
 use shop_platform::grpc::{TracedChannel, lazy_channel};
 use shop_proto::{
     account::v1::{
@@ -61,9 +63,16 @@ pub enum ServiceHealth {
 }
 
 /// The services behind the gateway. Channels connect lazily: the gateway starts, and answers UNAVAILABLE for what
-/// needs them, while a service is down. Cloning is cheap.
+/// needs them, while a service is down. Cloning is one reference count: every HTTP request clones the state
+/// holding this, and each client's buffered channel costs atomic updates to clone and to drop.
 #[derive(Debug, Clone)]
 pub struct Services {
+    clients: Arc<Clients>,
+}
+
+/// One client per service, each cloned for the duration of a call, as tonic's clients are.
+#[derive(Debug)]
+struct Clients {
     accounts: AccountServiceClient<TracedChannel>,
     catalog: CatalogServiceClient<TracedChannel>,
     orders: OrderServiceClient<TracedChannel>,
@@ -76,7 +85,7 @@ impl Services {
         let accounts = lazy_channel(&settings.service(&settings.account_service_url))?;
         let catalog = lazy_channel(&settings.service(&settings.catalog_service_url))?;
         let orders = lazy_channel(&settings.service(&settings.order_service_url))?;
-        Ok(Self {
+        let clients = Clients {
             health: [
                 (ACCOUNT, "shop.account.v1.AccountService", HealthClient::new(accounts.clone())),
                 (CATALOG, "shop.catalog.v1.CatalogService", HealthClient::new(catalog.clone())),
@@ -85,14 +94,15 @@ impl Services {
             accounts: shop_platform::limit_message_sizes!(AccountServiceClient::new(accounts)),
             catalog: shop_platform::limit_message_sizes!(CatalogServiceClient::new(catalog)),
             orders: shop_platform::limit_message_sizes!(OrderServiceClient::new(orders)),
-        })
+        };
+        Ok(Self { clients: Arc::new(clients) })
     }
 
     /// The account with `id`, if there is one the caller may see.
     pub async fn account(&self, id: &str, call: &Call) -> Result<Option<account::Account>, CallError> {
         let customer = call.customer()?;
         let request = call.request(GetAccountRequest { id: id.to_owned() })?;
-        let response = self.accounts.clone().get_account(request).await;
+        let response = self.clients.accounts.clone().get_account(request).await;
         let account = found(ACCOUNT, response)?.and_then(|r| r.account);
         Ok(account
             .filter(|account| customer.is_none_or(|customer| customer.may_act_for(account.owner.as_deref()))))
@@ -107,7 +117,7 @@ impl Services {
             after: page.after.unwrap_or_default(),
             owner,
         };
-        let response = self.accounts.clone().get_accounts(call.request(message)?).await;
+        let response = self.clients.accounts.clone().get_accounts(call.request(message)?).await;
         Ok(answered(ACCOUNT, response)?.accounts)
     }
 
@@ -131,7 +141,7 @@ impl Services {
     pub async fn create_account(&self, name: String, call: &Call) -> Result<account::Account, CallError> {
         call.signed_in()?;
         let request = call.request(PostAccountRequest { name })?;
-        let response = self.accounts.clone().post_account(request).await;
+        let response = self.clients.accounts.clone().post_account(request).await;
         answered(ACCOUNT, response)?
             .account
             .ok_or_else(|| CallError::malformed(ACCOUNT, "the created account"))
@@ -140,7 +150,7 @@ impl Services {
     /// The product with `id`, if there is one.
     pub async fn product(&self, id: &str, call: &Call) -> Result<Option<catalog::Product>, CallError> {
         let request = call.request(GetProductRequest { id: id.to_owned() })?;
-        let response = self.catalog.clone().get_product(request).await;
+        let response = self.clients.catalog.clone().get_product(request).await;
         found(CATALOG, response).map(|response| response.and_then(|r| r.product))
     }
 
@@ -158,7 +168,7 @@ impl Services {
             query: query.unwrap_or_default(),
             ids: Vec::new(),
         };
-        let response = self.catalog.clone().get_products(call.request(message)?).await;
+        let response = self.clients.catalog.clone().get_products(call.request(message)?).await;
         Ok(answered(CATALOG, response)?.products)
     }
 
@@ -177,7 +187,7 @@ impl Services {
             price_cents: fields.price_cents,
             stock,
         };
-        let response = self.catalog.clone().post_product(call.request(message)?).await;
+        let response = self.clients.catalog.clone().post_product(call.request(message)?).await;
         answered(CATALOG, response)?
             .product
             .ok_or_else(|| CallError::malformed(CATALOG, "the created product"))
@@ -199,7 +209,7 @@ impl Services {
             price_cents: fields.price_cents,
             expected_version,
         };
-        let response = self.catalog.clone().update_product(call.request(message)?).await;
+        let response = self.clients.catalog.clone().update_product(call.request(message)?).await;
         answered(CATALOG, response)?
             .product
             .ok_or_else(|| CallError::malformed(CATALOG, "the updated product"))
@@ -217,7 +227,7 @@ impl Services {
     ) -> Result<catalog::Product, CallError> {
         call.require_staff()?;
         let message = AdjustStockRequest { id: id.to_owned(), delta, expected_version };
-        let response = self.catalog.clone().adjust_stock(call.request(message)?).await;
+        let response = self.clients.catalog.clone().adjust_stock(call.request(message)?).await;
         answered(CATALOG, response)?
             .product
             .ok_or_else(|| CallError::malformed(CATALOG, "the adjusted product"))
@@ -227,7 +237,7 @@ impl Services {
     pub async fn order(&self, id: &str, call: &Call) -> Result<Option<order::Order>, CallError> {
         call.signed_in()?;
         let request = call.request(GetOrderRequest { id: id.to_owned() })?;
-        let response = self.orders.clone().get_order(request).await;
+        let response = self.clients.orders.clone().get_order(request).await;
         let Some(order) = found(ORDER, response)?.and_then(|r| r.order) else {
             return Ok(None);
         };
@@ -243,7 +253,7 @@ impl Services {
             return Ok(None);
         }
         let request = call.request(CancelOrderRequest { id: id.to_owned() })?;
-        let response = self.orders.clone().cancel_order(request).await;
+        let response = self.clients.orders.clone().cancel_order(request).await;
         found(ORDER, response)?
             .map(|response| response.order.ok_or_else(|| CallError::malformed(ORDER, "the cancelled order")))
             .transpose()
@@ -275,7 +285,7 @@ impl Services {
             take: page.take,
             after: page.after.unwrap_or_default(),
         };
-        let response = self.orders.clone().get_orders_for_accounts(call.request(message)?).await;
+        let response = self.clients.orders.clone().get_orders_for_accounts(call.request(message)?).await;
         Ok(answered(ORDER, response)?.orders)
     }
 
@@ -297,13 +307,13 @@ impl Services {
             lines.into_iter().map(|(product_id, quantity)| LineItem { product_id, quantity }).collect();
         let idempotency_key = idempotency_key.unwrap_or_default();
         let request = call.request(PostOrderRequest { account_id, lines, idempotency_key })?;
-        let response = self.orders.clone().post_order(request).await;
+        let response = self.clients.orders.clone().post_order(request).await;
         answered(ORDER, response)?.order.ok_or_else(|| CallError::malformed(ORDER, "the placed order"))
     }
 
     /// Each service's name and how it answers its gRPC health check, all asked at once.
     pub async fn health(&self) -> Vec<(&'static str, ServiceHealth)> {
-        let checks = self.health.iter().map(|(name, service, client)| {
+        let checks = self.clients.health.iter().map(|(name, service, client)| {
             let mut client = client.clone();
             async move {
                 let health = match client.check(HealthCheckRequest { service: (*service).to_owned() }).await {
