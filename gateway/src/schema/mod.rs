@@ -1,5 +1,6 @@
 //! The GraphQL schema, independent of HTTP: [`build`] makes it, [`prepare`] gives one request what it needs.
 
+pub mod documents;
 pub mod errors;
 pub mod inputs;
 pub mod limits;
@@ -13,6 +14,7 @@ pub mod types;
 use async_graphql::{Schema, dataloader::DataLoader};
 
 use self::{
+    documents::ParsedDocuments,
     errors::ErrorCodes,
     limits::{MAX_COMPLEXITY, MAX_DIRECTIVES, ShapeLimits},
     loaders::OrdersByAccount,
@@ -30,7 +32,7 @@ use crate::{
 pub type GatewaySchema = Schema<Query, Mutation, Subscription>;
 
 /// The schema over `services`, its subscriptions fed by `feed`, with the query limits of [`limits`], every request
-/// counted and timed ([`metrics`]).
+/// counted and timed ([`metrics`]), and the documents clients send again kept parsed ([`documents`]).
 pub fn build(services: Services, feed: OrderFeed) -> GatewaySchema {
     Schema::build(Query, Mutation, Subscription)
         .data(services)
@@ -38,6 +40,8 @@ pub fn build(services: Services, feed: OrderFeed) -> GatewaySchema {
         .extension(ErrorCodes)
         .extension(ShapeLimits)
         .extension(GraphqlMetrics)
+        // Innermost: every extension above still sees each request's document.
+        .extension(ParsedDocuments::default())
         .limit_complexity(MAX_COMPLEXITY)
         .limit_directives(MAX_DIRECTIVES)
         .finish()
