@@ -49,9 +49,10 @@ pub mod trace;
 pub use error::{FieldViolation, ServiceError};
 
 /// The allocator every shop binary but the gateway declares (`#[global_allocator] static ALLOCATOR:
-/// shop_platform::Allocator = shop_platform::Allocator;` in its `main.rs`): mimalloc. The shop's hot paths allocate small, short-lived buffers
-/// on one worker thread and free them on another (a record decoded by the read-ahead and applied by a lane, a
-/// request's frames built by hyper and dropped by tonic), which glibc's malloc serves through locked arenas: it
-/// was about a tenth of a replay's CPU and a fifth of the in-process services' under `createOrder`. With mimalloc's
-/// thread-local free lists a replay spends 6.3–6.5 µs per event against 7.5–7.9 (`shop-bench --only replay`).
+/// shop_platform::Allocator = shop_platform::Allocator;` in its `main.rs`): mimalloc. The shop's hot paths
+/// allocate small, short-lived buffers on one worker thread and free them on another (a record decoded by the
+/// read-ahead and applied by a lane, a request's frames built by hyper and dropped by tonic), which glibc's malloc
+/// serves through locked arenas: it was about a tenth of a replay's CPU and a fifth of the in-process services'
+/// under `createOrder`. With mimalloc's thread-local free lists a replay spends 6.3–6.5 µs per event against
+/// 7.5–7.9 (`shop-bench --only replay`).
 pub use mimalloc::MiMalloc as Allocator;

@@ -14,7 +14,7 @@
 
 use std::{
     num::NonZeroUsize,
-    sync::{Arc, Mutex, PoisonError},
+    sync::{Arc, Mutex},
 };
 
 use async_graphql::{
@@ -23,6 +23,8 @@ use async_graphql::{
     parser::types::ExecutableDocument,
 };
 use lru::LruCache;
+
+use super::lock;
 
 /// Most documents kept.
 pub const CACHED_DOCUMENTS: usize = 128;
@@ -47,18 +49,6 @@ impl Default for ParsedDocuments {
 impl std::fmt::Debug for ParsedDocuments {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("ParsedDocuments").field("documents", &lock(&self.cache).len()).finish()
-    }
-}
-
-impl ParsedDocuments {
-    /// How many documents are kept now.
-    pub fn len(&self) -> usize {
-        lock(&self.cache).len()
-    }
-
-    /// Whether none is.
-    pub fn is_empty(&self) -> bool {
-        self.len() == 0
     }
 }
 
@@ -107,11 +97,6 @@ impl Extension for RequestDocument {
     }
 }
 
-/// The lock of `mutex`: a panic while it was held cannot leave a map or an option half-changed.
-fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
-    mutex.lock().unwrap_or_else(PoisonError::into_inner)
-}
-
 #[cfg(test)]
 mod tests {
     use async_graphql::{EmptyMutation, EmptySubscription, Object, Request, Schema, Variables};
@@ -128,6 +113,10 @@ mod tests {
         }
     }
 
+    fn kept(documents: &ParsedDocuments) -> usize {
+        lock(&documents.cache).len()
+    }
+
     fn schema(documents: &ParsedDocuments) -> Schema<Query, EmptyMutation, EmptySubscription> {
         Schema::build(Query, EmptyMutation, EmptySubscription).extension(documents.clone()).finish()
     }
@@ -142,10 +131,10 @@ mod tests {
         let schema = schema(&documents);
         let first = schema.execute(doubling(json!(2))).await;
         assert_eq!(first.data.into_json().unwrap(), json!({ "double": 4 }));
-        assert_eq!(documents.len(), 1);
+        assert_eq!(kept(&documents), 1);
         let again = schema.execute(doubling(json!(21))).await;
         assert_eq!(again.data.into_json().unwrap(), json!({ "double": 42 }));
-        assert_eq!(documents.len(), 1);
+        assert_eq!(kept(&documents), 1);
     }
 
     #[tokio::test]
@@ -169,7 +158,7 @@ mod tests {
         let padded = format!("{{ double(n: 1) }}{}", " ".repeat(MAX_CACHED_TEXT));
         let long = schema.execute(padded.as_str()).await;
         assert_eq!(long.data.into_json().unwrap(), json!({ "double": 2 }));
-        assert!(documents.is_empty(), "{documents:?}");
+        assert_eq!(kept(&documents), 0);
     }
 
     #[tokio::test]
@@ -179,7 +168,7 @@ mod tests {
         for n in 0..=CACHED_DOCUMENTS {
             assert!(schema.execute(format!("{{ double(n: {n}) }}")).await.is_ok());
         }
-        assert_eq!(documents.len(), CACHED_DOCUMENTS);
+        assert_eq!(kept(&documents), CACHED_DOCUMENTS);
         assert!(!lock(&documents.cache).contains("{ double(n: 0) }"));
         assert!(lock(&documents.cache).contains(&*format!("{{ double(n: {CACHED_DOCUMENTS}) }}")));
     }

@@ -32,6 +32,8 @@ use prometheus_client::{
 use shop_platform::metrics::{intern, latency_histogram, register};
 use tokio::time::Instant;
 
+use super::lock;
+
 /// The `root_field` of a request whose document is not a valid operation of the schema.
 const INVALID: &str = "invalid";
 /// Its `operation_type`.
@@ -98,7 +100,7 @@ struct Operation {
 
 impl RequestMetrics {
     fn record(&self, response: &Response, seconds: f64) {
-        let executed = self.executed.lock().unwrap_or_else(|poisoned| poisoned.into_inner()).take();
+        let executed = lock(&self.executed).take();
         for (operation_type, root_field, outcome) in observations(executed.as_ref(), response) {
             FAMILIES.requests.get_or_create(&RequestLabels { operation_type, root_field, outcome }).inc();
             FAMILIES.duration.get_or_create(&DurationLabels { operation_type, root_field }).observe(seconds);
@@ -203,7 +205,7 @@ impl Extension for RequestMetrics {
         next: NextParseQuery<'_>,
     ) -> ServerResult<ExecutableDocument> {
         let document = next.run(ctx, query, variables).await?;
-        *self.operations.lock().unwrap_or_else(|poisoned| poisoned.into_inner()) = operations(&document);
+        *lock(&self.operations) = operations(&document);
         Ok(document)
     }
 
@@ -215,14 +217,14 @@ impl Extension for RequestMetrics {
     ) -> Response {
         // Called only for a document that validated, with the operation async-graphql picked.
         let executed = {
-            let operations = self.operations.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+            let operations = lock(&self.operations);
             match operation_name {
                 Some(name) => operations.get(&Some(name.to_owned())).cloned(),
                 None if operations.len() == 1 => operations.values().next().cloned(),
                 None => None,
             }
         };
-        *self.executed.lock().unwrap_or_else(|poisoned| poisoned.into_inner()) = executed;
+        *lock(&self.executed) = executed;
         next.run(ctx, operation_name).await
     }
 }

@@ -11,6 +11,8 @@ pub mod query;
 pub mod subscription;
 pub mod types;
 
+use std::sync::{Mutex, MutexGuard, PoisonError};
+
 use async_graphql::{Schema, dataloader::DataLoader};
 
 use self::{
@@ -53,4 +55,10 @@ pub fn prepare(request: async_graphql::Request, services: &Services, call: Call)
     let orders = DataLoader::new(OrdersByAccount::new(services.clone(), call.clone()), tokio::spawn)
         .max_batch_size(loaders::MAX_ACCOUNTS_PER_BATCH);
     request.data(call).data(orders)
+}
+
+/// The lock of `mutex`, for the extensions' per-request and shared state: a panic while it was held cannot leave
+/// what it guards half-changed (a value replaced or taken whole), so a poisoned lock is used as it is.
+fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
+    mutex.lock().unwrap_or_else(PoisonError::into_inner)
 }
