@@ -1,24 +1,87 @@
 //! The outbox's heartbeat: the relay's word that every event the outbox committed before a time is on Kafka
-//! ([`shop_events::heartbeat`]), published between batches by the instance that holds shard 0.
+//! ([`shop_events::heartbeat`]), published by the instance that holds shard 0.
+//!
+//! The watermark behind it is one scan of the rows still waiting, so it grows with the backlog: 0.4 s at 500 000
+//! rows. It is therefore computed beside the publishing loop, never in its way, and a heartbeat costing that much
+//! is followed by the next only after [`COST_SHARE`] times as long. While a large backlog drains, heartbeats thus
+//! come less often (a consumer waiting for one may wait that much longer), and each is still true. Measured with
+//! 1 000 000 events prefilled: the relay drained 15 000-30 000 events/s while it computed the watermark in its loop
+//! every second, 52 000 with this.
 
+use std::time::Duration;
+
+use futures::FutureExt as _;
 use rdkafka::{
     message::{Header, OwnedHeaders},
     producer::FutureRecord,
 };
 use shop_events::{heartbeat::OutboxHeartbeat, topics};
+use sqlx::PgPool;
+use tokio::{task::JoinHandle, time::Instant};
 
-use crate::{kafka::Producer, relay::RelayParts, store};
+use crate::{
+    kafka::Producer,
+    relay::RelayParts,
+    store::{self, Watermark},
+};
 
-/// Publishes the outbox's heartbeat through `producer`, without waiting for it: publishing goes on, and a heartbeat
-/// that does not arrive is superseded by the next.
-pub(crate) async fn publish(parts: &RelayParts, producer: &Producer) {
-    let watermark = match store::watermark(&parts.pool).await {
-        Ok(watermark) => watermark,
-        Err(error) => {
-            tracing::warn!(outbox = %parts.outbox, error.message = %error, "Failed to compute the heartbeat.");
+/// The time between two heartbeats is at least this many times what computing the last watermark took, so
+/// computing them keeps at most a twentieth of one database connection busy.
+const COST_SHARE: u32 = 20;
+
+/// When the next heartbeat is due, and its watermark while it is being computed.
+#[derive(Debug)]
+pub(crate) struct Heartbeats {
+    interval: Option<Duration>,
+    due: Instant,
+    computing: Option<JoinHandle<(Result<Watermark, sqlx::Error>, Duration)>>,
+}
+
+impl Heartbeats {
+    /// Heartbeats every `interval`, the first one at once; `None` publishes none.
+    pub(crate) fn new(interval: Option<Duration>) -> Self {
+        Self { interval, due: Instant::now(), computing: None }
+    }
+
+    /// Starts computing the watermark in the background when a heartbeat is due and none is being computed.
+    pub(crate) fn start_if_due(&mut self, pool: &PgPool) {
+        if self.interval.is_none() || self.computing.is_some() || Instant::now() < self.due {
             return;
         }
-    };
+        let pool = pool.clone();
+        self.computing = Some(tokio::spawn(async move {
+            let started = Instant::now();
+            (store::watermark(&pool).await, started.elapsed())
+        }));
+    }
+
+    /// The watermark being computed, once it is; pending while none is. Cancel-safe.
+    pub(crate) async fn computed(&mut self) -> anyhow::Result<Watermark> {
+        let Some(computing) = &mut self.computing else { return std::future::pending().await };
+        let outcome = computing.await;
+        self.computing = None;
+        let (watermark, took) = outcome?;
+        self.due = Instant::now() + pause_after(self.interval.unwrap_or_default(), took);
+        Ok(watermark?)
+    }
+
+    /// The watermark, if its computation has finished.
+    pub(crate) fn ready(&mut self) -> Option<anyhow::Result<Watermark>> {
+        if !self.computing.as_ref().is_some_and(JoinHandle::is_finished) {
+            return None;
+        }
+        self.computed().now_or_never()
+    }
+}
+
+/// The time from one heartbeat to the next, when computing the last one took `took`.
+fn pause_after(interval: Duration, took: Duration) -> Duration {
+    interval.max(took * COST_SHARE)
+}
+
+/// Publishes the heartbeat of `watermark` through `producer`, without waiting for it: publishing goes on, and a
+/// heartbeat that does not arrive is superseded by the next.
+pub(crate) fn publish(parts: &RelayParts, producer: &Producer, watermark: Watermark) {
     let heartbeat = OutboxHeartbeat {
         outbox: parts.outbox.clone(),
         as_of: watermark.as_of,
@@ -49,5 +112,17 @@ pub(crate) async fn publish(parts: &RelayParts, producer: &Producer) {
         Err((error, _)) => {
             tracing::debug!(outbox = %parts.outbox, error.message = %error, "A heartbeat could not be sent.")
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_costly_watermark_spaces_the_heartbeats_out() {
+        let second = Duration::from_secs(1);
+        assert_eq!(pause_after(second, Duration::from_millis(3)), second, "a cheap one keeps the interval");
+        assert_eq!(pause_after(second, Duration::from_millis(400)), Duration::from_secs(8));
     }
 }

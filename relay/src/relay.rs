@@ -70,11 +70,11 @@ use uuid::Uuid;
 
 use crate::{
     config::RelaySettings,
-    heartbeat,
+    heartbeat::{self, Heartbeats},
     kafka::{self, Failure, Producer},
     leases::{Assignment, Leases},
     metrics::OutboxMetrics,
-    store::{self, BatchRecord, OutboxRow, Parked, Published},
+    store::{self, BatchRecord, OutboxRow, Parked, Published, Watermark},
 };
 
 /// How long a batch waits for acknowledgements before the relay says, again, that Kafka is slow or away.
@@ -118,7 +118,7 @@ pub struct OutboxRelay {
     producer: Option<Producer>,
     /// Aggregates refused along with others: each is sent alone next, to find the one Kafka will not take.
     suspects: HashSet<Uuid>,
-    last_heartbeat: Option<Instant>,
+    heartbeats: Heartbeats,
     /// The next batch, read while the last one was in Kafka's hands.
     ahead: Option<ReadAhead>,
     /// The bookkeeping of the last batch, running while the next one is sent.
@@ -188,10 +188,10 @@ impl OutboxRelay {
         let producer = kafka::create_producer(&parts.kafka)?;
         Ok(Self {
             assignment: parts.leases.subscribe(),
+            heartbeats: Heartbeats::new(parts.settings.heartbeat_interval()),
             parts,
             producer: Some(producer),
             suspects: HashSet::new(),
-            last_heartbeat: None,
             ahead: None,
             bookkeeping: None,
         })
@@ -206,14 +206,14 @@ impl OutboxRelay {
                 Ok(BatchOutcome::Published { full: true, retry: 0, .. }) => {
                     backoff.reset();
                     health.serving();
-                    self.heartbeat_if_due().await;
+                    self.heartbeat();
                 }
                 Ok(
                     BatchOutcome::Published { retry: 0, .. } | BatchOutcome::Idle | BatchOutcome::NoShards,
                 ) => {
                     backoff.reset();
                     health.serving();
-                    self.heartbeat_if_due().await;
+                    self.heartbeat();
                     self.wait_for_work(&stop).await;
                 }
                 Ok(BatchOutcome::Published { .. }) => {
@@ -252,12 +252,16 @@ impl OutboxRelay {
     async fn wait_for_work(&mut self, stop: &CancellationToken) {
         let poll = self.parts.settings.poll_interval();
         let heartbeat = self.parts.settings.heartbeat_interval().unwrap_or(poll);
-        tokio::select! {
-            () = stop.cancelled() => {}
-            () = self.parts.wake.notified() => {}
+        let watermark = tokio::select! {
+            () = stop.cancelled() => None,
+            () = self.parts.wake.notified() => None,
             // Shards to give back, or new ones to read.
-            _ = self.assignment.changed() => {}
-            () = tokio::time::sleep(poll.min(heartbeat)) => {}
+            _ = self.assignment.changed() => None,
+            () = tokio::time::sleep(poll.min(heartbeat)) => None,
+            watermark = self.heartbeats.computed() => Some(watermark),
+        };
+        if let Some(watermark) = watermark {
+            self.publish_heartbeat(watermark);
         }
     }
 
@@ -706,17 +710,25 @@ impl OutboxRelay {
         }
     }
 
-    /// Publishes the outbox's heartbeat when it is due and this instance speaks for the outbox (it holds shard 0).
-    /// Runs between batches, so none of this instance's rows is in flight.
-    async fn heartbeat_if_due(&mut self) {
-        let Some(interval) = self.parts.settings.heartbeat_interval() else { return };
-        if self.last_heartbeat.is_some_and(|at| at.elapsed() < interval) || !self.assignment.borrow().holds(0)
-        {
-            return;
+    /// Publishes the outbox's heartbeat if its watermark is computed, and starts computing the next one when it is
+    /// due and this instance speaks for the outbox (it holds shard 0).
+    fn heartbeat(&mut self) {
+        if let Some(watermark) = self.heartbeats.ready() {
+            self.publish_heartbeat(watermark);
         }
-        let Some(producer) = self.producer.clone() else { return };
-        self.last_heartbeat = Some(Instant::now());
-        heartbeat::publish(&self.parts, &producer).await;
+        if self.assignment.borrow().holds(0) {
+            self.heartbeats.start_if_due(&self.parts.pool);
+        }
+    }
+
+    fn publish_heartbeat(&self, watermark: anyhow::Result<Watermark>) {
+        match (watermark, &self.producer) {
+            (Ok(watermark), Some(producer)) => heartbeat::publish(&self.parts, producer, watermark),
+            (Ok(_), None) => {}
+            (Err(error), _) => {
+                tracing::warn!(outbox = %self.parts.outbox, error.message = %error, "Failed to compute the heartbeat.")
+            }
+        }
     }
 }
 
