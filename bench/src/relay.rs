@@ -109,7 +109,9 @@ fn relay_env(database: &TestDatabase, broker: &TestBroker) -> Vec<(&'static str,
 }
 
 /// Drains `aggregates × versions` prefilled events with the relay, and sends the same records with a bare
-/// producer (same configuration, same keys, payloads and headers) for the baseline.
+/// producer (same keys, payloads and headers) for the baseline. The baseline has the relay's configuration but for
+/// librdkafka's default `linger.ms` of 5 ms: sending everything at once, it batches, where the relay (waiting for
+/// each batch's acknowledgements) would only wait.
 pub async fn throughput(broker: &TestBroker, aggregates: usize, versions: i64) -> anyhow::Result<Throughput> {
     let database = TestDatabase::create().await;
     outbox::migrate(&database.pool).await?;
@@ -123,7 +125,9 @@ pub async fn throughput(broker: &TestBroker, aggregates: usize, versions: i64) -
     let shards: Vec<i16> = (0..shop_outbox::SHARD_COUNT).collect();
     let rows = store::unpublished(&database.pool, &shards, events as i64).await?;
     let keys: Vec<String> = rows.iter().map(|row| row.aggregate_id.to_string()).collect();
-    let producer = kafka::create_producer(&KafkaSettings::new(broker.bootstrap.clone()))?;
+    let mut settings = KafkaSettings::new(broker.bootstrap.clone());
+    settings.kafka_options.push("linger.ms=5".parse().map_err(anyhow::Error::msg)?);
+    let producer = kafka::create_producer(&settings)?;
     producer
         .send(kafka::record(&rows[0], &baseline_topic, &keys[0], None), Duration::from_secs(10))
         .await

@@ -37,8 +37,10 @@ const PRODUCER_DEFAULTS: &[(&str, &str)] = &[
     ("message.timeout.ms", "0"),
     // The partitioner of the Java client, so Java producers and consumers agree on where a key lives.
     ("partitioner", "murmur2_random"),
-    // A few milliseconds of batching pays for itself as soon as there is load.
-    ("linger.ms", "5"),
+    // No lingering: the relay hands the producer a whole batch at once and sends nothing more until it is
+    // acknowledged, so waiting for more records only delays it. With librdkafka's 5 ms, commit-to-consumer p50 was
+    // 13.0 ms at 1 000 events/s against 5.5 ms without, and a backlog drained about 12 % slower.
+    ("linger.ms", "0"),
     // Topics are created by the relay with the right cleanup policy, or by an operator; a broker that creates
     // them on first use would make an entity topic that is not compacted.
     ("allow.auto.create.topics", "false"),
