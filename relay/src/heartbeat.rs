@@ -2,11 +2,10 @@
 //! ([`shop_events::heartbeat`]), published by the instance that holds shard 0.
 //!
 //! The watermark behind it is one scan of the rows still waiting, so it grows with the backlog: 0.4 s at 500 000
-//! rows. It is therefore computed beside the publishing loop, never in its way, and a heartbeat costing that much
-//! is followed by the next only after [`COST_SHARE`] times as long. While a large backlog drains, heartbeats thus
-//! come less often (a consumer waiting for one may wait that much longer), and each is still true. Measured with
-//! 1 000 000 events prefilled: the relay drained 15 000-30 000 events/s while it computed the watermark in its loop
-//! every second, 52 000 with this.
+//! rows. It is therefore computed beside the publishing loop, never in its way, and paced ([`crate::pacing`]).
+//! While a large backlog drains, heartbeats thus come less often (a consumer waiting for one may wait that much
+//! longer), and each is still true. Measured with 1 000 000 events prefilled: the relay drained 15 000-30 000
+//! events/s while it computed the watermark in its loop every second, 52 000 with this.
 
 use std::time::Duration;
 
@@ -21,13 +20,10 @@ use tokio::{task::JoinHandle, time::Instant};
 
 use crate::{
     kafka::Producer,
+    pacing,
     relay::RelayParts,
     store::{self, Watermark},
 };
-
-/// The time between two heartbeats is at least this many times what computing the last watermark took, so
-/// computing them keeps at most a twentieth of one database connection busy.
-const COST_SHARE: u32 = 20;
 
 /// When the next heartbeat is due, and its watermark while it is being computed.
 #[derive(Debug)]
@@ -61,7 +57,7 @@ impl Heartbeats {
         let outcome = computing.await;
         self.computing = None;
         let (watermark, took) = outcome?;
-        self.due = Instant::now() + pause_after(self.interval.unwrap_or_default(), took);
+        self.due = Instant::now() + pacing::pause_after(self.interval.unwrap_or_default(), took);
         Ok(watermark?)
     }
 
@@ -72,11 +68,6 @@ impl Heartbeats {
         }
         self.computed().now_or_never()
     }
-}
-
-/// The time from one heartbeat to the next, when computing the last one took `took`.
-fn pause_after(interval: Duration, took: Duration) -> Duration {
-    interval.max(took * COST_SHARE)
 }
 
 /// Publishes the heartbeat of `watermark` through `producer`, without waiting for it: publishing goes on, and a
@@ -112,17 +103,5 @@ pub(crate) fn publish(parts: &RelayParts, producer: &Producer, watermark: Waterm
         Err((error, _)) => {
             tracing::debug!(outbox = %parts.outbox, error.message = %error, "A heartbeat could not be sent.")
         }
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn a_costly_watermark_spaces_the_heartbeats_out() {
-        let second = Duration::from_secs(1);
-        assert_eq!(pause_after(second, Duration::from_millis(3)), second, "a cheap one keeps the interval");
-        assert_eq!(pause_after(second, Duration::from_millis(400)), Duration::from_secs(8));
     }
 }

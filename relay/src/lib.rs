@@ -30,12 +30,14 @@
 //! - [`store`]: the relay's SQL.
 //! - [`kafka`]: the producer, record headers, topic creation, error classification.
 //! - [`metrics`]: Prometheus metrics.
+//! - `pacing`: spacing out the work whose cost grows with the backlog.
 
 pub mod config;
 mod heartbeat;
 pub mod kafka;
 pub mod leases;
 pub mod metrics;
+mod pacing;
 pub mod relay;
 pub mod startup;
 pub mod store;

@@ -6,18 +6,20 @@ use std::{sync::Arc, time::Duration};
 use shop_outbox::NOTIFY_CHANNEL;
 use shop_platform::{backoff::Backoff, kafka::KafkaSettings, supervisor::Part};
 use sqlx::{PgPool, postgres::PgListener};
-use tokio::sync::Notify;
+use tokio::{sync::Notify, time::Instant};
 use tokio_util::sync::CancellationToken;
 
 use crate::{
     config::RelaySettings,
     leases::Leases,
     metrics::OutboxMetrics,
+    pacing,
     relay::{OutboxRelay, RelayParts},
     store,
 };
 
-/// How often backlog figures are refreshed and old published rows deleted.
+/// How often backlog figures are refreshed and old published rows deleted (less often while counting the backlog
+/// is costly: see `pacing`).
 const HOUSEKEEPING_INTERVAL: Duration = Duration::from_secs(5);
 /// Rows deleted per statement by the retention clean-up.
 const DELETE_BATCH: i64 = 10_000;
@@ -129,13 +131,13 @@ async fn housekeeping(
     retention: Duration,
     stop: CancellationToken,
 ) {
-    let mut interval = tokio::time::interval(HOUSEKEEPING_INTERVAL);
-    interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut pause = Duration::ZERO;
     loop {
         tokio::select! {
             () = stop.cancelled() => return,
-            _ = interval.tick() => {}
+            () = tokio::time::sleep(pause) => {}
         }
+        let started = Instant::now();
         match store::backlog(&pool).await {
             Ok(backlog) => {
                 metrics.backlog.set(backlog.unpublished);
@@ -147,6 +149,7 @@ async fn housekeeping(
                 tracing::warn!(%outbox, error.message = %error, "Failed to measure the outbox backlog.")
             }
         }
+        pause = pacing::pause_after(HOUSEKEEPING_INTERVAL, started.elapsed());
         if retention > Duration::ZERO {
             match store::delete_published(&pool, retention, DELETE_BATCH).await {
                 Ok(0) => {}
