@@ -45,6 +45,8 @@ pub struct Throughput {
     pub database_per_second: f64,
     /// Cores the whole machine kept busy during the bare producer's run, the database work's, and the relay's.
     pub busy_cores: BusyCores,
+    /// The relay's time over the bare producer's, in each round.
+    pub ratios: Vec<f64>,
 }
 
 /// Cores busy on the whole machine (every process, the kernel included) during each way.
@@ -57,6 +59,8 @@ pub struct BusyCores {
 
 /// The relay's default batch.
 const RELAY_BATCH: usize = 1_000;
+/// How many times the bare producer and the relay are measured, in turn.
+const ROUNDS: usize = 3;
 /// Records per transaction in the transactional baseline: the relay's default batch.
 const TRANSACTION: usize = RELAY_BATCH;
 
@@ -109,9 +113,7 @@ fn relay_env(database: &TestDatabase, broker: &TestBroker) -> Vec<(&'static str,
 }
 
 /// Drains `aggregates × versions` prefilled events with the relay, and sends the same records with a bare
-/// producer (same keys, payloads and headers) for the baseline. The baseline has the relay's configuration but for
-/// librdkafka's default `linger.ms` of 5 ms: sending everything at once, it batches, where the relay (waiting for
-/// each batch's acknowledgements) would only wait.
+/// producer (same configuration, same keys, payloads and headers) for the baseline.
 pub async fn throughput(broker: &TestBroker, aggregates: usize, versions: i64) -> anyhow::Result<Throughput> {
     let database = TestDatabase::create().await;
     outbox::migrate(&database.pool).await?;
@@ -125,23 +127,12 @@ pub async fn throughput(broker: &TestBroker, aggregates: usize, versions: i64) -
     let shards: Vec<i16> = (0..shop_outbox::SHARD_COUNT).collect();
     let rows = store::unpublished(&database.pool, &shards, events as i64).await?;
     let keys: Vec<String> = rows.iter().map(|row| row.aggregate_id.to_string()).collect();
-    let mut settings = KafkaSettings::new(broker.bootstrap.clone());
-    settings.kafka_options.push("linger.ms=5".parse().map_err(anyhow::Error::msg)?);
-    let producer = kafka::create_producer(&settings)?;
+    let producer = kafka::create_producer(&KafkaSettings::new(broker.bootstrap.clone()))?;
     producer
         .send(kafka::record(&rows[0], &baseline_topic, &keys[0], None), Duration::from_secs(10))
         .await
         .map_err(|(error, _)| error)?;
-    let started = Instant::now();
-    let (sent, baseline_busy) = cpu::metered(produce::send_all(
-        &producer,
-        rows.iter().zip(&keys).map(|(row, key)| kafka::record(row, &baseline_topic, key, None)),
-    ))
-    .await;
-    sent?;
-    let baseline_per_second = per_second(events, started.elapsed());
     let transactional_per_second = transactional(broker, &rows, &keys).await?;
-    drop(rows);
     let (database_per_second, database_busy) = cpu::metered(database_alone(&database.pool)).await;
     let database_per_second = database_per_second?;
 
@@ -154,19 +145,40 @@ pub async fn throughput(broker: &TestBroker, aggregates: usize, versions: i64) -
     while !drained(&relay_database.pool).await? {
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
-    prefill(&relay_database.pool, &relay_topic, aggregates, versions).await?;
-    let started = Instant::now();
-    let (drained, relay_busy) = cpu::metered(async {
-        while !drained(&relay_database.pool).await? {
-            tokio::time::sleep(Duration::from_millis(10)).await;
-        }
-        anyhow::Ok(())
-    })
-    .await;
-    drained?;
-    let relay_per_second = per_second(events, started.elapsed());
+
+    // The bare producer and the relay in turn, ROUNDS times: the machine's speed drifts within minutes, and a
+    // ratio of two ways measured side by side travels; each way's median is reported.
+    let (mut baseline_runs, mut relay_runs, mut ratios) = (Vec::new(), Vec::new(), Vec::new());
+    for _ in 0..ROUNDS {
+        let started = Instant::now();
+        let (sent, baseline_busy) = cpu::metered(produce::send_all(
+            &producer,
+            rows.iter().zip(&keys).map(|(row, key)| kafka::record(row, &baseline_topic, key, None)),
+        ))
+        .await;
+        sent?;
+        let baseline = (per_second(events, started.elapsed()), baseline_busy);
+
+        prefill(&relay_database.pool, &relay_topic, aggregates, versions).await?;
+        let started = Instant::now();
+        let (drained, relay_busy) = cpu::metered(async {
+            while !drained(&relay_database.pool).await? {
+                tokio::time::sleep(Duration::from_millis(10)).await;
+            }
+            anyhow::Ok(())
+        })
+        .await;
+        drained?;
+        let relay = (per_second(events, started.elapsed()), relay_busy);
+        ratios.push(baseline.0 / relay.0);
+        baseline_runs.push(baseline);
+        relay_runs.push(relay);
+    }
+    drop(rows);
     let relay_peak_rss_mib = relay.peak_rss_mib();
     relay.stop()?;
+    let ((baseline_per_second, baseline_busy), (relay_per_second, relay_busy)) =
+        (median(baseline_runs), median(relay_runs));
 
     Ok(Throughput {
         events,
@@ -176,7 +188,14 @@ pub async fn throughput(broker: &TestBroker, aggregates: usize, versions: i64) -
         relay_peak_rss_mib,
         database_per_second,
         busy_cores: BusyCores { baseline: baseline_busy, database: database_busy, relay: relay_busy },
+        ratios,
     })
+}
+
+/// The run of median rate among `runs` (events/s, busy cores).
+fn median(mut runs: Vec<(f64, f64)>) -> (f64, f64) {
+    runs.sort_by(|a, b| a.0.total_cmp(&b.0));
+    runs[runs.len() / 2]
 }
 
 /// The relay's database work on the prefilled outbox of `pool`, with nothing sent: batches of the relay's default

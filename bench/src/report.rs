@@ -149,18 +149,23 @@ fn throughput_table(t: &Throughput) -> String {
     );
     // The least the relay can cost: the producer's work and the database's, each done once, spread over every core.
     let floor_per_second = cores / (baseline_cpu + database_cpu);
+    let ratios: Vec<String> = t.ratios.iter().map(|ratio| format!("{ratio:.2}×")).collect();
     format!(
         "### Relay throughput ({} events over their aggregates, prefilled)\n\n\
+         The bare producer and the relay ran in turn, {} times each; each row of theirs is its way's median run. \
+         The relay's time over the producer's, round by round: {}.\n\n\
          Busy cores are the whole machine's during each way (every process, the kernel and Postgres included; from \
          /proc/stat). The relay cannot cost less than the bare producer's work plus its own database work, so at \
          best it runs at {cores} cores over their CPU per event added up: {floor_per_second:.0} events/s here, \
          {:.2}× the producer's time.\n\n\
          | way | events/s | busy cores | CPU per event | ratio |\n|---|---|---|---|---|\n\
-         | bare rdkafka producer (same records, same settings, lingering 5 ms) | {:.0} | {:.2} | {:.1} µs | 1.00 |\n\
+         | bare rdkafka producer (same records, same settings) | {:.0} | {:.2} | {:.1} µs | 1.00 |\n\
          | bare transactional producer (a transaction per 1 000, the fencing alternative) | {:.0} | | | {:.2}× the producer's time |\n\
          | the relay's database work alone (its read and bookkeeping per 1 000, nothing sent) | {:.0} | {:.2} | {:.1} µs | |\n\
          | relay (read, send, acknowledge, delete; barrier handover) | {:.0} | {:.2} | {:.1} µs | {:.2}× the producer's time |\n\n",
         t.events,
+        t.ratios.len(),
+        ratios.join(", "),
         t.baseline_per_second / floor_per_second,
         t.baseline_per_second,
         t.busy_cores.baseline,
