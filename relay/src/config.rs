@@ -41,6 +41,7 @@ const DEFAULT_SHUTDOWN_GRACE_MS: u64 = 5_000;
 const DEFAULT_KAFKA_STARTUP_TIMEOUT_SECS: u64 = 60;
 const DEFAULT_TOPIC_PARTITIONS: i32 = 6;
 const DEFAULT_HEARTBEAT_INTERVAL_MS: u64 = 1_000;
+const DEFAULT_BATCH_WINDOW_MS: u64 = 5;
 
 /// How the relay reads, publishes and shares work.
 #[derive(Debug, Clone, clap::Args)]
@@ -48,6 +49,10 @@ pub struct RelaySettings {
     /// Most outbox rows read and published together.
     #[arg(long, env = "RELAY_BATCH_SIZE", default_value_t = DEFAULT_BATCH_SIZE)]
     pub batch_size: u32,
+    /// After a batch smaller than the batch size, the next read waits until this long after the last one began,
+    /// so the commits arriving meanwhile go out together; 0 reads again at the next commit.
+    #[arg(long, env = "RELAY_BATCH_WINDOW_MS", default_value_t = DEFAULT_BATCH_WINDOW_MS)]
+    pub batch_window_ms: u64,
     /// How often to look for rows when no commit notification arrives (notifications missed while reconnecting).
     #[arg(long, env = "RELAY_POLL_INTERVAL_MS", default_value_t = DEFAULT_POLL_INTERVAL_MS)]
     pub poll_interval_ms: u64,
@@ -86,6 +91,7 @@ impl Default for RelaySettings {
     fn default() -> Self {
         Self {
             batch_size: DEFAULT_BATCH_SIZE,
+            batch_window_ms: DEFAULT_BATCH_WINDOW_MS,
             poll_interval_ms: DEFAULT_POLL_INTERVAL_MS,
             retention_secs: 0,
             lease_ttl_ms: DEFAULT_LEASE_TTL_MS,
@@ -100,6 +106,10 @@ impl Default for RelaySettings {
 }
 
 impl RelaySettings {
+    pub fn batch_window(&self) -> Duration {
+        Duration::from_millis(self.batch_window_ms)
+    }
+
     pub fn poll_interval(&self) -> Duration {
         Duration::from_millis(self.poll_interval_ms)
     }

@@ -70,6 +70,15 @@ impl Heartbeats {
     }
 }
 
+impl Drop for Heartbeats {
+    /// A relay loop that stops leaves no watermark query running behind it.
+    fn drop(&mut self) {
+        if let Some(computing) = &self.computing {
+            computing.abort();
+        }
+    }
+}
+
 /// Publishes the heartbeat of `watermark` through `producer`, without waiting for it: publishing goes on, and a
 /// heartbeat that does not arrive is superseded by the next.
 pub(crate) fn publish(parts: &RelayParts, producer: &Producer, watermark: Watermark) {

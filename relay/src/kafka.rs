@@ -37,12 +37,10 @@ const PRODUCER_DEFAULTS: &[(&str, &str)] = &[
     ("message.timeout.ms", "0"),
     // The partitioner of the Java client, so Java producers and consumers agree on where a key lives.
     ("partitioner", "murmur2_random"),
-    // A few milliseconds of lingering pays for itself under load, though not as one would think: the relay hands
-    // the producer a whole batch and sends nothing more until it is acknowledged, so the wait only delays the
-    // batch, and the commits arriving meanwhile make the next batch larger. Without it, commit-to-consumer p50 fell
-    // from 13.0 to 5.7 ms at 1 000 events/s, but under placement load the relay ran batches of a few rows: its CPU
-    // and Postgres's per order rose by 75 % and 36 %, and projection-mode orders/s fell by a fifth.
-    ("linger.ms", "5"),
+    // No lingering: the relay hands the producer a whole batch and waits for its acknowledgements, so a linger
+    // would only hold each batch back. Under load the relay batches commits itself (`RELAY_BATCH_WINDOW_MS`).
+    // With a 5 ms linger doing that job instead, every event waited it out, even the first after a quiet spell.
+    ("linger.ms", "0"),
     // Topics are created by the relay with the right cleanup policy, or by an operator; a broker that creates
     // them on first use would make an entity topic that is not compacted.
     ("allow.auto.create.topics", "false"),

@@ -3,6 +3,14 @@
 //! commit notification or the fallback poll. Between batches it gives back shards another instance should have,
 //! and publishes the outbox's heartbeat.
 //!
+//! # Batching under load
+//!
+//! A batch goes to Kafka as soon as it is read (the producer does not linger), and a backlog drains in full
+//! batches back to back. When commits trickle in instead, the loop batches them itself: after a batch smaller
+//! than allowed, the next read waits out `RELAY_BATCH_WINDOW_MS` from the start of the last one. The first event
+//! after a quiet spell thus goes out at once, and under load a read costs the database once per window rather
+//! than once per commit.
+//!
 //! # Pipelining without reordering
 //!
 //! Under load the database work of a batch overlaps Kafka's: while batch N is in flight, the bookkeeping of N-1
@@ -202,15 +210,25 @@ impl OutboxRelay {
     pub async fn run(mut self, stop: CancellationToken, health: PartHealth) {
         let mut backoff = Backoff::standard();
         while !stop.is_cancelled() {
+            let began = Instant::now();
             match self.publish_batch(&stop).await {
                 Ok(BatchOutcome::Published { full: true, retry: 0, .. }) => {
                     backoff.reset();
                     health.serving();
                     self.heartbeat();
                 }
-                Ok(
-                    BatchOutcome::Published { retry: 0, .. } | BatchOutcome::Idle | BatchOutcome::NoShards,
-                ) => {
+                Ok(BatchOutcome::Published { retry: 0, .. }) => {
+                    backoff.reset();
+                    health.serving();
+                    self.heartbeat();
+                    // Commits are coming in, a few at a time: gather them for the rest of the window.
+                    tokio::select! {
+                        () = stop.cancelled() => {}
+                        () = tokio::time::sleep_until(began + self.parts.settings.batch_window()) => {}
+                    }
+                    self.wait_for_work(&stop).await;
+                }
+                Ok(BatchOutcome::Idle | BatchOutcome::NoShards) => {
                     backoff.reset();
                     health.serving();
                     self.heartbeat();
@@ -334,10 +352,12 @@ impl OutboxRelay {
         let Some(last) = rows.last() else { return Ok(BatchOutcome::Idle) };
         let full = rows.len() as i64 == limit;
         let suspects = self.suspects.clone();
-        // While this batch is sent and acknowledged, the last one's bookkeeping finishes and the next one is read.
+        // While this batch is sent and acknowledged, the last one's bookkeeping finishes and the next one is read,
+        // on a task of its own: handing a batch to the producer keeps this one busy for milliseconds, and the read
+        // should be in Postgres's hands meanwhile.
         let next = full.then(|| {
             let (pool, bookkeeping) = (self.parts.pool.clone(), self.bookkeeping.take());
-            read_ahead(pool, bookkeeping, shards, last.position, rows.len(), limit)
+            tokio::spawn(read_ahead(pool, bookkeeping, shards, last.position, rows.len(), limit))
         });
         let sending = Instant::now();
         let ((sent, acknowledgements, ended, acknowledged), next) = tokio::join!(
@@ -350,7 +370,7 @@ impl OutboxRelay {
             },
             async {
                 match next {
-                    Some(next) => Some(next.await),
+                    Some(next) => Some(next.await.map_err(anyhow::Error::from).and_then(|read| read)),
                     None => None,
                 }
             }

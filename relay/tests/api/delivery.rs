@@ -101,6 +101,32 @@ async fn a_commit_wakes_the_relay_long_before_the_fallback_poll() {
     relay.server.stop().await.unwrap();
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn commits_trickling_in_are_gathered_for_the_batch_window() {
+    // Arrange: a 2 s window, and a relay idle after its first look.
+    let broker = Broker::start().await;
+    let database = outbox_database().await;
+    let topic = broker.create_topic("test-relay", 1).await;
+    let mut settings = relay_settings(&database, &broker);
+    settings.relay.batch_window_ms = 2_000;
+    let relay = spawn_relay(&settings).await;
+    tokio::time::sleep(Duration::from_millis(500)).await;
+
+    // Act: ten commits, 20 ms apart; without the window each would be read and sent on its own.
+    for _ in 0..10 {
+        append(&database.pool, &[event(&topic, Uuid::now_v7(), 1, 0)]).await;
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let received = read_topic(&broker, &topic, 10, Duration::from_secs(30)).await;
+
+    // Assert: the first commit after the quiet spell went out without waiting, the nine behind it together once
+    // its window was over.
+    assert_eq!(received.len(), 10);
+    let batches = relay.metric("shop_relay_batches_total", &database.name).await;
+    assert!(batches <= 2.0, "ten commits within one window took {batches} batches");
+    relay.server.stop().await.unwrap();
+}
+
 /// A republished row repeats a version the outbox may still hold; the relay must send it in append order like any
 /// other row (after the version it repeats, before the next), and nothing about it may park its aggregate.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
