@@ -267,6 +267,37 @@ async fn the_runner_skips_and_counts_a_poison_record_and_keeps_going() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_steady_trickle_is_applied_in_batches_that_close_the_batch_wait_after_their_first_record() {
+    // Arrange: a runner caught up, whose fetches come back at once, so a trickle reaches it a few milliseconds
+    // apart.
+    let OneTopic { broker, database, topic, widgets, producer, first, .. } = one_topic().await;
+    let mut config = broker.client_config();
+    for (key, value) in consumer::CONSUMER_DEFAULTS {
+        config.set(*key, *value);
+    }
+    config.set("session.timeout.ms", "6000").set("fetch.wait.max.ms", "1");
+    let runner = ProjectionRunner::new(widgets.clone(), database.pool.clone(), consumer::Source::new(config))
+        .with_settings(consumer::RunnerSettings { batch_size: 500, batch_wait: Duration::from_millis(20) });
+    let stats = runner.stats();
+    let stop = CancellationToken::new();
+    let running = spawn_runner(runner, &stop);
+    publish(&producer, &topic, &first).await;
+    eventually(PATIENCE, "the first record applied", || async { stats.applied() == 1 }).await;
+
+    // Act: 100 records, one after the other, each sent once the last is acknowledged (5–10 ms apart).
+    for index in 0..100 {
+        publish(&producer, &topic, &widget_event(Uuid::now_v7(), 1, &format!("trickle {index}"))).await;
+    }
+    eventually(PATIENCE, "the trickle applied", || async { stats.applied() == 101 }).await;
+    stop.cancel();
+    running.await.unwrap().unwrap();
+
+    // Assert: had the wait counted from each record, the trickle would have kept one batch open to its end.
+    let batches = stats.batches() - 1;
+    println!("A trickle of 100 records was applied in {batches} batches");
+    assert!(batches >= 5, "a trickle of half a second was applied in {batches} batches");
+}
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_rebuild_while_writes_continue_equals_the_live_projection_row_by_row() {
     // Arrange: a live projection and a reference copy that is never rebuilt, both fed while widgets change.
     let broker = TestBroker::start().await;
