@@ -103,12 +103,13 @@ async fn a_commit_wakes_the_relay_long_before_the_fallback_poll() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn commits_trickling_in_are_gathered_for_the_batch_window() {
-    // Arrange: a 2 s window, and a relay idle after its first look.
+    // Arrange: a window of 5 s, far longer than the commits take even on a loaded machine, and a relay idle after
+    // its first look.
     let broker = Broker::start().await;
     let database = outbox_database().await;
     let topic = broker.create_topic("test-relay", 1).await;
     let mut settings = relay_settings(&database, &broker);
-    settings.relay.batch_window_ms = 2_000;
+    settings.relay.batch_window_ms = 5_000;
     let relay = spawn_relay(&settings).await;
     tokio::time::sleep(Duration::from_millis(500)).await;
 
