@@ -212,21 +212,18 @@ impl OutboxRelay {
         while !stop.is_cancelled() {
             let began = Instant::now();
             match self.publish_batch(&stop).await {
-                Ok(BatchOutcome::Published { full: true, retry: 0, .. }) => {
+                Ok(BatchOutcome::Published { full, retry: 0, .. }) => {
                     backoff.reset();
                     health.serving();
                     self.heartbeat();
-                }
-                Ok(BatchOutcome::Published { retry: 0, .. }) => {
-                    backoff.reset();
-                    health.serving();
-                    self.heartbeat();
-                    // Commits are coming in, a few at a time: gather them for the rest of the window.
-                    tokio::select! {
-                        () = stop.cancelled() => {}
-                        () = tokio::time::sleep_until(began + self.parts.settings.batch_window()) => {}
+                    if !full {
+                        // Commits are coming in, a few at a time: gather them for the rest of the window.
+                        tokio::select! {
+                            () = stop.cancelled() => {}
+                            () = tokio::time::sleep_until(began + self.parts.settings.batch_window()) => {}
+                        }
+                        self.wait_for_work(&stop).await;
                     }
-                    self.wait_for_work(&stop).await;
                 }
                 Ok(BatchOutcome::Idle | BatchOutcome::NoShards) => {
                     backoff.reset();
