@@ -356,6 +356,11 @@ impl OutboxRelay {
             let (pool, bookkeeping) = (self.parts.pool.clone(), self.bookkeeping.take());
             tokio::spawn(read_ahead(pool, bookkeeping, shards, last.position, rows.len(), limit))
         });
+        if next.is_some() {
+            // A task spawned here waits in this worker's slot for the next task to run, which nothing steals:
+            // without this yield the read would start only once the whole batch is handed over.
+            tokio::task::yield_now().await;
+        }
         let sending = Instant::now();
         let ((sent, acknowledgements, ended, acknowledged), next) = tokio::join!(
             async {
