@@ -1,6 +1,9 @@
 //! Replay: rebuilding the order service's projection of accounts and products from a topic of entity events.
 
-use std::time::{Duration, Instant};
+use std::{
+    sync::Arc,
+    time::{Duration, Instant},
+};
 
 use rdkafka::{
     Message, Offset, TopicPartitionList,
@@ -32,8 +35,10 @@ pub struct Replay {
     /// A bare consumer reading the same topics from their beginning to their end, in the same run.
     pub bare_consumer_per_second: f64,
     /// The projection applying the same records alone, nothing read from Kafka: decoded and written in batches
-    /// of the rebuild's size, positions included.
+    /// of the rebuild's size, positions included, in one transaction per batch.
     pub apply_alone_per_second: f64,
+    /// The same, each batch split into two transactions side by side, as the rebuild applies it.
+    pub apply_side_by_side_per_second: f64,
     /// Cores the whole machine kept busy during each way.
     pub busy_cores: BusyCores,
 }
@@ -43,11 +48,22 @@ pub struct Replay {
 pub struct BusyCores {
     pub bare_consumer: f64,
     pub apply_alone: f64,
+    pub apply_side_by_side: f64,
     pub rebuild: f64,
 }
 
 /// Records per batch when applying alone: the rebuild's batch.
 const APPLY_BATCH: usize = 5_000;
+
+/// How the records applied alone are split into transactions.
+#[derive(Debug, Clone, Copy)]
+enum Lanes {
+    /// One transaction per batch.
+    One,
+    /// Each batch in two transactions side by side, one per topic (accounts, products), as the rebuild splits a
+    /// batch by partition into two lanes.
+    PerTopic,
+}
 
 /// Publishes `events` entity events (half account creations, half product creations and updates, five versions
 /// per product), then rebuilds the order projection from them and measures the rebuild.
@@ -95,8 +111,11 @@ pub async fn replay(broker: &TestBroker, events: usize) -> anyhow::Result<Replay
     let (bare_consumer_per_second, bare_busy) =
         cpu::metered(bare_consumer(broker, &topic_prefix, events)).await;
     let bare_consumer_per_second = bare_consumer_per_second?;
-    let (apply_alone_per_second, apply_busy) = cpu::metered(apply_alone(&envelopes)).await;
+    let (apply_alone_per_second, apply_busy) = cpu::metered(apply_alone(&envelopes, Lanes::One)).await;
     let apply_alone_per_second = apply_alone_per_second?;
+    let (apply_side_by_side_per_second, side_by_side_busy) =
+        cpu::metered(apply_alone(&envelopes, Lanes::PerTopic)).await;
+    let apply_side_by_side_per_second = apply_side_by_side_per_second?;
 
     let database = TestDatabase::create().await;
     let settings = shop_order::config::Settings {
@@ -125,31 +144,54 @@ pub async fn replay(broker: &TestBroker, events: usize) -> anyhow::Result<Replay
         ignored: report.ignored,
         bare_consumer_per_second,
         apply_alone_per_second,
-        busy_cores: BusyCores { bare_consumer: bare_busy, apply_alone: apply_busy, rebuild: rebuild_busy },
+        apply_side_by_side_per_second,
+        busy_cores: BusyCores {
+            bare_consumer: bare_busy,
+            apply_alone: apply_busy,
+            apply_side_by_side: side_by_side_busy,
+            rebuild: rebuild_busy,
+        },
     })
 }
 
-/// Applies `envelopes`, as records of their topics (one partition each, named as the rebuild names them), to a fresh order projection in batches
-/// of [`APPLY_BATCH`], as the rebuild would once it has read them. Returns events/s.
-async fn apply_alone(envelopes: &[Envelope]) -> anyhow::Result<f64> {
+/// Applies `envelopes`, as records of their topics (one partition each, named as the rebuild names them), to a
+/// fresh order projection in batches of [`APPLY_BATCH`], as the rebuild would once it has read them, each batch in
+/// one transaction or split into `lanes`. Returns events/s.
+async fn apply_alone(envelopes: &[Envelope], lanes: Lanes) -> anyhow::Result<f64> {
     let database = TestDatabase::create().await;
     let settings = shop_order::config::Settings {
         database_url: database.url.parse().map_err(anyhow::Error::msg)?,
         ..Default::default()
     };
     let pool = shop_order::database::connect(&settings).await?;
-    let records: Vec<Record> = envelopes
+    let records = envelopes
         .iter()
         .enumerate()
-        .map(|(offset, envelope)| Record::of_event(&envelope.topic, 0, offset as i64, envelope))
-        .collect();
-    let projection = DirectoryProjection::live();
+        .map(|(offset, envelope)| Record::of_event(&envelope.topic, 0, offset as i64, envelope));
+    let lanes: Vec<Arc<Vec<Record>>> = match lanes {
+        Lanes::One => vec![Arc::new(records.collect())],
+        Lanes::PerTopic => {
+            let (accounts, products) = records.partition(|record| record.topic == topics::ACCOUNTS);
+            vec![Arc::new(accounts), Arc::new(products)]
+        }
+    };
+    let (events, per_lane) = (envelopes.len(), APPLY_BATCH / lanes.len());
+    let projection = Arc::new(DirectoryProjection::live());
     let (started, mut applied) = (Instant::now(), 0);
-    for batch in records.chunks(APPLY_BATCH) {
-        applied += shop_projection::apply_batch(&pool, &projection, batch, Default::default()).await?.applied;
+    for start in (0..).step_by(per_lane).take_while(|start| lanes.iter().any(|lane| *start < lane.len())) {
+        let applying = lanes.iter().filter(|lane| start < lane.len()).map(|lane| {
+            let (pool, projection, lane) = (pool.clone(), projection.clone(), lane.clone());
+            tokio::spawn(async move {
+                let batch = &lane[start..lane.len().min(start + per_lane)];
+                shop_projection::apply_batch(&pool, &*projection, batch, Default::default()).await
+            })
+        });
+        for summary in futures::future::try_join_all(applying).await? {
+            applied += summary?.applied;
+        }
     }
-    let per_second = per_second(records.len(), started.elapsed());
-    anyhow::ensure!(applied == records.len() as u64, "applied {applied} of {} records alone", records.len());
+    let per_second = per_second(events, started.elapsed());
+    anyhow::ensure!(applied == events as u64, "applied {applied} of {events} records alone");
     Ok(per_second)
 }
 

@@ -47,6 +47,7 @@ fn the_quick_benchmark_run_measures_everything_and_writes_its_report() {
         "| on, 100 % sampled |",
         "### Replay",
         "| bare consumer reading the same topics",
+        "| the same, each batch in two transactions side by side",
         "### Peak memory (RSS)",
         "cargo run --release -p shop-bench -- --quick",
     ] {
