@@ -266,6 +266,11 @@ pub struct Backlog {
 
 /// The [`Backlog`]. Cheap however many orders are final: each condition matches a partial index
 /// (`orders_pending`, `orders_awaiting_stock`, `orders_release_pending`), so only the rows not done are read.
+///
+/// Planned again at every read (an unnamed statement), not prepared once per connection: a connection prepares it
+/// in the service's first seconds, when `orders` is empty and a sequential scan is the cheapest plan, and Postgres
+/// replans a prepared statement only once the table is analyzed again. Where nothing analyzes it (autovacuum
+/// off, or not come by yet), the kept plan would read every order at every refresh of the metrics.
 pub async fn backlog(connection: &mut PgConnection) -> Result<Backlog, sqlx::Error> {
     let (unsettled, oldest_unsettled_age_seconds, releases_owed): (i64, f64, i64) = sqlx::query_as(
         "SELECT count(*),
@@ -275,6 +280,7 @@ pub async fn backlog(connection: &mut PgConnection) -> Result<Backlog, sqlx::Err
                UNION ALL
                SELECT created_at FROM orders WHERE status = 'awaiting_stock') AS unsettled",
     )
+    .persistent(false)
     .fetch_one(connection)
     .await?;
     Ok(Backlog { unsettled, oldest_unsettled_age_seconds, releases_owed })
