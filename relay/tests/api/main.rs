@@ -8,4 +8,5 @@ mod handover;
 mod helpers;
 mod housekeeping;
 mod pipelining;
+mod plans;
 mod sharing;
