@@ -1,19 +1,16 @@
 //! The backlog the metrics read every few seconds must stay cheap however many orders are final.
 
 use shop_order::repository;
-use shop_testkit::{TestDatabase, init_test_logging};
 use sqlx::{Connection, PgConnection};
+
+use crate::helpers::migrated_database;
 
 /// Orders final and settled, as a long-running shop accumulates them.
 const FINAL_ORDERS: i64 = 20_000;
 
 #[tokio::test]
 async fn the_backlog_read_stays_on_its_indexes_after_the_orders_grew_from_none() {
-    init_test_logging();
-    let database = TestDatabase::create().await;
-    let settings =
-        shop_order::config::Settings { database_url: database.url.parse().unwrap(), ..Default::default() };
-    let pool = shop_order::database::connect(&settings).await.unwrap();
+    let (_database, pool) = migrated_database().await;
     // A service reads its backlog from its first seconds, when it holds no order yet; its connections live on.
     let mut connection = pool.acquire().await.unwrap();
     let empty = repository::backlog(&mut connection).await.unwrap();

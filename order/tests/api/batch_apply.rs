@@ -16,10 +16,12 @@ use shop_platform::kafka::KafkaSettings;
 use shop_projection::{
     BatchOptions, BatchSummary, MAX_RECORD_ATTEMPTS, ProjectionRunner, Record, Source, apply_batch,
 };
-use shop_testkit::{TestDatabase, eventually, init_test_logging, kafka::TestBroker};
+use shop_testkit::{eventually, kafka::TestBroker};
 use sqlx::PgPool;
 use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
+
+use crate::helpers::migrated_database;
 
 fn product(id: Uuid, version: i64, name: &str) -> Product {
     let at = now();
@@ -56,15 +58,6 @@ fn records(offset: i64, events: &[Envelope]) -> Vec<Record> {
         .zip(offset..)
         .map(|(event, offset)| Record::of_event(&event.topic, 0, offset, event))
         .collect()
-}
-
-async fn migrated_database() -> (TestDatabase, PgPool) {
-    init_test_logging();
-    let database = TestDatabase::create().await;
-    let settings =
-        shop_order::config::Settings { database_url: database.url.parse().unwrap(), ..Default::default() };
-    let pool = shop_order::database::connect(&settings).await.unwrap();
-    (database, pool)
 }
 
 async fn apply(pool: &PgPool, records: &[Record]) -> BatchSummary {

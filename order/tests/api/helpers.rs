@@ -14,6 +14,15 @@ use tonic_health::pb::{
     HealthCheckRequest, health_check_response::ServingStatus, health_client::HealthClient,
 };
 
+/// A fresh order database, migrated, with no service running on it.
+pub(crate) async fn migrated_database() -> (TestDatabase, sqlx::PgPool) {
+    init_test_logging();
+    let database = TestDatabase::create().await;
+    let settings = Settings { database_url: database.url.parse().unwrap(), ..Default::default() };
+    let pool = shop_order::database::connect(&settings).await.unwrap();
+    (database, pool)
+}
+
 /// A running order service, and the account and catalog services it validates orders against.
 pub(crate) struct TestApp {
     pub(crate) database: TestDatabase,
