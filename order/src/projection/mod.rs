@@ -53,19 +53,15 @@ impl DirectoryProjection {
             return Ok(HashMap::new());
         }
         let newest = accounts.newest();
-        let rows: Vec<(Uuid, i64)> = sqlx::query_as(sqlx::AssertSqlSafe(format!(
-            "WITH batch (id, name, version, updated_at, owner) AS (
-                 SELECT * FROM UNNEST($1::uuid[], $2::text[], $3::bigint[], $4::timestamptz[], $5::text[])
-             ), stored AS (
-                 SELECT id, version FROM {table} WHERE id = ANY($1)
-             ), written AS (
-                 INSERT INTO {table} (id, name, version, updated_at, owner) SELECT * FROM batch
-                 ON CONFLICT (id) DO UPDATE SET name = EXCLUDED.name, version = EXCLUDED.version,
-                                                updated_at = EXCLUDED.updated_at, owner = EXCLUDED.owner
-                 WHERE {table}.version < EXCLUDED.version
-             )
-             SELECT id, version FROM stored",
-            table = self.accounts
+        let rows: Vec<(Uuid, i64)> = sqlx::query_as(sqlx::AssertSqlSafe(write_newest(
+            &self.accounts,
+            &[
+                ("id", "uuid"),
+                ("name", "text"),
+                ("version", "bigint"),
+                ("updated_at", "timestamptz"),
+                ("owner", "text"),
+            ],
         )))
         .bind(newest.iter().map(|(id, _)| *id).collect::<Vec<_>>())
         .bind(newest.iter().map(|(_, account)| account.name.as_str()).collect::<Vec<_>>())
@@ -88,23 +84,17 @@ impl DirectoryProjection {
             return Ok(HashMap::new());
         }
         let newest = products.newest();
-        let rows: Vec<(Uuid, i64)> = sqlx::query_as(sqlx::AssertSqlSafe(format!(
-            "WITH batch (id, name, description, price_cents, version, updated_at, tracks_stock) AS (
-                 SELECT * FROM UNNEST($1::uuid[], $2::text[], $3::text[], $4::bigint[], $5::bigint[],
-                                      $6::timestamptz[], $7::bool[])
-             ), stored AS (
-                 SELECT id, version FROM {table} WHERE id = ANY($1)
-             ), written AS (
-                 INSERT INTO {table} (id, name, description, price_cents, version, updated_at, tracks_stock)
-                 SELECT * FROM batch
-                 ON CONFLICT (id) DO UPDATE SET name = EXCLUDED.name, description = EXCLUDED.description,
-                                                price_cents = EXCLUDED.price_cents, version = EXCLUDED.version,
-                                                updated_at = EXCLUDED.updated_at,
-                                                tracks_stock = EXCLUDED.tracks_stock
-                 WHERE {table}.version < EXCLUDED.version
-             )
-             SELECT id, version FROM stored",
-            table = self.products
+        let rows: Vec<(Uuid, i64)> = sqlx::query_as(sqlx::AssertSqlSafe(write_newest(
+            &self.products,
+            &[
+                ("id", "uuid"),
+                ("name", "text"),
+                ("description", "text"),
+                ("price_cents", "bigint"),
+                ("version", "bigint"),
+                ("updated_at", "timestamptz"),
+                ("tracks_stock", "bool"),
+            ],
         )))
         .bind(newest.iter().map(|(id, _)| *id).collect::<Vec<_>>())
         .bind(newest.iter().map(|(_, product)| product.name.as_str()).collect::<Vec<_>>())
@@ -117,6 +107,40 @@ impl DirectoryProjection {
         .await?;
         Ok(rows.into_iter().collect())
     }
+}
+
+/// The statement writing one entity per row of its array parameters (one per `(column, type)`, `id` first and
+/// `version` among them) to `table`, where the stored version is older, and returning the versions stored before.
+///
+/// Rows of ids not stored yet are plainly inserted; only the others go through `ON CONFLICT DO UPDATE`. Its
+/// speculative insertion costs a new row about 1.5 times what a plain insert does (psql, 2 500-row batches), and a
+/// rebuild, which replays into empty tables, writes mostly new rows. A row stored meanwhile by another transaction
+/// (two writers of one entity, which the partition's position lock rules out) fails the statement with a unique
+/// violation; the runner then applies the batch record by record, and each record sees the row as stored.
+fn write_newest(table: &str, columns: &[(&str, &str)]) -> String {
+    let names = columns.iter().map(|(name, _)| *name).collect::<Vec<_>>().join(", ");
+    let arrays =
+        (1..).zip(columns).map(|(n, (_, kind))| format!("${n}::{kind}[]")).collect::<Vec<_>>().join(", ");
+    let updates = columns
+        .iter()
+        .filter(|(name, _)| *name != "id")
+        .map(|(name, _)| format!("{name} = EXCLUDED.{name}"))
+        .collect::<Vec<_>>()
+        .join(", ");
+    format!(
+        "WITH batch ({names}) AS NOT MATERIALIZED (
+             SELECT * FROM UNNEST({arrays})
+         ), stored AS (
+             SELECT id, version FROM {table} WHERE id = ANY($1)
+         ), created AS (
+             INSERT INTO {table} ({names}) SELECT * FROM batch WHERE id NOT IN (SELECT id FROM stored)
+         ), updated AS (
+             INSERT INTO {table} ({names})
+             SELECT batch.* FROM batch JOIN stored USING (id) WHERE stored.version < batch.version
+             ON CONFLICT (id) DO UPDATE SET {updates} WHERE {table}.version < EXCLUDED.version
+         )
+         SELECT id, version FROM stored"
+    )
 }
 
 /// Why a record is skipped.

@@ -1,6 +1,7 @@
-//! The order projection applies a batch as a set (one upsert per table): a batch holding several versions of one
-//! entity, versions arriving out of order across batches, and a record the database refuses inside a batch, live
-//! and during a rebuild (which applies a batch's partitions in transactions side by side).
+//! The order projection applies a batch as a set (one statement per table): a batch holding several versions of
+//! one entity, versions arriving out of order across batches, new entities beside stored ones, an entity another
+//! writer stores meanwhile, and a record the database refuses inside a batch, live and during a rebuild (which
+//! applies a batch's partitions in transactions side by side).
 
 use std::{sync::Arc, time::Duration};
 
@@ -138,6 +139,66 @@ async fn versions_out_of_order_across_batches_leave_the_newest_in_place() {
     assert_eq!(again, BatchSummary { already_applied: 4, ..BatchSummary::default() });
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_batch_mixing_new_entities_with_stored_ones_inserts_the_new_and_updates_only_the_older() {
+    // Arrange: the kettle is stored at version 2, Ada at 1.
+    let (_database, pool) = migrated_database().await;
+    let (kettle, mug, ada, bob) = (Uuid::now_v7(), Uuid::now_v7(), Uuid::now_v7(), Uuid::now_v7());
+    let first = records(0, &[product_event(kettle, 2, "Kettle"), account_event(ada, 1, "Ada")]);
+    assert_eq!(apply(&pool, &first).await.applied, 2);
+
+    // Act: one batch with a new product and a new account beside newer, equal and older versions of stored ones.
+    let second = records(
+        2,
+        &[
+            product_event(mug, 1, "Mug"),
+            product_event(kettle, 3, "Kettle"),
+            account_event(ada, 1, "Ada again"),
+            account_event(bob, 1, "Bob"),
+            product_event(kettle, 1, "Kettle"),
+        ],
+    );
+    let summary = apply(&pool, &second).await;
+
+    // Assert
+    assert_eq!(summary, BatchSummary { applied: 3, ignored: 2, ..BatchSummary::default() });
+    assert_eq!(stored_product(&pool, mug).await, Some(("Mug, v1".into(), 100, 1)));
+    assert_eq!(stored_product(&pool, kettle).await, Some(("Kettle, v3".into(), 300, 3)));
+    assert_eq!(stored_account(&pool, ada).await, Some(("Ada".into(), 1)));
+    assert_eq!(stored_account(&pool, bob).await, Some(("Bob".into(), 1)));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_entity_another_writer_stores_during_the_batch_fails_it_for_its_record_and_applies_when_tried_again()
+ {
+    // Arrange: another transaction stores the mug at version 1 and commits only once the batch is under way.
+    let (_database, pool) = migrated_database().await;
+    let mug = Uuid::now_v7();
+    let mut other = pool.begin().await.unwrap();
+    sqlx::query(
+        "INSERT INTO product_projection (id, name, description, price_cents, version, updated_at, tracks_stock)
+         VALUES ($1, 'Mug', 'Mug, v1', 100, 1, now(), false)",
+    )
+    .bind(mug)
+    .execute(&mut *other)
+    .await
+    .unwrap();
+    let batch = records(0, &[product_event(mug, 2, "Mug")]);
+
+    // Act: the batch, which did not see the mug stored, waits on the other's row, which then commits.
+    let applying = tokio::spawn({
+        let (pool, batch) = (pool.clone(), batch.clone());
+        async move { apply_batch(&pool, &DirectoryProjection::live(), &batch, BatchOptions::default()).await }
+    });
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    other.commit().await.unwrap();
+    let failed = applying.await.unwrap();
+
+    // Assert: a failure the record causes, so the runner tries it alone again; tried again, it sees the mug stored.
+    assert!(failed.is_err_and(|error| error.is_caused_by_a_record()));
+    assert_eq!(apply(&pool, &batch).await.applied, 1);
+    assert_eq!(stored_product(&pool, mug).await, Some(("Mug, v2".into(), 200, 2)));
+}
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_record_the_database_refuses_inside_a_batch_is_dead_lettered_and_the_rest_of_the_batch_applied() {
     // Arrange: a database that refuses one product (a CHECK standing for any value Postgres refuses that decoding
