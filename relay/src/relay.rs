@@ -13,20 +13,22 @@
 //!
 //! # Pipelining without reordering
 //!
-//! Under load the database work of a batch overlaps Kafka's: while batch N is in flight, the bookkeeping of N-1
-//! finishes and N+1 is read; when N is acknowledged, N+1 is sent while N is recorded. The order per aggregate
-//! holds because:
+//! Under load the database work of a batch overlaps Kafka's: while batch N is in flight, N-1 is recorded and N+1
+//! is read, side by side; when N is acknowledged, N+1 is sent, and N is recorded while N+2 is read. The order per
+//! aggregate holds because:
 //! - N+1 is handed to the producer only after every acknowledgement of N is in and sorted, and only if Kafka took
 //!   all of N. Should any row of N fail (refused, unroutable, not acknowledged in time, a broken producer), N+1 is
 //!   dropped unsent — it may hold a later version of that row's aggregate — and the next read starts again from
 //!   the oldest unpublished row, once N is recorded.
 //! - N+1 is read after N's last position, and only if the sendable rows up to that position are still exactly
-//!   N's ([`store::unpublished_after`], in one statement). A transaction that took a lower position and committed
-//!   late, or an aggregate whose deferral ran out, makes that read come back empty; the next read then starts
-//!   from the oldest row. Since an aggregate's later version commits only after its earlier one (its writer saw
-//!   that version), a later version the read returns always has its earlier one either in N, or counted.
-//! - N-1's rows are gone from the outbox before N+1 is read (the read waits for N-1's bookkeeping), and N's only
-//!   once N+1 has been read, so N+1 never repeats a row in flight.
+//!   N-1's and N's ([`store::Snapshot::unpublished_after`], in one statement). A transaction that took a lower
+//!   position and committed late, or an aggregate whose deferral ran out, makes that read come back empty; the
+//!   next read then starts from the oldest row. Since an aggregate's later version commits only after its earlier
+//!   one (its writer saw that version), a later version the read returns always has its earlier one either in N-1
+//!   or N, or counted.
+//! - N+1 is read in a snapshot taken before N-1's bookkeeping starts, so N-1's rows are there to be counted
+//!   whenever that bookkeeping commits; N-2's was done before. N+1 starts after N's last position, so it never
+//!   repeats a row in flight or unrecorded.
 //! - A read from the oldest row, a shard given back and any change of the shards held wait until nothing is in
 //!   flight or being recorded; a batch read ahead is sent only under the very leases it was read under.
 //!
@@ -70,7 +72,6 @@ use shop_platform::{backoff::Backoff, health::PartHealth, kafka::KafkaSettings, 
 use sqlx::PgPool;
 use tokio::{
     sync::{Notify, watch},
-    task::JoinHandle,
     time::Instant,
 };
 use tokio_util::sync::CancellationToken;
@@ -129,36 +130,60 @@ pub struct OutboxRelay {
     heartbeats: Heartbeats,
     /// The next batch, read while the last one was in Kafka's hands.
     ahead: Option<ReadAhead>,
-    /// The bookkeeping of the last batch, running while the next one is sent.
-    bookkeeping: Option<JoinHandle<Result<(), sqlx::Error>>>,
+    /// The last batch, acknowledged whole and sent behind by the batch read ahead, when its bookkeeping waits to
+    /// run beside the next read.
+    unrecorded: Option<Unrecorded>,
+}
+
+/// A batch to record, and the leases it was sent under.
+struct Unrecorded {
+    bookkeeper: Bookkeeper,
+    leases: Vec<(i16, i64)>,
+    record: BatchRecord,
+}
+
+impl Unrecorded {
+    async fn record(&self) -> Result<(), sqlx::Error> {
+        self.bookkeeper.record(&self.leases, &self.record).await
+    }
 }
 
 /// A batch read ahead, and the leases it was read under: it is sent only under the same ones.
 struct ReadAhead {
     rows: Vec<OutboxRow>,
     leases: Vec<(i16, i64)>,
-    /// How long the read ahead waited for the last batch's bookkeeping, then read.
-    waited: Duration,
+    /// How long the read took, and the bookkeeping of the batch before the one in flight, beside it.
     read: Duration,
+    recorded: Duration,
 }
 
-/// The batch after one in flight (whose rows are the `in_flight` ones up to position `after`), read once the
-/// bookkeeping of the batch before is done (its rows must be gone for [`store::unpublished_after`] to count right).
+/// The batch after one in flight (whose rows end at position `after`), read in a snapshot taken before
+/// `unrecorded`, the batch before, is recorded beside the read: the rows up to `after` are then both batches'
+/// (`in_flight` in all) whenever that bookkeeping commits. Fails if the bookkeeping does.
 async fn read_ahead(
     pool: PgPool,
-    bookkeeping: Option<JoinHandle<Result<(), sqlx::Error>>>,
+    unrecorded: Option<Unrecorded>,
     shards: Vec<i16>,
     after: i64,
     in_flight: usize,
     limit: i64,
 ) -> anyhow::Result<ReadAhead> {
-    let started = Instant::now();
-    if let Some(bookkeeping) = bookkeeping {
-        bookkeeping.await??;
-    }
-    let waited = started.elapsed();
-    let rows = store::unpublished_after(&pool, &shards, after, in_flight, limit).await?;
-    Ok(ReadAhead { rows, leases: Vec::new(), waited, read: started.elapsed() - waited })
+    let snapshot = store::Snapshot::take(&pool).await?;
+    let recording = async {
+        let started = Instant::now();
+        match unrecorded {
+            Some(unrecorded) => unrecorded.record().await.map(|()| started.elapsed()),
+            None => Ok(Duration::ZERO),
+        }
+    };
+    let reading = async {
+        let started = Instant::now();
+        let rows = snapshot.unpublished_after(&shards, after, in_flight, limit).await?;
+        Ok::<_, sqlx::Error>((rows, started.elapsed()))
+    };
+    let (recorded, read) = tokio::join!(recording, reading);
+    let (recorded, (rows, read)) = (recorded?, read?);
+    Ok(ReadAhead { rows, leases: Vec::new(), read, recorded })
 }
 
 impl std::fmt::Debug for OutboxRelay {
@@ -201,7 +226,7 @@ impl OutboxRelay {
             producer: Some(producer),
             suspects: HashSet::new(),
             ahead: None,
-            bookkeeping: None,
+            unrecorded: None,
         })
     }
 
@@ -309,9 +334,9 @@ impl OutboxRelay {
     }
 
     /// One pass: give back shards another instance should have; send suspects alone; then send a batch (read ahead
-    /// during the last one, or read now) and, while Kafka acknowledges it, let the last batch's bookkeeping finish
-    /// and read the next; sort the acknowledgements and record them, in the background when the next batch can go
-    /// out at once.
+    /// during the last one, or read now) and, while Kafka acknowledges it, record the last batch and read the next
+    /// side by side; sort the acknowledgements and record them, beside the next pass's read when the next batch can
+    /// go out at once.
     #[tracing::instrument(name = "relay.batch", skip_all, fields(outbox = %self.parts.outbox))]
     async fn publish_batch(&mut self, stop: &CancellationToken) -> anyhow::Result<BatchOutcome> {
         if self.producer.is_none() {
@@ -349,12 +374,13 @@ impl OutboxRelay {
         let Some(last) = rows.last() else { return Ok(BatchOutcome::Idle) };
         let full = rows.len() as i64 == limit;
         let suspects = self.suspects.clone();
-        // While this batch is sent and acknowledged, the last one's bookkeeping finishes and the next one is read,
-        // on a task of its own: handing a batch to the producer keeps this one busy for milliseconds, and the read
+        // While this batch is sent and acknowledged, the last one is recorded and the next one read, on a task of
+        // its own: handing a batch to the producer keeps this one busy for milliseconds, and the database work
         // should be in Postgres's hands meanwhile.
         let next = full.then(|| {
-            let (pool, bookkeeping) = (self.parts.pool.clone(), self.bookkeeping.take());
-            tokio::spawn(read_ahead(pool, bookkeeping, shards, last.position, rows.len(), limit))
+            let (pool, unrecorded) = (self.parts.pool.clone(), self.unrecorded.take());
+            let in_flight = rows.len() + unrecorded.as_ref().map_or(0, |last| last.record.delivered.len());
+            tokio::spawn(read_ahead(pool, unrecorded, shards, last.position, in_flight, limit))
         });
         if next.is_some() {
             // A task spawned here waits in this worker's slot for the next task to run, which nothing steals:
@@ -403,30 +429,31 @@ impl OutboxRelay {
             WaitEnd::Abandoned(reason) => BatchOutcome::Abandoned(reason),
             WaitEnd::Stopped => BatchOutcome::Stopped,
         };
-        let (bookkeeper, leases) = (self.bookkeeper(), assignment.leases().to_vec());
+        if let Some(error) = failed_read {
+            // The read ahead failed, perhaps in the last batch's bookkeeping: this batch is left unrecorded too, so
+            // that should the last batch's rows go out again, this one's go out again after them.
+            return Err(error);
+        }
+        let unrecorded =
+            Unrecorded { bookkeeper: self.bookkeeper(), leases: assignment.leases().to_vec(), record };
         if let Some(next) = next {
-            self.report(&rows, &record, retry, [read, acknowledged, next.waited]);
-            // Sent next, while this one is recorded: the read ahead excluded this batch's rows, and the one after
-            // it is read only once this bookkeeping is done.
-            self.bookkeeping = Some(tokio::spawn(async move { bookkeeper.record(&leases, &record).await }));
+            self.report(&rows, &unrecorded.record, retry, [read, acknowledged, next.recorded]);
+            // Sent next; this one is recorded beside the read of the batch after it.
+            self.unrecorded = Some(unrecorded);
             self.ahead = Some(ReadAhead { leases: assignment.leases().to_vec(), ..next });
         } else {
             let recording = Instant::now();
             self.drain().await?;
-            bookkeeper.record(&leases, &record).await?;
-            self.report(&rows, &record, retry, [read, acknowledged, recording.elapsed()]);
+            unrecorded.record().await?;
+            self.report(&rows, &unrecorded.record, retry, [read, acknowledged, recording.elapsed()]);
         }
-        match failed_read {
-            Some(error) => Err(error),
-            None => Ok(outcome),
-        }
+        Ok(outcome)
     }
 
-    /// Waits for the last batch's bookkeeping, if it still runs; then nothing of this instance's is in flight or
-    /// being recorded.
+    /// Records the last batch, if it waits to be; then nothing of this instance's is in flight or unrecorded.
     async fn drain(&mut self) -> anyhow::Result<()> {
-        if let Some(bookkeeping) = self.bookkeeping.take() {
-            bookkeeping.await??;
+        if let Some(unrecorded) = self.unrecorded.take() {
+            unrecorded.record().await?;
         }
         Ok(())
     }
@@ -675,8 +702,8 @@ impl OutboxRelay {
     }
 
     /// Counts and logs a batch. The times: its read (overlapped with the last batch's Kafka wait when read ahead),
-    /// its sending until the last acknowledgement, and the bookkeeping it waited for (the last batch's, within
-    /// the read ahead, or its own).
+    /// its sending until the last acknowledgement, and the bookkeeping of the last batch (beside the read ahead)
+    /// or its own.
     fn report(
         &self,
         rows: &[OutboxRow],

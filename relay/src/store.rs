@@ -139,7 +139,7 @@ async fn walk_index(transaction: &mut PgTransaction<'_>) -> Result<(), sqlx::Err
 /// a row whose transaction committed late (after rows with higher positions were published) is simply read by a
 /// later batch. A row leaves this set only once Kafka acknowledged it; hence, for each aggregate, the first copy of
 /// every version reaches Kafka in version order, whichever instance or restart sends it. (The read ahead of
-/// [`unpublished_after`] keeps that: it returns rows only when it finds what this read would.)
+/// [`Snapshot::unpublished_after`] keeps that: it returns rows only when it finds what this read would.)
 ///
 /// The read walks the `outbox_unpublished` index in position order and stops at `limit` ([`walk_index`]).
 pub async fn unpublished(pool: &PgPool, shards: &[i16], limit: i64) -> Result<Vec<OutboxRow>, sqlx::Error> {
@@ -156,17 +156,59 @@ pub async fn unpublished(pool: &PgPool, shards: &[i16], limit: i64) -> Result<Ve
     Ok(rows)
 }
 
-/// The batch that follows one still in flight: the oldest sendable rows of `shards` after position `after` (the
-/// last row in flight), provided the sendable rows up to `after` are still exactly the `in_flight` ones. Otherwise
-/// none: a transaction that took a lower position committed late, or an aggregate's deferral ran out, and a read
-/// from the oldest row must come first, once nothing is in flight.
-///
-/// Why the count suffices: the batch in flight was, when read, every sendable row up to `after`, and none of its
-/// rows leaves the sendable set before its bookkeeping, which runs after this read. A row counted beyond them is
-/// one that became visible (or sendable) since. Counting and reading in one statement see one snapshot, and an
-/// aggregate's later version commits only after its earlier one, so a later version this read returns can never
-/// hide an earlier one the count did not see. The count walks the in-flight rows' index entries (0.4 ms for 1 000),
-/// where excluding their positions from the read cost 5-26 ms.
+/// A view of the outbox as it stands when taken, to read the batch after those in flight from: a read-only
+/// `REPEATABLE READ` transaction whose first statement has run, so nothing that commits after [`Snapshot::take`]
+/// returns is seen. The relay takes it before the bookkeeping of the batch before the one in flight commits, and
+/// then runs that bookkeeping and this read side by side: the read counts that batch's rows as still there.
+#[derive(Debug)]
+pub struct Snapshot(PgTransaction<'static>);
+
+impl Snapshot {
+    pub async fn take(pool: &PgPool) -> Result<Self, sqlx::Error> {
+        let mut transaction = pool.begin_with("BEGIN ISOLATION LEVEL REPEATABLE READ, READ ONLY").await?;
+        // The transaction's first statement: it takes the snapshot.
+        walk_index(&mut transaction).await?;
+        Ok(Self(transaction))
+    }
+
+    /// The batch that follows those still in flight or unrecorded: the oldest sendable rows of `shards` after
+    /// position `after` (the last row in flight), provided the sendable rows up to `after` are exactly the
+    /// `in_flight` ones. Otherwise none: a transaction that took a lower position committed late, or an
+    /// aggregate's deferral ran out, and a read from the oldest row must come first, once nothing is in flight.
+    ///
+    /// Why the count suffices: the rows in flight were, when read, every sendable row up to `after`, and none of
+    /// them leaves the sendable set before its bookkeeping, which commits after this snapshot. A row counted
+    /// beyond them is one that became visible (or sendable) since. Counting and reading in one statement see one
+    /// snapshot, and an aggregate's later version commits only after its earlier one, so a later version this read
+    /// returns can never hide an earlier one the count did not see. The count walks the in-flight rows' index
+    /// entries (0.4 ms for 1 000), where excluding their positions from the read cost 5-26 ms.
+    pub async fn unpublished_after(
+        self,
+        shards: &[i16],
+        after: i64,
+        in_flight: usize,
+        limit: i64,
+    ) -> Result<Vec<OutboxRow>, sqlx::Error> {
+        let Self(mut transaction) = self;
+        let rows = sqlx::query_as(sqlx::AssertSqlSafe(format!(
+            "SELECT {ROW_COLUMNS} FROM outbox o
+             WHERE {SENDABLE} AND position > $3
+               AND (SELECT count(*) FROM outbox o WHERE {SENDABLE} AND position <= $3) = $4
+             ORDER BY position
+             LIMIT $2"
+        )))
+        .bind(shards)
+        .bind(limit)
+        .bind(after)
+        .bind(in_flight as i64)
+        .fetch_all(&mut *transaction)
+        .await?;
+        transaction.commit().await?;
+        Ok(rows)
+    }
+}
+
+/// [`Snapshot::unpublished_after`] on a snapshot taken now.
 pub async fn unpublished_after(
     pool: &PgPool,
     shards: &[i16],
@@ -174,23 +216,7 @@ pub async fn unpublished_after(
     in_flight: usize,
     limit: i64,
 ) -> Result<Vec<OutboxRow>, sqlx::Error> {
-    let mut transaction = pool.begin().await?;
-    walk_index(&mut transaction).await?;
-    let rows = sqlx::query_as(sqlx::AssertSqlSafe(format!(
-        "SELECT {ROW_COLUMNS} FROM outbox o
-         WHERE {SENDABLE} AND position > $3
-           AND (SELECT count(*) FROM outbox o WHERE {SENDABLE} AND position <= $3) = $4
-         ORDER BY position
-         LIMIT $2"
-    )))
-    .bind(shards)
-    .bind(limit)
-    .bind(after)
-    .bind(in_flight as i64)
-    .fetch_all(&mut *transaction)
-    .await?;
-    transaction.commit().await?;
-    Ok(rows)
+    Snapshot::take(pool).await?.unpublished_after(shards, after, in_flight, limit).await
 }
 
 /// The oldest unpublished row of `aggregate`, if any.

@@ -5,7 +5,10 @@ use std::time::Duration;
 
 use shop_outbox as outbox;
 use shop_platform::kafka::KafkaOption;
-use shop_relay::store;
+use shop_relay::{
+    leases::Leases,
+    store::{self, BatchRecord, Published},
+};
 use uuid::Uuid;
 
 use crate::helpers::{
@@ -42,6 +45,35 @@ async fn a_row_committed_late_below_the_batch_in_flight_stops_the_read_ahead() {
     let versions_of_x: Vec<i64> =
         from_the_oldest.iter().filter(|row| row.aggregate_id == x).map(|row| row.aggregate_version).collect();
     assert_eq!(versions_of_x, [1, 2]);
+}
+
+#[tokio::test]
+async fn a_read_ahead_in_a_snapshot_taken_before_the_last_batch_was_recorded_still_counts_that_batch() {
+    // Arrange: batch A (rows 1-4) acknowledged and unrecorded, batch B (5-8) in flight, four rows after them.
+    let database = outbox_database().await;
+    let instance = Uuid::now_v7();
+    let leases = Leases::new(database.pool.clone(), "outbox".into(), instance, Duration::from_secs(60));
+    let assignment = leases.refresh().await.unwrap();
+    let (held, shards) = (assignment.leases().to_vec(), assignment.shards());
+    let events: Vec<_> = (0..12).map(|_| event("t", Uuid::now_v7(), 1, 0)).collect();
+    append(&database.pool, &events).await;
+    let a = store::unpublished(&database.pool, &shards, 4).await.unwrap();
+    let b =
+        store::unpublished_after(&database.pool, &shards, a.last().unwrap().position, 4, 4).await.unwrap();
+    assert_eq!(b.len(), 4);
+    let after = b.last().unwrap().position;
+    let record_a = BatchRecord { delivered: a.iter().map(Published::of).collect(), ..Default::default() };
+
+    // Act: the snapshot is taken, then A is recorded (its rows deleted) before the read runs in it.
+    let snapshot = store::Snapshot::take(&database.pool).await.unwrap();
+    store::record_batch(&database.pool, instance, &held, &record_a, false).await.unwrap();
+    let ahead = snapshot.unpublished_after(&shards, after, 8, 10).await.unwrap();
+
+    // Assert: the read still counts A's rows, so it finds the four rows after B; a snapshot taken now counts B's
+    // alone.
+    assert_eq!(ahead.len(), 4, "the read ahead lost A's rows from its count");
+    assert!(store::unpublished_after(&database.pool, &shards, after, 8, 10).await.unwrap().is_empty());
+    assert_eq!(store::unpublished_after(&database.pool, &shards, after, 4, 10).await.unwrap().len(), 4);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
