@@ -164,9 +164,9 @@ pub async fn unpublished(pool: &PgPool, shards: &[i16], limit: i64) -> Result<Ve
 pub struct Snapshot(PgTransaction<'static>);
 
 impl Snapshot {
+    /// Opens the transaction and runs its first statement, which takes the snapshot.
     pub async fn take(pool: &PgPool) -> Result<Self, sqlx::Error> {
         let mut transaction = pool.begin_with("BEGIN ISOLATION LEVEL REPEATABLE READ, READ ONLY").await?;
-        // The transaction's first statement: it takes the snapshot.
         walk_index(&mut transaction).await?;
         Ok(Self(transaction))
     }
@@ -206,17 +206,6 @@ impl Snapshot {
         transaction.commit().await?;
         Ok(rows)
     }
-}
-
-/// [`Snapshot::unpublished_after`] on a snapshot taken now.
-pub async fn unpublished_after(
-    pool: &PgPool,
-    shards: &[i16],
-    after: i64,
-    in_flight: usize,
-    limit: i64,
-) -> Result<Vec<OutboxRow>, sqlx::Error> {
-    Snapshot::take(pool).await?.unpublished_after(shards, after, in_flight, limit).await
 }
 
 /// The oldest unpublished row of `aggregate`, if any.

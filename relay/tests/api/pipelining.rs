@@ -9,6 +9,7 @@ use shop_relay::{
     leases::Leases,
     store::{self, BatchRecord, Published},
 };
+use sqlx::PgPool;
 use uuid::Uuid;
 
 use crate::helpers::{
@@ -31,13 +32,13 @@ async fn a_row_committed_late_below_the_batch_in_flight_stops_the_read_ahead() {
     let after = in_flight.last().unwrap().position;
     let more: Vec<_> = (0..3).map(|_| event("t", Uuid::now_v7(), 1, 0)).collect();
     append(&database.pool, &more).await;
-    let ahead = store::unpublished_after(&database.pool, &shards, after, 4, 10).await.unwrap();
+    let ahead = read_ahead(&database.pool, &shards, after, 4, 10).await;
     assert_eq!(ahead.len(), 3, "with no late row, the read ahead finds the rows after the batch in flight");
 
     // Act: X.v1 commits below the batch in flight, then X.v2 is written after it.
     late.commit().await.unwrap();
     append(&database.pool, &[event("t", x, 2, 0)]).await;
-    let ahead = store::unpublished_after(&database.pool, &shards, after, 4, 10).await.unwrap();
+    let ahead = read_ahead(&database.pool, &shards, after, 4, 10).await;
 
     // Assert: nothing is read ahead (X.v2 would overtake X.v1); a read from the oldest row finds X.v1 first.
     assert!(ahead.is_empty(), "read ahead past a late row: {ahead:?}");
@@ -58,8 +59,7 @@ async fn a_read_ahead_in_a_snapshot_taken_before_the_last_batch_was_recorded_sti
     let events: Vec<_> = (0..12).map(|_| event("t", Uuid::now_v7(), 1, 0)).collect();
     append(&database.pool, &events).await;
     let a = store::unpublished(&database.pool, &shards, 4).await.unwrap();
-    let b =
-        store::unpublished_after(&database.pool, &shards, a.last().unwrap().position, 4, 4).await.unwrap();
+    let b = read_ahead(&database.pool, &shards, a.last().unwrap().position, 4, 4).await;
     assert_eq!(b.len(), 4);
     let after = b.last().unwrap().position;
     let record_a = BatchRecord { delivered: a.iter().map(Published::of).collect(), ..Default::default() };
@@ -72,8 +72,8 @@ async fn a_read_ahead_in_a_snapshot_taken_before_the_last_batch_was_recorded_sti
     // Assert: the read still counts A's rows, so it finds the four rows after B; a snapshot taken now counts B's
     // alone.
     assert_eq!(ahead.len(), 4, "the read ahead lost A's rows from its count");
-    assert!(store::unpublished_after(&database.pool, &shards, after, 8, 10).await.unwrap().is_empty());
-    assert_eq!(store::unpublished_after(&database.pool, &shards, after, 4, 10).await.unwrap().len(), 4);
+    assert!(read_ahead(&database.pool, &shards, after, 8, 10).await.is_empty());
+    assert_eq!(read_ahead(&database.pool, &shards, after, 4, 10).await.len(), 4);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -136,4 +136,20 @@ async fn small_batches_read_ahead_under_late_commits_lose_nothing_and_reorder_no
     })
     .await;
     relay.server.stop().await.unwrap();
+}
+
+/// The read ahead on a snapshot taken now.
+async fn read_ahead(
+    pool: &PgPool,
+    shards: &[i16],
+    after: i64,
+    in_flight: usize,
+    limit: i64,
+) -> Vec<store::OutboxRow> {
+    store::Snapshot::take(pool)
+        .await
+        .unwrap()
+        .unpublished_after(shards, after, in_flight, limit)
+        .await
+        .unwrap()
 }
