@@ -58,7 +58,11 @@ impl TopicSummaries {
     }
 
     fn topic(&mut self, topic: &str) -> &mut BatchSummary {
-        self.0.entry(topic.to_owned()).or_default()
+        // Called for every record of a batch: the name is copied only for a topic not counted yet.
+        if !self.0.contains_key(topic) {
+            self.0.insert(topic.to_owned(), BatchSummary::default());
+        }
+        self.0.get_mut(topic).expect("inserted above")
     }
 }
 
@@ -192,8 +196,10 @@ pub(crate) async fn apply_batch_by_topic<P: Projection>(
             .await?;
     }
     let stored = lock_positions(&mut transaction, projection.name(), records).await?;
+    let stored: HashMap<(&str, i32), i64> =
+        stored.iter().map(|((topic, partition), next)| ((topic.as_str(), *partition), *next)).collect();
     let is_fresh =
-        |record: &&Record| record.offset >= stored.get(&record.partition_key()).copied().unwrap_or(0);
+        |record: &&Record| record.offset >= stored.get(&record.partition_ref()).copied().unwrap_or(0);
     // Redelivered records are rare: only then is the batch copied without them.
     let fresh: Cow<'_, [Record]> = if records.iter().all(|record| is_fresh(&record)) {
         Cow::Borrowed(records)
@@ -227,10 +233,10 @@ async fn lock_positions(
     projection: &str,
     records: &[Record],
 ) -> Result<HashMap<Partition, i64>, sqlx::Error> {
-    let mut partitions: Vec<Partition> = records.iter().map(Record::partition_key).collect();
+    let mut partitions: Vec<(&str, i32)> = records.iter().map(Record::partition_ref).collect();
     partitions.sort_unstable();
     partitions.dedup();
-    let (topics, numbers): (Vec<String>, Vec<i32>) = partitions.into_iter().unzip();
+    let (topics, numbers): (Vec<&str>, Vec<i32>) = partitions.into_iter().unzip();
     let rows: Vec<(String, i32, i64)> = sqlx::query_as(
         "SELECT topic, partition, next_offset FROM projection_offsets
          WHERE projection = $1 AND (topic, partition) IN (SELECT * FROM UNNEST($2::text[], $3::int[]))
@@ -347,9 +353,9 @@ async fn advance(
     records: &[Record],
     cluster_id: Option<&str>,
 ) -> Result<(), sqlx::Error> {
-    let mut last: HashMap<Partition, &Record> = HashMap::new();
+    let mut last: HashMap<(&str, i32), &Record> = HashMap::new();
     for record in records {
-        let entry = last.entry(record.partition_key()).or_insert(record);
+        let entry = last.entry(record.partition_ref()).or_insert(record);
         if record.offset > entry.offset {
             *entry = record;
         }

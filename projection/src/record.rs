@@ -51,6 +51,24 @@ impl RecordHeaders {
         })
     }
 
+    /// A copy of a consumed message's headers, each buffer allocated once at its final size: grown header by
+    /// header, the nine headers the relay gives a record took about fourteen allocations, and a replay copies
+    /// millions of records.
+    fn copy_of(headers: &impl Headers) -> Self {
+        let (names, values) = headers.iter().fold((0, 0), |(names, values), header| {
+            (names + header.key.len(), values + header.value.map_or(0, <[u8]>::len))
+        });
+        let mut copy = Self {
+            names: String::with_capacity(names),
+            values: Vec::with_capacity(values),
+            ends: Vec::with_capacity(headers.count()),
+        };
+        for header in headers.iter() {
+            copy.push(header.key, header.value.unwrap_or_default());
+        }
+        copy
+    }
+
     /// The value of the first header named `name`.
     pub fn get(&self, name: &str) -> Option<&[u8]> {
         self.iter().find(|(key, _)| *key == name).map(|(_, value)| value)
@@ -76,10 +94,7 @@ impl Record {
     /// Copies a record out of an rdkafka message read from `topic` (the message's topic, or its name as the
     /// projection knows it).
     pub(crate) fn from_message_of(message: &impl Message, topic: &str) -> Self {
-        let headers = message
-            .headers()
-            .map(|headers| headers.iter().map(|h| (h.key, h.value.unwrap_or_default())).collect())
-            .unwrap_or_default();
+        let headers = message.headers().map(RecordHeaders::copy_of).unwrap_or_default();
         Self {
             topic: topic.to_owned(),
             partition: message.partition(),
@@ -114,6 +129,11 @@ impl Record {
         (self.topic.clone(), self.partition)
     }
 
+    /// The same, borrowed: for what looks at every record of a batch.
+    pub fn partition_ref(&self) -> (&str, i32) {
+        (&self.topic, self.partition)
+    }
+
     /// The value of header `name`, if present and UTF-8.
     pub fn header(&self, name: &str) -> Option<&str> {
         self.headers.get(name).and_then(|value| std::str::from_utf8(value).ok())
@@ -137,12 +157,12 @@ impl Record {
         self.event_type().map(|event_type| storable(event_type, MAX_EVENT_TYPE_CHARS))
     }
 
-    /// The event's metadata from the CloudEvents headers.
     /// The trace context the record carries in its `traceparent` header, if a valid one.
     pub fn trace(&self) -> Option<TraceContext> {
         TraceContext::from_headers(|name| self.header(name))
     }
 
+    /// The event's metadata from the CloudEvents headers.
     pub fn metadata(&self) -> Result<ReceivedMetadata, InvalidHeaders> {
         ReceivedMetadata::from_headers(self.headers.iter())
     }
@@ -169,6 +189,8 @@ pub(crate) fn batch_span(consumer: &str, batch: &[Record]) -> tracing::Span {
 
 #[cfg(test)]
 mod tests {
+    use rdkafka::message::{Header, OwnedHeaders};
+
     use super::*;
 
     fn with_id(id: &str) -> Record {
@@ -198,6 +220,26 @@ mod tests {
         assert_eq!(headers.get("empty"), Some(&b""[..]));
         assert_eq!(headers.get("missing"), None);
         assert_eq!(RecordHeaders::default().iter().count(), 0);
+    }
+
+    #[test]
+    fn a_consumed_message_s_headers_are_copied_into_buffers_of_their_size() {
+        let consumed = OwnedHeaders::new()
+            .insert(Header { key: "ce_id", value: Some("1") })
+            .insert(Header { key: "no value", value: None::<&[u8]> })
+            .insert(Header { key: "ce_type", value: Some(&b"Created"[..]) });
+
+        let copy = RecordHeaders::copy_of(&consumed);
+
+        assert_eq!(
+            copy.iter().collect::<Vec<_>>(),
+            [("ce_id", &b"1"[..]), ("no value", b""), ("ce_type", b"Created")]
+        );
+        assert_eq!(
+            (copy.names.capacity(), copy.values.capacity(), copy.ends.capacity()),
+            (copy.names.len(), copy.values.len(), copy.ends.len()),
+            "each buffer allocated once, at its size"
+        );
     }
 
     #[test]
