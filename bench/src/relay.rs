@@ -28,7 +28,7 @@ use uuid::Uuid;
 use crate::{
     children::ChildProcess,
     cpu, produce,
-    stats::{Latencies, per_second},
+    stats::{Latencies, median_run, per_second},
 };
 
 /// Relay throughput next to a bare producer sending the same records, idempotent (the relay's) and transactional
@@ -60,7 +60,7 @@ pub struct BusyCores {
 /// The relay's default batch.
 const RELAY_BATCH: usize = 1_000;
 /// How many times the bare producer and the relay are measured, in turn.
-const ROUNDS: usize = 3;
+pub(crate) const ROUNDS: usize = 3;
 /// Records per transaction in the transactional baseline: the relay's default batch.
 const TRANSACTION: usize = RELAY_BATCH;
 
@@ -178,7 +178,7 @@ pub async fn throughput(broker: &TestBroker, aggregates: usize, versions: i64) -
     let relay_peak_rss_mib = relay.peak_rss_mib();
     relay.stop()?;
     let ((baseline_per_second, baseline_busy), (relay_per_second, relay_busy)) =
-        (median(baseline_runs), median(relay_runs));
+        (median_run(baseline_runs), median_run(relay_runs));
 
     Ok(Throughput {
         events,
@@ -190,12 +190,6 @@ pub async fn throughput(broker: &TestBroker, aggregates: usize, versions: i64) -
         busy_cores: BusyCores { baseline: baseline_busy, database: database_busy, relay: relay_busy },
         ratios,
     })
-}
-
-/// The run of median rate among `runs` (events/s, busy cores).
-fn median(mut runs: Vec<(f64, f64)>) -> (f64, f64) {
-    runs.sort_by(|a, b| a.0.total_cmp(&b.0));
-    runs[runs.len() / 2]
 }
 
 /// The relay's database work on the prefilled outbox of `pool`, with nothing sent: batches of the relay's default

@@ -20,11 +20,15 @@ use shop_events::{
 };
 use shop_order::projection::DirectoryProjection;
 use shop_platform::kafka::KafkaSettings;
-use shop_projection::{Record, Source};
+use shop_projection::{RebuildReport, Record, Source};
 use shop_testkit::{TestDatabase, kafka::TestBroker};
 use uuid::Uuid;
 
-use crate::{cpu, produce, stats::per_second};
+use crate::{
+    cpu, produce,
+    relay::ROUNDS,
+    stats::{median_run, per_second},
+};
 
 #[derive(Debug)]
 pub struct Replay {
@@ -41,6 +45,8 @@ pub struct Replay {
     pub apply_side_by_side_per_second: f64,
     /// Cores the whole machine kept busy during each way.
     pub busy_cores: BusyCores,
+    /// The rebuild's rate over the bare consumer's, round by round (each way's figures above are its median run).
+    pub ratios: Vec<f64>,
 }
 
 /// Cores busy on the whole machine (every process, the kernel included) during each way.
@@ -108,38 +114,34 @@ pub async fn replay(broker: &TestBroker, events: usize) -> anyhow::Result<Replay
         }
     }
     publish(&producer, &topic_prefix, &envelopes).await?;
-    let (bare_consumer_per_second, bare_busy) =
-        cpu::metered(bare_consumer(broker, &topic_prefix, events)).await;
-    let bare_consumer_per_second = bare_consumer_per_second?;
-    let (apply_alone_per_second, apply_busy) = cpu::metered(apply_alone(&envelopes, Lanes::One)).await;
-    let apply_alone_per_second = apply_alone_per_second?;
-    let (apply_side_by_side_per_second, side_by_side_busy) =
-        cpu::metered(apply_alone(&envelopes, Lanes::PerTopic)).await;
-    let apply_side_by_side_per_second = apply_side_by_side_per_second?;
-
-    let database = TestDatabase::create().await;
-    let settings = shop_order::config::Settings {
-        database_url: database.url.parse().map_err(anyhow::Error::msg)?,
-        ..Default::default()
-    };
-    let pool = shop_order::database::connect(&settings).await?;
     let source = Source::from_settings(&KafkaSettings {
-        kafka_topic_prefix: topic_prefix,
+        kafka_topic_prefix: topic_prefix.clone(),
         ..KafkaSettings::new(broker.bootstrap.clone())
     });
-    let started = Instant::now();
-    let (report, rebuild_busy) = cpu::metered(shop_projection::rebuild(
-        &DirectoryProjection::live(),
-        &pool,
-        &source,
-        &Default::default(),
-        |_| {},
-    ))
-    .await;
-    let report = report?;
+
+    // The four ways in turn, ROUNDS times: the machine's speed drifts within minutes, and a ratio of ways measured
+    // side by side travels; each way's median run is reported.
+    let (mut bare_runs, mut alone_runs, mut side_by_side_runs, mut rebuild_runs) =
+        (Vec::new(), Vec::new(), Vec::new(), Vec::new());
+    let (mut ratios, mut report) = (Vec::new(), RebuildReport::default());
+    for _ in 0..ROUNDS {
+        let (bare, bare_busy) = cpu::metered(bare_consumer(broker, &topic_prefix, events)).await;
+        let bare = bare?;
+        alone_runs.push(apply_alone(&envelopes, Lanes::One).await?);
+        side_by_side_runs.push(apply_alone(&envelopes, Lanes::PerTopic).await?);
+        let rebuilt;
+        (report, rebuilt) = rebuild(&source).await?;
+        ratios.push(rebuilt.0 / bare.max(f64::EPSILON));
+        bare_runs.push((bare, bare_busy));
+        rebuild_runs.push(rebuilt);
+    }
+    let (bare_consumer_per_second, bare_busy) = median_run(bare_runs);
+    let (apply_alone_per_second, apply_busy) = median_run(alone_runs);
+    let (apply_side_by_side_per_second, side_by_side_busy) = median_run(side_by_side_runs);
+    let (per_second, rebuild_busy) = median_run(rebuild_runs);
     Ok(Replay {
         events: report.consumed as usize,
-        per_second: per_second(report.consumed as usize, started.elapsed()),
+        per_second,
         applied: report.applied,
         ignored: report.ignored,
         bare_consumer_per_second,
@@ -151,13 +153,38 @@ pub async fn replay(broker: &TestBroker, events: usize) -> anyhow::Result<Replay
             apply_side_by_side: side_by_side_busy,
             rebuild: rebuild_busy,
         },
+        ratios,
     })
+}
+
+/// Rebuilds a fresh order projection from `source`'s topics. Returns what the rebuild did, with its events/s and
+/// the cores busy meanwhile.
+async fn rebuild(source: &Source) -> anyhow::Result<(RebuildReport, (f64, f64))> {
+    let database = TestDatabase::create().await;
+    let settings = shop_order::config::Settings {
+        database_url: database.url.parse().map_err(anyhow::Error::msg)?,
+        ..Default::default()
+    };
+    let pool = shop_order::database::connect(&settings).await?;
+    let started = Instant::now();
+    let (report, busy) = cpu::metered(shop_projection::rebuild(
+        &DirectoryProjection::live(),
+        &pool,
+        source,
+        &Default::default(),
+        |_| {},
+    ))
+    .await;
+    let report = report?;
+    let rate = per_second(report.consumed as usize, started.elapsed());
+    Ok((report, (rate, busy)))
 }
 
 /// Applies `envelopes`, as records of their topics (one partition each, named as the rebuild names them), to a
 /// fresh order projection in batches of [`APPLY_BATCH`], as the rebuild would once it has read them, each batch in
-/// one transaction or split into `lanes`. Returns events/s.
-async fn apply_alone(envelopes: &[Envelope], lanes: Lanes) -> anyhow::Result<f64> {
+/// one transaction or split into `lanes`. Returns events/s, and the cores busy while it applied (the database's
+/// creation left out).
+async fn apply_alone(envelopes: &[Envelope], lanes: Lanes) -> anyhow::Result<(f64, f64)> {
     let database = TestDatabase::create().await;
     let settings = shop_order::config::Settings {
         database_url: database.url.parse().map_err(anyhow::Error::msg)?,
@@ -177,22 +204,28 @@ async fn apply_alone(envelopes: &[Envelope], lanes: Lanes) -> anyhow::Result<f64
     };
     let (events, per_lane) = (envelopes.len(), APPLY_BATCH / lanes.len());
     let projection = Arc::new(DirectoryProjection::live());
-    let (started, mut applied) = (Instant::now(), 0);
-    for start in (0..).step_by(per_lane).take_while(|start| lanes.iter().any(|lane| *start < lane.len())) {
-        let applying = lanes.iter().filter(|lane| start < lane.len()).map(|lane| {
-            let (pool, projection, lane) = (pool.clone(), projection.clone(), lane.clone());
-            tokio::spawn(async move {
-                let batch = &lane[start..lane.len().min(start + per_lane)];
-                shop_projection::apply_batch(&pool, &*projection, batch, Default::default()).await
-            })
-        });
-        for summary in futures::future::try_join_all(applying).await? {
-            applied += summary?.applied;
+    let started = Instant::now();
+    let (applied, busy) = cpu::metered(async {
+        let mut applied = 0;
+        for start in (0..).step_by(per_lane).take_while(|start| lanes.iter().any(|lane| *start < lane.len()))
+        {
+            let applying = lanes.iter().filter(|lane| start < lane.len()).map(|lane| {
+                let (pool, projection, lane) = (pool.clone(), projection.clone(), lane.clone());
+                tokio::spawn(async move {
+                    let batch = &lane[start..lane.len().min(start + per_lane)];
+                    shop_projection::apply_batch(&pool, &*projection, batch, Default::default()).await
+                })
+            });
+            for summary in futures::future::try_join_all(applying).await? {
+                applied += summary?.applied;
+            }
         }
-    }
-    let per_second = per_second(events, started.elapsed());
+        anyhow::Ok(applied)
+    })
+    .await;
+    let (applied, per_second) = (applied?, per_second(events, started.elapsed()));
     anyhow::ensure!(applied == events as u64, "applied {applied} of {events} records alone");
-    Ok(per_second)
+    Ok((per_second, busy))
 }
 
 /// Reads every record of the replay's topics once with a bare consumer (the projection's consumer settings, no

@@ -353,8 +353,11 @@ fn replay_table(r: &Replay) -> String {
     // The least a rebuild can cost: reading the records and applying them, each done once, over every core.
     let floor_per_second = cores * 1e6 / (bare_cpu + apply_cpu);
     let of_bare = |per_second: f64| per_second / r.bare_consumer_per_second.max(f64::EPSILON);
+    let ratios: Vec<String> = r.ratios.iter().map(|ratio| format!("{ratio:.2}×")).collect();
     format!(
         "\n### Replay\n\n\
+         The four ways ran in turn, {} times each; each row is its way's median run. The rebuild's rate over the \
+         bare consumer's, round by round: {}.\n\n\
          Busy cores are the whole machine's during each way (every process, the kernel and Postgres included; from \
          /proc/stat). A rebuild cannot cost less than reading the records plus applying them, so at best it runs at \
          {cores} cores over their CPU per event added up: {floor_per_second:.0} events/s here, {:.2}× the bare \
@@ -368,6 +371,8 @@ fn replay_table(r: &Replay) -> String {
          | the projection applying the same records alone (batches of 5 000, nothing read from Kafka) | {} | {:.0} | | | {:.2}× | {:.2} | {apply_cpu:.1} µs |\n\
          | the same, each batch in two transactions side by side (accounts, products), as the rebuild applies it | {} | {:.0} | | | {:.2}× | {:.2} | {:.1} µs |\n\
          | order projection (accounts, products) | {} | {:.0} | {} | {} | {:.2}× the bare consumer's rate | {:.2} | {:.1} µs |\n",
+        r.ratios.len(),
+        ratios.join(", "),
         of_bare(floor_per_second),
         r.apply_side_by_side_per_second,
         of_bare(r.apply_side_by_side_per_second),

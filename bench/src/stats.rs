@@ -37,6 +37,13 @@ pub fn max(a: Option<f64>, b: Option<f64>) -> Option<f64> {
     }
 }
 
+/// The run of median rate among `runs` (per second, busy cores): ways measured several times in turn are reported
+/// by their median run, a whole run, so that its rate and its busy cores belong together.
+pub fn median_run(mut runs: Vec<(f64, f64)>) -> (f64, f64) {
+    runs.sort_by(|a, b| a.0.total_cmp(&b.0));
+    runs[runs.len() / 2]
+}
+
 /// Events (or orders) per second.
 pub fn per_second(count: usize, elapsed: Duration) -> f64 {
     count as f64 / elapsed.as_secs_f64().max(f64::EPSILON)

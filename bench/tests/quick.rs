@@ -46,6 +46,7 @@ fn the_quick_benchmark_run_measures_everything_and_writes_its_report() {
         "### Tracing overhead",
         "| on, 100 % sampled |",
         "### Replay",
+        "The rebuild's rate over the bare consumer's, round by round: ",
         "| bare consumer reading the same topics",
         "| the same, each batch in two transactions side by side",
         "### Peak memory (RSS)",
