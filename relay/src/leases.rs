@@ -12,6 +12,11 @@
 //! - An instance that cannot renew (its database is away) stops reading its shards a fifth of the lease time
 //!   before they can expire, and abandons a batch still in flight by then.
 //! - An instance that cannot publish stops taking shards ([`Leases::set_accepting`]) until it can again.
+//!
+//! Every statement that locks several shard rows locks them in shard order (`ORDER BY shard FOR UPDATE`, or `FOR
+//! SHARE` in the relay's bookkeeping): the lease renewal and the bookkeeping run side by side on the same rows,
+//! and locked in whatever order their scans met them they deadlocked now and then, which cost the batch a second
+//! (Postgres's `deadlock_timeout`) and a retry.
 
 use std::{
     sync::atomic::{AtomicBool, Ordering},
@@ -165,7 +170,8 @@ impl Leases {
     async fn renew(&self, transaction: &mut PgTransaction<'_>) -> Result<Vec<(i16, i64)>, sqlx::Error> {
         let held: Vec<(i16, i64)> = sqlx::query_as(
             "UPDATE outbox_relay_shards SET lease_expires_at = now() + make_interval(secs => $2)
-             WHERE owner = $1 RETURNING shard, epoch",
+             WHERE shard IN (SELECT shard FROM outbox_relay_shards WHERE owner = $1 ORDER BY shard FOR UPDATE)
+             RETURNING shard, epoch",
         )
         .bind(self.instance_id)
         .bind(self.ttl.as_secs_f64())
@@ -247,7 +253,8 @@ impl Leases {
     pub async fn release(&self, shards: &[i16]) -> Result<(), sqlx::Error> {
         sqlx::query(
             "UPDATE outbox_relay_shards SET owner = NULL, lease_expires_at = '-infinity'
-             WHERE owner = $1 AND shard = ANY($2)",
+             WHERE shard IN (SELECT shard FROM outbox_relay_shards WHERE owner = $1 AND shard = ANY($2)
+                             ORDER BY shard FOR UPDATE)",
         )
         .bind(self.instance_id)
         .bind(shards)
@@ -265,7 +272,8 @@ impl Leases {
     pub async fn release_all(&self) -> Result<(), sqlx::Error> {
         let mut transaction = self.pool.begin().await?;
         sqlx::query(
-            "UPDATE outbox_relay_shards SET owner = NULL, lease_expires_at = '-infinity' WHERE owner = $1",
+            "UPDATE outbox_relay_shards SET owner = NULL, lease_expires_at = '-infinity'
+             WHERE shard IN (SELECT shard FROM outbox_relay_shards WHERE owner = $1 ORDER BY shard FOR UPDATE)",
         )
         .bind(self.instance_id)
         .execute(&mut *transaction)

@@ -267,6 +267,7 @@ async fn lock_held_shards(
     sqlx::query_scalar(
         "SELECT shard FROM outbox_relay_shards
          WHERE owner = $1 AND (shard, epoch) IN (SELECT * FROM UNNEST($2::smallint[], $3::bigint[]))
+         ORDER BY shard
          FOR SHARE",
     )
     .bind(instance_id)

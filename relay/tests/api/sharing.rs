@@ -1,5 +1,9 @@
 use std::{process::Stdio, time::Duration};
 
+use shop_relay::{
+    leases::Leases,
+    store::{self, BatchRecord, Published},
+};
 use shop_testkit::TestDatabase;
 
 use crate::helpers::{
@@ -112,3 +116,41 @@ async fn a_relay_killed_mid_batch_and_restarted_loses_nothing() {
     restarted.kill().unwrap();
     restarted.wait().unwrap();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn recording_batches_and_renewing_leases_side_by_side_never_deadlock() {
+    // Arrange: one instance holding every shard, and a row of each shard published, to record again and again.
+    let database = outbox_database().await;
+    let instance = uuid::Uuid::now_v7();
+    let leases = Leases::new(database.pool.clone(), "outbox".into(), instance, Duration::from_secs(60));
+    let held = leases.refresh().await.unwrap().leases().to_vec();
+    assert_eq!(held.len(), usize::from(shop_outbox::SHARD_COUNT.unsigned_abs()));
+    let delivered: Vec<Published> = held
+        .iter()
+        .map(|&(shard, _)| Published { position: i64::from(shard), aggregate_id: uuid::Uuid::nil(), shard })
+        .collect();
+    let record = BatchRecord { delivered, ..Default::default() };
+
+    // Act: the bookkeeping (which locks the shards it holds) and the lease renewal (which updates them) over and
+    // over at once, as the relay's loop and its lease task run.
+    let recording = async {
+        for _ in 0..ROUNDS {
+            store::record_batch(&database.pool, instance, &held, &record, false).await?;
+        }
+        anyhow::Ok(())
+    };
+    let renewing = async {
+        for _ in 0..ROUNDS {
+            leases.refresh().await?;
+        }
+        anyhow::Ok(())
+    };
+    let (recorded, renewed) = tokio::join!(recording, renewing);
+
+    // Assert: both lock the shards in one order, so neither ever waits for the other in a cycle.
+    recorded.expect("recording batches failed");
+    renewed.expect("renewing leases failed");
+}
+
+/// Rounds of each, enough for the two to meet on the shards' rows many times.
+const ROUNDS: usize = 300;
