@@ -59,7 +59,8 @@ pub struct BusyCores {
 
 /// The relay's default batch.
 const RELAY_BATCH: usize = 1_000;
-/// How many times the bare producer and the relay are measured, in turn.
+/// How many times the ways of a throughput section are measured, in turn: the bare producer and the relay here, the
+/// replay's four ways in [`crate::replay`].
 pub(crate) const ROUNDS: usize = 3;
 /// Records per transaction in the transactional baseline: the relay's default batch.
 const TRANSACTION: usize = RELAY_BATCH;
