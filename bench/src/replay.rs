@@ -157,15 +157,22 @@ pub async fn replay(broker: &TestBroker, events: usize) -> anyhow::Result<Replay
     })
 }
 
-/// Rebuilds a fresh order projection from `source`'s topics. Returns what the rebuild did, with its events/s and
-/// the cores busy meanwhile.
-async fn rebuild(source: &Source) -> anyhow::Result<(RebuildReport, (f64, f64))> {
+/// A fresh database with the order service's schema, and a pool on it as the service connects; the database lives
+/// as long as the [`TestDatabase`] returned.
+async fn order_database() -> anyhow::Result<(TestDatabase, sqlx::PgPool)> {
     let database = TestDatabase::create().await;
     let settings = shop_order::config::Settings {
         database_url: database.url.parse().map_err(anyhow::Error::msg)?,
         ..Default::default()
     };
     let pool = shop_order::database::connect(&settings).await?;
+    Ok((database, pool))
+}
+
+/// Rebuilds a fresh order projection from `source`'s topics. Returns what the rebuild did, with its events/s and
+/// the cores busy meanwhile.
+async fn rebuild(source: &Source) -> anyhow::Result<(RebuildReport, (f64, f64))> {
+    let (_database, pool) = order_database().await?;
     let started = Instant::now();
     let (report, busy) = cpu::metered(shop_projection::rebuild(
         &DirectoryProjection::live(),
@@ -185,12 +192,7 @@ async fn rebuild(source: &Source) -> anyhow::Result<(RebuildReport, (f64, f64))>
 /// one transaction or split into `lanes`. Returns events/s, and the cores busy while it applied (the database's
 /// creation left out).
 async fn apply_alone(envelopes: &[Envelope], lanes: Lanes) -> anyhow::Result<(f64, f64)> {
-    let database = TestDatabase::create().await;
-    let settings = shop_order::config::Settings {
-        database_url: database.url.parse().map_err(anyhow::Error::msg)?,
-        ..Default::default()
-    };
-    let pool = shop_order::database::connect(&settings).await?;
+    let (_database, pool) = order_database().await?;
     let records = envelopes
         .iter()
         .enumerate()
